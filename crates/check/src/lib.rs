@@ -1,0 +1,1 @@
+//! `stepforge-check`: lowering, type and shape checking, linearity.

@@ -1,0 +1,2 @@
+//! The `stepforge` binary: the only crate that talks to the terminal.
+fn main() {}

@@ -1,0 +1,1 @@
+//! `stepforge-exec`: functional executor and verification.

@@ -1,0 +1,1 @@
+//! `stepforge-ir`: types, dimensions and the typed stream graph.

@@ -1,0 +1,114 @@
+//! The registry of stable diagnostic codes.
+//!
+//! A code, once shipped, keeps its meaning forever: agents and tests key on it. Each code has a
+//! default severity, a one-line title and a long explanation (`explain/CODE.md`, printed by
+//! `stepforge explain`) with a wrong and a right example. Adding a code means adding a line to the
+//! table below and its explanation file; the tests check that every code has one.
+//!
+//! Ranges: E01xx lexing/parsing, E02xx names, E03xx types and shapes, E04xx linearity, E05xx task
+//! files, E06xx evaluation, E07xx limits, E08xx simulation; Wxxxx warnings.
+
+use std::fmt;
+
+use crate::diag::Severity;
+
+macro_rules! codes {
+    ($($code:ident : $sev:ident, $title:literal;)*) => {
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+        pub enum Code { $($code,)* }
+
+        impl Code {
+            pub const ALL: &'static [Code] = &[$(Code::$code,)*];
+
+            pub fn as_str(self) -> &'static str {
+                match self { $(Code::$code => stringify!($code),)* }
+            }
+
+            pub fn severity(self) -> Severity {
+                match self { $(Code::$code => Severity::$sev,)* }
+            }
+
+            /// One line saying what the code is about.
+            pub fn title(self) -> &'static str {
+                match self { $(Code::$code => $title,)* }
+            }
+
+            /// The long explanation with a wrong and a right example (Markdown).
+            pub fn explanation(self) -> &'static str {
+                match self {
+                    $(Code::$code => include_str!(concat!("../explain/", stringify!($code), ".md")),)*
+                }
+            }
+
+            pub fn parse(s: &str) -> Option<Code> {
+                let s = s.trim().to_ascii_uppercase();
+                Code::ALL.iter().copied().find(|c| c.as_str() == s)
+            }
+        }
+    };
+}
+
+codes! {
+    // --- E01xx: lexing and parsing -------------------------------------------------------
+    E0101: Error, "unexpected character";
+    E0102: Error, "unterminated string literal";
+    E0103: Error, "tabs and spaces mixed in indentation";
+    E0104: Error, "unexpected indentation";
+    E0110: Error, "unexpected token";
+    E0111: Error, "unexpected end of input (unclosed bracket or unfinished statement)";
+    E0112: Error, "unknown STeP operator";
+    E0113: Error, "operator parameter passed positionally";
+    E0114: Error, "missing `.apply(...)` after an operator";
+    E0115: Error, "unknown operator parameter";
+    E0116: Error, "program has no `return`";
+    E0117: Error, "construct not allowed in a STeP program";
+    E0118: Error, "no program found in the answer";
+    E0119: Error, "malformed dtype";
+    // --- E05xx: task files ---------------------------------------------------------------
+    E0501: Error, "task file is not valid YAML";
+    E0502: Error, "required task field missing";
+    E0503: Error, "task field has the wrong type";
+    E0504: Error, "bad dimension list";
+    E0505: Error, "unknown data generator";
+    E0506: Error, "duplicate name in task";
+    E0507: Error, "bad reducer init value";
+    E0508: Error, "task file too large";
+    // --- warnings ------------------------------------------------------------------------
+    W0501: Warning, "unknown task field (ignored)";
+}
+
+impl fmt::Display for Code {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl serde::Serialize for Code {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(self.as_str())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_code_has_a_real_explanation() {
+        for c in Code::ALL {
+            let text = c.explanation();
+            assert!(text.starts_with(&format!("# {}", c.as_str())), "{c}: heading");
+            assert!(text.contains("Wrong"), "{c}: needs a wrong example");
+            assert!(text.contains("Right"), "{c}: needs a right example");
+            assert_eq!(Code::parse(c.as_str()), Some(*c));
+        }
+    }
+
+    #[test]
+    fn ranges_match_severity() {
+        for c in Code::ALL {
+            let warn = c.as_str().starts_with('W');
+            assert_eq!(c.severity() == Severity::Warning, warn, "{c}");
+        }
+    }
+}

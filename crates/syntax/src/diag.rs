@@ -1,0 +1,323 @@
+//! The one diagnostic type of stepforge, its stable codes, and its two renderers.
+//!
+//! Every phase (lexing, parsing, task loading, checking, evaluation, limits, simulation) reports
+//! through [`Diagnostic`]. It lives in the lowest crate so that every other crate can produce it
+//! without depending on the checker. A diagnostic is source-agnostic: its spans are byte offsets
+//! into whichever [`Source`] the caller renders it against.
+
+use std::fmt;
+
+use serde::Serialize;
+
+use crate::span::{Source, Span};
+
+pub use crate::codes::Code;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Severity {
+    Error,
+    Warning,
+}
+
+/// A secondary location with a short message ("E2 defined here with dims [K, M]").
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Label {
+    pub span: Span,
+    pub message: String,
+}
+
+/// Whether a fix may be applied without a human looking at it. `--fix` applies only `Safe` ones.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Applicability {
+    /// Applying it yields a program that means what the author meant (e.g. inserting `Copy`).
+    Safe,
+    /// Probably right, but it may change meaning (e.g. guessing a misspelled name).
+    Unsafe,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Edit {
+    pub span: Span,
+    pub replacement: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Fix {
+    pub message: String,
+    pub applicability: Applicability,
+    pub edits: Vec<Edit>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Diagnostic {
+    pub code: Code,
+    pub severity: Severity,
+    /// One line, in the user's terms.
+    pub message: String,
+    /// `None` only for diagnostics about a whole input (e.g. an empty answer).
+    pub span: Option<Span>,
+    pub labels: Vec<Label>,
+    /// Expected-vs-found lines and other facts.
+    pub notes: Vec<String>,
+    pub help: Option<String>,
+    pub fixes: Vec<Fix>,
+}
+
+impl Diagnostic {
+    /// An error with the code's default severity.
+    pub fn new(code: Code, message: impl Into<String>) -> Diagnostic {
+        Diagnostic {
+            code,
+            severity: code.severity(),
+            message: message.into(),
+            span: None,
+            labels: Vec::new(),
+            notes: Vec::new(),
+            help: None,
+            fixes: Vec::new(),
+        }
+    }
+
+    pub fn at(mut self, span: Span) -> Diagnostic {
+        self.span = Some(span);
+        self
+    }
+
+    pub fn label(mut self, span: Span, message: impl Into<String>) -> Diagnostic {
+        self.labels.push(Label {
+            span,
+            message: message.into(),
+        });
+        self
+    }
+
+    pub fn note(mut self, note: impl Into<String>) -> Diagnostic {
+        self.notes.push(note.into());
+        self
+    }
+
+    pub fn help(mut self, help: impl Into<String>) -> Diagnostic {
+        self.help = Some(help.into());
+        self
+    }
+
+    pub fn fix(mut self, fix: Fix) -> Diagnostic {
+        self.fixes.push(fix);
+        self
+    }
+
+    pub fn is_error(&self) -> bool {
+        self.severity == Severity::Error
+    }
+
+    /// Shift every span (used when a program was parsed out of a larger text).
+    pub fn shifted(mut self, offset: u32) -> Diagnostic {
+        self.span = self.span.map(|s| s.shifted(offset));
+        for l in &mut self.labels {
+            l.span = l.span.shifted(offset);
+        }
+        for f in &mut self.fixes {
+            for e in &mut f.edits {
+                e.span = e.span.shifted(offset);
+            }
+        }
+        self
+    }
+
+    /// Renders against `source` in the JSON shape of DESIGN §10.
+    pub fn to_json(&self, source: &Source) -> serde_json::Value {
+        let span = |s: Span| {
+            let a = source.line_col(s.lo);
+            let b = source.line_col(s.hi);
+            serde_json::json!({
+                "line": a.line, "column": a.column, "end_line": b.line, "end_column": b.column,
+            })
+        };
+        serde_json::json!({
+            "code": self.code.as_str(),
+            "severity": self.severity,
+            "message": self.message,
+            "span": self.span.map(span),
+            "labels": self.labels.iter().map(|l| serde_json::json!({
+                "span": span(l.span), "message": l.message,
+            })).collect::<Vec<_>>(),
+            "notes": self.notes,
+            "help": self.help,
+            "fixes": self.fixes.iter().map(|f| serde_json::json!({
+                "message": f.message,
+                "applicability": f.applicability,
+                "edits": f.edits.iter().map(|e| serde_json::json!({
+                    "span": span(e.span), "replacement": e.replacement,
+                })).collect::<Vec<_>>(),
+            })).collect::<Vec<_>>(),
+        })
+    }
+
+    /// Renders against `source` as a human report with a source snippet and carets.
+    pub fn render_human(&self, source: &Source, color: bool) -> String {
+        use codespan_reporting::diagnostic::{Diagnostic as CsDiag, Label as CsLabel};
+        use codespan_reporting::files::SimpleFile;
+        use codespan_reporting::term::{self, Config};
+
+        let file = SimpleFile::new(source.name.as_str(), source.text.as_str());
+        let mut d = match self.severity {
+            Severity::Error => CsDiag::error(),
+            Severity::Warning => CsDiag::warning(),
+        }
+        .with_code(self.code.as_str())
+        .with_message(&self.message);
+        let mut labels = Vec::new();
+        if let Some(s) = self.span {
+            labels.push(CsLabel::primary((), clamp(s, source)));
+        }
+        for l in &self.labels {
+            labels.push(CsLabel::secondary((), clamp(l.span, source)).with_message(&l.message));
+        }
+        d = d.with_labels(labels);
+        let mut notes = self.notes.clone();
+        if let Some(h) = &self.help {
+            notes.push(format!("help: {h}"));
+        }
+        for f in &self.fixes {
+            let edits: Vec<String> = f
+                .edits
+                .iter()
+                .map(|e| {
+                    let at = source.line_col(e.span.lo);
+                    if e.span.is_empty() {
+                        format!("insert `{}` at {}:{}", e.replacement, at.line, at.column)
+                    } else {
+                        format!(
+                            "replace `{}` at {}:{} with `{}`",
+                            source.text.get(clamp(e.span, source)).unwrap_or(""),
+                            at.line,
+                            at.column,
+                            e.replacement
+                        )
+                    }
+                })
+                .collect();
+            notes.push(format!("fix: {} ({})", f.message, edits.join("; ")));
+        }
+        d = d.with_notes(notes);
+
+        let config = Config::default();
+        let mut out = Vec::new();
+        let res = if color {
+            let mut w = termcolor_ansi(&mut out);
+            term::emit_to_write_style(&mut w, &config, &file, &d)
+        } else {
+            let mut w = codespan_reporting::term::termcolor::NoColor::new(&mut out);
+            term::emit_to_write_style(&mut w, &config, &file, &d)
+        };
+        if res.is_err() {
+            // codespan only fails on spans outside the file, which `clamp` rules out; keep a
+            // readable fallback rather than losing the diagnostic.
+            return format!("{}[{}]: {}\n", self.severity, self.code, self.message);
+        }
+        String::from_utf8_lossy(&out).into_owned()
+    }
+
+    /// One line per diagnostic: `file:line:col: error[E0301]: message` (for agents and grep).
+    pub fn render_short(&self, source: &Source) -> String {
+        let at = self
+            .span
+            .map(|s| source.line_col(s.lo))
+            .map(|lc| format!("{}:{}:{}", source.name, lc.line, lc.column))
+            .unwrap_or_else(|| source.name.clone());
+        format!("{at}: {}[{}]: {}", self.severity, self.code, self.message)
+    }
+}
+
+fn termcolor_ansi(
+    out: &mut Vec<u8>,
+) -> codespan_reporting::term::termcolor::Ansi<&mut Vec<u8>> {
+    codespan_reporting::term::termcolor::Ansi::new(out)
+}
+
+fn clamp(span: Span, source: &Source) -> std::ops::Range<usize> {
+    let len = source.text.len();
+    let mut lo = (span.lo as usize).min(len);
+    let mut hi = (span.hi as usize).min(len).max(lo);
+    while !source.text.is_char_boundary(lo) {
+        lo -= 1;
+    }
+    while !source.text.is_char_boundary(hi) {
+        hi += 1;
+    }
+    lo..hi
+}
+
+impl fmt::Display for Severity {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Severity::Error => "error",
+            Severity::Warning => "warning",
+        })
+    }
+}
+
+/// Applies every fix of the given applicability to `text`. Overlapping edits are skipped (the
+/// first one, in span order, wins) so the result is always well defined.
+pub fn apply_fixes(text: &str, diagnostics: &[Diagnostic], safe_only: bool) -> String {
+    let mut edits: Vec<&Edit> = diagnostics
+        .iter()
+        .flat_map(|d| d.fixes.iter())
+        .filter(|f| !safe_only || f.applicability == Applicability::Safe)
+        .flat_map(|f| f.edits.iter())
+        .collect();
+    edits.sort_by_key(|e| (e.span.lo, e.span.hi));
+    let mut out = String::with_capacity(text.len());
+    let mut pos = 0usize;
+    for e in edits {
+        let (lo, hi) = (e.span.lo as usize, e.span.hi as usize);
+        if lo < pos || hi > text.len() || !text.is_char_boundary(lo) || !text.is_char_boundary(hi)
+        {
+            continue;
+        }
+        out.push_str(&text[pos..lo]);
+        out.push_str(&e.replacement);
+        pos = hi;
+    }
+    out.push_str(&text[pos..]);
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn fixes_apply_in_order_and_skip_overlaps() {
+        let text = "a = f(x)\nb = g(x)\n";
+        let d = Diagnostic::new(Code::E0110, "m").fix(Fix {
+            message: "m".into(),
+            applicability: Applicability::Safe,
+            edits: vec![
+                Edit { span: Span::new(15, 16), replacement: "x1".into() },
+                Edit { span: Span::new(0, 0), replacement: "# hi\n".into() },
+                Edit { span: Span::new(15, 16), replacement: "zz".into() },
+            ],
+        });
+        assert_eq!(apply_fixes(text, &[d], true), "# hi\na = f(x)\nb = g(x1)\n");
+    }
+
+    #[test]
+    fn json_shape_has_design_fields() {
+        let src = Source::new("p.step", "E1 = step.Mapp(fn=f).apply(E0)\n");
+        let d = Diagnostic::new(Code::E0110, "unexpected")
+            .at(Span::new(5, 14))
+            .note("expected x")
+            .help("do y");
+        let j = d.to_json(&src);
+        assert_eq!(j["code"], "E0110");
+        assert_eq!(j["severity"], "error");
+        assert_eq!(j["span"]["line"], 1);
+        assert_eq!(j["span"]["column"], 6);
+        assert_eq!(j["span"]["end_column"], 15);
+        assert_eq!(j["help"], "do y");
+        assert!(d.render_human(&src, false).contains("error[E0110]: unexpected"));
+    }
+}

@@ -1,0 +1,137 @@
+//! Byte spans and line/column lookup.
+//!
+//! Spans are byte offsets into one source text (the same unit logos and codespan use), so the
+//! lexer, the parser and both renderers agree without conversion. Line/column pairs are only
+//! computed at the edge, when a diagnostic is rendered or serialised.
+
+use serde::Serialize;
+
+/// A half-open byte range `[lo, hi)` into a source text.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default, Serialize)]
+pub struct Span {
+    pub lo: u32,
+    pub hi: u32,
+}
+
+impl Span {
+    pub const DUMMY: Span = Span { lo: 0, hi: 0 };
+
+    pub fn new(lo: usize, hi: usize) -> Span {
+        // Sources are bounded far below 4 GiB by the loaders; saturate rather than wrap so a
+        // pathological input can only blur a location, never point it somewhere wrong.
+        let clamp = |x: usize| u32::try_from(x).unwrap_or(u32::MAX);
+        Span {
+            lo: clamp(lo),
+            hi: clamp(hi.max(lo)),
+        }
+    }
+
+    /// The smallest span covering both.
+    pub fn to(self, other: Span) -> Span {
+        Span {
+            lo: self.lo.min(other.lo),
+            hi: self.hi.max(other.hi),
+        }
+    }
+
+    pub fn range(self) -> std::ops::Range<usize> {
+        self.lo as usize..self.hi as usize
+    }
+
+    pub fn len(self) -> usize {
+        (self.hi - self.lo) as usize
+    }
+
+    pub fn is_empty(self) -> bool {
+        self.hi == self.lo
+    }
+
+    /// Shift by `offset` bytes (used when a program was extracted from a larger answer text).
+    pub fn shifted(self, offset: u32) -> Span {
+        Span {
+            lo: self.lo.saturating_add(offset),
+            hi: self.hi.saturating_add(offset),
+        }
+    }
+}
+
+/// A 1-based line/column position. Columns count characters, not bytes, because that is what
+/// editors and LLMs count.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+pub struct LineCol {
+    pub line: u32,
+    pub column: u32,
+}
+
+/// A source text with its line index; the unit renderers work on.
+#[derive(Debug, Clone)]
+pub struct Source {
+    pub name: String,
+    pub text: String,
+    line_starts: Vec<usize>,
+}
+
+impl Source {
+    pub fn new(name: impl Into<String>, text: impl Into<String>) -> Source {
+        let text = text.into();
+        let mut line_starts = vec![0];
+        line_starts.extend(text.match_indices('\n').map(|(i, _)| i + 1));
+        Source {
+            name: name.into(),
+            text,
+            line_starts,
+        }
+    }
+
+    /// 1-based line and character column of a byte offset (clamped to the text).
+    pub fn line_col(&self, offset: u32) -> LineCol {
+        let mut offset = (offset as usize).min(self.text.len());
+        while !self.text.is_char_boundary(offset) {
+            offset -= 1;
+        }
+        let line = match self.line_starts.binary_search(&offset) {
+            Ok(i) => i,
+            Err(i) => i - 1,
+        };
+        let start = self.line_starts[line];
+        let column = self.text[start..offset].chars().count();
+        LineCol {
+            line: line as u32 + 1,
+            column: column as u32 + 1,
+        }
+    }
+
+    /// Byte offset of the start of a 1-based line (clamped).
+    pub fn line_start(&self, line: u32) -> usize {
+        let idx = (line.max(1) as usize - 1).min(self.line_starts.len() - 1);
+        self.line_starts[idx]
+    }
+
+    pub fn slice(&self, span: Span) -> &str {
+        self.text.get(span.range()).unwrap_or("")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn line_col_counts_chars() {
+        let src = Source::new("t", "ab\nxé=1\n");
+        assert_eq!(src.line_col(0), LineCol { line: 1, column: 1 });
+        assert_eq!(src.line_col(3), LineCol { line: 2, column: 1 });
+        // 'é' is two bytes; the '=' after it is the third character of line 2.
+        assert_eq!(src.line_col(6), LineCol { line: 2, column: 3 });
+        assert_eq!(src.line_col(999), LineCol { line: 3, column: 1 });
+    }
+
+    #[test]
+    fn span_union_and_shift() {
+        let a = Span::new(3, 5);
+        let b = Span::new(1, 4);
+        assert_eq!(a.to(b), Span::new(1, 5));
+        assert_eq!(a.shifted(10), Span::new(13, 15));
+        assert_eq!(Span::new(5, 2), Span::new(5, 5));
+    }
+}

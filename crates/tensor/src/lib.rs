@@ -1,0 +1,1 @@
+//! `stepforge-tensor`: dense f32/i64/bool tensors with torch semantics.
