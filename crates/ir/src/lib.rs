@@ -1,1 +1,112 @@
-//! `stepforge-ir`: types, dimensions and the typed stream graph.
+//! `stepforge-ir` owns the single source of truth after lowering (DESIGN §2, §3): element and
+//! stream types, symbolic dimensions, function signatures and the typed stream graph that the
+//! executor, the JIT and the simulator consume.
+//!
+//! It does no checking of programs (that is `stepforge-check`, which builds graphs only for
+//! well-typed programs) and no I/O. Invariants of a finished [`Graph`]:
+//! 1. ids are dense (`0..count`) and never reused; ops are numbered in program order;
+//! 2. every stream has exactly one producer port and a well-formed [`StreamType`];
+//! 3. every [`FnId`] in an op names an entry of the graph's function table;
+//! 4. the graph is acyclic and [`Graph::topo_order`] lists every op once.
+
+pub mod dim;
+pub mod dump;
+pub mod graph;
+pub mod types;
+
+pub use dim::{Dim, DimEnv, DynDim, Sym, dims_to_string, strip_value_suffix};
+pub use dump::GraphDump;
+pub use graph::{
+    Edge, FnId, FnKind, FnSig, Graph, GraphBuilder, GraphError, Op, OpId, OpKind, PortRef, Stream,
+    StreamId,
+};
+pub use types::{ElemType, Scalar, StreamType, TypeAstError};
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use stepforge_syntax::span::Span;
+
+    /// in0 → Map → Copy → (Accum, Output1); Accum → Output0
+    fn sample() -> Graph {
+        let d = Dim::sym("D");
+        let n = Dim::sym("N");
+        let fns = vec![
+            FnSig {
+                id: FnId::new(0),
+                name: "f".into(),
+                label: "f".into(),
+                decl_index: 0,
+                kind: FnKind::Stateless,
+                input: ElemType::Fp32,
+                output: ElemType::Fp32,
+                span: Span::DUMMY,
+            },
+            FnSig {
+                id: FnId::new(1),
+                name: "add".into(),
+                label: "add".into(),
+                decl_index: 1,
+                kind: FnKind::Reducer { init: vec![0.0] },
+                input: ElemType::Fp32,
+                output: ElemType::Fp32,
+                span: Span::DUMMY,
+            },
+        ];
+        let st = StreamType::new(ElemType::Fp32, vec![d.clone(), n.clone()]);
+        let mut b = GraphBuilder::new(fns);
+        let i = b.add_op(OpKind::Input { index: 0, name: "E0".into() }, Span::DUMMY);
+        let s0 = b.add_output(i, st.clone(), Some("E0".into()), Span::DUMMY).unwrap();
+        let m = b.add_op(OpKind::Map { f: FnId::new(0) }, Span::new(0, 5));
+        b.add_input(m, s0).unwrap();
+        let s1 = b.add_output(m, st.clone(), Some("E1".into()), Span::DUMMY).unwrap();
+        let c = b.add_op(OpKind::Copy, Span::DUMMY);
+        b.add_input(c, s1).unwrap();
+        let s2 = b.add_output(c, st.clone(), Some("a".into()), Span::DUMMY).unwrap();
+        let s3 = b.add_output(c, st.clone(), Some("b".into()), Span::DUMMY).unwrap();
+        let acc = b.add_op(OpKind::Accum { f: FnId::new(1), b: 1 }, Span::DUMMY);
+        b.add_input(acc, s2).unwrap();
+        let s4 = b
+            .add_output(acc, StreamType::new(ElemType::Fp32, vec![n]), Some("r".into()), Span::DUMMY)
+            .unwrap();
+        let o1 = b.add_op(OpKind::Output { index: 1, name: "y".into() }, Span::DUMMY);
+        b.add_input(o1, s3).unwrap();
+        let o0 = b.add_op(OpKind::Output { index: 0, name: "x".into() }, Span::DUMMY);
+        b.add_input(o0, s4).unwrap();
+        b.finish().unwrap()
+    }
+
+    #[test]
+    fn builder_links_ports_and_orders_topologically() {
+        let g = sample();
+        assert_eq!(g.op_count(), 6);
+        assert_eq!(g.topo_order().len(), 6);
+        let pos = |id: usize| g.topo_order().iter().position(|o| o.index() == id).unwrap();
+        for s in g.streams() {
+            for c in &s.consumers {
+                assert!(pos(s.producer.op.index()) < pos(c.op.index()));
+            }
+        }
+        let copy = g.op(OpId::new(2));
+        assert_eq!(copy.outputs.len(), 2);
+        assert_eq!(g.stream(copy.outputs[1]).producer.port, 1);
+        assert_eq!(g.outputs(), &[OpId::new(5), OpId::new(4)]);
+        assert!(g.is_linear());
+        assert_eq!(g.input_type(OpId::new(3), 0).unwrap().to_string(), "fp32 [D, N]");
+    }
+
+    #[test]
+    fn dumps_are_stable() {
+        let g = sample();
+        insta::assert_snapshot!(g.dump());
+        insta::assert_snapshot!(g.to_dot());
+        insta::assert_json_snapshot!(g.to_serde());
+    }
+
+    #[test]
+    fn missing_fn_is_rejected() {
+        let mut b = GraphBuilder::new(Vec::new());
+        b.add_op(OpKind::Map { f: FnId::new(3) }, Span::DUMMY);
+        assert!(b.finish().is_err());
+    }
+}

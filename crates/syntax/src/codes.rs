@@ -64,6 +64,7 @@ codes! {
     E0117: Error, "construct not allowed in a STeP program";
     E0118: Error, "no program found in the answer";
     E0119: Error, "malformed dtype";
+    E0120: Error, "malformed dimension";
     // --- E05xx: task files ---------------------------------------------------------------
     E0501: Error, "task file is not valid YAML";
     E0502: Error, "required task field missing";
@@ -73,6 +74,12 @@ codes! {
     E0506: Error, "duplicate name in task";
     E0507: Error, "bad reducer init value";
     E0508: Error, "task file too large";
+    E0509: Error, "dimension has no value";
+    E0510: Error, "bad Multihot hot-bit range";
+    E0511: Error, "bad dimension value";
+    E0512: Error, "wrong number of reference snippets";
+    // --- E07xx: limits -------------------------------------------------------------------
+    E0701: Error, "tensor too large";
     // --- warnings ------------------------------------------------------------------------
     W0501: Warning, "unknown task field (ignored)";
 }

@@ -44,7 +44,9 @@ pub struct StreamDecl {
     /// Innermost first (DESIGN §3).
     pub dims: Vec<DimExpr>,
     pub data_gen: DataGen,
-    /// Hot bits per Multihot vector, inclusive range.
+    /// Hot bits per Multihot vector, inclusive range, from `min`/`max`. A missing `min` is 1, a
+    /// missing `max` is `i64::MAX`; the generator clamps `max` to the vector length. `None` (no
+    /// `min`/`max`) means 1 to the vector length. Only Multihot elements use it.
     pub hot: Option<(i64, i64)>,
     pub span: Span,
 }
@@ -99,6 +101,39 @@ pub enum DataGen {
     Ones,
     /// `binary`: Bernoulli(0.5) as 0.0/1.0
     Binary,
+}
+
+impl DataGen {
+    /// The spellings the loader accepts (`randn` etc. without the `torch.` prefix too).
+    pub const NAMES: &'static [&'static str] = &[
+        "torch.randn",
+        "torch.rand",
+        "torch.ones",
+        "binary",
+        "randn",
+        "rand",
+        "ones",
+    ];
+
+    pub fn parse(s: &str) -> Option<DataGen> {
+        match s.trim() {
+            "torch.randn" | "randn" => Some(DataGen::Randn),
+            "torch.rand" | "rand" => Some(DataGen::Rand),
+            "torch.ones" | "ones" => Some(DataGen::Ones),
+            "binary" => Some(DataGen::Binary),
+            _ => None,
+        }
+    }
+
+    /// The canonical (benchmark) spelling.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DataGen::Randn => "torch.randn",
+            DataGen::Rand => "torch.rand",
+            DataGen::Ones => "torch.ones",
+            DataGen::Binary => "binary",
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq)]
