@@ -1,1 +1,201 @@
-//! `stepforge-check`: lowering, type and shape checking, linearity.
+//! `stepforge-check` owns the static checker (DESIGN §4, §5, §10): lowering a parsed program
+//! against its task into the typed stream graph of `stepforge-ir`, name resolution (E02xx), the
+//! type and shape rule of every operator (E03xx, in [`rules`]), linearity (E04xx) with the
+//! Copy-inserting fix, and lints (W0201, W0202, W0401).
+//!
+//! It does no I/O and never panics on user input; every problem is a [`Diagnostic`]. Results
+//! are side tables: the graph is built only for a well-typed program (one whose only errors, if
+//! any, are linearity errors) and is never mutated afterwards.
+
+mod linear;
+mod lower;
+pub mod rules;
+
+use serde::Serialize;
+use stepforge_ir::Graph;
+use stepforge_syntax::ast::Program;
+use stepforge_syntax::{Diagnostic, Source};
+use stepforge_task::Task;
+
+pub use linear::Linearity;
+pub use lower::TaskEnv;
+
+/// One typed stream of the program, as shown by `stepforge check --format json`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct TypedStream {
+    pub name: String,
+    pub dtype: String,
+    pub dims: Vec<String>,
+}
+
+/// Everything the checker found.
+#[derive(Debug, Clone)]
+pub struct CheckOutput {
+    /// The typed graph when the program is well typed (it may still be non-linear).
+    pub graph: Option<Graph>,
+    /// Sorted by position; errors and warnings.
+    pub diagnostics: Vec<Diagnostic>,
+    /// No error diagnostics at all (warnings allowed).
+    pub ok: bool,
+    /// Every stream is consumed at most once (returning counts as consuming).
+    pub linear: bool,
+    /// The benchmark's older rule: a stream both consumed by one op and returned is fine.
+    pub linear_compat: bool,
+    /// Copy ops the linearity fix inserts.
+    pub copies_needed: usize,
+    /// Named streams with their types, in definition order.
+    pub streams: Vec<TypedStream>,
+}
+
+impl CheckOutput {
+    fn failed(diagnostics: Vec<Diagnostic>) -> CheckOutput {
+        CheckOutput {
+            graph: None,
+            ok: !diagnostics.iter().any(Diagnostic::is_error),
+            diagnostics,
+            linear: false,
+            linear_compat: false,
+            copies_needed: 0,
+            streams: Vec::new(),
+        }
+    }
+
+    /// True when the only errors (if any) are linearity errors.
+    pub fn well_typed(&self) -> bool {
+        self.graph.is_some()
+    }
+
+    /// The JSON object of `stepforge check --format json` (DESIGN §11).
+    pub fn to_json(&self, source: &Source) -> serde_json::Value {
+        serde_json::json!({
+            "ok": self.ok,
+            "linear": self.linear,
+            "linear_compat": self.linear_compat,
+            "copies_needed": self.copies_needed,
+            "diagnostics": self.diagnostics.iter().map(|d| d.to_json(source)).collect::<Vec<_>>(),
+            "streams": self.streams,
+        })
+    }
+}
+
+/// Options for [`check_program_with`].
+#[derive(Debug, Clone, Default)]
+pub struct CheckOptions<'a> {
+    /// The text the program's spans point into; needed for the Copy fix to match indentation
+    /// (without it, statements are assumed to start at column 1).
+    pub text: Option<&'a str>,
+    /// `--dims` overrides.
+    pub dims: &'a [(String, i64)],
+    /// The program's spans point into the task file (its reference impl), so task
+    /// declarations may be labelled.
+    pub same_source: bool,
+}
+
+/// Checks a parsed program against its task (spans into a separate program text).
+pub fn check_program(task: &Task, program: &Program) -> CheckOutput {
+    check_program_with(task, program, &CheckOptions::default())
+}
+
+pub fn check_program_with(task: &Task, program: &Program, opts: &CheckOptions) -> CheckOutput {
+    let te = TaskEnv::new(task, opts.dims, opts.same_source);
+    check_with_env(&te, program, opts)
+}
+
+/// Checks against a prepared [`TaskEnv`] (reuse it to check many programs for one task).
+pub fn check_with_env(te: &TaskEnv, program: &Program, opts: &CheckOptions) -> CheckOutput {
+    let mut lw = lower::Lowerer::new(te, opts.same_source);
+    lw.run(program);
+    let (lin, lin_diags) = linear::analyse(&lw, opts.text);
+    let mut diagnostics = te.diagnostics.clone();
+    diagnostics.append(&mut lw.diags);
+    let type_ok = !diagnostics.iter().any(Diagnostic::is_error);
+    diagnostics.extend(lin_diags);
+    diagnostics.extend(linear::unused(&lw));
+    let graph = if type_ok { lw.build_graph() } else { None };
+    // Comprehension bodies are lowered once per element: identical reports collapse.
+    let mut seen = std::collections::BTreeSet::new();
+    diagnostics.retain(|d| seen.insert((d.span, d.code, d.message.clone())));
+    diagnostics.sort_by_key(|d| (d.span.map_or(0, |s| s.lo), d.severity, d.code));
+    let streams = lw
+        .streams
+        .iter()
+        .filter_map(|s| {
+            let ty = s.ty.as_ref()?;
+            Some(TypedStream {
+                name: s.disp.clone(),
+                dtype: ty.elem.to_string(),
+                dims: ty.dims.iter().map(|d| d.to_string()).collect(),
+            })
+        })
+        .collect();
+    CheckOutput {
+        ok: !diagnostics.iter().any(Diagnostic::is_error),
+        graph,
+        diagnostics,
+        linear: lin.linear,
+        linear_compat: lin.linear_compat,
+        copies_needed: lin.copies_needed,
+        streams,
+    }
+}
+
+/// Parses an answer (a program, a YAML document with `impl:`, or a fenced block) and checks it.
+/// The returned [`Source`] is what the diagnostics' spans point into.
+pub fn check_answer(task: &Task, text: &str) -> (Source, CheckOutput) {
+    check_answer_with(task, text, &[])
+}
+
+pub fn check_answer_with(task: &Task, text: &str, dims: &[(String, i64)]) -> (Source, CheckOutput) {
+    let source = Source::new("answer", text);
+    let parsed = stepforge_syntax::parse_answer(text);
+    let has_errors = parsed.has_errors();
+    let out = match (parsed.value, has_errors) {
+        (Some(p), false) => {
+            let mut out = check_program_with(
+                task,
+                &p,
+                &CheckOptions {
+                    text: Some(text),
+                    dims,
+                    same_source: false,
+                },
+            );
+            let mut all = parsed.diagnostics;
+            all.append(&mut out.diagnostics);
+            out.diagnostics = all;
+            out
+        }
+        _ => CheckOutput::failed(parsed.diagnostics),
+    };
+    (source, out)
+}
+
+/// Checks the task's own reference `impl` (spans into `task.source`). `None` when the task has
+/// no reference implementation.
+pub fn check_task(task: &Task) -> Option<CheckOutput> {
+    check_task_with(task, &[])
+}
+
+pub fn check_task_with(task: &Task, dims: &[(String, i64)]) -> Option<CheckOutput> {
+    task.reference_impl.as_ref()?;
+    let parsed = stepforge_task::parse_impl(task);
+    let has_errors = parsed.has_errors();
+    Some(match (parsed.value, has_errors) {
+        (Some(p), false) => {
+            let mut out = check_program_with(
+                task,
+                &p,
+                &CheckOptions {
+                    text: Some(&task.source.text),
+                    dims,
+                    same_source: true,
+                },
+            );
+            let mut all = parsed.diagnostics;
+            all.append(&mut out.diagnostics);
+            out.diagnostics = all;
+            out
+        }
+        _ => CheckOutput::failed(parsed.diagnostics),
+    })
+}

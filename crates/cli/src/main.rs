@@ -4,9 +4,11 @@
 //! of exiting, so every command is testable as a function. Exit codes (DESIGN §11): 0 success or
 //! pass, 1 the program or task was rejected, 2 usage error or unreadable input file.
 
+mod cmd_bench;
 mod cmd_check;
 mod cmd_explain;
 mod cmd_parse;
+mod cmd_verify;
 mod output;
 
 use std::path::PathBuf;
@@ -57,6 +59,10 @@ enum Command {
     Check(cmd_check::Args),
     /// Explain a diagnostic code, with a wrong and a right example.
     Explain(cmd_explain::Args),
+    /// Check a program, run it on seeded data and compare with the task's references.
+    Verify(cmd_verify::Args),
+    /// Measure verification latency per task (median, p95) as a markdown table.
+    Bench(cmd_bench::Args),
 }
 
 fn main() -> ExitCode {
@@ -73,6 +79,8 @@ fn main() -> ExitCode {
         Command::Parse(args) => cmd_parse::run(&args),
         Command::Check(args) => cmd_check::run(&args),
         Command::Explain(args) => cmd_explain::run(&args),
+        Command::Verify(args) => cmd_verify::run(&args),
+        Command::Bench(args) => cmd_bench::run(&args),
     };
     status.into()
 }

@@ -1,1 +1,26 @@
-//! `stepforge-exec`: functional executor and verification.
+//! `stepforge-exec` owns execution and verification (DESIGN §3, §4, §9): the functional
+//! executor of a checked typed stream graph ([`Prepared`]), the comparison with the task's
+//! reference snippets and the verdicts ([`verify`]), resource limits ([`ExecLimits`]), and the
+//! Python/torch-subset evaluator ([`eval`]) that element functions and references run on.
+//!
+//! It never prints and never exits; every failure is a [`Diagnostic`] inside a
+//! [`VerifyReport`]. Untrusted programs and task files cannot make it panic or exhaust memory:
+//! sizes are checked before allocation and the wall clock is watched while it runs.
+//!
+//! [`Diagnostic`]: stepforge_syntax::Diagnostic
+
+pub mod compare;
+pub mod error;
+pub mod eval;
+mod exec;
+pub mod limits;
+pub mod report;
+pub mod stream;
+pub mod verify;
+
+pub use error::{ErrorClass, ExecError, Origin};
+pub use exec::Prepared;
+pub use limits::ExecLimits;
+pub use report::{OutputReport, ReportDiagnostic, Verdict, VerifyReport};
+pub use stream::{FieldData, StreamData};
+pub use verify::{VerifyOptions, verify, verify_loaded};

@@ -118,9 +118,15 @@ impl Dim {
 
     fn combine(&self, other: &Dim, sign: i32) -> Option<Dim> {
         let (num, den) = if sign > 0 {
-            (self.num.checked_mul(other.num)?, self.den.checked_mul(other.den)?)
+            (
+                self.num.checked_mul(other.num)?,
+                self.den.checked_mul(other.den)?,
+            )
         } else {
-            (self.num.checked_mul(other.den)?, self.den.checked_mul(other.num)?)
+            (
+                self.num.checked_mul(other.den)?,
+                self.den.checked_mul(other.num)?,
+            )
         };
         let mut map: BTreeMap<&Sym, i32> = BTreeMap::new();
         for (s, e) in &self.factors {
@@ -361,7 +367,11 @@ mod tests {
             op: OpId::new(2),
             branch: 0,
         };
-        let e = s("N").mul(&Dim::dynamic(dd)).unwrap().div(&Dim::lit(4)).unwrap();
+        let e = s("N")
+            .mul(&Dim::dynamic(dd))
+            .unwrap()
+            .div(&Dim::lit(4))
+            .unwrap();
         assert_eq!(e.eval(&env), None);
         env.set_dynamic(dd, 3);
         assert_eq!(e.eval(&env), Some(6));

@@ -83,9 +83,15 @@ impl Graph {
     /// and type; unconsumed streams end in a dashed sink node.
     pub fn to_dot(&self) -> String {
         let esc = |s: &str| s.replace('\\', "\\\\").replace('"', "\\\"");
-        let mut out = String::from("digraph stepforge {\n  rankdir=TB;\n  node [shape=box, fontname=\"monospace\"];\n");
+        let mut out = String::from(
+            "digraph stepforge {\n  rankdir=TB;\n  node [shape=box, fontname=\"monospace\"];\n",
+        );
         for op in self.ops() {
-            let shape = if op.kind.is_pseudo() { ", shape=ellipse" } else { "" };
+            let shape = if op.kind.is_pseudo() {
+                ", shape=ellipse"
+            } else {
+                ""
+            };
             let _ = writeln!(
                 out,
                 "  {} [label=\"{}: {}\"{shape}];",

@@ -94,26 +94,57 @@ impl FnSig {
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub enum OpKind {
     /// Task input `index` (`inputs[index]`), read from off-chip memory.
-    Input { index: usize, name: String },
+    Input {
+        index: usize,
+        name: String,
+    },
     /// Task output `index` (`outputs[index]`), written to off-chip memory.
-    Output { index: usize, name: String },
-    Map { f: FnId },
-    Accum { f: FnId, b: usize },
-    Scan { f: FnId, b: usize },
+    Output {
+        index: usize,
+        name: String,
+    },
+    Map {
+        f: FnId,
+    },
+    Accum {
+        f: FnId,
+        b: usize,
+    },
+    Scan {
+        f: FnId,
+        b: usize,
+    },
     Zip,
     Copy,
-    Bufferize { a: usize },
+    Bufferize {
+        a: usize,
+    },
     Streamify,
-    Promote { b: usize },
+    Promote {
+        b: usize,
+    },
     /// `L`: consecutive, ascending, `L[0] ≥ 1`.
-    Flatten { dims: Vec<usize> },
+    Flatten {
+        dims: Vec<usize>,
+    },
     /// `L` (ascending, distinct) and `S=c`.
-    Reshape { dims: Vec<usize>, chunk: Dim },
-    Repeat { n: Dim },
+    Reshape {
+        dims: Vec<usize>,
+        chunk: Dim,
+    },
+    Repeat {
+        n: Dim,
+    },
     RepeatRef,
     /// `n` branches; the selector covers the data's outermost `sel_dims` dims.
-    Partition { n: usize, sel_dims: usize },
-    Merge { f: FnId, n: usize },
+    Partition {
+        n: usize,
+        sel_dims: usize,
+    },
+    Merge {
+        f: FnId,
+        n: usize,
+    },
 }
 
 impl OpKind {
@@ -362,7 +393,8 @@ impl GraphBuilder {
         if let Some(s) = self.streams.get_mut(stream.index()) {
             s.consumers.push(PortRef { op, port });
         }
-        self.g.add_edge(node(producer), node(op), Edge { stream, port });
+        self.g
+            .add_edge(node(producer), node(op), Edge { stream, port });
         Ok(())
     }
 

@@ -55,23 +55,60 @@ mod tests {
         ];
         let st = StreamType::new(ElemType::Fp32, vec![d.clone(), n.clone()]);
         let mut b = GraphBuilder::new(fns);
-        let i = b.add_op(OpKind::Input { index: 0, name: "E0".into() }, Span::DUMMY);
-        let s0 = b.add_output(i, st.clone(), Some("E0".into()), Span::DUMMY).unwrap();
+        let i = b.add_op(
+            OpKind::Input {
+                index: 0,
+                name: "E0".into(),
+            },
+            Span::DUMMY,
+        );
+        let s0 = b
+            .add_output(i, st.clone(), Some("E0".into()), Span::DUMMY)
+            .unwrap();
         let m = b.add_op(OpKind::Map { f: FnId::new(0) }, Span::new(0, 5));
         b.add_input(m, s0).unwrap();
-        let s1 = b.add_output(m, st.clone(), Some("E1".into()), Span::DUMMY).unwrap();
+        let s1 = b
+            .add_output(m, st.clone(), Some("E1".into()), Span::DUMMY)
+            .unwrap();
         let c = b.add_op(OpKind::Copy, Span::DUMMY);
         b.add_input(c, s1).unwrap();
-        let s2 = b.add_output(c, st.clone(), Some("a".into()), Span::DUMMY).unwrap();
-        let s3 = b.add_output(c, st.clone(), Some("b".into()), Span::DUMMY).unwrap();
-        let acc = b.add_op(OpKind::Accum { f: FnId::new(1), b: 1 }, Span::DUMMY);
+        let s2 = b
+            .add_output(c, st.clone(), Some("a".into()), Span::DUMMY)
+            .unwrap();
+        let s3 = b
+            .add_output(c, st.clone(), Some("b".into()), Span::DUMMY)
+            .unwrap();
+        let acc = b.add_op(
+            OpKind::Accum {
+                f: FnId::new(1),
+                b: 1,
+            },
+            Span::DUMMY,
+        );
         b.add_input(acc, s2).unwrap();
         let s4 = b
-            .add_output(acc, StreamType::new(ElemType::Fp32, vec![n]), Some("r".into()), Span::DUMMY)
+            .add_output(
+                acc,
+                StreamType::new(ElemType::Fp32, vec![n]),
+                Some("r".into()),
+                Span::DUMMY,
+            )
             .unwrap();
-        let o1 = b.add_op(OpKind::Output { index: 1, name: "y".into() }, Span::DUMMY);
+        let o1 = b.add_op(
+            OpKind::Output {
+                index: 1,
+                name: "y".into(),
+            },
+            Span::DUMMY,
+        );
         b.add_input(o1, s3).unwrap();
-        let o0 = b.add_op(OpKind::Output { index: 0, name: "x".into() }, Span::DUMMY);
+        let o0 = b.add_op(
+            OpKind::Output {
+                index: 0,
+                name: "x".into(),
+            },
+            Span::DUMMY,
+        );
         b.add_input(o0, s4).unwrap();
         b.finish().unwrap()
     }
@@ -92,7 +129,10 @@ mod tests {
         assert_eq!(g.stream(copy.outputs[1]).producer.port, 1);
         assert_eq!(g.outputs(), &[OpId::new(5), OpId::new(4)]);
         assert!(g.is_linear());
-        assert_eq!(g.input_type(OpId::new(3), 0).unwrap().to_string(), "fp32 [D, N]");
+        assert_eq!(
+            g.input_type(OpId::new(3), 0).unwrap().to_string(),
+            "fp32 [D, N]"
+        );
     }
 
     #[test]

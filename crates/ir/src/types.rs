@@ -44,7 +44,10 @@ pub enum ElemType {
     /// `Multihot(fp32, X)`: a 0/1 vector of length X.
     Multihot(Dim),
     /// `Buffer(elem, dims)`, dims innermost first.
-    Buffer { elem: Scalar, dims: Vec<Dim> },
+    Buffer {
+        elem: Scalar,
+        dims: Vec<Dim>,
+    },
     Tuple(Vec<ElemType>),
 }
 
@@ -143,7 +146,10 @@ impl ElemType {
             DtypeAst::Fp32(_) => Ok(ElemType::Fp32),
             DtypeAst::Multihot { elem, len, span } => match elem.as_ref() {
                 DtypeAst::Fp32(_) => Ok(ElemType::Multihot(dim(len)?)),
-                _ => Err(err("Multihot holds fp32 only: write Multihot(fp32, X)", *span)),
+                _ => Err(err(
+                    "Multihot holds fp32 only: write Multihot(fp32, X)",
+                    *span,
+                )),
             },
             DtypeAst::Buffer { elem, dims, span } => {
                 let inner = ElemType::from_ast(elem)?;
@@ -152,10 +158,9 @@ impl ElemType {
                     return Err(err("a Buffer needs at least one dimension", *span));
                 }
                 match inner {
-                    ElemType::Tuple(_) => Err(err(
-                        "a Buffer holds fp32 or Multihot, not a tuple",
-                        *span,
-                    )),
+                    ElemType::Tuple(_) => {
+                        Err(err("a Buffer holds fp32 or Multihot, not a tuple", *span))
+                    }
                     other => ElemType::buffer(&other, &dims)
                         .ok_or_else(|| err("a Buffer holds fp32 or Multihot", *span)),
                 }
@@ -182,7 +187,9 @@ impl fmt::Display for ElemType {
         match self {
             ElemType::Fp32 => f.write_str("fp32"),
             ElemType::Multihot(x) => write!(f, "Multihot(fp32, {x})"),
-            ElemType::Buffer { elem, dims } => write!(f, "Buffer({elem}, {})", dims_to_string(dims)),
+            ElemType::Buffer { elem, dims } => {
+                write!(f, "Buffer({elem}, {})", dims_to_string(dims))
+            }
             ElemType::Tuple(fs) => {
                 let parts: Vec<String> = fs.iter().map(ElemType::to_string).collect();
                 write!(f, "[{}]", parts.join(", "))
@@ -259,7 +266,10 @@ mod tests {
             ElemType::tuple(vec![ElemType::Fp32, b.clone()]),
             ElemType::Multihot(Dim::sym("E")),
         ]);
-        assert_eq!(t.to_string(), "[fp32, Buffer(fp32, [D]), Multihot(fp32, E)]");
+        assert_eq!(
+            t.to_string(),
+            "[fp32, Buffer(fp32, [D]), Multihot(fp32, E)]"
+        );
         assert_eq!(ElemType::tuple(vec![b.clone()]), b);
         assert!(ElemType::buffer(&t, &[Dim::ONE]).is_none());
     }

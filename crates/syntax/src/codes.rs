@@ -65,6 +65,33 @@ codes! {
     E0118: Error, "no program found in the answer";
     E0119: Error, "malformed dtype";
     E0120: Error, "malformed dimension";
+    // --- E02xx: names ---------------------------------------------------------------------
+    E0201: Error, "undefined name";
+    E0202: Error, "unknown element function";
+    E0203: Error, "wrong kind of name (stream, list or function)";
+    E0204: Error, "wrong number of names bound";
+    E0205: Error, "malformed comprehension";
+    E0206: Error, "unknown dimension symbol";
+    // --- E03xx: types, shapes, parameters ------------------------------------------------
+    E0301: Error, "wrong kind of element function (stateless vs reducer)";
+    E0302: Error, "element type does not match the function's input type";
+    E0303: Error, "parameter out of range for the stream's rank";
+    E0304: Error, "invalid parameter value";
+    E0305: Error, "operand shapes do not match";
+    E0306: Error, "Streamify of a stream that does not carry buffers";
+    E0307: Error, "element type not allowed for this operator";
+    E0308: Error, "Reshape dimension not divisible";
+    E0309: Error, "wrong number of operands";
+    E0310: Error, "wrong number of returned streams";
+    E0311: Error, "returned stream does not match the task's output";
+    E0312: Error, "missing or malformed operator parameter";
+    E0313: Error, "branch count does not match the selector";
+    E0314: Error, "dimension too large";
+    E0315: Error, "invalid type in the task's declarations";
+    // --- E04xx: linearity ----------------------------------------------------------------
+    E0401: Error, "stream consumed more than once";
+    E0402: Error, "stream both consumed and returned";
+    E0403: Error, "list consumed more than once";
     // --- E05xx: task files ---------------------------------------------------------------
     E0501: Error, "task file is not valid YAML";
     E0502: Error, "required task field missing";
@@ -78,9 +105,23 @@ codes! {
     E0510: Error, "bad Multihot hot-bit range";
     E0511: Error, "bad dimension value";
     E0512: Error, "wrong number of reference snippets";
+    // --- E06xx: evaluation ---------------------------------------------------------------
+    E0601: Error, "evaluation error";
+    E0602: Error, "unsupported name or method";
+    E0603: Error, "element function returned the wrong shape or arity";
+    E0610: Error, "output shape differs from the reference";
+    E0611: Error, "output values differ from the reference";
+    E0612: Error, "stream operator failed at run time";
     // --- E07xx: limits -------------------------------------------------------------------
     E0701: Error, "tensor too large";
+    E0702: Error, "evaluation fuel exhausted";
+    E0703: Error, "live stream memory limit exceeded";
+    E0704: Error, "too many ops";
+    E0705: Error, "verification time limit exceeded";
     // --- warnings ------------------------------------------------------------------------
+    W0201: Warning, "name rebound";
+    W0202: Warning, "element function never used";
+    W0401: Warning, "stream never consumed";
     W0501: Warning, "unknown task field (ignored)";
 }
 

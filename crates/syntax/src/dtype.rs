@@ -79,7 +79,7 @@ pub(crate) fn dtype(e: &Expr, top: bool) -> Result<DtypeAst, Diagnostic> {
                             ),
                             e.span,
                         )
-                        .note("write `Multihot(fp32, E)`: E is the number of bits")),
+                        .note("write `Multihot(fp32, E)`: E is the number of bits"));
                     };
                     let elem = dtype(elem, false)?;
                     if !matches!(elem, DtypeAst::Fp32(_)) {
@@ -101,7 +101,7 @@ pub(crate) fn dtype(e: &Expr, top: bool) -> Result<DtypeAst, Diagnostic> {
                             ),
                             e.span,
                         )
-                        .note("write `Buffer(fp32, [D, N])` (dims innermost first)")),
+                        .note("write `Buffer(fp32, [D, N])` (dims innermost first)"));
                     };
                     let elem = dtype(elem, false)?;
                     match elem {

@@ -21,7 +21,7 @@ use crate::span::Span;
 /// What logos sees. Keywords are classified afterwards (cheaper than one DFA arm each).
 #[derive(Logos, Debug, Clone, Copy, PartialEq, Eq)]
 #[logos(skip r"[ \t\f]+")]
-#[logos(skip r"#[^\r\n]*")]
+#[logos(skip(r"#[^\r\n]*", allow_greedy = true))]
 #[logos(skip r"\\[ \t\f]*\r?\n")]
 enum Raw {
     #[regex(r"\r?\n")]
@@ -182,9 +182,10 @@ impl Tok<'_> {
     pub fn describe(&self) -> String {
         match self {
             Tok::Name(s) => format!("`{s}`"),
-            Tok::Int(s) | Tok::Float(s) => format!("the number `{s}`"),
-            Tok::Str(_) | Tok::FStr(_) => "a string".to_string(),
-            Tok::Error => "an unreadable character".to_string(),
+            Tok::Int(s) | Tok::Float(s) => format!("number `{s}`"),
+            Tok::Str(s) | Tok::FStr(s) if s.chars().count() <= 24 => format!("string {s}"),
+            Tok::Str(_) | Tok::FStr(_) => "string".to_string(),
+            Tok::Error => "unreadable character".to_string(),
             other => format!("`{}`", other.text()),
         }
     }
@@ -389,10 +390,14 @@ fn raw_tokens<'a>(text: &'a str, base: usize, diags: &mut Vec<Diagnostic>) -> Ve
             }),
             Err(()) => {
                 let ch = s.chars().next().unwrap_or('?');
-                let mut d = Diagnostic::new(
-                    Code::E0101,
-                    format!("unexpected character `{}`", ch.escape_debug()),
-                )
+                let shown = match ch {
+                    '`' => "backtick `` ` ``".to_string(),
+                    c if c.is_control() || c.is_whitespace() => {
+                        format!("character U+{:04X}", c as u32)
+                    }
+                    c => format!("character `{c}`"),
+                };
+                let mut d = Diagnostic::new(Code::E0101, format!("unexpected {shown}"))
                 .at(Span::new(lo, hi));
                 d = match ch {
                     '`' => d.help("backticks are not part of the language; remove them"),
@@ -425,6 +430,16 @@ fn raw_tokens<'a>(text: &'a str, base: usize, diags: &mut Vec<Diagnostic>) -> Ve
         }
     }
     out
+}
+
+/// Whether an unterminated string was reported at or after `from` (the current statement).
+fn unterminated_in_line(diags: &[Diagnostic], from: usize) -> bool {
+    // Diagnostics are pushed in text order: only the tail can belong to this statement.
+    diags
+        .iter()
+        .rev()
+        .take_while(|d| d.span.is_none_or(|s| s.lo as usize >= from))
+        .any(|d| d.code == Code::E0102)
 }
 
 /// Start of the physical line holding byte `pos`.
@@ -571,6 +586,8 @@ impl Layout<'_> {
     }
 }
 
+// The final `finish_line!` leaves its bookkeeping writes unread.
+#[allow(unused_assignments)]
 fn layout<'a>(text: &'a str, raw: Vec<RawTok<'a>>, mut diags: Vec<Diagnostic>) -> Lexed<'a> {
     let mut st = Layout {
         text,
@@ -590,20 +607,14 @@ fn layout<'a>(text: &'a str, raw: Vec<RawTok<'a>>, mut diags: Vec<Diagnostic>) -
     let mut cur_broken = false;
     let mut at_line_start = true;
 
-    let lex_error_at = |diags: &[Diagnostic], lo: usize, hi: usize| {
-        diags.iter().any(|d| {
-            matches!(d.code, Code::E0101 | Code::E0102)
-                && d.span.is_some_and(|s| (s.lo as usize) >= lo && (s.lo as usize) < hi.max(lo + 1))
-        })
-    };
-
     macro_rules! finish_line {
         () => {
             if toks.len() > line_begin {
                 let lo = toks[line_begin].0;
                 let hi = toks[toks.len() - 1].2;
                 let header = stack.is_empty() && matches!(toks.last(), Some((_, Tok::Colon, _)));
-                let broken = cur_broken || lex_error_at(&diags, lo, hi);
+                let broken =
+                    cur_broken || toks[line_begin..].iter().any(|t| t.1 == Tok::Error);
                 if header && !cur_nested {
                     st.header_indent = Some(cur_indent);
                 }
@@ -657,7 +668,11 @@ fn layout<'a>(text: &'a str, raw: Vec<RawTok<'a>>, mut diags: Vec<Diagnostic>) -
                 }
                 if st.looks_like_new_stmt(&raw, j) {
                     let end = toks.last().map_or(t.lo, |x| x.2);
-                    diags.push(unclosed(&stack, end, false));
+                    // An unterminated string swallowed the closing bracket: one mistake, one
+                    // report.
+                    if !unterminated_in_line(&diags, toks.get(line_begin).map_or(end, |t| t.0)) {
+                        diags.push(unclosed(&stack, end, false));
+                    }
                     stack.clear();
                     cur_broken = true;
                     finish_line!();
@@ -699,7 +714,9 @@ fn layout<'a>(text: &'a str, raw: Vec<RawTok<'a>>, mut diags: Vec<Diagnostic>) -
     }
     if !stack.is_empty() {
         let end = toks.last().map_or(text.len(), |x| x.2);
-        diags.push(unclosed(&stack, end, true));
+        if !unterminated_in_line(&diags, toks.get(line_begin).map_or(end, |t| t.0)) {
+            diags.push(unclosed(&stack, end, true));
+        }
         cur_broken = true;
     }
     finish_line!();

@@ -30,6 +30,9 @@ const FOREIGN_STMTS: &[&str] = &[
 pub(crate) struct Stmts {
     pub stmts: Vec<PyStmt>,
     pub diagnostics: Vec<Diagnostic>,
+    /// Some line starts with `return`, even if it did not parse (so "no return" would be a
+    /// second report of the same mistake).
+    pub return_seen: bool,
 }
 
 /// Lexes and parses every logical line of `text`. Never fails: broken lines are reported and
@@ -40,11 +43,13 @@ pub(crate) fn parse_lines(text: &str, mode: Mode) -> Stmts {
     let mut stmts = Vec::with_capacity(lexed.lines.len());
     let parser = grammar::LineParser::new();
     let mut buf: Vec<Spanned<'_>> = Vec::new();
+    let mut return_seen = false;
     for line in &lexed.lines {
         if line.nested {
             continue;
         }
         let toks = lexed.line_toks(line);
+        return_seen |= matches!(toks.first(), Some((_, Tok::Return, _)));
         if let Some(d) = foreign_statement(toks, line.span, mode) {
             diags.push(d);
             continue;
@@ -54,8 +59,15 @@ pub(crate) fn parse_lines(text: &str, mode: Mode) -> Stmts {
         if buf.is_empty() {
             continue;
         }
+        if let Some(d) = too_long(&buf) {
+            diags.push(d);
+            continue;
+        }
         match parser.parse(text, buf.iter().copied().map(Ok::<_, Diagnostic>)) {
-            Ok(s) => stmts.push(s),
+            Ok(s) => match too_deep_stmt(&s) {
+                Some(d) => diags.push(d),
+                None => stmts.push(s),
+            },
             Err(e) => {
                 if !line.broken {
                     diags.push(convert_error(e, line.span, mode));
@@ -66,7 +78,31 @@ pub(crate) fn parse_lines(text: &str, mode: Mode) -> Stmts {
     Stmts {
         stmts,
         diagnostics: diags,
+        return_seen,
     }
+}
+
+/// Tokens one statement may have. Trees are at most this deep, which keeps the recursive
+/// passes over them (printing, lowering, dropping) far from the stack limit; real statements
+/// have a few dozen tokens.
+pub(crate) const MAX_STMT_TOKENS: usize = 1000;
+
+pub(crate) fn too_long(toks: &[Spanned<'_>]) -> Option<Diagnostic> {
+    if toks.len() <= MAX_STMT_TOKENS {
+        return None;
+    }
+    let (lo, hi) = (toks.first()?.0, toks.last()?.2);
+    Some(
+        Diagnostic::new(
+            Code::E0110,
+            format!(
+                "statement is too long ({} tokens; the limit is {MAX_STMT_TOKENS})",
+                toks.len()
+            ),
+        )
+        .at(Span::new(lo, hi))
+        .help("split it into several statements"),
+    )
 }
 
 /// Parses an expression from pre-lexed tokens (f-string holes, dtypes, dims).
@@ -75,11 +111,101 @@ pub(crate) fn parse_expr_tokens(
     toks: &[Spanned<'_>],
     end: usize,
 ) -> Result<Expr, Diagnostic> {
+    if let Some(d) = too_long(toks) {
+        return Err(d);
+    }
     let parser = grammar::ExprParser::new();
     let lo = toks.first().map_or(end, |t| t.0);
-    parser
+    let e = parser
         .parse(src, toks.iter().copied().map(Ok::<_, Diagnostic>))
-        .map_err(|e| convert_error(e, Span::new(lo, end), Mode::Block))
+        .map_err(|e| convert_error(e, Span::new(lo, end), Mode::Block))?;
+    match too_deep(&e) {
+        Some(d) => Err(d),
+        None => Ok(e),
+    }
+}
+
+/// How deeply expressions may nest. Every later pass (printing, lowering, the evaluator)
+/// recurses over trees; this bound keeps them all far from the stack limit, while flat long
+/// statements (big list literals) stay fine up to [`MAX_STMT_TOKENS`].
+pub(crate) const MAX_DEPTH: usize = 200;
+
+fn too_deep_stmt(s: &PyStmt) -> Option<Diagnostic> {
+    use crate::ast::{PyStmtKind, Target};
+    match &s.kind {
+        PyStmtKind::Assign { target, value } => {
+            let mut ts = vec![target];
+            while let Some(t) = ts.pop() {
+                match t {
+                    Target::Name(_) => {}
+                    Target::Tuple(items, _) => ts.extend(items.iter()),
+                    Target::Subscript { value, .. } => {
+                        if let Some(d) = too_deep(value) {
+                            return Some(d);
+                        }
+                    }
+                }
+            }
+            too_deep(value)
+        }
+        PyStmtKind::Return(e) | PyStmtKind::Expr(e) => too_deep(e),
+    }
+}
+
+/// Measures nesting without recursion (the tree may be arbitrarily deep here).
+fn too_deep(root: &Expr) -> Option<Diagnostic> {
+    use crate::ast::{ExprKind as K, FStringPart, SliceItem};
+    let mut stack: Vec<(&Expr, usize)> = vec![(root, 1)];
+    while let Some((e, d)) = stack.pop() {
+        if d > MAX_DEPTH {
+            return Some(
+                Diagnostic::new(
+                    Code::E0110,
+                    format!("expression is nested too deeply (more than {MAX_DEPTH} levels)"),
+                )
+                .at(root.span)
+                .label(e.span, "too deep here")
+                .help("split it into several statements"),
+            );
+        }
+        let mut kids: Vec<&Expr> = Vec::new();
+        match &e.kind {
+            K::Attr { value, .. } => kids.push(value),
+            K::Call { func, args, kwargs } => {
+                kids.push(func);
+                kids.extend(args.iter());
+                kids.extend(kwargs.iter().map(|(_, v)| v));
+            }
+            K::Subscript { value, index } => {
+                kids.push(value);
+                for it in index {
+                    match it {
+                        SliceItem::Index(x) => kids.push(x),
+                        SliceItem::Slice { lo, hi, step, .. } => {
+                            kids.extend([lo, hi, step].into_iter().flatten());
+                        }
+                        SliceItem::Ellipsis(_) => {}
+                    }
+                }
+            }
+            K::Binary { lhs, rhs, .. } => kids.extend([&**lhs, &**rhs]),
+            K::Unary { operand, .. } => kids.push(operand),
+            K::Compare { first, rest } => {
+                kids.push(first);
+                kids.extend(rest.iter().map(|(_, v)| v));
+            }
+            K::IfElse { cond, body, orelse } => kids.extend([&**cond, &**body, &**orelse]),
+            K::List(items) | K::Tuple(items) => kids.extend(items.iter()),
+            K::ListComp { elt, iter, .. } => kids.extend([&**elt, &**iter]),
+            K::FString(parts) => kids.extend(parts.iter().filter_map(|p| match p {
+                FStringPart::Expr(x) => Some(x),
+                FStringPart::Lit(_) => None,
+            })),
+            K::Int(_) | K::Float(..) | K::Bool(_) | K::None | K::Str(_) | K::Name(_) => {}
+        }
+        stack.extend(kids.into_iter().map(|k| (k, d + 1)));
+    }
+    None
 }
 
 fn foreign_statement(toks: &[Spanned<'_>], span: Span, mode: Mode) -> Option<Diagnostic> {

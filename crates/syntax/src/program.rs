@@ -12,7 +12,12 @@ use crate::parse::PROGRAM_HELP;
 use crate::print;
 use crate::span::Span;
 
-pub(crate) fn lower(text: &str, stmts: Vec<PyStmt>, diags: &mut Vec<Diagnostic>) -> Program {
+pub(crate) fn lower(
+    text: &str,
+    stmts: Vec<PyStmt>,
+    return_seen: bool,
+    diags: &mut Vec<Diagnostic>,
+) -> Program {
     let mut out = Vec::new();
     let mut ret: Option<Return> = None;
     let mut last_assigned: Option<(Vec<Ident>, Span)> = None;
@@ -47,6 +52,12 @@ pub(crate) fn lower(text: &str, stmts: Vec<PyStmt>, diags: &mut Vec<Diagnostic>)
     }
     let end = text.trim_end().len();
     let ret = ret.unwrap_or_else(|| {
+        if return_seen {
+            return Return {
+                values: Vec::new(),
+                span: Span::new(end, end),
+            };
+        }
         let mut d = Diagnostic::new(Code::E0116, "the program has no `return`")
             .at(Span::new(end, end))
             .help("end the program with `return` and the output streams, in the task's output order");
@@ -223,10 +234,7 @@ fn lower_comp(
     span: Span,
     diags: &mut Vec<Diagnostic>,
 ) -> Option<Comprehension> {
-    let vars = match lower_targets(&target, diags) {
-        Some(v) => v,
-        None => return None,
-    };
+    let vars = lower_targets(&target, diags)?;
     let iter_span = iter.span;
     let iter = match iter.kind {
         ExprKind::Name(n) => CompIter::Name(Ident::new(n, iter_span)),
@@ -298,6 +306,14 @@ fn lower_opcall(e: Expr, diags: &mut Vec<Diagnostic>) -> Option<OpCall> {
                         d = d.label(attr.span, "expected `apply` here");
                     }
                     diags.push(d);
+                    // Still check the head, so every mistake on the line is reported at once.
+                    if let Some(ExprKind::Call { func, args, kwargs }) =
+                        head_of(&e).map(|h| h.kind.clone())
+                        && let ExprKind::Attr { attr, .. } = func.kind
+                    {
+                        let info = check_op_name(&attr, diags);
+                        let _ = lower_params(&attr, info, args, kwargs, e.span, diags);
+                    }
                     return None;
                 }
                 None => {

@@ -78,7 +78,10 @@ fn place(text: &str, raw: Span, decoded: &str) -> Placement {
 /// Whether the file bytes `lo..hi`, seen with everything before `lo` blanked, have the same
 /// non-blank lines with the same relative indentation as `decoded`.
 fn same_layout(text: &str, lo: usize, hi: usize, decoded: &str) -> bool {
-    let line_start = text.get(..lo).and_then(|s| s.rfind('\n')).map_or(0, |i| i + 1);
+    let line_start = text
+        .get(..lo)
+        .and_then(|s| s.rfind('\n'))
+        .map_or(0, |i| i + 1);
     let Some(region) = text.get(lo..hi) else {
         return false;
     };
@@ -153,7 +156,10 @@ pub(crate) fn parse_at<T>(
             parse(&buf)
         }
         Placement::Approx { lo, limit } => {
-            let line_start = text.get(..lo).and_then(|s| s.rfind('\n')).map_or(0, |i| i + 1);
+            let line_start = text
+                .get(..lo)
+                .and_then(|s| s.rfind('\n'))
+                .map_or(0, |i| i + 1);
             let col = lo - line_start;
             let mut buf = blank_prefix(text, lo);
             for (i, line) in decoded.split('\n').enumerate() {
@@ -263,6 +269,27 @@ mod tests {
                 limit: Span::new(lo, hi)
             }
         );
+    }
+
+    #[test]
+    fn the_budget_stops_work_with_one_e0508() {
+        let text = "a: fp32\nb: fp32\n";
+        let src = Source::new("t.yaml", text);
+        let mut budget = EmbedBudget {
+            remaining: 10,
+            exhausted: false,
+        };
+        let parse = |s: &str| Parsed {
+            value: Some(s.len()),
+            diagnostics: Vec::new(),
+        };
+        let first = parse_at(&src, Span::new(3, 7), "fp32", &mut budget, parse);
+        assert_eq!(first.value, Some(7));
+        let second = parse_at(&src, Span::new(11, 15), "fp32", &mut budget, parse);
+        assert_eq!(second.value, None);
+        assert_eq!(second.diagnostics[0].code, Code::E0508);
+        let third = parse_at(&src, Span::new(11, 15), "fp32", &mut budget, parse);
+        assert!(third.value.is_none() && third.diagnostics.is_empty());
     }
 
     #[test]

@@ -279,7 +279,11 @@ impl<'s> Cx<'s> {
                 .iter()
                 .find(|(k, _, _)| *k == key)
                 .map_or(f.anchor, |(_, k, _)| k.span);
-            self.fail(Diagnostic::new(Code::E0502, msg).at(span));
+            let mut d = Diagnostic::new(Code::E0502, msg).at(span);
+            if let Some(h) = field_help(key) {
+                d = d.help(h);
+            }
+            self.fail(d);
         }
         v
     }
@@ -289,7 +293,7 @@ impl<'s> Cx<'s> {
             self.fail(
                 Diagnostic::new(Code::E0502, "task file is empty")
                     .at(Span::new(0, 0))
-                    .help("a task needs at least `inputs`, `fns` and `outputs`"),
+                    .help("a task needs at least `inputs` and `outputs` (and usually `fns`)"),
             );
             return None;
         }
@@ -390,7 +394,7 @@ impl<'s> Cx<'s> {
             .and_then(|n| self.ident(n, "input `name`"));
         let dtype = self
             .required(&f, "dtype", &owner)
-            .and_then(|n| self.dtype(n, &format!("{owner} `dtype`")));
+            .and_then(|n| self.dtype(n, &format!("`dtype` of {owner}")));
         let dims = self
             .required(&f, "dims", &owner)
             .and_then(|n| self.dims(n, &owner, false));
@@ -402,7 +406,10 @@ impl<'s> Cx<'s> {
             (lo, hi) => {
                 let (lo_v, hi_v) = (lo.map_or(1, |x| x.0), hi.map_or(i64::MAX, |x| x.0));
                 if lo_v > hi_v {
-                    let (ls, hs) = (lo.map_or(Span::DUMMY, |x| x.1), hi.map_or(Span::DUMMY, |x| x.1));
+                    let (ls, hs) = (
+                        lo.map_or(Span::DUMMY, |x| x.1),
+                        hi.map_or(Span::DUMMY, |x| x.1),
+                    );
                     self.fail(
                         Diagnostic::new(
                             Code::E0510,
@@ -434,7 +441,7 @@ impl<'s> Cx<'s> {
             .and_then(|n| self.ident(n, "parameter `name`"));
         let dtype = self
             .required(&f, "dtype", &owner)
-            .and_then(|n| self.dtype(n, &format!("{owner} `dtype`")));
+            .and_then(|n| self.dtype(n, &format!("`dtype` of {owner}")));
         let dims = self
             .required(&f, "dims", &owner)
             .and_then(|n| self.dims(n, &owner, true));
@@ -455,22 +462,26 @@ impl<'s> Cx<'s> {
             Some(n) => format!("function `{n}`"),
             None => owner_name("function", i, &f),
         };
-        let label = f.get("name").and_then(|n| self.scalar_text(n, "function `name`"));
+        let label = f
+            .get("name")
+            .and_then(|n| self.scalar_text(n, "function `name`"));
         let func_name = self
             .required(&f, "func_name", &owner)
             .and_then(|n| self.ident(n, "`func_name`"));
-        let body = self
-            .required(&f, "apply", &owner)
-            .map(|n| {
-                self.code(n, &format!("{owner} `apply`"), stepforge_syntax::parse_block)
-                    .unwrap_or_else(|| empty_block(n))
-            });
+        let body = self.required(&f, "apply", &owner).map(|n| {
+            self.code(
+                n,
+                &format!("`apply` of {owner}"),
+                stepforge_syntax::parse_block,
+            )
+            .unwrap_or_else(|| empty_block(n))
+        });
         let input_dtype = self
             .required(&f, "input_dtype", &owner)
-            .and_then(|n| self.dtype(n, &format!("{owner} `input_dtype`")));
+            .and_then(|n| self.dtype(n, &format!("`input_dtype` of {owner}")));
         let output_dtype = self
             .required(&f, "output_dtype", &owner)
-            .and_then(|n| self.dtype(n, &format!("{owner} `output_dtype`")));
+            .and_then(|n| self.dtype(n, &format!("`output_dtype` of {owner}")));
         let init = match (f.get("init"), &output_dtype) {
             (Some(n), Some(out)) => self.init(n, out, &owner),
             (Some(n), None) => self.init_values(n, &owner).map(|(v, _)| v),
@@ -498,7 +509,7 @@ impl<'s> Cx<'s> {
         });
         let dtype = self
             .required(&f, "dtype", &owner)
-            .and_then(|n| self.dtype(n, &format!("{owner} `dtype`")));
+            .and_then(|n| self.dtype(n, &format!("`dtype` of {owner}")));
         let dims = self
             .required(&f, "dims", &owner)
             .and_then(|n| self.dims(n, &owner, false));
@@ -534,7 +545,7 @@ impl<'s> Cx<'s> {
     }
 
     fn transforms<'n>(&mut self, node: &'n YNode, owner: &str) -> Option<(Vec<Block>, &'n YNode)> {
-        let what = format!("{owner} `data_transform`");
+        let what = format!("`data_transform` of {owner}");
         let items: Vec<&YNode> = match &node.kind {
             YKind::Seq(items) => items.iter().collect(),
             _ => vec![node],
@@ -659,7 +670,9 @@ impl<'s> Cx<'s> {
         self.diags.extend(p.diagnostics);
         if errors || p.value.is_none() {
             if !errors && !self.budget.exhausted {
-                self.fail(Diagnostic::new(Code::E0503, format!("{what} could not be read")).at(node.span));
+                self.fail(
+                    Diagnostic::new(Code::E0503, format!("{what} could not be read")).at(node.span),
+                );
             }
             self.complete = false;
             return None;
@@ -673,7 +686,7 @@ impl<'s> Cx<'s> {
                 Diagnostic::new(
                     Code::E0504,
                     format!(
-                        "{owner} `dims` must be a list of dimensions, found {}",
+                        "`dims` of {owner} must be a list of dimensions, found {}",
                         node.kind_name()
                     ),
                 )
@@ -794,7 +807,11 @@ impl<'s> Cx<'s> {
                 None
             }
             _ => {
-                self.wrong_type(node, &format!("`{key}`"), "a count of hot bits (an integer)");
+                self.wrong_type(
+                    node,
+                    &format!("`{key}`"),
+                    "a count of hot bits (an integer)",
+                );
                 None
             }
         }
@@ -861,6 +878,7 @@ impl<'s> Cx<'s> {
             None => {
                 let found = match &node.kind {
                     YKind::Str(s) => format!("`{s}`"),
+                    YKind::Bool(b) => format!("`{b}`"),
                     _ => node.kind_name().to_owned(),
                 };
                 self.fail(
@@ -888,7 +906,10 @@ impl<'s> Cx<'s> {
                 _ => self.fail(
                     Diagnostic::new(
                         Code::E0503,
-                        format!("`tolerance.{key}` must be a number >= 0, found {}", self.source.slice(n.span)),
+                        format!(
+                            "`tolerance.{key}` must be a number >= 0, found {}",
+                            self.source.slice(n.span)
+                        ),
                     )
                     .at(n.extent()),
                 ),
@@ -897,21 +918,27 @@ impl<'s> Cx<'s> {
         Some(t)
     }
 
-    fn duplicates<'a>(&mut self, names: impl Iterator<Item = (&'a Ident, &'static str)>, why: &str) {
+    fn duplicates<'a>(
+        &mut self,
+        names: impl Iterator<Item = (&'a Ident, &'static str)>,
+        why: &str,
+    ) {
         let mut seen: std::collections::BTreeMap<&str, (&Ident, &str)> = Default::default();
         for (id, kind) in names {
             match seen.get(id.name.as_str()) {
                 Some((first, first_kind)) => {
                     let mut d = Diagnostic::new(
                         Code::E0506,
-                        format!("duplicate name `{}`", id.name),
+                        format!("{kind} name `{}` is already used", id.name),
                     )
                     .at(id.span)
-                    .label(first.span, format!("first used by the {first_kind} declared here"));
+                    .label(
+                        first.span,
+                        format!("first used by the {first_kind} declared here"),
+                    );
                     if !why.is_empty() {
                         d = d.note(why.to_owned());
                     }
-                    let _ = kind;
                     self.fail(d);
                 }
                 None => {
@@ -920,6 +947,29 @@ impl<'s> Cx<'s> {
             }
         }
     }
+}
+
+fn field_help(key: &str) -> Option<&'static str> {
+    Some(match key {
+        "inputs" => {
+            "`inputs` lists the input streams, e.g. `- {name: E0, dtype: fp32, dims: [N, M], data_gen: torch.randn}`"
+        }
+        "outputs" => {
+            "`outputs` lists the results with their references, e.g. `- {name: out, dtype: fp32, dims: [M], data_transform: [\"input_data['E0'].sum(-1)\"]}`"
+        }
+        "name" => "every entry needs a `name`",
+        "dtype" => "`dtype` is the element type, e.g. `dtype: fp32` or `dtype: Buffer(fp32, [D])`",
+        "dims" => "`dims` is the shape, innermost first, e.g. `dims: [N, M]`",
+        "func_name" => "`func_name` is what programs refer to, e.g. `func_name: fn_add`",
+        "apply" => "`apply` is the function body, e.g. `apply: return [input[0] + 1]`",
+        "input_dtype" | "output_dtype" => {
+            "a function declares its element types, e.g. `input_dtype: fp32` and `output_dtype: fp32`"
+        }
+        "data_transform" => {
+            "`data_transform` gives one reference snippet per output field, e.g. `data_transform: [\"input_data['E0'].sum(-1)\"]`"
+        }
+        _ => return None,
+    })
 }
 
 fn owner_name(kind: &str, i: usize, f: &Fields<'_>) -> String {
@@ -1027,7 +1077,10 @@ mod tests {
         assert_eq!(file_stem("x"), "x");
         let t = "a: [Multihot(fp32, E), [fp32]] # c\n";
         let lo = t.find('[').unwrap();
-        assert_eq!(&t[flow_extent(t, lo).unwrap().range()], "[Multihot(fp32, E), [fp32]]");
+        assert_eq!(
+            &t[flow_extent(t, lo).unwrap().range()],
+            "[Multihot(fp32, E), [fp32]]"
+        );
         assert_eq!(flow_extent("a: [x", 3), None);
     }
 }

@@ -13,7 +13,10 @@ pub(crate) fn did_you_mean<'a>(word: &str, candidates: &[&'a str]) -> Option<&'a
             // `datagen` vs `data_gen`, `funcname` vs `func_name`.
             let squash = |s: &str| s.replace(['_', '-', '.'], "").to_ascii_lowercase();
             let sw = squash(word);
-            candidates.iter().copied().find(|c| squash(c) == sw)
+            candidates
+                .iter()
+                .copied()
+                .find(|c| *c != word && squash(c) == sw)
         })
 }
 

@@ -156,7 +156,9 @@ fn options() -> serde_saphyr::Options {
     budget.max_nodes = 100_000;
     budget.max_aliases = 1_000;
     budget.max_anchors = 1_000;
-    budget.max_documents = 1;
+    // Two, so a second document gets the parser's own "multiple documents" error (E0501)
+    // rather than a budget breach.
+    budget.max_documents = 2;
     budget.max_total_scalar_bytes = 4 * MAX_TASK_BYTES;
     budget.max_recorded_anchor_events = 100_000;
     budget.max_recorded_anchor_bytes = 4 * MAX_TASK_BYTES;
@@ -195,9 +197,20 @@ pub(crate) fn parse(source: &Source) -> Result<YNode, Diagnostic> {
 }
 
 fn yaml_error(e: &serde_saphyr::Error, source: &Source) -> Diagnostic {
-    let budget = matches!(e, serde_saphyr::Error::Budget { .. });
-    let raw = e.to_string();
+    // Alias and snippet wrappers carry the real error inside; the location of the outermost
+    // one (where the alias was used) is the one to report.
+    let mut inner = e;
+    while let serde_saphyr::Error::AliasError { error, .. }
+    | serde_saphyr::Error::WithSnippet { error, .. } = inner
+    {
+        inner = error;
+    }
+    let raw = inner.to_string();
     let message = strip_location_suffix(&raw);
+    // The parser's own nesting guard reports as a plain message, not a budget breach.
+    let budget = matches!(inner, serde_saphyr::Error::Budget { .. })
+        || message.contains("recursion limit")
+        || message.contains("nesting limit");
     let span = e.location().map(|l| location_span(&l, source));
     let mut d = if budget {
         Diagnostic::new(
@@ -234,7 +247,7 @@ fn yaml_error(e: &serde_saphyr::Error, source: &Source) -> Diagnostic {
 /// serde-saphyr appends " at line L, column C"; the diagnostic carries that as its span.
 fn strip_location_suffix(msg: &str) -> String {
     let first = msg.lines().next().unwrap_or("").trim();
-    match first.rfind(" at line ") {
+    match first.find(" at line ") {
         Some(i) if first[i..].contains("column") => first[..i].trim_end().to_owned(),
         _ => first.to_owned(),
     }
@@ -247,7 +260,9 @@ fn location_span(l: &Location, source: &Source) -> Span {
     let len = source.text.len();
     if let (Some(off), Some(blen)) = (s.byte_offset(), s.byte_len()) {
         let lo = usize::try_from(off).unwrap_or(len).min(len);
-        let hi = lo.saturating_add(usize::try_from(blen).unwrap_or(0)).min(len);
+        let hi = lo
+            .saturating_add(usize::try_from(blen).unwrap_or(0))
+            .min(len);
         if source.text.is_char_boundary(lo) && source.text.is_char_boundary(hi) {
             return Span::new(lo, hi);
         }
@@ -361,6 +376,20 @@ mod tests {
             text.push_str(&format!(
                 "a{i}: &a{i} [*a{p}, *a{p}, *a{p}, *a{p}, *a{p}, *a{p}, *a{p}, *a{p}, *a{p}, *a{p}]\n"
             ));
+        }
+        let d = parse(&Source::new("t.yaml", text)).unwrap_err();
+        assert_eq!(d.code, Code::E0508, "{}", d.message);
+    }
+
+    #[test]
+    fn deep_nesting_hits_the_budget() {
+        let text = format!("a: {}{}\n", "[".repeat(100), "]".repeat(100));
+        let d = parse(&Source::new("t.yaml", text)).unwrap_err();
+        assert_eq!(d.code, Code::E0508, "{}", d.message);
+        let mut text = String::new();
+        for i in 0..60 {
+            text.push_str(&" ".repeat(i));
+            text.push_str("k:\n");
         }
         let d = parse(&Source::new("t.yaml", text)).unwrap_err();
         assert_eq!(d.code, Code::E0508, "{}", d.message);

@@ -1,0 +1,5 @@
+//! Integration tests of the checker: sample tasks, one snapshot per diagnostic code, IR dumps,
+//! generated programs.
+
+mod common;
+mod samples;

@@ -1,0 +1,58 @@
+//! The sample tasks (`tests/tasks/`): their reference impls check clean; with their Copy ops
+//! removed they need exactly the copies the README counted by hand, and the Copy fix restores a
+//! clean linear program with that many Copy ops.
+
+use std::collections::BTreeMap;
+
+use stepforge_syntax::diag::apply_fixes;
+
+use crate::common::*;
+
+/// `copies_needed` per file, from the README's table (counted by hand by the task author).
+fn readme_counts() -> BTreeMap<String, usize> {
+    let text = std::fs::read_to_string(tasks_dir().join("README.md")).unwrap();
+    let mut out = BTreeMap::new();
+    for line in text.lines() {
+        let cells: Vec<&str> = line.split('|').map(str::trim).collect();
+        if cells.len() >= 4
+            && let Some(file) = cells[1].strip_prefix('`').and_then(|c| c.strip_suffix(".yaml`"))
+            && let Ok(n) = cells[3].parse::<usize>()
+        {
+            out.insert(format!("{file}.yaml"), n);
+        }
+    }
+    out
+}
+
+#[test]
+fn sample_reference_impls_check_clean_and_need_the_hand_counted_copies() {
+    let counts = readme_counts();
+    assert!(counts.len() >= 5, "README table not found: {counts:?}");
+    for (file, expected) in &counts {
+        let path = tasks_dir().join(file);
+        let task = load_task(&path);
+        let out = stepforge_check::check_task(&task).expect("sample has an impl");
+        assert!(out.ok, "{file}:\n{}", render_all(&task.source, &out.diagnostics));
+        assert!(out.diagnostics.is_empty(), "{file}:\n{}", render_all(&task.source, &out.diagnostics));
+        assert!(out.linear && out.linear_compat, "{file}");
+        assert_eq!(out.copies_needed, 0, "{file}");
+        let g = out.graph.expect("graph");
+        assert!(g.is_linear());
+
+        // Without its Copy ops the program needs exactly the hand-counted copies.
+        let program = stepforge_task::parse_impl(&task).ok().unwrap();
+        let stripped = strip_copies(&program);
+        let text = stepforge_syntax::print::program(&stripped);
+        let (src, out) = stepforge_check::check_answer(&task, &text);
+        assert_eq!(out.linear, *expected == 0, "{file}\n{text}");
+        assert!(out.well_typed(), "{file}:\n{}", render_all(&src, &out.diagnostics));
+        assert_eq!(out.copies_needed, *expected, "{file}:\n{text}\n{}", render_all(&src, &out.diagnostics));
+
+        // Applying every fix gives a clean, linear program with that many Copy ops.
+        let fixed = apply_fixes(&text, &out.diagnostics, true);
+        let (src2, out2) = stepforge_check::check_answer(&task, &fixed);
+        assert!(out2.ok && out2.linear, "{file}:\n{fixed}\n{}", render_all(&src2, &out2.diagnostics));
+        let p2 = stepforge_syntax::parse_answer(&fixed).ok().unwrap();
+        assert_eq!(count_copies(&p2), count_copies(&stripped) + expected, "{file}");
+    }
+}

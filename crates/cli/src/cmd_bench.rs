@@ -1,0 +1,138 @@
+//! `stepforge bench DIR|TASK`: verification latency per task (DESIGN §16, first version).
+//! Each task's reference impl is verified once to warm up, then `--iters` times; the table
+//! gives the median and p95 of those runs (3 seeds each by default), with a machine line on
+//! top and the total of the medians at the bottom.
+
+use std::path::PathBuf;
+use std::time::Instant;
+
+use serde_json::json;
+use stepforge_exec::{Verdict, VerifyOptions};
+
+use crate::cmd_verify::{load, task_files};
+use crate::{Format, Status, output};
+
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// A task file or a directory of task files (searched recursively).
+    pub path: PathBuf,
+    /// Timed runs per task (after one warm-up run).
+    #[arg(long, default_value_t = 50)]
+    pub iters: u32,
+    /// Seeds per verification.
+    #[arg(long, default_value_t = 3)]
+    pub seeds: u32,
+    #[arg(long, value_enum, default_value_t = Format::Human)]
+    pub format: Format,
+}
+
+/// `cpu model, N cores` from /proc/cpuinfo and the scheduler (best effort).
+fn machine_line() -> String {
+    let model = std::fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("model name"))
+                .and_then(|l| l.split_once(':'))
+                .map(|(_, v)| v.trim().to_string())
+        })
+        .unwrap_or_else(|| std::env::consts::ARCH.to_string());
+    let cores = std::thread::available_parallelism().map_or(1, std::num::NonZero::get);
+    format!("{model}, {cores} cores")
+}
+
+/// The value at quantile `q` (nearest rank) of sorted `xs`.
+fn quantile(xs: &[f64], q: f64) -> f64 {
+    if xs.is_empty() {
+        return 0.0;
+    }
+    let rank = (q * xs.len() as f64).ceil() as usize;
+    xs[rank.clamp(1, xs.len()) - 1]
+}
+
+struct Row {
+    task: String,
+    verdict: Verdict,
+    median_us: f64,
+    p95_us: f64,
+}
+
+pub fn run(args: &Args) -> Status {
+    let files = match task_files(&args.path) {
+        Ok(f) => f,
+        Err(s) => return s,
+    };
+    let opts = VerifyOptions::with_seed_count(args.seeds);
+    let iters = args.iters.max(1);
+    let mut rows = Vec::with_capacity(files.len());
+    for file in &files {
+        let loaded = match load(file) {
+            Ok(l) => l,
+            Err(s) => return s,
+        };
+        let warm = stepforge_exec::verify_loaded(&loaded, None, &opts);
+        let mut times = Vec::with_capacity(iters as usize);
+        for _ in 0..iters {
+            let t = Instant::now();
+            let r = stepforge_exec::verify_loaded(&loaded, None, &opts);
+            times.push(t.elapsed().as_secs_f64() * 1e6);
+            std::hint::black_box(r);
+        }
+        times.sort_by(f64::total_cmp);
+        rows.push(Row {
+            task: warm.task,
+            verdict: warm.verdict,
+            median_us: quantile(&times, 0.5),
+            p95_us: quantile(&times, 0.95),
+        });
+    }
+    let total: f64 = rows.iter().map(|r| r.median_us).sum();
+    let machine = machine_line();
+    match args.format {
+        Format::Json => output::json(&json!({
+            "machine": machine,
+            "iters": iters,
+            "seeds": args.seeds,
+            "tasks": rows.iter().map(|r| json!({
+                "task": r.task, "verdict": r.verdict,
+                "median_us": r.median_us, "p95_us": r.p95_us,
+            })).collect::<Vec<_>>(),
+            "total_median_us": total,
+        })),
+        Format::Human => {
+            output::line(&format!(
+                "machine: {machine}; {iters} runs per task after 1 warm-up; {} seeds per verification",
+                args.seeds
+            ));
+            output::line("");
+            output::line("| task | verdict | median (us) | p95 (us) |");
+            output::line("|---|---|---:|---:|");
+            for r in &rows {
+                output::line(&format!(
+                    "| {} | {} | {:.1} | {:.1} |",
+                    r.task, r.verdict, r.median_us, r.p95_us
+                ));
+            }
+            output::line(&format!("| **total** | | {total:.1} | |"));
+        }
+    }
+    if rows.iter().all(|r| r.verdict == Verdict::Pass) {
+        Status::Ok
+    } else {
+        Status::Rejected
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::quantile;
+
+    #[test]
+    fn quantiles_use_nearest_rank() {
+        let xs = [1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 7.0, 8.0, 9.0, 10.0];
+        assert_eq!(quantile(&xs, 0.5), 5.0);
+        assert_eq!(quantile(&xs, 0.95), 10.0);
+        assert_eq!(quantile(&[], 0.5), 0.0);
+        assert_eq!(quantile(&[7.0], 0.95), 7.0);
+    }
+}

@@ -1,0 +1,549 @@
+//! Compilation of a block against an [`Env`]: names to slots or constants, dotted torch paths
+//! and method names to [`Func`]s, keyword names to static strings. Everything the evaluator
+//! does not support is reported here, before any evaluation.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use stepforge_syntax::Span;
+use stepforge_syntax::ast::{
+    BinOp, Block, CmpOp, Expr, ExprKind, FStringPart, PyStmtKind, SliceItem, Target, UnOp,
+};
+use stepforge_syntax::codes::Code;
+use stepforge_tensor::DType;
+
+use super::funcs::{self, Func};
+use super::value::Value;
+use super::{Env, EvalError};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Mode {
+    /// An element function: slot 0 is `input`, slot 1 is `state`.
+    Function,
+    /// A reference snippet.
+    Snippet,
+    /// The `global` block: `X_value` and `ctx[X]` assignments define dimensions.
+    Global,
+}
+
+pub(crate) const INPUT_SLOT: usize = 0;
+pub(crate) const STATE_SLOT: usize = 1;
+
+#[derive(Debug, Clone)]
+pub(crate) struct Compiled {
+    pub stmts: Vec<Stmt>,
+    pub slot_names: Vec<String>,
+    pub span: Span,
+    pub mode: Mode,
+}
+
+#[derive(Debug, Clone)]
+pub(crate) struct Stmt {
+    pub kind: StmtKind,
+}
+
+#[derive(Debug, Clone)]
+pub(crate) enum StmtKind {
+    Assign(CTarget, CExpr),
+    Return(CExpr),
+    Expr(CExpr),
+}
+
+#[derive(Debug, Clone)]
+pub(crate) enum Key {
+    Const(Arc<str>),
+    Dyn(Box<CExpr>),
+}
+
+#[derive(Debug, Clone)]
+pub(crate) enum CTarget {
+    Slot(usize),
+    /// `X_value = ..` in a global block: defines dim X unless it already has a value.
+    DimName { slot: usize, dim: String },
+    Tuple(Vec<CTarget>, Span),
+    /// `x[..] = ..` on a local.
+    Item {
+        slot: usize,
+        index: Vec<CIndex>,
+        span: Span,
+    },
+    /// `ctx[X] = ..`
+    Ctx(Key, Span),
+}
+
+#[derive(Debug, Clone)]
+pub(crate) enum CIndex {
+    Index(CExpr),
+    Slice(Option<CExpr>, Option<CExpr>, Option<CExpr>),
+    Ellipsis,
+}
+
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Attr {
+    T,
+    MT,
+    Shape,
+    Dtype,
+    Ndim,
+    Data,
+    Values,
+    Indices,
+}
+
+#[derive(Debug, Clone)]
+pub(crate) struct CExpr {
+    pub kind: EK,
+    pub span: Span,
+}
+
+#[derive(Debug, Clone)]
+pub(crate) enum EK {
+    Const(Value),
+    Slot(usize),
+    /// `ctx[X]` / `X_value` looked up at run time (global blocks, dynamic keys).
+    CtxGet(Key),
+    DataGet(Key),
+    Attr(Box<CExpr>, Attr),
+    Call {
+        func: Func,
+        recv: Option<Box<CExpr>>,
+        args: Vec<CExpr>,
+        kwargs: Vec<(&'static str, CExpr)>,
+        /// In-place method (`x.scatter_(..)`) on a local: the result is written back.
+        inplace: Option<usize>,
+    },
+    CallValue {
+        func: Box<CExpr>,
+        args: Vec<CExpr>,
+        kwargs: Vec<(&'static str, CExpr)>,
+    },
+    Subscript(Box<CExpr>, Vec<CIndex>),
+    Binary(BinOp, Box<CExpr>, Box<CExpr>),
+    Unary(UnOp, Box<CExpr>),
+    Compare(Box<CExpr>, Vec<(CmpOp, CExpr)>),
+    IfElse(Box<CExpr>, Box<CExpr>, Box<CExpr>),
+    List(Vec<CExpr>),
+    Tuple(Vec<CExpr>),
+    ListComp {
+        elt: Box<CExpr>,
+        target: CTarget,
+        iter: Box<CExpr>,
+    },
+    FString(Vec<FPart>),
+}
+
+#[derive(Debug, Clone)]
+pub(crate) enum FPart {
+    Lit(Arc<str>),
+    Expr(CExpr),
+}
+
+struct Compiler<'e> {
+    env: &'e Env,
+    mode: Mode,
+    slots: BTreeMap<String, usize>,
+    slot_names: Vec<String>,
+}
+
+fn unsupported(what: String, span: Span) -> EvalError {
+    EvalError::new(Code::E0602, what, span)
+}
+
+pub(crate) fn compile(block: &Block, env: &Env, mode: Mode) -> Result<Compiled, EvalError> {
+    let mut c = Compiler {
+        env,
+        mode,
+        slots: BTreeMap::new(),
+        slot_names: Vec::new(),
+    };
+    if mode == Mode::Function {
+        c.slot("input");
+        c.slot("state");
+    }
+    let mut stmts = Vec::with_capacity(block.stmts.len());
+    for s in &block.stmts {
+        let kind = match &s.kind {
+            PyStmtKind::Assign { target, value } => {
+                // The value is compiled first: in `x = x + 1` the right side reads the old x.
+                let v = c.expr(value)?;
+                let t = c.target(target)?;
+                StmtKind::Assign(t, v)
+            }
+            PyStmtKind::Return(e) => StmtKind::Return(c.expr(e)?),
+            PyStmtKind::Expr(e) => StmtKind::Expr(c.expr(e)?),
+        };
+        stmts.push(Stmt { kind });
+    }
+    Ok(Compiled {
+        stmts,
+        slot_names: c.slot_names,
+        span: block.span,
+        mode,
+    })
+}
+
+/// `torch.float` and friends.
+fn torch_const(name: &str) -> Option<Value> {
+    Some(match name {
+        "float" | "float32" | "float64" | "double" | "half" | "bfloat16" | "float16" => {
+            Value::DType(DType::F32)
+        }
+        "long" | "int64" | "int" | "int32" | "int16" | "int8" | "uint8" => Value::DType(DType::I64),
+        "bool" => Value::DType(DType::Bool),
+        "inf" => Value::Float(f64::INFINITY),
+        "nan" => Value::Float(f64::NAN),
+        "pi" => Value::Float(std::f64::consts::PI),
+        "e" => Value::Float(std::f64::consts::E),
+        _ => return None,
+    })
+}
+
+/// The dotted path of `a.b.c` if it is made of names only.
+fn dotted(e: &Expr) -> Option<Vec<&str>> {
+    match &e.kind {
+        ExprKind::Name(n) => Some(vec![n.as_str()]),
+        ExprKind::Attr { value, attr } => {
+            let mut p = dotted(value)?;
+            p.push(attr.name.as_str());
+            Some(p)
+        }
+        _ => None,
+    }
+}
+
+enum Path {
+    Func(Func),
+    Const(Value),
+}
+
+impl Compiler<'_> {
+    fn slot(&mut self, name: &str) -> usize {
+        if let Some(&s) = self.slots.get(name) {
+            return s;
+        }
+        let s = self.slot_names.len();
+        self.slots.insert(name.to_string(), s);
+        self.slot_names.push(name.to_string());
+        s
+    }
+
+    /// Whether `name` is bound by the block or the env (so it is not a module root).
+    fn is_bound(&self, name: &str) -> bool {
+        self.slots.contains_key(name) || self.env.names.contains_key(name)
+    }
+
+    /// Resolves `torch.x.y`, `math.x`, `torch.nn.X` paths.
+    fn path(&self, p: &[&str], span: Span) -> Result<Option<Path>, EvalError> {
+        let Some((&root, rest)) = p.split_first() else {
+            return Ok(None);
+        };
+        if self.is_bound(root) {
+            return Ok(None);
+        }
+        let full = p.join(".");
+        let found = match (root, rest) {
+            ("torch", [name]) => torch_const(name)
+                .map(Path::Const)
+                .or_else(|| funcs::torch_fn(name).map(Path::Func)),
+            ("torch", ["nn", name]) => funcs::nn_module(name).map(Path::Func),
+            ("torch", ["nn", "functional", name]) | ("F", [name]) => {
+                funcs::torch_fn(name).map(Path::Func)
+            }
+            ("torch", ["ops", "aten", "native_layer_norm"])
+            | ("torch", ["ops", "aten", "native_layer_norm", "default"]) => {
+                Some(Path::Func(Func::NativeLayerNorm))
+            }
+            ("math", [name]) => match *name {
+                "pi" => Some(Path::Const(Value::Float(std::f64::consts::PI))),
+                "e" => Some(Path::Const(Value::Float(std::f64::consts::E))),
+                "inf" => Some(Path::Const(Value::Float(f64::INFINITY))),
+                _ => funcs::math_fn(name).map(Path::Func),
+            },
+            ("torch" | "math" | "F", _) => None,
+            _ => return Ok(None),
+        };
+        match found {
+            Some(p) => Ok(Some(p)),
+            None => Err(unsupported(format!("unsupported name `{full}`"), span)),
+        }
+    }
+
+    fn name(&mut self, n: &str, span: Span) -> Result<CExpr, EvalError> {
+        let kind = if let Some(&s) = self.slots.get(n) {
+            EK::Slot(s)
+        } else if n == "input_data" {
+            EK::Const(Value::InputData)
+        } else if n == "ctx" {
+            EK::Const(Value::Ctx)
+        } else if let Some(v) = self.env.names.get(n) {
+            EK::Const(v.clone())
+        } else if let Some(dim) = n.strip_suffix("_value").filter(|d| !d.is_empty()) {
+            if self.mode == Mode::Global {
+                EK::CtxGet(Key::Const(Arc::from(dim)))
+            } else if let Some(&v) = self.env.dims.get(dim) {
+                EK::Const(Value::Int(v))
+            } else {
+                return Err(unsupported(
+                    format!("unknown name `{n}`: dimension {dim} has no value"),
+                    span,
+                ));
+            }
+        } else if let Some(f) = funcs::builtin(n) {
+            EK::Const(Value::Func(f))
+        } else if n == "input" || n == "state" {
+            return Err(unsupported(
+                format!("`{n}` is only available inside element functions"),
+                span,
+            ));
+        } else {
+            return Err(unsupported(format!("unknown name `{n}`"), span));
+        };
+        Ok(CExpr { kind, span })
+    }
+
+    fn key(&mut self, index: &[SliceItem], span: Span, what: &str) -> Result<Key, EvalError> {
+        match index {
+            [SliceItem::Index(e)] => match &e.kind {
+                // `ctx[E]`: the bare name is the key.
+                ExprKind::Name(n) if what == "ctx" => Ok(Key::Const(Arc::from(n.as_str()))),
+                ExprKind::Str(s) => Ok(Key::Const(Arc::from(s.as_str()))),
+                _ => Ok(Key::Dyn(Box::new(self.expr(e)?))),
+            },
+            _ => Err(EvalError::eval(format!("{what}[...] takes one key"), span)),
+        }
+    }
+
+    fn target(&mut self, t: &Target) -> Result<CTarget, EvalError> {
+        match t {
+            Target::Name(id) => {
+                let slot = self.slot(&id.name);
+                if self.mode == Mode::Global
+                    && let Some(dim) = id.name.strip_suffix("_value").filter(|d| !d.is_empty())
+                {
+                    return Ok(CTarget::DimName {
+                        slot,
+                        dim: dim.to_string(),
+                    });
+                }
+                Ok(CTarget::Slot(slot))
+            }
+            Target::Tuple(items, span) => Ok(CTarget::Tuple(
+                items.iter().map(|t| self.target(t)).collect::<Result<_, _>>()?,
+                *span,
+            )),
+            Target::Subscript { value, index, span } => match &value.kind {
+                ExprKind::Name(n) if n == "ctx" && !self.slots.contains_key("ctx") => {
+                    Ok(CTarget::Ctx(self.key(index, *span, "ctx")?, *span))
+                }
+                ExprKind::Name(n) if self.slots.contains_key(n.as_str()) => {
+                    let slot = self.slot(n);
+                    let index = self.index(index)?;
+                    Ok(CTarget::Item {
+                        slot,
+                        index,
+                        span: *span,
+                    })
+                }
+                _ => Err(unsupported(
+                    "assignment to an item is supported only on local variables and ctx".into(),
+                    *span,
+                )),
+            },
+        }
+    }
+
+    fn index(&mut self, items: &[SliceItem]) -> Result<Vec<CIndex>, EvalError> {
+        items
+            .iter()
+            .map(|it| {
+                Ok(match it {
+                    SliceItem::Index(e) => CIndex::Index(self.expr(e)?),
+                    SliceItem::Slice { lo, hi, step, .. } => CIndex::Slice(
+                        lo.as_ref().map(|e| self.expr(e)).transpose()?,
+                        hi.as_ref().map(|e| self.expr(e)).transpose()?,
+                        step.as_ref().map(|e| self.expr(e)).transpose()?,
+                    ),
+                    SliceItem::Ellipsis(_) => CIndex::Ellipsis,
+                })
+            })
+            .collect()
+    }
+
+    fn kwargs(
+        &mut self,
+        kwargs: &[(stepforge_syntax::ast::Ident, Expr)],
+    ) -> Result<Vec<(&'static str, CExpr)>, EvalError> {
+        kwargs
+            .iter()
+            .map(|(k, v)| {
+                let key = funcs::keyword(&k.name).ok_or_else(|| {
+                    unsupported(format!("unsupported keyword argument `{}`", k.name), k.span)
+                })?;
+                Ok((key, self.expr(v)?))
+            })
+            .collect()
+    }
+
+    fn exprs(&mut self, es: &[Expr]) -> Result<Vec<CExpr>, EvalError> {
+        es.iter().map(|e| self.expr(e)).collect()
+    }
+
+    fn bx(&mut self, e: &Expr) -> Result<Box<CExpr>, EvalError> {
+        Ok(Box::new(self.expr(e)?))
+    }
+
+    fn expr(&mut self, e: &Expr) -> Result<CExpr, EvalError> {
+        let span = e.span;
+        let kind = match &e.kind {
+            ExprKind::Int(i) => EK::Const(Value::Int(*i)),
+            ExprKind::Float(x, _) => EK::Const(Value::Float(*x)),
+            ExprKind::Bool(b) => EK::Const(Value::Bool(*b)),
+            ExprKind::None => EK::Const(Value::None),
+            ExprKind::Str(s) => EK::Const(Value::Str(Arc::from(s.as_str()))),
+            ExprKind::FString(parts) => {
+                let parts = parts
+                    .iter()
+                    .map(|p| {
+                        Ok(match p {
+                            FStringPart::Lit(s) => FPart::Lit(Arc::from(s.as_str())),
+                            FStringPart::Expr(e) => FPart::Expr(self.expr(e)?),
+                        })
+                    })
+                    .collect::<Result<_, EvalError>>()?;
+                EK::FString(parts)
+            }
+            ExprKind::Name(n) => return self.name(n, span),
+            ExprKind::Attr { value, attr } => {
+                if let Some(p) = dotted(e) {
+                    match self.path(&p, span)? {
+                        Some(Path::Const(v)) => return Ok(CExpr { kind: EK::Const(v), span }),
+                        Some(Path::Func(f)) => {
+                            return Ok(CExpr {
+                                kind: EK::Const(Value::Func(f)),
+                                span,
+                            });
+                        }
+                        None => {}
+                    }
+                }
+                let a = match attr.name.as_str() {
+                    "T" => Attr::T,
+                    "mT" => Attr::MT,
+                    "shape" => Attr::Shape,
+                    "dtype" => Attr::Dtype,
+                    "ndim" => Attr::Ndim,
+                    "data" => Attr::Data,
+                    "values" => Attr::Values,
+                    "indices" => Attr::Indices,
+                    other => {
+                        let msg = if funcs::method(other.trim_end_matches('_')).is_some() {
+                            format!("method `.{other}` must be called: `.{other}(...)`")
+                        } else {
+                            format!("unsupported attribute `.{other}`")
+                        };
+                        return Err(unsupported(msg, attr.span));
+                    }
+                };
+                EK::Attr(self.bx(value)?, a)
+            }
+            ExprKind::Call { func, args, kwargs } => return self.call(func, args, kwargs, span),
+            ExprKind::Subscript { value, index } => match &value.kind {
+                ExprKind::Name(n) if n == "ctx" && !self.is_bound("ctx") => {
+                    EK::CtxGet(self.key(index, span, "ctx")?)
+                }
+                ExprKind::Name(n) if n == "input_data" && !self.is_bound("input_data") => {
+                    EK::DataGet(self.key(index, span, "input_data")?)
+                }
+                _ => EK::Subscript(self.bx(value)?, self.index(index)?),
+            },
+            ExprKind::Binary { op, lhs, rhs } => EK::Binary(*op, self.bx(lhs)?, self.bx(rhs)?),
+            ExprKind::Unary { op, operand } => EK::Unary(*op, self.bx(operand)?),
+            ExprKind::Compare { first, rest } => EK::Compare(
+                self.bx(first)?,
+                rest.iter()
+                    .map(|(op, e)| Ok((*op, self.expr(e)?)))
+                    .collect::<Result<_, EvalError>>()?,
+            ),
+            ExprKind::IfElse { cond, body, orelse } => {
+                EK::IfElse(self.bx(cond)?, self.bx(body)?, self.bx(orelse)?)
+            }
+            ExprKind::List(items) => EK::List(self.exprs(items)?),
+            ExprKind::Tuple(items) => EK::Tuple(self.exprs(items)?),
+            ExprKind::ListComp { elt, target, iter } => {
+                let iter = self.bx(iter)?;
+                let target = self.target(target)?;
+                let elt = self.bx(elt)?;
+                EK::ListComp { elt, target, iter }
+            }
+        };
+        Ok(CExpr { kind, span })
+    }
+
+    fn call(
+        &mut self,
+        func: &Expr,
+        args: &[Expr],
+        kwargs: &[(stepforge_syntax::ast::Ident, Expr)],
+        span: Span,
+    ) -> Result<CExpr, EvalError> {
+        // A torch function or builtin named by a path.
+        if let Some(p) = dotted(func) {
+            let direct = match self.path(&p, func.span)? {
+                Some(Path::Func(f)) => Some(f),
+                Some(Path::Const(_)) => {
+                    return Err(EvalError::eval(format!("`{}` is not callable", p.join(".")), span));
+                }
+                None => match p.as_slice() {
+                    [n] if !self.is_bound(n) => funcs::builtin(n),
+                    _ => None,
+                },
+            };
+            if let Some(f) = direct {
+                return Ok(CExpr {
+                    kind: EK::Call {
+                        func: f,
+                        recv: None,
+                        args: self.exprs(args)?,
+                        kwargs: self.kwargs(kwargs)?,
+                        inplace: None,
+                    },
+                    span,
+                });
+            }
+        }
+        // A method call `recv.name(..)`.
+        if let ExprKind::Attr { value, attr } = &func.kind {
+            let name = attr.name.as_str();
+            let (base, inplace) = match name.strip_suffix('_') {
+                Some(b) if !b.is_empty() && !b.ends_with('_') => (b, true),
+                _ => (name, false),
+            };
+            let f = funcs::method(base).ok_or_else(|| {
+                unsupported(format!("unsupported method `.{name}()`"), attr.span)
+            })?;
+            let recv = self.bx(value)?;
+            let inplace = match (&recv.kind, inplace) {
+                (EK::Slot(s), true) => Some(*s),
+                _ => None,
+            };
+            return Ok(CExpr {
+                kind: EK::Call {
+                    func: f,
+                    recv: Some(recv),
+                    args: self.exprs(args)?,
+                    kwargs: self.kwargs(kwargs)?,
+                    inplace,
+                },
+                span,
+            });
+        }
+        Ok(CExpr {
+            kind: EK::CallValue {
+                func: self.bx(func)?,
+                args: self.exprs(args)?,
+                kwargs: self.kwargs(kwargs)?,
+            },
+            span,
+        })
+    }
+}

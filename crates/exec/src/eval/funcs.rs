@@ -1,0 +1,1298 @@
+//! The torch functions, tensor methods and Python builtins the evaluator supports, resolved
+//! by name once at compile time and dispatched by enum at run time.
+
+use std::sync::Arc;
+
+use stepforge_syntax::Span;
+use stepforge_syntax::ast::BinOp;
+use stepforge_tensor::{BinaryOp, CmpOp, DType, Scalar, Tensor, UnaryOp};
+
+use super::EvalError;
+use super::interp::{binop, py_truthy};
+use super::value::{Module, Value};
+
+macro_rules! funcs {
+    ($($f:ident => $name:literal,)*) => {
+        /// A callable known to the evaluator.
+        #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+        pub enum Func { $($f,)* }
+
+        impl Func {
+            /// The name shown in messages.
+            pub fn name(self) -> &'static str {
+                match self { $(Func::$f => $name,)* }
+            }
+        }
+    };
+}
+
+funcs! {
+    // creation
+    Tensor => "torch.tensor",
+    Zeros => "torch.zeros",
+    Ones => "torch.ones",
+    Full => "torch.full",
+    ZerosLike => "zeros_like",
+    OnesLike => "ones_like",
+    FullLike => "full_like",
+    Arange => "torch.arange",
+    // elementwise
+    Exp => "exp",
+    Log => "log",
+    Sqrt => "sqrt",
+    Rsqrt => "rsqrt",
+    Sin => "sin",
+    Cos => "cos",
+    Tanh => "tanh",
+    Sigmoid => "sigmoid",
+    Relu => "relu",
+    Abs => "abs",
+    Erf => "erf",
+    Square => "square",
+    Reciprocal => "reciprocal",
+    Floor => "floor",
+    Ceil => "ceil",
+    Round => "round",
+    Sign => "sign",
+    Neg => "neg",
+    Silu => "silu",
+    Gelu => "gelu",
+    LogicalNot => "logical_not",
+    Pow => "pow",
+    Add => "add",
+    Sub => "sub",
+    Mul => "mul",
+    Div => "div",
+    Maximum => "maximum",
+    Minimum => "minimum",
+    Max => "max",
+    Min => "min",
+    Where => "where",
+    Clamp => "clamp",
+    MaskedFill => "masked_fill",
+    Gt => "gt",
+    Ge => "ge",
+    Lt => "lt",
+    Le => "le",
+    Eq => "eq",
+    Ne => "ne",
+    // reductions
+    Sum => "sum",
+    Mean => "mean",
+    Var => "var",
+    Std => "std",
+    Prod => "prod",
+    Amax => "amax",
+    Amin => "amin",
+    Argmax => "argmax",
+    Argmin => "argmin",
+    Softmax => "softmax",
+    LogSoftmax => "log_softmax",
+    Cumprod => "cumprod",
+    Cumsum => "cumsum",
+    Topk => "topk",
+    Sort => "sort",
+    // linear algebra
+    Matmul => "matmul",
+    Mm => "mm",
+    Bmm => "bmm",
+    Einsum => "torch.einsum",
+    Outer => "outer",
+    Dot => "dot",
+    // shape
+    Reshape => "reshape",
+    View => "view",
+    Unsqueeze => "unsqueeze",
+    Squeeze => "squeeze",
+    Flatten => "flatten",
+    Permute => "permute",
+    Transpose => "transpose",
+    TMethod => "t",
+    Movedim => "movedim",
+    Expand => "expand",
+    ExpandAs => "expand_as",
+    Repeat => "repeat",
+    Chunk => "chunk",
+    Split => "split",
+    Stack => "torch.stack",
+    Cat => "torch.cat",
+    Size => "size",
+    Dim => "dim",
+    Numel => "numel",
+    Identity => "clone",
+    ToFloat => "float",
+    ToLong => "long",
+    ToBool => "bool",
+    To => "to",
+    TypeAs => "type_as",
+    Item => "item",
+    Scatter => "scatter",
+    ScatterAdd => "scatter_add",
+    Gather => "gather",
+    IndexSelect => "index_select",
+    Zero => "zero_",
+    Fill => "fill_",
+    Copy => "copy_",
+    // nn
+    NativeLayerNorm => "torch.ops.aten.native_layer_norm.default",
+    LayerNorm => "torch.nn.functional.layer_norm",
+    NnGelu => "torch.nn.GELU",
+    NnSigmoid => "torch.nn.Sigmoid",
+    NnSoftmax => "torch.nn.Softmax",
+    NnLogSoftmax => "torch.nn.LogSoftmax",
+    NnSilu => "torch.nn.SiLU",
+    NnRelu => "torch.nn.ReLU",
+    NnTanh => "torch.nn.Tanh",
+    NnIdentity => "torch.nn.Identity",
+    // Python builtins
+    PyRange => "range",
+    PyLen => "len",
+    PyFloat => "float",
+    PyInt => "int",
+    PyBool => "bool",
+    PyMin => "min",
+    PyMax => "max",
+    PyAbs => "abs",
+    PySum => "sum",
+    PyZip => "zip",
+    PyEnumerate => "enumerate",
+    PyList => "list",
+    PyTuple => "tuple",
+    PyRound => "round",
+    // math
+    MathSqrt => "math.sqrt",
+    MathExp => "math.exp",
+    MathLog => "math.log",
+    MathCos => "math.cos",
+    MathSin => "math.sin",
+    MathCeil => "math.ceil",
+    MathFloor => "math.floor",
+}
+
+/// `torch.X` (and `torch.nn.functional.X`) names.
+pub(crate) fn torch_fn(name: &str) -> Option<Func> {
+    use Func::*;
+    Some(match name {
+        "tensor" | "as_tensor" => Tensor,
+        "zeros" | "empty" => Zeros,
+        "ones" => Ones,
+        "full" => Full,
+        "zeros_like" | "empty_like" => ZerosLike,
+        "ones_like" => OnesLike,
+        "full_like" => FullLike,
+        "arange" => Arange,
+        "stack" => Stack,
+        "cat" | "concat" | "concatenate" => Cat,
+        "einsum" => Einsum,
+        "where" => Where,
+        "layer_norm" => LayerNorm,
+        _ => return common_fn(name),
+    })
+}
+
+/// Names that are both `torch.X(t, ..)` and `t.X(..)`.
+fn common_fn(name: &str) -> Option<Func> {
+    use Func::*;
+    Some(match name {
+        "exp" => Exp,
+        "log" => Log,
+        "sqrt" => Sqrt,
+        "rsqrt" => Rsqrt,
+        "sin" => Sin,
+        "cos" => Cos,
+        "tanh" => Tanh,
+        "sigmoid" => Sigmoid,
+        "relu" => Relu,
+        "abs" => Abs,
+        "erf" => Erf,
+        "square" => Square,
+        "reciprocal" => Reciprocal,
+        "floor" => Floor,
+        "ceil" => Ceil,
+        "round" => Round,
+        "sign" => Sign,
+        "neg" | "negative" => Neg,
+        "silu" => Silu,
+        "gelu" => Gelu,
+        "logical_not" => LogicalNot,
+        "pow" => Pow,
+        "add" => Add,
+        "sub" | "subtract" => Sub,
+        "mul" | "multiply" => Mul,
+        "div" | "divide" | "true_divide" => Div,
+        "maximum" => Maximum,
+        "minimum" => Minimum,
+        "max" => Max,
+        "min" => Min,
+        "clamp" | "clip" => Clamp,
+        "masked_fill" => MaskedFill,
+        "gt" | "greater" => Gt,
+        "ge" | "greater_equal" => Ge,
+        "lt" | "less" => Lt,
+        "le" | "less_equal" => Le,
+        "eq" => Eq,
+        "ne" | "not_equal" => Ne,
+        "sum" => Sum,
+        "mean" => Mean,
+        "var" => Var,
+        "std" => Std,
+        "prod" => Prod,
+        "amax" => Amax,
+        "amin" => Amin,
+        "argmax" => Argmax,
+        "argmin" => Argmin,
+        "softmax" => Softmax,
+        "log_softmax" => LogSoftmax,
+        "cumprod" => Cumprod,
+        "cumsum" => Cumsum,
+        "topk" => Topk,
+        "sort" => Sort,
+        "matmul" => Matmul,
+        "mm" => Mm,
+        "bmm" => Bmm,
+        "outer" | "ger" => Outer,
+        "dot" | "inner" => Dot,
+        "reshape" => Reshape,
+        "unsqueeze" => Unsqueeze,
+        "squeeze" => Squeeze,
+        "flatten" => Flatten,
+        "permute" => Permute,
+        "transpose" | "swapaxes" => Transpose,
+        "t" => TMethod,
+        "movedim" | "moveaxis" => Movedim,
+        "chunk" => Chunk,
+        "split" => Split,
+        "numel" => Numel,
+        "clone" => Identity,
+        "scatter" => Scatter,
+        "scatter_add" => ScatterAdd,
+        "gather" => Gather,
+        "index_select" => IndexSelect,
+        _ => return None,
+    })
+}
+
+/// `t.X(..)` names. In-place forms (`scatter_`) are resolved by the compiler by stripping `_`.
+pub(crate) fn method(name: &str) -> Option<Func> {
+    use Func::*;
+    Some(match name {
+        "view" => View,
+        "expand" => Expand,
+        "expand_as" => ExpandAs,
+        "repeat" => Repeat,
+        "size" => Size,
+        "dim" | "ndimension" => Dim,
+        "contiguous" | "detach" | "cpu" | "cuda" => Identity,
+        "float" => ToFloat,
+        "long" | "int" => ToLong,
+        "bool" => ToBool,
+        "to" | "type" => To,
+        "type_as" => TypeAs,
+        "item" => Item,
+        "zero" => Zero,
+        "fill" => Fill,
+        "copy" => Copy,
+        "zeros_like" => ZerosLike,
+        "where" => Where,
+        "new_zeros" => Zeros,
+        "new_ones" => Ones,
+        _ => return common_fn(name),
+    })
+}
+
+/// `torch.nn.X` constructors.
+pub(crate) fn nn_module(name: &str) -> Option<Func> {
+    use Func::*;
+    Some(match name {
+        "GELU" => NnGelu,
+        "Sigmoid" => NnSigmoid,
+        "Softmax" => NnSoftmax,
+        "LogSoftmax" => NnLogSoftmax,
+        "SiLU" => NnSilu,
+        "ReLU" => NnRelu,
+        "Tanh" => NnTanh,
+        "Identity" => NnIdentity,
+        _ => return None,
+    })
+}
+
+pub(crate) fn math_fn(name: &str) -> Option<Func> {
+    use Func::*;
+    Some(match name {
+        "sqrt" => MathSqrt,
+        "exp" => MathExp,
+        "log" => MathLog,
+        "cos" => MathCos,
+        "sin" => MathSin,
+        "ceil" => MathCeil,
+        "floor" => MathFloor,
+        _ => return None,
+    })
+}
+
+pub(crate) fn builtin(name: &str) -> Option<Func> {
+    use Func::*;
+    Some(match name {
+        "range" => PyRange,
+        "len" => PyLen,
+        "float" => PyFloat,
+        "int" => PyInt,
+        "bool" => PyBool,
+        "min" => PyMin,
+        "max" => PyMax,
+        "abs" => PyAbs,
+        "sum" => PySum,
+        "zip" => PyZip,
+        "enumerate" => PyEnumerate,
+        "list" => PyList,
+        "tuple" => PyTuple,
+        "round" => PyRound,
+        _ => return None,
+    })
+}
+
+/// Keyword-argument names the evaluator understands (interned so calls compare pointers to
+/// static strings rather than allocating).
+pub(crate) const KEYWORDS: &[&str] = &[
+    "dim", "keepdim", "dtype", "unbiased", "correction", "k", "largest", "sorted", "index", "src",
+    "value", "start_dim", "end_dim", "eps", "weight", "bias", "approximate", "descending",
+    "min", "max", "input", "other", "exponent", "start", "end", "step", "source", "destination",
+    "dims", "size", "chunks", "device", "requires_grad", "dim0", "dim1", "mask", "alpha",
+    "normalized_shape", "split_size_or_sections", "fill_value", "inplace", "out_dtype",
+    "layout", "memory_format", "non_blocking", "copy", "axis", "shape", "sizes", "mat2", "vec",
+    "tensors", "equation", "condition", "beta", "repeats", "stable", "reduce", "vec2", "data",
+];
+
+pub(crate) fn keyword(name: &str) -> Option<&'static str> {
+    KEYWORDS.iter().copied().find(|k| *k == name)
+}
+
+/// Arguments of one call: positional (a method's receiver first) and keyword.
+pub(crate) struct Args {
+    pub pos: Vec<Value>,
+    pub kw: Vec<(&'static str, Value)>,
+    pub span: Span,
+    pub func: Func,
+}
+
+impl Args {
+    fn err(&self, msg: impl std::fmt::Display) -> EvalError {
+        EvalError::eval(format!("{}(): {msg}", self.func.name()), self.span)
+    }
+
+    fn get(&self, i: usize, name: &str) -> Option<&Value> {
+        self.kw
+            .iter()
+            .find(|(k, _)| *k == name)
+            .map(|(_, v)| v)
+            .or_else(|| self.pos.get(i))
+    }
+
+    fn kw(&self, name: &str) -> Option<&Value> {
+        self.kw.iter().find(|(k, _)| *k == name).map(|(_, v)| v)
+    }
+
+    fn tensor(&self, i: usize, name: &str) -> Result<Arc<Tensor>, EvalError> {
+        match self.get(i, name) {
+            Some(v) => to_tensor(v).ok_or_else(|| {
+                self.err(format!("argument `{name}` must be a tensor, not {}", v.type_name()))
+            }),
+            None => Err(self.err(format!("missing argument `{name}`"))),
+        }
+    }
+
+    fn opt_tensor(&self, i: usize, name: &str) -> Result<Option<Arc<Tensor>>, EvalError> {
+        match self.get(i, name) {
+            None | Some(Value::None) => Ok(None),
+            Some(_) => self.tensor(i, name).map(Some),
+        }
+    }
+
+    fn int(&self, i: usize, name: &str) -> Result<i64, EvalError> {
+        match self.get(i, name) {
+            Some(v) => as_int(v).ok_or_else(|| {
+                self.err(format!("argument `{name}` must be an int, not {}", v.type_name()))
+            }),
+            None => Err(self.err(format!("missing argument `{name}`"))),
+        }
+    }
+
+    fn opt_int(&self, i: usize, name: &str) -> Result<Option<i64>, EvalError> {
+        match self.get(i, name) {
+            None | Some(Value::None) => Ok(None),
+            Some(_) => self.int(i, name).map(Some),
+        }
+    }
+
+    fn int_or(&self, i: usize, name: &str, default: i64) -> Result<i64, EvalError> {
+        Ok(self.opt_int(i, name)?.unwrap_or(default))
+    }
+
+    fn float(&self, i: usize, name: &str) -> Result<f64, EvalError> {
+        match self.get(i, name) {
+            Some(v) => as_float(v).ok_or_else(|| {
+                self.err(format!("argument `{name}` must be a number, not {}", v.type_name()))
+            }),
+            None => Err(self.err(format!("missing argument `{name}`"))),
+        }
+    }
+
+    fn opt_float(&self, i: usize, name: &str) -> Result<Option<f64>, EvalError> {
+        match self.get(i, name) {
+            None | Some(Value::None) => Ok(None),
+            Some(_) => self.float(i, name).map(Some),
+        }
+    }
+
+    fn bool_or(&self, i: usize, name: &str, default: bool) -> Result<bool, EvalError> {
+        match self.get(i, name) {
+            None | Some(Value::None) => Ok(default),
+            Some(Value::Bool(b)) => Ok(*b),
+            Some(Value::Int(x)) => Ok(*x != 0),
+            Some(v) => Err(self.err(format!("argument `{name}` must be a bool, not {}", v.type_name()))),
+        }
+    }
+
+    fn dtype(&self, i: usize) -> Result<Option<DType>, EvalError> {
+        match self.get(i, "dtype") {
+            None | Some(Value::None) => Ok(None),
+            Some(Value::DType(d)) => Ok(Some(*d)),
+            Some(v) => Err(self.err(format!("`dtype` must be a torch dtype, not {}", v.type_name()))),
+        }
+    }
+
+    /// `dim` as None, an int, or a list/tuple of ints.
+    fn dims(&self, i: usize, name: &str) -> Result<Option<Vec<i64>>, EvalError> {
+        match self.get(i, name) {
+            None | Some(Value::None) => Ok(None),
+            Some(v) => int_list(v)
+                .map(Some)
+                .ok_or_else(|| self.err(format!("`{name}` must be an int or a list of ints, not {}", v.type_name()))),
+        }
+    }
+
+    /// Sizes given as varargs ints (`x.view(2, 3)`) or one sequence (`x.view((2, 3))`), or a
+    /// keyword.
+    fn sizes(&self, from: usize, kw: &str) -> Result<Vec<i64>, EvalError> {
+        if let Some(v) = self.kw(kw) {
+            return int_list(v).ok_or_else(|| self.err(format!("`{kw}` must be a list of ints")));
+        }
+        match self.pos.get(from..) {
+            Some([v @ (Value::List(_) | Value::Tuple(_))]) => {
+                int_list(v).ok_or_else(|| self.err("sizes must be ints"))
+            }
+            Some(rest) => rest
+                .iter()
+                .map(|v| as_int(v).ok_or_else(|| self.err(format!("sizes must be ints, not {}", v.type_name()))))
+                .collect(),
+            None => Ok(Vec::new()),
+        }
+    }
+
+    fn tensor_list(&self, i: usize, name: &str) -> Result<Vec<Arc<Tensor>>, EvalError> {
+        match self.get(i, name) {
+            Some(Value::List(l) | Value::Tuple(l)) => l
+                .iter()
+                .map(|v| to_tensor(v).ok_or_else(|| self.err(format!("expected a list of tensors, found {} in it", v.type_name()))))
+                .collect(),
+            Some(v) => Err(self.err(format!("`{name}` must be a list of tensors, not {}", v.type_name()))),
+            None => Err(self.err(format!("missing argument `{name}`"))),
+        }
+    }
+}
+
+pub(crate) fn as_int(v: &Value) -> Option<i64> {
+    match v {
+        Value::Int(i) => Some(*i),
+        Value::Bool(b) => Some(i64::from(*b)),
+        Value::Tensor(t) if t.numel() == 1 && t.dtype() != DType::F32 => match t.item().ok()? {
+            Scalar::I64(i) => Some(i),
+            Scalar::Bool(b) => Some(i64::from(b)),
+            Scalar::F32(_) => None,
+        },
+        _ => None,
+    }
+}
+
+pub(crate) fn as_float(v: &Value) -> Option<f64> {
+    match v {
+        Value::Float(x) => Some(*x),
+        Value::Int(i) => Some(*i as f64),
+        Value::Bool(b) => Some(f64::from(u8::from(*b))),
+        Value::Tensor(t) if t.numel() == 1 => t.item().ok().map(Scalar::as_f64),
+        _ => None,
+    }
+}
+
+pub(crate) fn int_list(v: &Value) -> Option<Vec<i64>> {
+    match v {
+        Value::List(l) | Value::Tuple(l) => l.iter().map(as_int).collect(),
+        Value::Tensor(t) if t.ndim() == 1 && t.dtype() != DType::F32 => {
+            Some(t.to_f64_vec().into_iter().map(|x| x as i64).collect())
+        }
+        other => as_int(other).map(|i| vec![i]),
+    }
+}
+
+/// A tensor or a Python number as a tensor (numbers become 0-d tensors of their kind).
+pub(crate) fn to_tensor(v: &Value) -> Option<Arc<Tensor>> {
+    match v {
+        Value::Tensor(t) => Some(t.clone()),
+        Value::Bool(b) => Some(Arc::new(Tensor::scalar_bool(*b))),
+        Value::Int(i) => Some(Arc::new(Tensor::scalar_i64(*i))),
+        Value::Float(x) => Some(Arc::new(Tensor::scalar_f32(*x as f32))),
+        _ => None,
+    }
+}
+
+/// `torch.tensor(data)`: nested lists/tuples of numbers (or tensors) to a tensor.
+pub(crate) fn tensor_from_value(v: &Value, dtype: Option<DType>, span: Span) -> Result<Tensor, EvalError> {
+    fn walk(v: &Value, depth: usize, shape: &mut Vec<usize>, flat: &mut Vec<f64>, kind: &mut DType, span: Span) -> Result<(), EvalError> {
+        let bad = |m: &str| EvalError::eval(format!("torch.tensor(): {m}"), span);
+        match v {
+            Value::List(l) | Value::Tuple(l) => {
+                if depth == shape.len() {
+                    shape.push(l.len());
+                } else if shape.get(depth) != Some(&l.len()) {
+                    return Err(bad("expected a sequence of equal-length sequences"));
+                }
+                for x in l.iter() {
+                    walk(x, depth + 1, shape, flat, kind, span)?;
+                }
+                Ok(())
+            }
+            Value::Tensor(t) => {
+                for (k, &s) in t.shape().iter().enumerate() {
+                    if depth + k == shape.len() {
+                        shape.push(s);
+                    } else if shape.get(depth + k) != Some(&s) {
+                        return Err(bad("tensors inside the list have different shapes"));
+                    }
+                }
+                *kind = (*kind).max(t.dtype());
+                flat.extend(t.to_f64_vec());
+                Ok(())
+            }
+            Value::Bool(b) => {
+                flat.push(f64::from(u8::from(*b)));
+                Ok(())
+            }
+            Value::Int(i) => {
+                *kind = (*kind).max(DType::I64);
+                flat.push(*i as f64);
+                Ok(())
+            }
+            Value::Float(x) => {
+                *kind = DType::F32;
+                flat.push(*x);
+                Ok(())
+            }
+            other => Err(bad(&format!("cannot make a tensor from {}", other.type_name()))),
+        }
+    }
+    let mut shape = Vec::new();
+    let mut flat = Vec::new();
+    let mut kind = DType::Bool;
+    walk(v, 0, &mut shape, &mut flat, &mut kind, span)?;
+    let n: usize = shape.iter().product();
+    if n != flat.len() {
+        return Err(EvalError::eval("torch.tensor(): ragged nested sequence", span));
+    }
+    let dtype = dtype.unwrap_or(kind);
+    let t = match dtype {
+        DType::F32 => Tensor::from_f32(shape, flat.into_iter().map(|x| x as f32).collect()),
+        DType::I64 => Tensor::from_i64(shape, flat.into_iter().map(|x| x as i64).collect()),
+        DType::Bool => Tensor::from_bool(shape, flat.into_iter().map(|x| x != 0.0).collect()),
+    };
+    t.map_err(|e| EvalError::from_tensor(e, span))
+}
+
+/// Items of an iterable (list, tuple, range, tensor along dim 0).
+pub(crate) fn iter_items(v: &Value, span: Span, max: usize) -> Result<Vec<Value>, EvalError> {
+    match v {
+        Value::List(l) | Value::Tuple(l) => Ok(l.to_vec()),
+        Value::Range(a, b, s) => {
+            let n = range_len(*a, *b, *s);
+            if n > max as u64 {
+                return Err(EvalError::new(
+                    stepforge_syntax::codes::Code::E0701,
+                    format!("range of {n} items exceeds the limit of {max}"),
+                    span,
+                ));
+            }
+            Ok((0..n).map(|i| Value::Int(a + (i as i64) * s)).collect())
+        }
+        Value::Tensor(t) => {
+            if t.ndim() == 0 {
+                return Err(EvalError::eval("iteration over a 0-d tensor", span));
+            }
+            (0..t.shape()[0])
+                .map(|i| {
+                    t.index(&[stepforge_tensor::Index::Int(i as i64)])
+                        .map(Value::tensor)
+                        .map_err(|e| EvalError::from_tensor(e, span))
+                })
+                .collect()
+        }
+        other => Err(EvalError::eval(format!("{} is not iterable", other.type_name()), span)),
+    }
+}
+
+pub(crate) fn range_len(a: i64, b: i64, s: i64) -> u64 {
+    let (a, b, s) = (i128::from(a), i128::from(b), i128::from(s));
+    let n = if s > 0 {
+        if b > a { (b - a + s - 1) / s } else { 0 }
+    } else if a > b {
+        (a - b + (-s) - 1) / (-s)
+    } else {
+        0
+    };
+    u64::try_from(n).unwrap_or(u64::MAX)
+}
+
+fn softmax_default_dim(ndim: usize) -> i64 {
+    // torch's legacy implicit-dim rule.
+    if matches!(ndim, 0 | 1 | 3) { 0 } else { 1 }
+}
+
+pub(crate) fn apply_module(m: Module, x: &Tensor, span: Span) -> Result<Value, EvalError> {
+    let r = match m {
+        Module::Gelu { tanh } => x.unary(if tanh { UnaryOp::GeluTanh } else { UnaryOp::Gelu }),
+        Module::Sigmoid => x.unary(UnaryOp::Sigmoid),
+        Module::Silu => x.unary(UnaryOp::Silu),
+        Module::Relu => x.unary(UnaryOp::Relu),
+        Module::Tanh => x.unary(UnaryOp::Tanh),
+        Module::Identity => Ok(x.clone()),
+        Module::Softmax { dim } => x.softmax(dim.unwrap_or_else(|| softmax_default_dim(x.ndim()))),
+        Module::LogSoftmax { dim } => {
+            x.log_softmax(dim.unwrap_or_else(|| softmax_default_dim(x.ndim())))
+        }
+    };
+    r.map(Value::tensor).map_err(|e| EvalError::from_tensor(e, span))
+}
+
+fn tuple2(a: Tensor, b: Tensor) -> Value {
+    Value::tuple(vec![Value::tensor(a), Value::tensor(b)])
+}
+
+fn py_number(x: f64, as_int: bool) -> Value {
+    if as_int { Value::Int(x as i64) } else { Value::Float(x) }
+}
+
+/// Calls `f`. `max_items` bounds Python lists built by builtins (`list(range(..))`).
+pub(crate) fn call(f: Func, a: Args, max_items: usize) -> Result<Value, EvalError> {
+    use Func::*;
+    let span = a.span;
+    let te = |e: stepforge_tensor::TensorError| EvalError::from_tensor(e, span);
+    let t = |r: Result<stepforge_tensor::Tensor, stepforge_tensor::TensorError>| r.map(Value::tensor).map_err(te);
+    let unary = |op: UnaryOp| -> Result<Value, EvalError> { t(a.tensor(0, "input")?.unary(op)) };
+    let binary = |op: BinaryOp| -> Result<Value, EvalError> {
+        let x = a.tensor(0, "input")?;
+        let y = a.tensor(1, "other")?;
+        t(x.binary(op, &y))
+    };
+    let cmp = |op: CmpOp| -> Result<Value, EvalError> {
+        let x = a.tensor(0, "input")?;
+        let y = a.tensor(1, "other")?;
+        t(x.compare(op, &y))
+    };
+    match f {
+        // ----- creation ------------------------------------------------------------------
+        Tensor => {
+            let v = a.get(0, "data").ok_or_else(|| a.err("missing argument `data`"))?;
+            Ok(Value::tensor(tensor_from_value(v, a.dtype(usize::MAX)?, span)?))
+        }
+        Zeros | Ones => {
+            // `x.new_zeros(sizes)` passes the receiver first.
+            let from = usize::from(matches!(a.pos.first(), Some(Value::Tensor(_))));
+            let sizes = a.sizes(from, "size")?;
+            let shape = to_shape(&sizes).ok_or_else(|| a.err("sizes must be non-negative"))?;
+            let dtype = a.dtype(usize::MAX)?.unwrap_or(DType::F32);
+            t(if f == Zeros {
+                stepforge_tensor::Tensor::zeros(&shape, dtype)
+            } else {
+                stepforge_tensor::Tensor::ones(&shape, dtype)
+            })
+        }
+        Full => {
+            let sizes = match a.get(0, "size") {
+                Some(v) => int_list(v).ok_or_else(|| a.err("`size` must be a list of ints"))?,
+                None => return Err(a.err("missing argument `size`")),
+            };
+            let shape = to_shape(&sizes).ok_or_else(|| a.err("sizes must be non-negative"))?;
+            let v = a.get(1, "fill_value").ok_or_else(|| a.err("missing argument `fill_value`"))?;
+            let s = v.as_scalar().ok_or_else(|| a.err("`fill_value` must be a number"))?;
+            let dtype = a.dtype(usize::MAX)?.unwrap_or(match s {
+                Scalar::Bool(_) => DType::Bool,
+                Scalar::I64(_) => DType::I64,
+                Scalar::F32(_) => DType::F32,
+            });
+            t(stepforge_tensor::Tensor::full(&shape, s, dtype))
+        }
+        ZerosLike | OnesLike => {
+            let x = a.tensor(0, "input")?;
+            let d = a.dtype(usize::MAX)?;
+            t(if f == ZerosLike { x.zeros_like(d) } else { x.ones_like(d) })
+        }
+        FullLike | Fill => {
+            let x = a.tensor(0, "input")?;
+            let v = a.get(1, if f == Fill { "value" } else { "fill_value" });
+            let s = v
+                .and_then(Value::as_scalar)
+                .or_else(|| v.and_then(to_tensor).and_then(|t| t.item().ok()))
+                .ok_or_else(|| a.err("fill value must be a number"))?;
+            let d = a.dtype(usize::MAX)?.unwrap_or(x.dtype());
+            t(stepforge_tensor::Tensor::full(x.shape(), s, d))
+        }
+        Zero => {
+            let x = a.tensor(0, "input")?;
+            t(x.zeros_like(None))
+        }
+        Copy => {
+            let x = a.tensor(0, "input")?;
+            let src = a.tensor(1, "src")?;
+            t(src.to_dtype(x.dtype()).broadcast_to(x.shape()))
+        }
+        Arange => {
+            let nums: Vec<&Value> = a.pos.iter().collect();
+            let get = |v: &Value| as_float(v).ok_or_else(|| a.err("bounds must be numbers"));
+            let all_int = |vs: &[&Value]| vs.iter().all(|v| as_int(v).is_some());
+            let (start, end, step, ints) = match (nums.as_slice(), a.kw("start"), a.kw("end")) {
+                ([e], None, None) => (0.0, get(e)?, 1.0, all_int(&[e])),
+                ([], Some(s), Some(e)) => (get(s)?, get(e)?, 1.0, all_int(&[s, e])),
+                ([], None, Some(e)) => (0.0, get(e)?, 1.0, all_int(&[e])),
+                ([s, e], None, None) => (get(s)?, get(e)?, 1.0, all_int(&[s, e])),
+                ([s, e, st], None, None) => (get(s)?, get(e)?, get(st)?, all_int(&[s, e, st])),
+                _ => return Err(a.err("expected arange(end), arange(start, end) or arange(start, end, step)")),
+            };
+            let step = match a.kw("step") {
+                Some(v) => get(v)?,
+                None => step,
+            };
+            let dtype = a.dtype(usize::MAX)?.unwrap_or(if ints { DType::I64 } else { DType::F32 });
+            t(stepforge_tensor::Tensor::arange(start, end, step, dtype))
+        }
+        // ----- elementwise ---------------------------------------------------------------
+        Exp => unary(UnaryOp::Exp),
+        Log => unary(UnaryOp::Log),
+        Sqrt => unary(UnaryOp::Sqrt),
+        Rsqrt => unary(UnaryOp::Rsqrt),
+        Sin => unary(UnaryOp::Sin),
+        Cos => unary(UnaryOp::Cos),
+        Tanh => unary(UnaryOp::Tanh),
+        Sigmoid => unary(UnaryOp::Sigmoid),
+        Relu => unary(UnaryOp::Relu),
+        Abs => unary(UnaryOp::Abs),
+        Erf => unary(UnaryOp::Erf),
+        Square => unary(UnaryOp::Square),
+        Reciprocal => unary(UnaryOp::Reciprocal),
+        Floor => unary(UnaryOp::Floor),
+        Ceil => unary(UnaryOp::Ceil),
+        Round => unary(UnaryOp::Round),
+        Sign => unary(UnaryOp::Sign),
+        Neg => unary(UnaryOp::Neg),
+        Silu => unary(UnaryOp::Silu),
+        LogicalNot => unary(UnaryOp::LogicalNot),
+        Gelu => {
+            let tanh = match a.kw("approximate") {
+                None => false,
+                Some(Value::Str(s)) if &**s == "none" => false,
+                Some(Value::Str(s)) if &**s == "tanh" => true,
+                Some(_) => return Err(a.err("`approximate` must be 'none' or 'tanh'")),
+            };
+            unary(if tanh { UnaryOp::GeluTanh } else { UnaryOp::Gelu })
+        }
+        Pow => {
+            let x = a.tensor(0, "input")?;
+            let y = a.get(1, "exponent").and_then(to_tensor).ok_or_else(|| a.err("missing argument `exponent`"))?;
+            t(x.pow(&y))
+        }
+        Add | Sub => {
+            let x = a.tensor(0, "input")?;
+            let mut y = a.tensor(1, "other")?;
+            if let Some(alpha) = a.kw("alpha") {
+                let al = to_tensor(alpha).ok_or_else(|| a.err("`alpha` must be a number"))?;
+                y = Arc::new(y.mul(&al).map_err(te)?);
+            }
+            t(x.binary(if f == Add { BinaryOp::Add } else { BinaryOp::Sub }, &y))
+        }
+        Mul => binary(BinaryOp::Mul),
+        Div => binary(BinaryOp::Div),
+        Maximum => binary(BinaryOp::Max),
+        Minimum => binary(BinaryOp::Min),
+        Max | Min => {
+            let largest = f == Max;
+            let x = a.tensor(0, "input")?;
+            match a.get(1, "dim") {
+                None => t(if largest { x.amax(None, false) } else { x.amin(None, false) }),
+                Some(Value::Tensor(y)) => t(x.binary(if largest { BinaryOp::Max } else { BinaryOp::Min }, y)),
+                Some(_) => {
+                    let d = a.int(1, "dim")?;
+                    let keep = a.bool_or(2, "keepdim", false)?;
+                    let (v, i) = x.max_dim(d, keep, largest).map_err(te)?;
+                    Ok(tuple2(v, i))
+                }
+            }
+        }
+        Where => {
+            let c = a.tensor(0, "condition")?;
+            let x = a.tensor(1, "input")?;
+            let y = a.tensor(2, "other")?;
+            t(stepforge_tensor::Tensor::where_(&c, &x, &y))
+        }
+        Clamp => {
+            let x = a.tensor(0, "input")?;
+            t(x.clamp(a.opt_float(1, "min")?, a.opt_float(2, "max")?))
+        }
+        MaskedFill => {
+            let x = a.tensor(0, "input")?;
+            let m = a.tensor(1, "mask")?;
+            let v = a.tensor(2, "value")?;
+            t(stepforge_tensor::Tensor::where_(&m, &v.to_dtype(x.dtype()), &x))
+        }
+        Gt => cmp(CmpOp::Gt),
+        Ge => cmp(CmpOp::Ge),
+        Lt => cmp(CmpOp::Lt),
+        Le => cmp(CmpOp::Le),
+        Eq => cmp(CmpOp::Eq),
+        Ne => cmp(CmpOp::Ne),
+        // ----- reductions ----------------------------------------------------------------
+        Sum | Mean | Prod | Amax | Amin => {
+            let x = a.tensor(0, "input")?;
+            let dims = a.dims(1, "dim")?;
+            let keep = a.bool_or(2, "keepdim", false)?;
+            let d = dims.as_deref();
+            let r = match f {
+                Sum => x.sum(d, keep),
+                Mean => x.mean(d, keep),
+                Prod => x.prod(d, keep),
+                Amax => x.amax(d, keep),
+                _ => x.amin(d, keep),
+            };
+            let r = r.map_err(te)?;
+            match a.dtype(usize::MAX)? {
+                Some(dt) => Ok(Value::tensor(r.into_dtype(dt))),
+                None => Ok(Value::tensor(r)),
+            }
+        }
+        Var | Std => {
+            let x = a.tensor(0, "input")?;
+            // var(unbiased) / var(dim, unbiased, keepdim) / var(dim, correction=, keepdim=)
+            let (dims, ub_pos) = match a.pos.get(1) {
+                Some(Value::Bool(_)) => (None, 1),
+                _ => (a.dims(1, "dim")?, 2),
+            };
+            let mut unbiased = a.bool_or(ub_pos, "unbiased", true)?;
+            if let Some(c) = a.kw("correction") {
+                unbiased = as_int(c).ok_or_else(|| a.err("`correction` must be 0 or 1"))? != 0;
+            }
+            let keep = a.bool_or(ub_pos + 1, "keepdim", false)?;
+            let v = x.var(dims.as_deref(), unbiased, keep).map_err(te)?;
+            if f == Std { t(v.sqrt()) } else { Ok(Value::tensor(v)) }
+        }
+        Argmax | Argmin => {
+            let x = a.tensor(0, "input")?;
+            let dim = a.opt_int(1, "dim")?;
+            let keep = a.bool_or(2, "keepdim", false)?;
+            if f == Argmax {
+                t(x.argmax(dim, keep))
+            } else {
+                let neg = x.to_dtype(DType::F32).neg().map_err(te)?;
+                t(neg.argmax(dim, keep))
+            }
+        }
+        Softmax | LogSoftmax => {
+            let x = a.tensor(0, "input")?;
+            let dim = a.opt_int(1, "dim")?.unwrap_or_else(|| softmax_default_dim(x.ndim()));
+            let r = if f == Softmax { x.softmax(dim) } else { x.log_softmax(dim) };
+            t(r)
+        }
+        Cumprod => {
+            let x = a.tensor(0, "input")?;
+            t(x.cumprod(a.int(1, "dim")?))
+        }
+        Cumsum => {
+            let x = a.tensor(0, "input")?;
+            t(x.cumsum(a.int(1, "dim")?))
+        }
+        Topk => {
+            let x = a.tensor(0, "input")?;
+            let k = a.int(1, "k")?;
+            let dim = a.int_or(2, "dim", -1)?;
+            let largest = a.bool_or(3, "largest", true)?;
+            let (v, i) = x.topk(k, dim, largest).map_err(te)?;
+            Ok(tuple2(v, i))
+        }
+        Sort => {
+            let x = a.tensor(0, "input")?;
+            let dim = a.int_or(1, "dim", -1)?;
+            let desc = a.bool_or(2, "descending", false)?;
+            let (v, i) = x.sort(dim, desc).map_err(te)?;
+            Ok(tuple2(v, i))
+        }
+        // ----- linear algebra -------------------------------------------------------------
+        Matmul | Mm | Dot => {
+            let x = a.tensor(0, "input")?;
+            let y = a.tensor(1, "other")?;
+            if f == Mm && (x.ndim() != 2 || y.ndim() != 2) {
+                return Err(a.err("expects two 2-d tensors"));
+            }
+            t(x.matmul(&y))
+        }
+        Bmm => {
+            let x = a.tensor(0, "input")?;
+            let y = a.tensor(1, "mat2")?;
+            t(x.bmm(&y))
+        }
+        Outer => {
+            let x = a.tensor(0, "input")?;
+            let y = a.tensor(1, "vec2")?;
+            t(stepforge_tensor::Tensor::einsum("i,j->ij", &[&x, &y]))
+        }
+        Einsum => {
+            let eq = match a.get(0, "equation") {
+                Some(Value::Str(s)) => s.clone(),
+                _ => return Err(a.err("the first argument must be the equation string")),
+            };
+            let ops: Vec<Arc<stepforge_tensor::Tensor>> = match a.pos.get(1..) {
+                Some([l @ (Value::List(_) | Value::Tuple(_))]) => {
+                    let args = Args { pos: vec![l.clone()], kw: Vec::new(), span, func: f };
+                    args.tensor_list(0, "operands")?
+                }
+                Some(rest) => rest
+                    .iter()
+                    .map(|v| to_tensor(v).ok_or_else(|| a.err(format!("operands must be tensors, not {}", v.type_name()))))
+                    .collect::<Result<_, _>>()?,
+                None => Vec::new(),
+            };
+            let refs: Vec<&stepforge_tensor::Tensor> = ops.iter().map(|t| &**t).collect();
+            t(stepforge_tensor::Tensor::einsum(&eq, &refs))
+        }
+        // ----- shape ---------------------------------------------------------------------
+        Reshape | View => {
+            let x = a.tensor(0, "input")?;
+            let s = a.sizes(1, "shape")?;
+            t(x.reshape(&s))
+        }
+        Unsqueeze => {
+            let x = a.tensor(0, "input")?;
+            t(x.unsqueeze(a.int(1, "dim")?))
+        }
+        Squeeze => {
+            let x = a.tensor(0, "input")?;
+            let d = a.dims(1, "dim")?;
+            t(x.squeeze(d.as_deref()))
+        }
+        Flatten => {
+            let x = a.tensor(0, "input")?;
+            t(x.flatten(a.int_or(1, "start_dim", 0)?, a.int_or(2, "end_dim", -1)?))
+        }
+        Permute => {
+            let x = a.tensor(0, "input")?;
+            let d = a.sizes(1, "dims")?;
+            t(x.permute(&d))
+        }
+        Transpose => {
+            let x = a.tensor(0, "input")?;
+            t(x.transpose(a.int(1, "dim0")?, a.int(2, "dim1")?))
+        }
+        TMethod => t(a.tensor(0, "input")?.t()),
+        Movedim => {
+            let x = a.tensor(0, "input")?;
+            let s = a.dims(1, "source")?.ok_or_else(|| a.err("missing argument `source`"))?;
+            let d = a.dims(2, "destination")?.ok_or_else(|| a.err("missing argument `destination`"))?;
+            t(x.movedim(&s, &d))
+        }
+        Expand => {
+            let x = a.tensor(0, "input")?;
+            let s = a.sizes(1, "size")?;
+            t(x.expand(&s))
+        }
+        ExpandAs => {
+            let x = a.tensor(0, "input")?;
+            let o = a.tensor(1, "other")?;
+            t(x.broadcast_to(o.shape()))
+        }
+        Repeat => {
+            let x = a.tensor(0, "input")?;
+            let s = a.sizes(1, "repeats")?;
+            t(x.repeat(&s))
+        }
+        Chunk | Split => {
+            let x = a.tensor(0, "input")?;
+            let n = a.int(1, if f == Chunk { "chunks" } else { "split_size_or_sections" })?;
+            let dim = a.int_or(2, "dim", 0)?;
+            let parts = if f == Chunk { x.chunk(n, dim) } else { x.split(n, dim) }.map_err(te)?;
+            Ok(Value::tuple(parts.into_iter().map(Value::tensor).collect()))
+        }
+        Stack | Cat => {
+            let ts = a.tensor_list(0, "tensors")?;
+            let dim = a.int_or(1, "dim", 0)?;
+            let refs: Vec<&stepforge_tensor::Tensor> = ts.iter().map(|t| &**t).collect();
+            t(if f == Stack {
+                stepforge_tensor::Tensor::stack(&refs, dim)
+            } else {
+                stepforge_tensor::Tensor::cat(&refs, dim)
+            })
+        }
+        Size => {
+            let x = a.tensor(0, "input")?;
+            match a.opt_int(1, "dim")? {
+                None => Ok(shape_value(x.shape())),
+                Some(d) => {
+                    let d = stepforge_tensor::norm_dim(d, x.ndim()).map_err(te)?;
+                    Ok(Value::Int(x.shape().get(d).copied().unwrap_or(1) as i64))
+                }
+            }
+        }
+        Dim => Ok(Value::Int(a.tensor(0, "input")?.ndim() as i64)),
+        Numel => Ok(Value::Int(a.tensor(0, "input")?.numel() as i64)),
+        Identity => Ok(Value::Tensor(a.tensor(0, "input")?)),
+        ToFloat => t(Ok(a.tensor(0, "input")?.to_dtype(DType::F32))),
+        ToLong => t(Ok(a.tensor(0, "input")?.to_dtype(DType::I64))),
+        ToBool => t(Ok(a.tensor(0, "input")?.to_dtype(DType::Bool))),
+        To => {
+            let x = a.tensor(0, "input")?;
+            let d = match a.get(1, "dtype") {
+                Some(Value::DType(d)) => Some(*d),
+                Some(Value::Tensor(o)) => Some(o.dtype()),
+                // `x.to('cpu')` and similar device moves are no-ops here.
+                Some(Value::Str(_)) | None => None,
+                Some(v) => return Err(a.err(format!("cannot convert to {}", v.type_name()))),
+            };
+            match d {
+                Some(d) => t(Ok(x.to_dtype(d))),
+                None => Ok(Value::Tensor(x)),
+            }
+        }
+        TypeAs => {
+            let x = a.tensor(0, "input")?;
+            let o = a.tensor(1, "other")?;
+            t(Ok(x.to_dtype(o.dtype())))
+        }
+        Item => {
+            let x = a.tensor(0, "input")?;
+            Ok(match x.item().map_err(te)? {
+                Scalar::Bool(b) => Value::Bool(b),
+                Scalar::I64(i) => Value::Int(i),
+                Scalar::F32(v) => Value::Float(f64::from(v)),
+            })
+        }
+        Scatter | ScatterAdd => {
+            let x = a.tensor(0, "input")?;
+            let dim = a.int(1, "dim")?;
+            let idx = a.tensor(2, "index")?;
+            if a.kw("reduce").is_some() {
+                return Err(a.err("the `reduce` argument is not supported"));
+            }
+            let src = match (a.kw("src"), a.kw("value"), a.pos.get(3)) {
+                (Some(v), _, _) | (None, Some(v), _) | (None, None, Some(v)) => v,
+                _ => return Err(a.err("missing argument `src` or `value`")),
+            };
+            if f == ScatterAdd {
+                let s = to_tensor(src).ok_or_else(|| a.err("`src` must be a tensor"))?;
+                return t(x.scatter_add(dim, &idx, &s));
+            }
+            match src {
+                Value::Tensor(s) if s.ndim() > 0 || idx.ndim() == 0 => t(x.scatter(dim, &idx, s)),
+                other => {
+                    let v = as_float(other).ok_or_else(|| a.err("`src` must be a tensor or a number"))?;
+                    t(x.scatter_value(dim, &idx, v))
+                }
+            }
+        }
+        Gather => {
+            let x = a.tensor(0, "input")?;
+            t(x.gather(a.int(1, "dim")?, &*a.tensor(2, "index")?))
+        }
+        IndexSelect => {
+            let x = a.tensor(0, "input")?;
+            t(x.index_select(a.int(1, "dim")?, &*a.tensor(2, "index")?))
+        }
+        // ----- nn ------------------------------------------------------------------------
+        NativeLayerNorm | LayerNorm => {
+            let x = a.tensor(0, "input")?;
+            let ns = a
+                .get(1, "normalized_shape")
+                .and_then(int_list)
+                .ok_or_else(|| a.err("`normalized_shape` must be a list of ints"))?;
+            let ns = to_shape(&ns).ok_or_else(|| a.err("`normalized_shape` must be non-negative"))?;
+            let w = a.opt_tensor(2, "weight")?;
+            let b = a.opt_tensor(3, "bias")?;
+            let eps = a.opt_float(4, "eps")?.unwrap_or(1e-5);
+            let (o, m, r) = x.native_layer_norm(&ns, w.as_deref(), b.as_deref(), eps).map_err(te)?;
+            if f == LayerNorm {
+                Ok(Value::tensor(o))
+            } else {
+                Ok(Value::tuple(vec![Value::tensor(o), Value::tensor(m), Value::tensor(r)]))
+            }
+        }
+        NnGelu => {
+            let tanh = matches!(a.get(0, "approximate"), Some(Value::Str(s)) if &**s == "tanh");
+            Ok(Value::Module(Module::Gelu { tanh }))
+        }
+        NnSigmoid => Ok(Value::Module(Module::Sigmoid)),
+        NnSoftmax => Ok(Value::Module(Module::Softmax { dim: a.opt_int(0, "dim")? })),
+        NnLogSoftmax => Ok(Value::Module(Module::LogSoftmax { dim: a.opt_int(0, "dim")? })),
+        NnSilu => Ok(Value::Module(Module::Silu)),
+        NnRelu => Ok(Value::Module(Module::Relu)),
+        NnTanh => Ok(Value::Module(Module::Tanh)),
+        NnIdentity => Ok(Value::Module(Module::Identity)),
+        // ----- Python builtins -----------------------------------------------------------
+        PyRange => {
+            let ints: Vec<i64> = a
+                .pos
+                .iter()
+                .map(|v| as_int(v).ok_or_else(|| a.err(format!("expected ints, found {}", v.type_name()))))
+                .collect::<Result<_, _>>()?;
+            match ints.as_slice() {
+                [e] => Ok(Value::Range(0, *e, 1)),
+                [s, e] => Ok(Value::Range(*s, *e, 1)),
+                [_, _, 0] => Err(a.err("range() arg 3 must not be zero")),
+                [s, e, st] => Ok(Value::Range(*s, *e, *st)),
+                _ => Err(a.err("expected 1 to 3 arguments")),
+            }
+        }
+        PyLen => match a.pos.first() {
+            Some(Value::List(l) | Value::Tuple(l)) => Ok(Value::Int(l.len() as i64)),
+            Some(Value::Range(s, e, st)) => Ok(Value::Int(range_len(*s, *e, *st) as i64)),
+            Some(Value::Str(s)) => Ok(Value::Int(s.chars().count() as i64)),
+            Some(Value::Tensor(x)) => match x.shape().first() {
+                Some(&n) => Ok(Value::Int(n as i64)),
+                None => Err(a.err("len() of a 0-d tensor")),
+            },
+            Some(v) => Err(a.err(format!("{} has no len()", v.type_name()))),
+            None => Err(a.err("missing argument")),
+        },
+        PyFloat => match a.pos.first() {
+            Some(Value::Str(s)) => {
+                let s = s.trim().to_ascii_lowercase();
+                let x = match s.as_str() {
+                    "inf" | "+inf" | "infinity" => f64::INFINITY,
+                    "-inf" | "-infinity" => f64::NEG_INFINITY,
+                    "nan" => f64::NAN,
+                    other => other.parse().map_err(|_| a.err(format!("could not convert string to float: '{other}'")))?,
+                };
+                Ok(Value::Float(x))
+            }
+            Some(v) => as_float(v).map(Value::Float).ok_or_else(|| a.err(format!("cannot convert {}", v.type_name()))),
+            None => Ok(Value::Float(0.0)),
+        },
+        PyInt => match a.pos.first() {
+            Some(v) => as_float(v)
+                .filter(|x| x.is_finite())
+                .map(|x| Value::Int(x.trunc() as i64))
+                .ok_or_else(|| a.err(format!("cannot convert {}", v.type_name()))),
+            None => Ok(Value::Int(0)),
+        },
+        PyBool => match a.pos.first() {
+            Some(v) => py_truthy(v, span).map(Value::Bool),
+            None => Ok(Value::Bool(false)),
+        },
+        PyMin | PyMax => {
+            let items = match a.pos.as_slice() {
+                [one] => iter_items(one, span, max_items)?,
+                many => many.to_vec(),
+            };
+            let mut best: Option<Value> = None;
+            for it in items {
+                best = Some(match best {
+                    None => it,
+                    Some(b) => {
+                        let op = if f == PyMax { CmpOp::Gt } else { CmpOp::Lt };
+                        let better = super::interp::compare(op, &it, &b, span)?;
+                        if py_truthy(&better, span)? { it } else { b }
+                    }
+                });
+            }
+            best.ok_or_else(|| a.err("arg is an empty sequence"))
+        }
+        PyAbs => match a.pos.first() {
+            Some(Value::Int(i)) => Ok(Value::Int(i.wrapping_abs())),
+            Some(Value::Float(x)) => Ok(Value::Float(x.abs())),
+            Some(Value::Bool(b)) => Ok(Value::Int(i64::from(*b))),
+            _ => unary(UnaryOp::Abs),
+        },
+        PySum => {
+            let items = match a.pos.first() {
+                Some(v) => iter_items(v, span, max_items)?,
+                None => return Err(a.err("missing argument")),
+            };
+            let mut acc = a.get(1, "start").cloned().unwrap_or(Value::Int(0));
+            for it in items {
+                acc = binop(BinOp::Add, acc, it, span)?;
+            }
+            Ok(acc)
+        }
+        PyZip => {
+            let lists: Vec<Vec<Value>> = a
+                .pos
+                .iter()
+                .map(|v| iter_items(v, span, max_items))
+                .collect::<Result<_, _>>()?;
+            let n = lists.iter().map(Vec::len).min().unwrap_or(0);
+            Ok(Value::list(
+                (0..n)
+                    .map(|i| Value::tuple(lists.iter().map(|l| l[i].clone()).collect()))
+                    .collect(),
+            ))
+        }
+        PyEnumerate => {
+            let items = match a.pos.first() {
+                Some(v) => iter_items(v, span, max_items)?,
+                None => return Err(a.err("missing argument")),
+            };
+            Ok(Value::list(
+                items
+                    .into_iter()
+                    .enumerate()
+                    .map(|(i, v)| Value::tuple(vec![Value::Int(i as i64), v]))
+                    .collect(),
+            ))
+        }
+        PyList | PyTuple => {
+            let items = match a.pos.first() {
+                Some(v) => iter_items(v, span, max_items)?,
+                None => Vec::new(),
+            };
+            Ok(if f == PyList { Value::list(items) } else { Value::tuple(items) })
+        }
+        PyRound => match (a.pos.first(), a.pos.get(1)) {
+            (Some(Value::Int(i)), _) => Ok(Value::Int(*i)),
+            (Some(v), None) => as_float(v)
+                .filter(|x| x.is_finite())
+                .map(|x| Value::Int(x.round_ties_even() as i64))
+                .ok_or_else(|| a.err("expected a number")),
+            (Some(v), Some(n)) => {
+                let x = as_float(v).ok_or_else(|| a.err("expected a number"))?;
+                let n = as_int(n).ok_or_else(|| a.err("ndigits must be an int"))?;
+                let p = 10f64.powi(i32::try_from(n).unwrap_or(0));
+                Ok(Value::Float((x * p).round_ties_even() / p))
+            }
+            (None, _) => Err(a.err("missing argument")),
+        },
+        // ----- math ----------------------------------------------------------------------
+        MathSqrt | MathExp | MathLog | MathCos | MathSin | MathCeil | MathFloor => {
+            let x = a.float(0, "x")?;
+            Ok(match f {
+                MathSqrt if x < 0.0 => return Err(a.err("math domain error")),
+                MathLog if x <= 0.0 => return Err(a.err("math domain error")),
+                MathSqrt => Value::Float(x.sqrt()),
+                MathExp => Value::Float(x.exp()),
+                MathLog => Value::Float(x.ln()),
+                MathCos => Value::Float(x.cos()),
+                MathSin => Value::Float(x.sin()),
+                MathCeil => py_number(x.ceil(), true),
+                _ => py_number(x.floor(), true),
+            })
+        }
+    }
+}
+
+pub(crate) fn shape_value(shape: &[usize]) -> Value {
+    Value::tuple(shape.iter().map(|&s| Value::Int(s as i64)).collect())
+}
+
+fn to_shape(sizes: &[i64]) -> Option<Vec<usize>> {
+    sizes.iter().map(|&s| usize::try_from(s).ok()).collect()
+}

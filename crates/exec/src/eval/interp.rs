@@ -1,0 +1,944 @@
+//! Evaluation of compiled code.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use stepforge_syntax::Span;
+use stepforge_syntax::ast::{BinOp, CmpOp, UnOp};
+use stepforge_syntax::codes::Code as DiagCode;
+use stepforge_tensor::{BinaryOp, Index, Tensor};
+
+use super::compile::{
+    Attr, CExpr, CIndex, CTarget, Compiled, EK, FPart, INPUT_SLOT, Key, Mode, STATE_SLOT, StmtKind,
+};
+use super::funcs::{self, Args, as_int, to_tensor};
+use super::value::Value;
+use super::{Env, EvalError};
+
+/// Python lists built by the evaluator (comprehensions, `list(range(..))`) are bounded so a
+/// hostile `range(10**12)` cannot exhaust memory before the fuel runs out.
+const MAX_LIST: usize = 1 << 20;
+
+struct Interp<'e> {
+    env: &'e Env,
+    fuel: u64,
+    slots: Vec<Option<Value>>,
+    slot_names: &'e [String],
+    /// Dimensions being defined by a `global` block (None elsewhere: `env.dims` is used).
+    dims: Option<BTreeMap<String, i64>>,
+}
+
+fn tensor_values(ts: Vec<Tensor>) -> Value {
+    Value::list(ts.into_iter().map(Value::tensor).collect())
+}
+
+pub(crate) fn run(
+    code: &Compiled,
+    env: &Env,
+    inputs: Option<Vec<Tensor>>,
+    state: Option<Vec<Tensor>>,
+) -> Result<Value, EvalError> {
+    let mut it = Interp::new(code, env);
+    if code.mode == Mode::Function {
+        it.slots[INPUT_SLOT] = inputs.map(tensor_values);
+        it.slots[STATE_SLOT] = state.map(tensor_values);
+    }
+    it.block(code)
+}
+
+pub(crate) fn run_shared(
+    code: &Compiled,
+    env: &Env,
+    inputs: Vec<Arc<Tensor>>,
+    state: Option<Vec<Arc<Tensor>>>,
+) -> Result<Value, EvalError> {
+    let mut it = Interp::new(code, env);
+    let wrap = |ts: Vec<Arc<Tensor>>| Value::list(ts.into_iter().map(Value::Tensor).collect());
+    if code.mode == Mode::Function {
+        it.slots[INPUT_SLOT] = Some(wrap(inputs));
+        it.slots[STATE_SLOT] = state.map(wrap);
+    }
+    it.block(code)
+}
+
+pub(crate) type GlobalResult = (BTreeMap<String, Value>, BTreeMap<String, i64>);
+
+pub(crate) fn run_global(
+    block: &stepforge_syntax::ast::Block,
+    env: &Env,
+) -> Result<GlobalResult, EvalError> {
+    let code = super::compile::compile(block, env, Mode::Global)?;
+    let mut it = Interp::new(&code, env);
+    it.dims = Some(env.dims.clone());
+    it.block(&code)?;
+    let mut names = BTreeMap::new();
+    for (name, v) in code.slot_names.iter().zip(it.slots) {
+        if let Some(v) = v {
+            names.insert(name.clone(), v);
+        }
+    }
+    Ok((names, it.dims.unwrap_or_default()))
+}
+
+impl<'e> Interp<'e> {
+    fn new(code: &'e Compiled, env: &'e Env) -> Interp<'e> {
+        Interp {
+            env,
+            fuel: env.limits.fuel,
+            slots: vec![None; code.slot_names.len()],
+            slot_names: &code.slot_names,
+            dims: None,
+        }
+    }
+
+    fn tick(&mut self, n: u64, span: Span) -> Result<(), EvalError> {
+        if self.fuel < n {
+            self.fuel = 0;
+            return Err(EvalError::new(
+                DiagCode::E0702,
+                format!(
+                    "evaluation exceeded its budget of {} steps",
+                    self.env.limits.fuel
+                ),
+                span,
+            ));
+        }
+        self.fuel -= n;
+        Ok(())
+    }
+
+    fn dims(&self) -> &BTreeMap<String, i64> {
+        self.dims.as_ref().unwrap_or(&self.env.dims)
+    }
+
+    fn block(&mut self, code: &Compiled) -> Result<Value, EvalError> {
+        let mut last = Value::None;
+        for s in &code.stmts {
+            match &s.kind {
+                StmtKind::Assign(t, e) => {
+                    let v = self.expr(e)?;
+                    self.assign(t, v.clone())?;
+                    last = v;
+                }
+                StmtKind::Expr(e) => last = self.expr(e)?,
+                StmtKind::Return(e) => return self.expr(e),
+            }
+        }
+        Ok(last)
+    }
+
+    fn assign(&mut self, t: &CTarget, v: Value) -> Result<(), EvalError> {
+        match t {
+            CTarget::Slot(s) => {
+                self.slots[*s] = Some(v);
+                Ok(())
+            }
+            CTarget::DimName { slot, dim } => {
+                let dims = self.dims.get_or_insert_with(BTreeMap::new);
+                let v = match dims.get(dim) {
+                    // Task-file literals and `--dims` overrides win over the block.
+                    Some(&known) => Value::Int(known),
+                    None => {
+                        if let Some(i) = as_int(&v) {
+                            dims.insert(dim.clone(), i);
+                        }
+                        v
+                    }
+                };
+                self.slots[*slot] = Some(v);
+                Ok(())
+            }
+            CTarget::Tuple(targets, span) => {
+                let items = match &v {
+                    Value::List(l) | Value::Tuple(l) => l.to_vec(),
+                    Value::Tensor(_) | Value::Range(..) => funcs::iter_items(&v, *span, MAX_LIST)?,
+                    other => {
+                        return Err(EvalError::eval(
+                            format!("cannot unpack {}", other.type_name()),
+                            *span,
+                        ));
+                    }
+                };
+                if items.len() != targets.len() {
+                    return Err(EvalError::eval(
+                        format!(
+                            "cannot unpack {} values into {} names",
+                            items.len(),
+                            targets.len()
+                        ),
+                        *span,
+                    ));
+                }
+                for (t, v) in targets.iter().zip(items) {
+                    self.assign(t, v)?;
+                }
+                Ok(())
+            }
+            CTarget::Ctx(key, span) => {
+                let k = self.key(key)?;
+                let Some(dims) = self.dims.as_mut() else {
+                    return Err(EvalError::eval(
+                        "ctx can only be assigned in the global block",
+                        *span,
+                    ));
+                };
+                if !dims.contains_key(&*k) {
+                    let i = as_int(&v).ok_or_else(|| {
+                        EvalError::eval(
+                            format!("ctx[{k}] must be an int, not {}", v.type_name()),
+                            *span,
+                        )
+                    })?;
+                    dims.insert(k.to_string(), i);
+                }
+                Ok(())
+            }
+            CTarget::Item { slot, index, span } => {
+                let idx = self.indices(index)?;
+                let span = *span;
+                let name = self.slot_names.get(*slot).cloned().unwrap_or_default();
+                let Some(cur) = self.slots[*slot].as_mut() else {
+                    return Err(EvalError::eval(format!("name `{name}` is not defined"), span));
+                };
+                match cur {
+                    Value::Tensor(t) => {
+                        let src = to_tensor(&v).ok_or_else(|| {
+                            EvalError::eval(
+                                format!("cannot assign {} into a tensor", v.type_name()),
+                                span,
+                            )
+                        })?;
+                        Arc::make_mut(t)
+                            .index_put(&idx.tensor, &src)
+                            .map_err(|e| EvalError::from_tensor(e, span))
+                    }
+                    Value::List(l) => {
+                        let i = match idx.tensor.as_slice() {
+                            [Index::Int(i)] => *i,
+                            _ => return Err(EvalError::eval("list indices must be integers", span)),
+                        };
+                        let n = l.len() as i64;
+                        let j = if i < 0 { i + n } else { i };
+                        match Arc::make_mut(l).get_mut(usize::try_from(j).unwrap_or(usize::MAX)) {
+                            Some(slot) => {
+                                *slot = v;
+                                Ok(())
+                            }
+                            None => Err(EvalError::eval("list assignment index out of range", span)),
+                        }
+                    }
+                    other => Err(EvalError::eval(
+                        format!("{} does not support item assignment", other.type_name()),
+                        span,
+                    )),
+                }
+            }
+        }
+    }
+
+    fn key(&mut self, key: &Key) -> Result<Arc<str>, EvalError> {
+        match key {
+            Key::Const(k) => Ok(k.clone()),
+            Key::Dyn(e) => match self.expr(e)? {
+                Value::Str(s) => Ok(s),
+                other => Err(EvalError::eval(
+                    format!("keys must be strings, not {}", other.type_name()),
+                    e.span,
+                )),
+            },
+        }
+    }
+
+    fn indices(&mut self, items: &[CIndex]) -> Result<Indices, EvalError> {
+        let mut out = Vec::with_capacity(items.len());
+        for it in items {
+            out.push(match it {
+                CIndex::Ellipsis => Index::Ellipsis,
+                CIndex::Index(e) => {
+                    let v = self.expr(e)?;
+                    index_of(&v, e.span)?
+                }
+                CIndex::Slice(lo, hi, st) => {
+                    let mut part = |e: &Option<CExpr>| -> Result<Option<i64>, EvalError> {
+                        match e {
+                            None => Ok(None),
+                            Some(e) => match self.expr(e)? {
+                                Value::None => Ok(None),
+                                v => as_int(&v).map(Some).ok_or_else(|| {
+                                    EvalError::eval(
+                                        format!("slice indices must be integers, not {}", v.type_name()),
+                                        e.span,
+                                    )
+                                }),
+                            },
+                        }
+                    };
+                    Index::Slice {
+                        start: part(lo)?,
+                        stop: part(hi)?,
+                        step: part(st)?,
+                    }
+                }
+            });
+        }
+        Ok(Indices { tensor: out })
+    }
+
+    fn exprs(&mut self, es: &[CExpr]) -> Result<Vec<Value>, EvalError> {
+        es.iter().map(|e| self.expr(e)).collect()
+    }
+
+    fn expr(&mut self, e: &CExpr) -> Result<Value, EvalError> {
+        self.tick(1, e.span)?;
+        let span = e.span;
+        match &e.kind {
+            EK::Const(v) => Ok(v.clone()),
+            EK::Slot(s) => match &self.slots[*s] {
+                Some(v) => Ok(v.clone()),
+                None => {
+                    let name = self.slot_names.get(*s).map_or("?", String::as_str);
+                    let msg = match name {
+                        "state" => "`state` is only defined in reducers (fns with `init`)".to_string(),
+                        "input" => "`input` is only defined in element functions".to_string(),
+                        _ => format!("name `{name}` is used before it is assigned"),
+                    };
+                    Err(EvalError::eval(msg, span))
+                }
+            },
+            EK::CtxGet(k) => {
+                let k = self.key(k)?;
+                match self.dims().get(&*k) {
+                    Some(&v) => Ok(Value::Int(v)),
+                    None => Err(EvalError::new(
+                        DiagCode::E0602,
+                        format!("dimension `{k}` has no value"),
+                        span,
+                    )),
+                }
+            }
+            EK::DataGet(k) => {
+                let k = self.key(k)?;
+                match self.env.data.get(&*k) {
+                    Some(t) => Ok(Value::Tensor(t.clone())),
+                    None => Err(EvalError::new(
+                        DiagCode::E0602,
+                        format!("input_data has no tensor named '{k}'"),
+                        span,
+                    )),
+                }
+            }
+            EK::Attr(v, a) => {
+                let v = self.expr(v)?;
+                attr(v, *a, span)
+            }
+            EK::Call {
+                func,
+                recv,
+                args,
+                kwargs,
+                inplace,
+            } => {
+                let mut pos = Vec::with_capacity(args.len() + 1);
+                if let Some(r) = recv {
+                    pos.push(self.expr(r)?);
+                }
+                for a in args {
+                    pos.push(self.expr(a)?);
+                }
+                let kw = self.kwargs(kwargs)?;
+                let out = funcs::call(
+                    *func,
+                    Args {
+                        pos,
+                        kw,
+                        span,
+                        func: *func,
+                    },
+                    MAX_LIST,
+                )?;
+                self.charge(&out, span)?;
+                if let Some(s) = inplace {
+                    self.slots[*s] = Some(out.clone());
+                }
+                Ok(out)
+            }
+            EK::CallValue { func, args, kwargs } => {
+                let f = self.expr(func)?;
+                let pos = self.exprs(args)?;
+                let kw = self.kwargs(kwargs)?;
+                let out = match f {
+                    Value::Func(func) => funcs::call(
+                        func,
+                        Args {
+                            pos,
+                            kw,
+                            span,
+                            func,
+                        },
+                        MAX_LIST,
+                    )?,
+                    Value::Module(m) => match pos.as_slice() {
+                        [x] => {
+                            let t = to_tensor(x).ok_or_else(|| {
+                                EvalError::eval(
+                                    format!("{}() expects a tensor, not {}", m.name(), x.type_name()),
+                                    span,
+                                )
+                            })?;
+                            funcs::apply_module(m, &t, span)?
+                        }
+                        _ => {
+                            return Err(EvalError::eval(
+                                format!("{}() takes exactly one tensor", m.name()),
+                                span,
+                            ));
+                        }
+                    },
+                    other => {
+                        return Err(EvalError::eval(
+                            format!("{} is not callable", other.type_name()),
+                            span,
+                        ));
+                    }
+                };
+                self.charge(&out, span)?;
+                Ok(out)
+            }
+            EK::Subscript(base, items) => {
+                let b = self.expr(base)?;
+                match b {
+                    Value::Ctx | Value::InputData => {
+                        let key = match items.as_slice() {
+                            [CIndex::Index(k)] => match self.expr(k)? {
+                                Value::Str(s) => s,
+                                other => {
+                                    return Err(EvalError::eval(
+                                        format!("keys must be strings, not {}", other.type_name()),
+                                        k.span,
+                                    ));
+                                }
+                            },
+                            _ => return Err(EvalError::eval("expected one key", span)),
+                        };
+                        let k = Key::Const(key);
+                        let kind = if matches!(b, Value::Ctx) {
+                            EK::CtxGet(k)
+                        } else {
+                            EK::DataGet(k)
+                        };
+                        self.expr(&CExpr { kind, span })
+                    }
+                    _ => {
+                        let idx = self.indices(items)?;
+                        let out = subscript(b, idx, span)?;
+                        self.charge(&out, span)?;
+                        Ok(out)
+                    }
+                }
+            }
+            EK::Binary(op, l, r) => {
+                let a = self.expr(l)?;
+                let b = self.expr(r)?;
+                let out = binop(*op, a, b, span)?;
+                self.charge(&out, span)?;
+                Ok(out)
+            }
+            EK::Unary(op, x) => {
+                let v = self.expr(x)?;
+                unop(*op, v, span)
+            }
+            EK::Compare(first, rest) => {
+                let mut left = self.expr(first)?;
+                for (op, e) in rest {
+                    let right = self.expr(e)?;
+                    let r = compare(*op, &left, &right, span)?;
+                    if rest.len() == 1 {
+                        return Ok(r);
+                    }
+                    // A chain `a < b < c` is `a < b and b < c`.
+                    if !py_truthy(&r, span)? {
+                        return Ok(Value::Bool(false));
+                    }
+                    left = right;
+                }
+                Ok(Value::Bool(true))
+            }
+            EK::IfElse(c, a, b) => {
+                let cv = self.expr(c)?;
+                if py_truthy(&cv, c.span)? {
+                    self.expr(a)
+                } else {
+                    self.expr(b)
+                }
+            }
+            EK::List(items) => Ok(Value::list(self.exprs(items)?)),
+            EK::Tuple(items) => Ok(Value::tuple(self.exprs(items)?)),
+            EK::ListComp { elt, target, iter } => {
+                let it = self.expr(iter)?;
+                let mut out = Vec::new();
+                if let Value::Range(a, b, s) = it {
+                    let n = funcs::range_len(a, b, s);
+                    // Fail before looping when the budget cannot cover the iterations.
+                    if n > self.fuel {
+                        return self.tick(n, span).map(|()| Value::None);
+                    }
+                    if n > MAX_LIST as u64 {
+                        return Err(EvalError::new(
+                            DiagCode::E0701,
+                            format!("list comprehension of {n} items exceeds the limit of {MAX_LIST}"),
+                            span,
+                        ));
+                    }
+                    for i in 0..n {
+                        self.tick(1, span)?;
+                        self.assign(target, Value::Int(a + (i as i64) * s))?;
+                        out.push(self.expr(elt)?);
+                    }
+                } else {
+                    for item in funcs::iter_items(&it, iter.span, MAX_LIST)? {
+                        self.tick(1, span)?;
+                        self.assign(target, item)?;
+                        out.push(self.expr(elt)?);
+                    }
+                }
+                Ok(Value::list(out))
+            }
+            EK::FString(parts) => {
+                let mut s = String::new();
+                for p in parts {
+                    match p {
+                        FPart::Lit(l) => s.push_str(l),
+                        FPart::Expr(e) => s.push_str(&self.expr(e)?.py_str()),
+                    }
+                }
+                Ok(Value::Str(Arc::from(s)))
+            }
+        }
+    }
+
+    fn kwargs(
+        &mut self,
+        kwargs: &[(&'static str, CExpr)],
+    ) -> Result<Vec<(&'static str, Value)>, EvalError> {
+        kwargs
+            .iter()
+            .map(|(k, e)| Ok((*k, self.expr(e)?)))
+            .collect()
+    }
+
+    /// Tensor work costs fuel too: one step per 1024 elements produced.
+    fn charge(&mut self, v: &Value, span: Span) -> Result<(), EvalError> {
+        if let Value::Tensor(t) = v {
+            self.tick((t.numel() >> 10) as u64, span)?;
+        }
+        Ok(())
+    }
+}
+
+pub(crate) struct Indices {
+    tensor: Vec<Index>,
+}
+
+fn index_of(v: &Value, span: Span) -> Result<Index, EvalError> {
+    Ok(match v {
+        Value::Int(i) => Index::Int(*i),
+        Value::Bool(b) => Index::Tensor(Tensor::scalar_bool(*b)),
+        Value::None => Index::NewAxis,
+        Value::Tensor(t) => {
+            if t.ndim() == 0 && t.dtype() == stepforge_tensor::DType::I64 {
+                Index::Int(as_int(v).unwrap_or(0))
+            } else if t.dtype() == stepforge_tensor::DType::F32 {
+                return Err(EvalError::eval(
+                    "tensors used as indices must be long, int or bool",
+                    span,
+                ));
+            } else {
+                Index::Tensor((**t).clone())
+            }
+        }
+        Value::List(_) | Value::Tuple(_) => {
+            let t = funcs::tensor_from_value(v, None, span)?;
+            if t.dtype() == stepforge_tensor::DType::F32 {
+                return Err(EvalError::eval("list indices must be integers", span));
+            }
+            Index::Tensor(t)
+        }
+        other => {
+            return Err(EvalError::eval(
+                format!("cannot index with {}", other.type_name()),
+                span,
+            ));
+        }
+    })
+}
+
+fn subscript(base: Value, idx: Indices, span: Span) -> Result<Value, EvalError> {
+    match base {
+        Value::Tensor(t) => t
+            .index(&idx.tensor)
+            .map(Value::tensor)
+            .map_err(|e| EvalError::from_tensor(e, span)),
+        Value::List(l) | Value::Tuple(l) => {
+            let n = l.len();
+            match idx.tensor.as_slice() {
+                [Index::Int(i)] => {
+                    let j = if *i < 0 { i + n as i64 } else { *i };
+                    usize::try_from(j)
+                        .ok()
+                        .and_then(|j| l.get(j))
+                        .cloned()
+                        .ok_or_else(|| {
+                            EvalError::eval(
+                                format!("index {i} is out of range for a sequence of length {n}"),
+                                span,
+                            )
+                        })
+                }
+                [Index::Slice { start, stop, step }] => {
+                    // Reuse the tensor crate's slice rules on the positions.
+                    let pos = Tensor::from_i64(vec![n], (0..n as i64).collect())
+                        .and_then(|p| {
+                            p.index(&[Index::Slice {
+                                start: *start,
+                                stop: *stop,
+                                step: *step,
+                            }])
+                        })
+                        .map_err(|e| EvalError::from_tensor(e, span))?;
+                    let picked = pos
+                        .as_i64()
+                        .unwrap_or(&[])
+                        .iter()
+                        .filter_map(|&i| l.get(i as usize).cloned())
+                        .collect();
+                    Ok(Value::list(picked))
+                }
+                _ => Err(EvalError::eval(
+                    "sequence indices must be an int or a slice",
+                    span,
+                )),
+            }
+        }
+        other => Err(EvalError::eval(
+            format!("{} is not subscriptable", other.type_name()),
+            span,
+        )),
+    }
+}
+
+fn attr(v: Value, a: Attr, span: Span) -> Result<Value, EvalError> {
+    let te = |e| EvalError::from_tensor(e, span);
+    match (a, &v) {
+        (Attr::Values | Attr::Indices, Value::Tuple(items)) if items.len() == 2 => {
+            Ok(items[usize::from(matches!(a, Attr::Indices))].clone())
+        }
+        (_, Value::Tensor(t)) => match a {
+            Attr::T => t.t_all().map(Value::tensor).map_err(te),
+            Attr::MT => t.transpose(-2, -1).map(Value::tensor).map_err(te),
+            Attr::Shape => Ok(funcs::shape_value(t.shape())),
+            Attr::Dtype => Ok(Value::DType(t.dtype())),
+            Attr::Ndim => Ok(Value::Int(t.ndim() as i64)),
+            Attr::Data => Ok(v.clone()),
+            Attr::Values | Attr::Indices => Err(EvalError::eval(
+                "`.values`/`.indices` exist only on the results of topk, max and sort",
+                span,
+            )),
+        },
+        _ => Err(EvalError::eval(
+            format!("{} has no such attribute", v.type_name()),
+            span,
+        )),
+    }
+}
+
+pub(crate) fn py_truthy(v: &Value, span: Span) -> Result<bool, EvalError> {
+    Ok(match v {
+        Value::None => false,
+        Value::Bool(b) => *b,
+        Value::Int(i) => *i != 0,
+        Value::Float(x) => *x != 0.0,
+        Value::Str(s) => !s.is_empty(),
+        Value::List(l) | Value::Tuple(l) => !l.is_empty(),
+        Value::Range(a, b, s) => funcs::range_len(*a, *b, *s) > 0,
+        Value::Tensor(t) => t.truthy().map_err(|e| EvalError::from_tensor(e, span))?,
+        _ => true,
+    })
+}
+
+fn tensor_binop(op: BinOp) -> Option<BinaryOp> {
+    Some(match op {
+        BinOp::Add => BinaryOp::Add,
+        BinOp::Sub => BinaryOp::Sub,
+        BinOp::Mul => BinaryOp::Mul,
+        BinOp::Div => BinaryOp::Div,
+        BinOp::FloorDiv => BinaryOp::FloorDiv,
+        BinOp::Mod => BinaryOp::Rem,
+        BinOp::Pow => BinaryOp::Pow,
+        BinOp::MatMul => return None,
+    })
+}
+
+fn op_str(op: BinOp) -> &'static str {
+    match op {
+        BinOp::Add => "+",
+        BinOp::Sub => "-",
+        BinOp::Mul => "*",
+        BinOp::Div => "/",
+        BinOp::FloorDiv => "//",
+        BinOp::Mod => "%",
+        BinOp::Pow => "**",
+        BinOp::MatMul => "@",
+    }
+}
+
+enum Num {
+    I(i64),
+    F(f64),
+}
+
+fn num(v: &Value) -> Option<Num> {
+    match v {
+        Value::Bool(b) => Some(Num::I(i64::from(*b))),
+        Value::Int(i) => Some(Num::I(*i)),
+        Value::Float(x) => Some(Num::F(*x)),
+        _ => None,
+    }
+}
+
+fn py_arith(op: BinOp, a: Num, b: Num, span: Span) -> Result<Value, EvalError> {
+    let overflow = || EvalError::eval(format!("integer overflow in `{}`", op_str(op)), span);
+    let zero = || EvalError::eval("division by zero", span);
+    match (a, b) {
+        (Num::I(x), Num::I(y)) => Ok(match op {
+            BinOp::Add => Value::Int(x.checked_add(y).ok_or_else(overflow)?),
+            BinOp::Sub => Value::Int(x.checked_sub(y).ok_or_else(overflow)?),
+            BinOp::Mul => Value::Int(x.checked_mul(y).ok_or_else(overflow)?),
+            BinOp::Div => {
+                if y == 0 {
+                    return Err(zero());
+                }
+                Value::Float(x as f64 / y as f64)
+            }
+            BinOp::FloorDiv | BinOp::Mod => {
+                if y == 0 {
+                    return Err(zero());
+                }
+                let q = x.checked_div(y).ok_or_else(overflow)?;
+                let r = x - q * y;
+                let (q, r) = if r != 0 && ((r < 0) != (y < 0)) { (q - 1, r + y) } else { (q, r) };
+                Value::Int(if op == BinOp::FloorDiv { q } else { r })
+            }
+            BinOp::Pow => {
+                if y >= 0 {
+                    let e = u32::try_from(y).map_err(|_| overflow())?;
+                    Value::Int(x.checked_pow(e).ok_or_else(overflow)?)
+                } else {
+                    Value::Float((x as f64).powf(y as f64))
+                }
+            }
+            BinOp::MatMul => {
+                return Err(EvalError::eval("`@` needs tensors, not numbers", span));
+            }
+        }),
+        (a, b) => {
+            let x = match a {
+                Num::I(i) => i as f64,
+                Num::F(f) => f,
+            };
+            let y = match b {
+                Num::I(i) => i as f64,
+                Num::F(f) => f,
+            };
+            Ok(Value::Float(match op {
+                BinOp::Add => x + y,
+                BinOp::Sub => x - y,
+                BinOp::Mul => x * y,
+                BinOp::Div => {
+                    if y == 0.0 {
+                        return Err(zero());
+                    }
+                    x / y
+                }
+                BinOp::FloorDiv => {
+                    if y == 0.0 {
+                        return Err(zero());
+                    }
+                    (x / y).floor()
+                }
+                BinOp::Mod => {
+                    if y == 0.0 {
+                        return Err(zero());
+                    }
+                    let r = x % y;
+                    if r != 0.0 && ((r < 0.0) != (y < 0.0)) { r + y } else { r }
+                }
+                BinOp::Pow => x.powf(y),
+                BinOp::MatMul => {
+                    return Err(EvalError::eval("`@` needs tensors, not numbers", span));
+                }
+            }))
+        }
+    }
+}
+
+/// A binary operator on two values with Python/torch semantics.
+pub(crate) fn binop(op: BinOp, a: Value, b: Value, span: Span) -> Result<Value, EvalError> {
+    if let (Some(x), Some(y)) = (num(&a), num(&b)) {
+        return py_arith(op, x, y, span);
+    }
+    let te = |e| EvalError::from_tensor(e, span);
+    if matches!(a, Value::Tensor(_)) || matches!(b, Value::Tensor(_)) {
+        if let (Some(x), Some(y)) = (to_tensor(&a), to_tensor(&b)) {
+            return match tensor_binop(op) {
+                Some(bop) => x.binary(bop, &y).map(Value::tensor).map_err(te),
+                None => x.matmul(&y).map(Value::tensor).map_err(te),
+            };
+        }
+    }
+    match (op, &a, &b) {
+        (BinOp::Add, Value::List(x), Value::List(y)) => {
+            Ok(Value::list(x.iter().chain(y.iter()).cloned().collect()))
+        }
+        (BinOp::Add, Value::Tuple(x), Value::Tuple(y)) => {
+            Ok(Value::tuple(x.iter().chain(y.iter()).cloned().collect()))
+        }
+        (BinOp::Add, Value::Str(x), Value::Str(y)) => Ok(Value::Str(Arc::from(format!("{x}{y}")))),
+        (BinOp::Mul, Value::List(l), Value::Int(n)) | (BinOp::Mul, Value::Int(n), Value::List(l)) => {
+            let n = usize::try_from(*n).unwrap_or(0);
+            if l.len().saturating_mul(n) > MAX_LIST {
+                return Err(EvalError::new(
+                    DiagCode::E0701,
+                    format!("list of {} items exceeds the limit of {MAX_LIST}", l.len().saturating_mul(n)),
+                    span,
+                ));
+            }
+            Ok(Value::list(
+                std::iter::repeat_n(l.iter(), n).flatten().cloned().collect(),
+            ))
+        }
+        _ => Err(EvalError::eval(
+            format!(
+                "unsupported operand types for {}: {} and {}",
+                op_str(op),
+                a.type_name(),
+                b.type_name()
+            ),
+            span,
+        )),
+    }
+}
+
+fn unop(op: UnOp, v: Value, span: Span) -> Result<Value, EvalError> {
+    match (op, &v) {
+        (UnOp::Not, _) => Ok(Value::Bool(!py_truthy(&v, span)?)),
+        (UnOp::Pos, Value::Int(_) | Value::Float(_) | Value::Tensor(_)) => Ok(v),
+        (UnOp::Pos, Value::Bool(b)) => Ok(Value::Int(i64::from(*b))),
+        (UnOp::Neg, Value::Int(i)) => i
+            .checked_neg()
+            .map(Value::Int)
+            .ok_or_else(|| EvalError::eval("integer overflow in `-`", span)),
+        (UnOp::Neg, Value::Bool(b)) => Ok(Value::Int(-i64::from(*b))),
+        (UnOp::Neg, Value::Float(x)) => Ok(Value::Float(-x)),
+        (UnOp::Neg, Value::Tensor(t)) => t
+            .neg()
+            .map(Value::tensor)
+            .map_err(|e| EvalError::from_tensor(e, span)),
+        _ => Err(EvalError::eval(
+            format!("bad operand type for unary operator: {}", v.type_name()),
+            span,
+        )),
+    }
+}
+
+fn tensor_cmp(op: CmpOp) -> stepforge_tensor::CmpOp {
+    match op {
+        CmpOp::Lt => stepforge_tensor::CmpOp::Lt,
+        CmpOp::Le => stepforge_tensor::CmpOp::Le,
+        CmpOp::Gt => stepforge_tensor::CmpOp::Gt,
+        CmpOp::Ge => stepforge_tensor::CmpOp::Ge,
+        CmpOp::Eq => stepforge_tensor::CmpOp::Eq,
+        CmpOp::Ne => stepforge_tensor::CmpOp::Ne,
+    }
+}
+
+/// A comparison with Python/torch semantics (tensors compare elementwise to bool tensors).
+pub(crate) fn compare(
+    op: impl Into<CmpOpAny>,
+    a: &Value,
+    b: &Value,
+    span: Span,
+) -> Result<Value, EvalError> {
+    let op = match op.into() {
+        CmpOpAny::Ast(o) => o,
+        CmpOpAny::Tensor(o) => match o {
+            stepforge_tensor::CmpOp::Lt => CmpOp::Lt,
+            stepforge_tensor::CmpOp::Le => CmpOp::Le,
+            stepforge_tensor::CmpOp::Gt => CmpOp::Gt,
+            stepforge_tensor::CmpOp::Ge => CmpOp::Ge,
+            stepforge_tensor::CmpOp::Eq => CmpOp::Eq,
+            stepforge_tensor::CmpOp::Ne => CmpOp::Ne,
+        },
+    };
+    if matches!(a, Value::Tensor(_)) || matches!(b, Value::Tensor(_)) {
+        if let (Some(x), Some(y)) = (to_tensor(a), to_tensor(b)) {
+            return x
+                .compare(tensor_cmp(op), &y)
+                .map(Value::tensor)
+                .map_err(|e| EvalError::from_tensor(e, span));
+        }
+    }
+    if let (Some(x), Some(y)) = (num(a), num(b)) {
+        let ord = match (x, y) {
+            (Num::I(x), Num::I(y)) => x.partial_cmp(&y),
+            (x, y) => {
+                let f = |n: Num| match n {
+                    Num::I(i) => i as f64,
+                    Num::F(f) => f,
+                };
+                f(x).partial_cmp(&f(y))
+            }
+        };
+        use std::cmp::Ordering::*;
+        return Ok(Value::Bool(match op {
+            CmpOp::Lt => ord == Some(Less),
+            CmpOp::Le => matches!(ord, Some(Less | Equal)),
+            CmpOp::Gt => ord == Some(Greater),
+            CmpOp::Ge => matches!(ord, Some(Greater | Equal)),
+            CmpOp::Eq => ord == Some(Equal),
+            CmpOp::Ne => ord != Some(Equal),
+        }));
+    }
+    let eq = match (a, b) {
+        (Value::None, Value::None) => Some(true),
+        (Value::Str(x), Value::Str(y)) => Some(x == y),
+        (Value::DType(x), Value::DType(y)) => Some(x == y),
+        _ => None,
+    };
+    match (op, eq) {
+        (CmpOp::Eq, Some(e)) => Ok(Value::Bool(e)),
+        (CmpOp::Ne, Some(e)) => Ok(Value::Bool(!e)),
+        (CmpOp::Eq, None) => Ok(Value::Bool(false)),
+        (CmpOp::Ne, None) => Ok(Value::Bool(true)),
+        _ => Err(EvalError::eval(
+            format!("cannot order {} and {}", a.type_name(), b.type_name()),
+            span,
+        )),
+    }
+}
+
+pub(crate) enum CmpOpAny {
+    Ast(CmpOp),
+    Tensor(stepforge_tensor::CmpOp),
+}
+
+impl From<CmpOp> for CmpOpAny {
+    fn from(o: CmpOp) -> CmpOpAny {
+        CmpOpAny::Ast(o)
+    }
+}
+
+impl From<stepforge_tensor::CmpOp> for CmpOpAny {
+    fn from(o: stepforge_tensor::CmpOp) -> CmpOpAny {
+        CmpOpAny::Tensor(o)
+    }
+}

@@ -1,0 +1,864 @@
+//! The functional executor: runs every op of a checked typed graph (DESIGN §4) on real data.
+//!
+//! Streams are [`StreamData`] values (one flat buffer per tuple field, DESIGN §3 layout), so
+//! Bufferize, Streamify, Promote, Flatten and Reshape only rewrite dims, Copy shares buffers,
+//! and only Map/Accum/Scan/Merge (element-function calls), Repeat/RepeatRef and Partition write
+//! data. Element functions are compiled once per verification ([`Prepared`]) and called per
+//! element in stream order (innermost fastest); each result is checked against the function's
+//! declared output type (shape and arity) before it is used.
+//!
+//! Every output buffer is sized and checked against [`ExecLimits`] before it is allocated, and
+//! the clock is consulted every `check_every` element calls.
+//!
+//! The graph came from the checker, so its types hold symbolically; the executor still checks
+//! the concrete dims of every stream it produces against the stream's type (an internal
+//! consistency check that turns a checker bug into a runtime error, never a panic).
+
+use std::sync::Arc;
+
+use stepforge_ir::{Dim, DimEnv, DynDim, ElemType, FnId, FnKind, Graph, Op, OpKind, StreamId};
+use stepforge_syntax::codes::Code;
+use stepforge_syntax::{Diagnostic, Span};
+use stepforge_task::Task;
+use stepforge_tensor::{Tensor, fmt_shape};
+
+use crate::error::{ExecError, Origin};
+use crate::eval::{self, Env, Function};
+use crate::limits::{Clock, ExecLimits, checked_product};
+use crate::stream::{FieldData, StreamData};
+
+/// An element function ready to call: compiled body, output shapes, reducer init.
+struct FnPlan {
+    name: String,
+    func: Function,
+    /// Per output field: printable type and concrete element shape (for `check_result`).
+    out: Vec<(String, Vec<usize>)>,
+    /// Per output field, the element length (product of the shape).
+    out_len: Vec<usize>,
+    /// Reducers: the initial state, one tensor per output field (shared, never mutated).
+    init: Option<Vec<Arc<Tensor>>>,
+}
+
+/// A graph prepared for execution under one set of dimension values: element functions
+/// compiled, their output shapes evaluated. Reused across seeds.
+pub struct Prepared<'g> {
+    graph: &'g Graph,
+    fns: Vec<Option<FnPlan>>,
+    dims: DimEnv,
+}
+
+impl std::fmt::Debug for Prepared<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Prepared")
+            .field("ops", &self.graph.op_count())
+            .finish_non_exhaustive()
+    }
+}
+
+fn internal(msg: impl Into<String>, span: Span) -> ExecError {
+    ExecError::runtime(
+        Diagnostic::new(Code::E0612, format!("internal: {}", msg.into()))
+            .at(span)
+            .note("the checker accepted this graph; please report the program"),
+        Origin::Program,
+    )
+}
+
+fn op_error(msg: impl Into<String>, span: Span) -> ExecError {
+    ExecError::runtime(Diagnostic::new(Code::E0612, msg).at(span), Origin::Program)
+}
+
+fn eval_dims(dims: &[Dim], env: &DimEnv, what: &str, span: Span) -> Result<Vec<usize>, ExecError> {
+    dims.iter()
+        .map(|d| {
+            d.eval(env)
+                .and_then(|v| usize::try_from(v).ok())
+                .ok_or_else(|| internal(format!("{what}: dimension {d} has no value"), span))
+        })
+        .collect()
+}
+
+impl<'g> Prepared<'g> {
+    /// Compiles every element function the graph uses against `env` (its `global` names and
+    /// dims) and evaluates their output shapes. A function body the evaluator cannot compile
+    /// is a task error.
+    pub fn new(graph: &'g Graph, task: &Task, env: &Env) -> Result<Prepared<'g>, ExecError> {
+        let dims = DimEnv::from_statics(env.dims.iter().map(|(k, v)| (k.clone(), *v)));
+        let mut fns: Vec<Option<FnPlan>> = (0..graph.fns().len()).map(|_| None).collect();
+        for op in graph.ops() {
+            let Some(f) = op.kind.fn_id() else { continue };
+            let Some(slot) = fns.get_mut(f.index()) else {
+                return Err(internal(format!("{} names a missing function", op.id), op.span));
+            };
+            if slot.is_some() {
+                continue;
+            }
+            let sig = graph.fn_sig(f);
+            let Some(decl) = task.fns.get(sig.decl_index) else {
+                return Err(internal(format!("fn `{}` has no declaration", sig.name), op.span));
+            };
+            let func = Function::compile(sig.name.clone(), &decl.body, env)
+                .map_err(|e| ExecError::from_eval_task(&e))?;
+            let mut out = Vec::new();
+            for field in sig.output.fields() {
+                let shape = eval_dims(&field.field_tensor_dims(), &dims, &sig.name, sig.span)
+                    .map_err(|e| ExecError::task(e.diagnostic))?;
+                out.push((field.to_string(), shape));
+            }
+            let out_len = out.iter().map(|(_, s)| s.iter().product()).collect();
+            let init = match &sig.kind {
+                FnKind::Stateless => None,
+                FnKind::Reducer { init } => {
+                    let mut ts = Vec::with_capacity(out.len());
+                    for (i, (_, shape)) in out.iter().enumerate() {
+                        // One init value per output field; a single value serves every field.
+                        let v = init.get(i).or(init.last()).copied().unwrap_or(0.0);
+                        let n: usize = shape.iter().product();
+                        let t = Tensor::from_f32(shape.clone(), vec![v as f32; n]).map_err(|e| {
+                            ExecError::task(
+                                Diagnostic::new(Code::E0507, e.message).at(sig.span),
+                            )
+                        })?;
+                        ts.push(Arc::new(t));
+                    }
+                    Some(ts)
+                }
+            };
+            *slot = Some(FnPlan {
+                name: sig.name.clone(),
+                func,
+                out,
+                out_len,
+                init,
+            });
+        }
+        Ok(Prepared { graph, fns, dims })
+    }
+
+    pub fn graph(&self) -> &'g Graph {
+        self.graph
+    }
+
+    /// Runs the graph on one set of input data (one `Vec` of field buffers per task input, in
+    /// task order). Returns one value per task output, in task order.
+    pub fn run(
+        &self,
+        env: &Env,
+        inputs: &[Vec<Arc<Vec<f32>>>],
+        limits: &ExecLimits,
+        clock: &mut Clock,
+    ) -> Result<Vec<StreamData>, ExecError> {
+        let g = self.graph;
+        if g.op_count() > limits.max_ops {
+            return Err(ExecError::limit(
+                Diagnostic::new(
+                    Code::E0704,
+                    format!(
+                        "the program has {} ops, more than the limit of {}",
+                        g.op_count(),
+                        limits.max_ops
+                    ),
+                ),
+                Origin::Program,
+            ));
+        }
+        let mut run = Run {
+            p: self,
+            env,
+            limits,
+            clock,
+            dims: self.dims.clone(),
+            vals: vec![None; g.streams().len()],
+            remaining: g.streams().iter().map(|s| s.consumers.len()).collect(),
+            results: vec![None; g.outputs().len()],
+        };
+        for &id in g.topo_order() {
+            let op = g.op(id);
+            run.clock.check(op.span)?;
+            run.step(op, inputs)?;
+        }
+        run.results
+            .into_iter()
+            .enumerate()
+            .map(|(i, r)| r.ok_or_else(|| internal(format!("output {i} was never produced"), Span::DUMMY)))
+            .collect()
+    }
+}
+
+struct Run<'a, 'g> {
+    p: &'a Prepared<'g>,
+    env: &'a Env,
+    limits: &'a ExecLimits,
+    clock: &'a mut Clock,
+    dims: DimEnv,
+    vals: Vec<Option<StreamData>>,
+    remaining: Vec<usize>,
+    results: Vec<Option<StreamData>>,
+}
+
+/// The stream element `e` of `field` as a tensor.
+#[inline]
+fn elem_tensor(field: &FieldData, e: usize, span: Span) -> Result<Arc<Tensor>, ExecError> {
+    let len = field.elem_len();
+    let lo = e * len;
+    let slice = field
+        .data
+        .get(lo..lo + len)
+        .ok_or_else(|| internal("stream element out of range", span))?;
+    let t = if field.elem_shape.is_empty() {
+        Tensor::scalar_f32(slice.first().copied().unwrap_or(0.0))
+    } else {
+        Tensor::from_f32(field.elem_shape.clone(), slice.to_vec())
+            .map_err(|e| internal(e.message, span))?
+    };
+    Ok(Arc::new(t))
+}
+
+fn append<T: std::borrow::Borrow<Tensor>>(out: &mut [Vec<f32>], res: &[T]) {
+    for (o, t) in out.iter_mut().zip(res) {
+        let t = t.borrow();
+        match t.as_f32() {
+            Some(d) => o.extend_from_slice(d),
+            None => o.extend(t.to_f32_vec()),
+        }
+    }
+}
+
+impl Run<'_, '_> {
+    fn take(&mut self, s: StreamId, span: Span) -> Result<StreamData, ExecError> {
+        let i = s.index();
+        let left = self
+            .remaining
+            .get_mut(i)
+            .ok_or_else(|| internal(format!("{s} does not exist"), span))?;
+        *left = left.saturating_sub(1);
+        let last = *left == 0;
+        let slot = self
+            .vals
+            .get_mut(i)
+            .ok_or_else(|| internal(format!("{s} does not exist"), span))?;
+        let v = if last { slot.take() } else { slot.clone() };
+        v.ok_or_else(|| internal(format!("{s} is read before it is produced"), span))
+    }
+
+    /// Bytes of stream data alive now (shared buffers counted once), plus `extra`.
+    fn live_bytes(&self, held: &[StreamData]) -> u64 {
+        let mut ptrs: Vec<(usize, u64)> = self
+            .vals
+            .iter()
+            .flatten()
+            .chain(held)
+            .chain(self.results.iter().flatten())
+            .flat_map(|s| s.fields.iter())
+            .map(|f| (Arc::as_ptr(&f.data) as usize, (f.data.len() as u64) * 4))
+            .collect();
+        ptrs.sort_unstable();
+        ptrs.dedup_by_key(|p| p.0);
+        ptrs.iter().map(|p| p.1).sum()
+    }
+
+    /// Checks that a new buffer of `elems` f32 values may be allocated.
+    fn reserve(&self, elems: Option<u64>, held: &[StreamData], span: Span, what: &str) -> Result<usize, ExecError> {
+        let limit = self.limits.max_tensor_elements;
+        let Some(n) = elems.filter(|&n| n <= limit) else {
+            let found = elems.map_or_else(|| "more than 2^64".to_string(), |n| n.to_string());
+            return Err(ExecError::limit(
+                Diagnostic::new(
+                    Code::E0701,
+                    format!("{what} would hold {found} elements, more than the limit of {limit}"),
+                )
+                .at(span)
+                .help("use smaller dimensions (--dims) or raise the limit"),
+                Origin::Program,
+            ));
+        };
+        let live = self.live_bytes(held);
+        let bytes = n.saturating_mul(4);
+        if live.saturating_add(bytes) > self.limits.max_live_bytes {
+            return Err(ExecError::limit(
+                Diagnostic::new(
+                    Code::E0703,
+                    format!(
+                        "{what} needs {bytes} bytes with {live} bytes of streams alive, more than the limit of {}",
+                        self.limits.max_live_bytes
+                    ),
+                )
+                .at(span)
+                .help("use smaller dimensions (--dims) or raise the limit"),
+                Origin::Program,
+            ));
+        }
+        usize::try_from(n).map_err(|_| internal("size overflow", span))
+    }
+
+    fn step(&mut self, op: &Op, inputs: &[Vec<Arc<Vec<f32>>>]) -> Result<(), ExecError> {
+        let span = op.span;
+        let mut ins = Vec::with_capacity(op.inputs.len());
+        for &s in &op.inputs {
+            ins.push(self.take(s, span)?);
+        }
+        let outs: Vec<StreamData> = match &op.kind {
+            OpKind::Input { index, name } => {
+                let data = inputs
+                    .get(*index)
+                    .ok_or_else(|| internal(format!("no data for input `{name}`"), span))?;
+                vec![self.input(op, data)?]
+            }
+            OpKind::Output { index, .. } => {
+                let v = ins.pop().ok_or_else(|| internal("output without a stream", span))?;
+                let slot = self
+                    .results
+                    .get_mut(*index)
+                    .ok_or_else(|| internal("output index out of range", span))?;
+                *slot = Some(v);
+                Vec::new()
+            }
+            OpKind::Map { f } => vec![self.map(*f, &ins, span)?],
+            OpKind::Accum { f, b } => vec![self.fold(*f, *b, false, one(ins, span)?, span)?],
+            OpKind::Scan { f, b } => vec![self.fold(*f, *b, true, one(ins, span)?, span)?],
+            OpKind::Zip => {
+                let mut it = ins.into_iter();
+                let (Some(mut a), Some(b)) = (it.next(), it.next()) else {
+                    return Err(internal("Zip needs two streams", span));
+                };
+                if a.dims != b.dims {
+                    return Err(internal(
+                        format!("Zip of streams with dims {:?} and {:?}", a.dims, b.dims),
+                        span,
+                    ));
+                }
+                a.fields.extend(b.fields);
+                vec![a]
+            }
+            OpKind::Copy => {
+                let a = one(ins, span)?;
+                vec![a.clone(), a]
+            }
+            OpKind::Bufferize { a } => {
+                let mut s = one(ins, span)?;
+                if *a == 0 || *a >= s.dims.len() {
+                    return Err(internal(format!("Bufferize(a={a}) of rank {}", s.dims.len().saturating_sub(1)), span));
+                }
+                let inner: Vec<usize> = s.dims.drain(..*a).rev().collect();
+                for f in &mut s.fields {
+                    let mut shape = inner.clone();
+                    shape.extend_from_slice(&f.elem_shape);
+                    f.elem_shape = shape;
+                }
+                vec![s]
+            }
+            OpKind::Streamify => {
+                let nb = match op.inputs.first().map(|&s| &self.p.graph.stream(s).ty.elem) {
+                    Some(ElemType::Buffer { dims, .. }) => dims.len(),
+                    _ => return Err(internal("Streamify of a non-buffer stream", span)),
+                };
+                let mut s = one(ins, span)?;
+                let Some(f) = s.fields.first_mut().filter(|f| f.elem_shape.len() >= nb) else {
+                    return Err(internal("Streamify: buffer rank mismatch", span));
+                };
+                let b: Vec<usize> = f.elem_shape.drain(..nb).rev().collect();
+                let mut dims = b;
+                dims.extend_from_slice(&s.dims);
+                s.dims = dims;
+                vec![s]
+            }
+            OpKind::Promote { b } => {
+                let mut s = one(ins, span)?;
+                if *b > s.dims.len() {
+                    return Err(internal(format!("Promote(b={b}) out of range"), span));
+                }
+                s.dims.insert(*b, 1);
+                vec![s]
+            }
+            OpKind::Flatten { dims } => {
+                let mut s = one(ins, span)?;
+                let (Some(&first), Some(&last)) = (dims.first(), dims.last()) else {
+                    return Err(internal("Flatten with no dims", span));
+                };
+                if first == 0 || last >= s.dims.len() || first > last {
+                    return Err(internal(format!("Flatten(L={dims:?}) out of range"), span));
+                }
+                let merged: usize = s.dims[first - 1..=last].iter().product();
+                s.dims.splice(first - 1..=last, [merged]);
+                vec![s]
+            }
+            OpKind::Reshape { dims, chunk } => {
+                let mut s = one(ins, span)?;
+                let c = chunk
+                    .eval(&self.dims)
+                    .and_then(|v| usize::try_from(v).ok())
+                    .filter(|&c| c > 0)
+                    .ok_or_else(|| op_error(format!("Reshape: chunk size {chunk} has no positive value"), span))?;
+                let mut sorted = dims.clone();
+                sorted.sort_unstable();
+                sorted.dedup();
+                for &i in sorted.iter().rev() {
+                    let Some(&d) = s.dims.get(i) else {
+                        return Err(internal(format!("Reshape(L={dims:?}) out of range"), span));
+                    };
+                    if d % c != 0 {
+                        return Err(op_error(
+                            format!("Reshape(S={c}): dim {i} has size {d}, not divisible by {c}"),
+                            span,
+                        ));
+                    }
+                    s.dims.splice(i..=i, [c, d / c]);
+                }
+                vec![s]
+            }
+            OpKind::Repeat { n } => {
+                let n = n
+                    .eval(&self.dims)
+                    .and_then(|v| usize::try_from(v).ok())
+                    .ok_or_else(|| op_error(format!("Repeat: n = {n} has no value"), span))?;
+                let s = one(ins, span)?;
+                let mut dims = vec![n];
+                dims.extend_from_slice(&s.dims);
+                vec![self.repeat(s, n, dims, span)?]
+            }
+            OpKind::RepeatRef => {
+                let mut it = ins.into_iter();
+                let (Some(data), Some(rf)) = (it.next(), it.next()) else {
+                    return Err(internal("RepeatRef needs (data, ref)", span));
+                };
+                if rf.dims.len() != data.dims.len() + 1 || rf.dims[1..] != data.dims[..] {
+                    return Err(internal(
+                        format!("RepeatRef: ref dims {:?} vs data dims {:?}", rf.dims, data.dims),
+                        span,
+                    ));
+                }
+                let n = rf.dims[0];
+                let dims = rf.dims.clone();
+                drop(rf);
+                vec![self.repeat(data, n, dims, span)?]
+            }
+            OpKind::Partition { n, sel_dims } => self.partition(op, *n, *sel_dims, ins)?,
+            OpKind::Merge { f, n } => vec![self.merge(*f, *n, ins, span)?],
+        };
+        if outs.len() != op.outputs.len() {
+            return Err(internal(
+                format!("{} produced {} streams, expected {}", op.kind.name(), outs.len(), op.outputs.len()),
+                span,
+            ));
+        }
+        for (&sid, v) in op.outputs.iter().zip(outs) {
+            self.check_type(sid, &v, span)?;
+            if let Some(slot) = self.vals.get_mut(sid.index()) {
+                // A stream nobody reads is dropped at once.
+                if self.remaining.get(sid.index()).copied().unwrap_or(0) > 0 {
+                    *slot = Some(v);
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// The concrete dims of a produced value must be its type's dims under the run's values.
+    fn check_type(&self, sid: StreamId, v: &StreamData, span: Span) -> Result<(), ExecError> {
+        let st = &self.p.graph.stream(sid).ty;
+        let dims = eval_dims(&st.dims, &self.dims, &format!("stream {sid}"), span)?;
+        let fields = st.elem.fields();
+        let ok = dims == v.dims
+            && fields.len() == v.fields.len()
+            && fields.iter().zip(&v.fields).all(|(t, f)| {
+                eval_dims(&t.field_tensor_dims(), &self.dims, "", span).is_ok_and(|s| s == f.elem_shape)
+                    && checked_product(&v.dims)
+                        .zip(checked_product(&f.elem_shape))
+                        .and_then(|(a, b)| a.checked_mul(b))
+                        == Some(f.data.len() as u64)
+            });
+        if ok {
+            Ok(())
+        } else {
+            Err(internal(
+                format!(
+                    "stream {sid} of type {st} has dims {:?} and element shapes {:?} at run time",
+                    v.dims,
+                    v.fields.iter().map(|f| fmt_shape(&f.elem_shape)).collect::<Vec<_>>()
+                ),
+                span,
+            ))
+        }
+    }
+
+    fn input(&self, op: &Op, data: &[Arc<Vec<f32>>]) -> Result<StreamData, ExecError> {
+        let span = op.span;
+        let sid = *op.outputs.first().ok_or_else(|| internal("input without a stream", span))?;
+        let st = &self.p.graph.stream(sid).ty;
+        let dims = eval_dims(&st.dims, &self.dims, "input", span)?;
+        let fields = st.elem.fields();
+        if fields.len() != data.len() {
+            return Err(internal("input data has the wrong number of fields", span));
+        }
+        let mut out = Vec::with_capacity(fields.len());
+        for (t, d) in fields.iter().zip(data) {
+            let elem_shape = eval_dims(&t.field_tensor_dims(), &self.dims, "input", span)?;
+            out.push(FieldData {
+                data: Arc::clone(d),
+                elem_shape,
+            });
+        }
+        Ok(StreamData { dims, fields: out })
+    }
+
+    fn alloc_outputs(
+        &self,
+        plan: &FnPlan,
+        count: usize,
+        held: &[StreamData],
+        span: Span,
+    ) -> Result<Vec<Vec<f32>>, ExecError> {
+        let mut total = 0usize;
+        let mut caps = Vec::with_capacity(plan.out_len.len());
+        for &len in &plan.out_len {
+            let n = (count as u64).checked_mul(len as u64);
+            let n = self.reserve(n, held, span, &format!("the result of fn `{}`", plan.name))?;
+            total = total.saturating_add(n);
+            caps.push(n);
+        }
+        self.reserve(Some(total as u64), held, span, &format!("the results of fn `{}`", plan.name))?;
+        Ok(caps.into_iter().map(Vec::with_capacity).collect())
+    }
+
+    fn call(
+        &mut self,
+        plan: &FnPlan,
+        inputs: Vec<Arc<Tensor>>,
+        state: Option<Vec<Arc<Tensor>>>,
+        span: Span,
+    ) -> Result<Vec<Tensor>, ExecError> {
+        self.clock.tick(span)?;
+        let res = plan
+            .func
+            .call_shared(self.env, inputs, state)
+            .map_err(|e| ExecError::from_eval(&e, span))?;
+        eval::check_result(&plan.name, span, &res, &plan.out)
+            .map_err(|e| ExecError::runtime(e.to_diagnostic(), Origin::Program))?;
+        Ok(res)
+    }
+
+    fn map(&mut self, f: FnId, ins: &[StreamData], span: Span) -> Result<StreamData, ExecError> {
+        let plan = plan_of(self.p, f, span)?;
+        let first = ins.first().ok_or_else(|| internal("Map without input", span))?;
+        if ins.iter().any(|s| s.dims != first.dims) {
+            return Err(internal("Map over streams of different dims", span));
+        }
+        let dims = first.dims.clone();
+        let count = first.count();
+        let fields: Vec<&FieldData> = ins.iter().flat_map(|s| s.fields.iter()).collect();
+        let mut out = self.alloc_outputs(plan, count, ins, span)?;
+        for e in 0..count {
+            let mut args = Vec::with_capacity(fields.len());
+            for fd in &fields {
+                args.push(elem_tensor(fd, e, span)?);
+            }
+            let res = self.call(plan, args, None, span)?;
+            append(&mut out, &res);
+        }
+        Ok(StreamData {
+            dims,
+            fields: out
+                .into_iter()
+                .zip(&plan.out)
+                .map(|(d, (_, shape))| FieldData::new(d, shape.clone()))
+                .collect(),
+        })
+    }
+
+    fn fold(
+        &mut self,
+        f: FnId,
+        b: usize,
+        scan: bool,
+        input: StreamData,
+        span: Span,
+    ) -> Result<StreamData, ExecError> {
+        let plan = plan_of(self.p, f, span)?;
+        let init = plan
+            .init
+            .as_ref()
+            .ok_or_else(|| internal(format!("fn `{}` is not a reducer", plan.name), span))?;
+        if b == 0 || b >= input.dims.len() {
+            return Err(internal(format!("b={b} out of range for dims {:?}", input.dims), span));
+        }
+        let inner: usize = input.dims[..b].iter().product();
+        let outer: usize = input.dims[b..].iter().product();
+        let (dims, count) = if scan {
+            (input.dims.clone(), input.count())
+        } else {
+            (input.dims[b..].to_vec(), outer)
+        };
+        let held = std::slice::from_ref(&input);
+        let mut out = self.alloc_outputs(plan, count, held, span)?;
+        for o in 0..outer {
+            let mut state: Vec<Arc<Tensor>> = init.clone();
+            for i in 0..inner {
+                let e = o * inner + i;
+                let mut args = Vec::with_capacity(input.fields.len());
+                for fd in &input.fields {
+                    args.push(elem_tensor(fd, e, span)?);
+                }
+                let res = self.call(plan, args, Some(state), span)?;
+                if scan {
+                    append(&mut out, &res);
+                }
+                state = res.into_iter().map(Arc::new).collect();
+            }
+            if !scan {
+                append(&mut out, &state);
+            }
+        }
+        Ok(StreamData {
+            dims,
+            fields: out
+                .into_iter()
+                .zip(&plan.out)
+                .map(|(d, (_, shape))| FieldData::new(d, shape.clone()))
+                .collect(),
+        })
+    }
+
+    /// Repeats every element of `s` `n` times in a row; the result has `dims`.
+    fn repeat(&mut self, s: StreamData, n: usize, dims: Vec<usize>, span: Span) -> Result<StreamData, ExecError> {
+        let count = s.count();
+        let held = std::slice::from_ref(&s);
+        let mut fields = Vec::with_capacity(s.fields.len());
+        for f in &s.fields {
+            let len = f.elem_len();
+            let total = (count as u64)
+                .checked_mul(n as u64)
+                .and_then(|x| x.checked_mul(len as u64));
+            let cap = self.reserve(total, held, span, "the repeated stream")?;
+            let mut d = Vec::with_capacity(cap);
+            for e in 0..count {
+                self.clock.tick(span)?;
+                let chunk = f
+                    .data
+                    .get(e * len..(e + 1) * len)
+                    .ok_or_else(|| internal("stream element out of range", span))?;
+                for _ in 0..n {
+                    d.extend_from_slice(chunk);
+                }
+            }
+            fields.push(FieldData::new(d, f.elem_shape.clone()));
+        }
+        Ok(StreamData { dims, fields })
+    }
+
+    /// The set bits of selector element `j` (a nonzero entry is a set bit).
+    fn bits(sel: &FieldData, j: usize, span: Span) -> Result<&[f32], ExecError> {
+        let x = sel.elem_len();
+        sel.data
+            .get(j * x..(j + 1) * x)
+            .ok_or_else(|| internal("selector element out of range", span))
+    }
+
+    fn partition(
+        &mut self,
+        op: &Op,
+        n: usize,
+        sel_dims: usize,
+        ins: Vec<StreamData>,
+    ) -> Result<Vec<StreamData>, ExecError> {
+        let span = op.span;
+        let mut it = ins.into_iter();
+        let (Some(data), Some(sel)) = (it.next(), it.next()) else {
+            return Err(internal("Partition needs (data, sel)", span));
+        };
+        let sf = sel.fields.first().ok_or_else(|| internal("selector without data", span))?;
+        let r1 = data.dims.len();
+        if sel_dims == 0 || sel_dims > r1 || sel.dims.len() != sel_dims || data.dims[r1 - sel_dims..] != sel.dims[..] {
+            return Err(internal(
+                format!("Partition: data dims {:?}, selector dims {:?}", data.dims, sel.dims),
+                span,
+            ));
+        }
+        if sf.elem_len() != n {
+            return Err(internal(format!("Partition(N={n}) with a selector of {} bits", sf.elem_len()), span));
+        }
+        let chunk_dims = data.dims[..r1 - sel_dims].to_vec();
+        let c: usize = chunk_dims.iter().product();
+        let chunks = sel.count();
+        let mut counts = vec![0usize; n];
+        for j in 0..chunks {
+            for (i, &b) in Self::bits(sf, j, span)?.iter().enumerate() {
+                if b != 0.0 {
+                    counts[i] += 1;
+                }
+            }
+        }
+        let held = std::slice::from_ref(&data);
+        let mut outs: Vec<Vec<Vec<f32>>> = Vec::with_capacity(n);
+        for &k in &counts {
+            let mut fs = Vec::with_capacity(data.fields.len());
+            for f in &data.fields {
+                let total = (k as u64)
+                    .checked_mul(c as u64)
+                    .and_then(|x| x.checked_mul(f.elem_len() as u64));
+                let cap = self.reserve(total, held, span, "a Partition branch")?;
+                fs.push(Vec::with_capacity(cap));
+            }
+            outs.push(fs);
+        }
+        for j in 0..chunks {
+            self.clock.tick(span)?;
+            let bits = Self::bits(sf, j, span)?;
+            for (i, &b) in bits.iter().enumerate() {
+                if b == 0.0 {
+                    continue;
+                }
+                for (k, f) in data.fields.iter().enumerate() {
+                    let w = c * f.elem_len();
+                    let chunk = f
+                        .data
+                        .get(j * w..(j + 1) * w)
+                        .ok_or_else(|| internal("Partition chunk out of range", span))?;
+                    if let Some(dst) = outs.get_mut(i).and_then(|o| o.get_mut(k)) {
+                        dst.extend_from_slice(chunk);
+                    }
+                }
+            }
+        }
+        let mut result = Vec::with_capacity(n);
+        for (i, (fs, &k)) in outs.into_iter().zip(&counts).enumerate() {
+            let branch = u32::try_from(i).unwrap_or(u32::MAX);
+            self.dims.set_dynamic(DynDim { op: op.id, branch }, k as i64);
+            let mut dims = chunk_dims.clone();
+            dims.push(k);
+            result.push(StreamData {
+                dims,
+                fields: fs
+                    .into_iter()
+                    .zip(&data.fields)
+                    .map(|(d, f)| FieldData::new(d, f.elem_shape.clone()))
+                    .collect(),
+            });
+        }
+        Ok(result)
+    }
+
+    fn merge(&mut self, f: FnId, n: usize, ins: Vec<StreamData>, span: Span) -> Result<StreamData, ExecError> {
+        let plan = plan_of(self.p, f, span)?;
+        let init = plan
+            .init
+            .as_ref()
+            .ok_or_else(|| internal(format!("fn `{}` is not a reducer", plan.name), span))?;
+        if ins.len() != n + 1 {
+            return Err(internal(format!("Merge(n={n}) with {} operands", ins.len()), span));
+        }
+        let (branches, sel) = ins.split_at(n);
+        let sel = sel.first().ok_or_else(|| internal("Merge without selector", span))?;
+        let sf = sel.fields.first().ok_or_else(|| internal("selector without data", span))?;
+        if sf.elem_len() != n {
+            return Err(internal(format!("Merge(n={n}) with a selector of {} bits", sf.elem_len()), span));
+        }
+        // Every branch is chunk dims + [P_i]; the chunk dims agree across branches.
+        let chunk_dims: Vec<usize> = match branches.first() {
+            Some(b0) => b0.dims[..b0.dims.len().saturating_sub(1)].to_vec(),
+            None => Vec::new(),
+        };
+        for b in branches {
+            if b.dims.len() != chunk_dims.len() + 1 || b.dims[..chunk_dims.len()] != chunk_dims[..] {
+                return Err(internal(format!("Merge branches with dims {:?} and {chunk_dims:?}", b.dims), span));
+            }
+        }
+        let c: usize = chunk_dims.iter().product();
+        let chunks = sel.count();
+        let mut dims = chunk_dims.clone();
+        dims.extend_from_slice(&sel.dims);
+        let count = c.checked_mul(chunks).ok_or_else(|| internal("size overflow", span))?;
+        let mut out = self.alloc_outputs(plan, count, &ins, span)?;
+        let mut cursor = vec![0usize; n];
+        let mut chosen: Vec<usize> = Vec::with_capacity(n);
+        for j in 0..chunks {
+            chosen.clear();
+            for (i, &b) in Self::bits(sf, j, span)?.iter().enumerate() {
+                if b != 0.0 {
+                    chosen.push(i);
+                }
+            }
+            for &i in &chosen {
+                let have = branches.get(i).map_or(0, |b| b.dims.last().copied().unwrap_or(0));
+                if cursor[i] >= have {
+                    return Err(op_error(
+                        format!(
+                            "Merge: selector element {j} picks branch {i}, but that branch has only {have} chunk{}",
+                            if have == 1 { "" } else { "s" }
+                        ),
+                        span,
+                    )
+                    .map_diag(|d| d.help("the Merge selector must route exactly the chunks its Partition produced")));
+                }
+            }
+            for pos in 0..c {
+                if chosen.is_empty() {
+                    self.clock.tick(span)?;
+                    for (o, &len) in out.iter_mut().zip(&plan.out_len) {
+                        o.extend(std::iter::repeat_n(0.0, len));
+                    }
+                    continue;
+                }
+                let mut state: Vec<Arc<Tensor>> = init.clone();
+                for &i in &chosen {
+                    let Some(br) = branches.get(i) else { continue };
+                    let e = cursor[i] * c + pos;
+                    let mut args = Vec::with_capacity(br.fields.len());
+                    for fd in &br.fields {
+                        args.push(elem_tensor(fd, e, span)?);
+                    }
+                    let res = self.call(plan, args, Some(state), span)?;
+                    state = res.into_iter().map(Arc::new).collect();
+                }
+                append(&mut out, &state);
+            }
+            for &i in &chosen {
+                cursor[i] += 1;
+            }
+        }
+        for (i, b) in branches.iter().enumerate() {
+            let have = b.dims.last().copied().unwrap_or(0);
+            if cursor[i] != have {
+                return Err(op_error(
+                    format!(
+                        "Merge: branch {i} carries {have} chunk{} but the selector picks it {} time{}",
+                        if have == 1 { "" } else { "s" },
+                        cursor[i],
+                        if cursor[i] == 1 { "" } else { "s" }
+                    ),
+                    span,
+                )
+                .map_diag(|d| d.help("the Merge selector must route exactly the chunks its Partition produced")));
+            }
+        }
+        Ok(StreamData {
+            dims,
+            fields: out
+                .into_iter()
+                .zip(&plan.out)
+                .map(|(d, (_, shape))| FieldData::new(d, shape.clone()))
+                .collect(),
+        })
+    }
+}
+
+/// The prepared function `f` (borrowed from the plan, not from the run, so the run stays
+/// mutable while the function is called).
+fn plan_of<'p>(p: &'p Prepared<'_>, f: FnId, span: Span) -> Result<&'p FnPlan, ExecError> {
+    p.fns
+        .get(f.index())
+        .and_then(Option::as_ref)
+        .ok_or_else(|| internal(format!("{f} was not prepared"), span))
+}
+
+fn one(ins: Vec<StreamData>, span: Span) -> Result<StreamData, ExecError> {
+    ins.into_iter()
+        .next()
+        .ok_or_else(|| internal("op without an input stream", span))
+}
+
+impl ExecError {
+    fn map_diag(mut self, f: impl FnOnce(Diagnostic) -> Diagnostic) -> ExecError {
+        self.diagnostic = f(self.diagnostic);
+        self
+    }
+}

@@ -1,0 +1,188 @@
+//! The verification report and its JSON form (DESIGN §11):
+//! `{"task","verdict","linear","linear_compat","copies_needed","diagnostics":[..],
+//!   "outputs":[{"name","max_abs_err","max_rel_err","first_mismatch":{"index","expected","found"}}],
+//!   "seeds":[..],"elapsed_us"}`.
+
+use std::fmt;
+
+use serde::Serialize;
+use stepforge_syntax::{Diagnostic, Source, Span};
+
+use crate::compare::Mismatch;
+use crate::error::{ExecError, Origin};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Verdict {
+    Pass,
+    SyntaxError,
+    TypeError,
+    ShapeMismatch,
+    ValueMismatch,
+    RuntimeError,
+    LimitExceeded,
+    TaskError,
+}
+
+impl Verdict {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Verdict::Pass => "pass",
+            Verdict::SyntaxError => "syntax_error",
+            Verdict::TypeError => "type_error",
+            Verdict::ShapeMismatch => "shape_mismatch",
+            Verdict::ValueMismatch => "value_mismatch",
+            Verdict::RuntimeError => "runtime_error",
+            Verdict::LimitExceeded => "limit_exceeded",
+            Verdict::TaskError => "task_error",
+        }
+    }
+}
+
+impl fmt::Display for Verdict {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A diagnostic and the text its spans point into.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ReportDiagnostic {
+    pub origin: Origin,
+    pub diagnostic: Diagnostic,
+    /// For a task-file diagnostic raised while the program ran: the op that was running
+    /// (a span into the program text).
+    pub op_span: Option<Span>,
+}
+
+/// Comparison result of one output field (`Y`, or `Y[k]` for a tuple output).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct OutputReport {
+    pub name: String,
+    /// `None` when the field was not compared (its shape differed).
+    pub max_abs_err: Option<f64>,
+    pub max_rel_err: Option<f64>,
+    pub first_mismatch: Option<Mismatch>,
+}
+
+#[derive(Debug, Clone)]
+pub struct VerifyReport {
+    pub task: String,
+    pub verdict: Verdict,
+    pub linear: bool,
+    pub linear_compat: bool,
+    pub copies_needed: usize,
+    pub diagnostics: Vec<ReportDiagnostic>,
+    pub outputs: Vec<OutputReport>,
+    pub seeds: Vec<u64>,
+    pub elapsed_us: u64,
+    /// The task file.
+    pub task_source: Source,
+    /// The verified program's text; `None` when the task's own `impl` was verified (then
+    /// program spans point into `task_source`).
+    pub program_source: Option<Source>,
+}
+
+impl VerifyReport {
+    pub fn new(task: &str, task_source: Source, program_source: Option<Source>, seeds: Vec<u64>) -> VerifyReport {
+        VerifyReport {
+            task: task.to_string(),
+            verdict: Verdict::TaskError,
+            linear: false,
+            linear_compat: false,
+            copies_needed: 0,
+            diagnostics: Vec::new(),
+            outputs: Vec::new(),
+            seeds,
+            elapsed_us: 0,
+            task_source,
+            program_source,
+        }
+    }
+
+    /// The agent's bar (DESIGN §9): verdict `pass` and linear.
+    pub fn passed(&self) -> bool {
+        self.verdict == Verdict::Pass && self.linear
+    }
+
+    pub fn push(&mut self, origin: Origin, diagnostic: Diagnostic) {
+        self.diagnostics.push(ReportDiagnostic {
+            origin,
+            diagnostic,
+            op_span: None,
+        });
+    }
+
+    pub fn push_exec(&mut self, e: ExecError) {
+        self.diagnostics.push(ReportDiagnostic {
+            origin: e.origin,
+            diagnostic: e.diagnostic,
+            op_span: e.op_span,
+        });
+    }
+
+    /// The text a diagnostic of `origin` points into.
+    pub fn source(&self, origin: Origin) -> &Source {
+        match (origin, &self.program_source) {
+            (Origin::Program, Some(p)) => p,
+            _ => &self.task_source,
+        }
+    }
+
+    /// The diagnostic as rendered: a task-file diagnostic raised by a program op gets a note
+    /// saying which program line was running.
+    pub fn resolved(&self, d: &ReportDiagnostic) -> Diagnostic {
+        let mut out = d.diagnostic.clone();
+        if let Some(op) = d.op_span {
+            let src = self.source(Origin::Program);
+            let lc = src.line_col(op.lo);
+            let text = src.slice(op).lines().next().unwrap_or("").trim();
+            out = out.note(format!(
+                "while running `{text}` at {}:{}:{}",
+                src.name, lc.line, lc.column
+            ));
+        }
+        out
+    }
+
+    /// Errors only: the diagnostics that explain the verdict.
+    pub fn errors(&self) -> impl Iterator<Item = &ReportDiagnostic> {
+        self.diagnostics.iter().filter(|d| d.diagnostic.is_error())
+    }
+
+    /// The JSON object of DESIGN §11.
+    pub fn to_json(&self) -> serde_json::Value {
+        let diagnostics: Vec<serde_json::Value> = self
+            .diagnostics
+            .iter()
+            .map(|d| self.resolved(d).to_json(self.source(d.origin)))
+            .collect();
+        serde_json::json!({
+            "task": self.task,
+            "verdict": self.verdict,
+            "linear": self.linear,
+            "linear_compat": self.linear_compat,
+            "copies_needed": self.copies_needed,
+            "diagnostics": diagnostics,
+            "outputs": self.outputs,
+            "seeds": self.seeds,
+            "elapsed_us": self.elapsed_us,
+        })
+    }
+
+    /// Every diagnostic rendered for people (source snippets, carets).
+    pub fn render_human(&self, color: bool) -> String {
+        self.diagnostics
+            .iter()
+            .map(|d| self.resolved(d).render_human(self.source(d.origin), color))
+            .collect()
+    }
+
+    /// The largest absolute error over all compared outputs.
+    pub fn max_abs_err(&self) -> Option<f64> {
+        self.outputs
+            .iter()
+            .filter_map(|o| o.max_abs_err)
+            .fold(None, |acc: Option<f64>, x| Some(acc.map_or(x, |a| a.max(x))))
+    }
+}
