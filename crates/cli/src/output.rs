@@ -1,5 +1,4 @@
 //! Terminal output: the one place that prints diagnostics, JSON and tables.
-#![allow(clippy::print_stdout, clippy::print_stderr)]
 
 use std::io::IsTerminal;
 
@@ -7,16 +6,21 @@ use stepforge_syntax::{Diagnostic, Source};
 
 use crate::Format;
 
+use std::io::Write;
+
+// Writes ignore errors on purpose: a closed pipe (`stepforge ... | head`) must end the output
+// quietly, not panic the way `println!` does.
+
 pub fn error(msg: &str) {
-    eprintln!("error: {msg}");
+    let _ = writeln!(std::io::stderr().lock(), "error: {msg}");
 }
 
 pub fn line(s: &str) {
-    println!("{s}");
+    let _ = writeln!(std::io::stdout().lock(), "{s}");
 }
 
 pub fn json(v: &serde_json::Value) {
-    println!("{v}");
+    let _ = writeln!(std::io::stdout().lock(), "{v}");
 }
 
 fn color() -> bool {
@@ -27,8 +31,9 @@ fn color() -> bool {
 /// output never depends on the order phases happened to report in.
 pub fn diagnostics_human(source: &Source, diags: &[Diagnostic]) {
     let c = color();
+    let mut err = std::io::stderr().lock();
     for d in sorted(diags) {
-        eprint!("{}", d.render_human(source, c));
+        let _ = write!(err, "{}", d.render_human(source, c));
     }
 }
 

@@ -37,6 +37,8 @@ struct FnPlan {
     out_len: Vec<usize>,
     /// Reducers: the initial state, one tensor per output field (shared, never mutated).
     init: Option<Vec<Arc<Tensor>>>,
+    /// The body is elementwise: many elements may go through one call ([`crate::batch`]).
+    batch: bool,
 }
 
 /// A graph prepared for execution under one set of dimension values: element functions
@@ -124,12 +126,27 @@ impl<'g> Prepared<'g> {
                     Some(ts)
                 }
             };
+            let mut in_shapes = Vec::new();
+            for field in sig.input.fields() {
+                let shape = eval_dims(&field.field_tensor_dims(), &dims, &sig.name, sig.span)
+                    .map_err(|e| ExecError::task(e.diagnostic))?;
+                in_shapes.push(shape);
+            }
+            let out_shapes: Vec<Vec<usize>> = out.iter().map(|(_, s)| s.clone()).collect();
+            let batch = crate::batch::is_batchable(
+                &decl.body,
+                env,
+                &in_shapes,
+                init.is_some().then_some(&out_shapes[..]),
+                &out_shapes,
+            );
             *slot = Some(FnPlan {
                 name: sig.name.clone(),
                 func,
                 out,
                 out_len,
                 init,
+                batch,
             });
         }
         Ok(Prepared { graph, fns, dims })
@@ -537,6 +554,158 @@ impl Run<'_, '_> {
         Ok(res)
     }
 
+    /// Calls an elementwise function once on a batch; `None` (fall back to per-element calls)
+    /// when the evaluator fails or a result does not have the shape `(lanes, ..field)`.
+    fn call_batched(
+        &mut self,
+        plan: &FnPlan,
+        args: Vec<Arc<Tensor>>,
+        state: Option<Vec<Arc<Tensor>>>,
+        lanes: usize,
+        span: Span,
+    ) -> Result<Option<Vec<Tensor>>, ExecError> {
+        self.clock.tick(span)?;
+        let Ok(res) = plan.func.call_shared(self.env, args, state) else {
+            return Ok(None);
+        };
+        if res.len() != plan.out.len() {
+            return Ok(None);
+        }
+        for (t, (_, shape)) in res.iter().zip(&plan.out) {
+            let ts = t.shape();
+            if ts.first() != Some(&lanes) || ts[1..] != shape[..] || t.as_f32().is_none() {
+                return Ok(None);
+            }
+        }
+        Ok(Some(res))
+    }
+
+    fn map_batched(
+        &mut self,
+        plan: &FnPlan,
+        fields: &[&FieldData],
+        count: usize,
+        span: Span,
+    ) -> Result<Option<Vec<Vec<f32>>>, ExecError> {
+        let mut args = Vec::with_capacity(fields.len());
+        for f in fields {
+            let mut shape = vec![count];
+            shape.extend_from_slice(&f.elem_shape);
+            match Tensor::from_f32(shape, f.data.as_ref().clone()) {
+                Ok(t) => args.push(Arc::new(t)),
+                Err(_) => return Ok(None),
+            }
+        }
+        let Some(res) = self.call_batched(plan, args, None, count, span)? else {
+            return Ok(None);
+        };
+        Ok(Some(res.into_iter().map(into_f32).collect()))
+    }
+
+    /// Accum/Scan with the `outer` independent folds as lanes of one batch: `inner` calls.
+    #[allow(clippy::too_many_arguments)]
+    fn fold_batched(
+        &mut self,
+        plan: &FnPlan,
+        init: &[Arc<Tensor>],
+        input: &StreamData,
+        inner: usize,
+        outer: usize,
+        scan: bool,
+        span: Span,
+    ) -> Result<Option<Vec<Vec<f32>>>, ExecError> {
+        let Some(mut state) = batch_init(init, outer) else {
+            return Ok(None);
+        };
+        let mut out: Vec<Vec<f32>> = if scan {
+            plan.out_len.iter().map(|&l| vec![0.0; outer * inner * l]).collect()
+        } else {
+            Vec::new()
+        };
+        for i in 0..inner {
+            let mut args = Vec::with_capacity(input.fields.len());
+            for f in &input.fields {
+                let len = f.elem_len();
+                let mut d = Vec::with_capacity(outer * len);
+                for o in 0..outer {
+                    let e = o * inner + i;
+                    match f.data.get(e * len..(e + 1) * len) {
+                        Some(x) => d.extend_from_slice(x),
+                        None => return Err(internal("stream element out of range", span)),
+                    }
+                }
+                let mut shape = vec![outer];
+                shape.extend_from_slice(&f.elem_shape);
+                match Tensor::from_f32(shape, d) {
+                    Ok(t) => args.push(Arc::new(t)),
+                    Err(_) => return Ok(None),
+                }
+            }
+            let Some(res) = self.call_batched(plan, args, Some(state), outer, span)? else {
+                return Ok(None);
+            };
+            if scan {
+                for ((dst, t), &len) in out.iter_mut().zip(&res).zip(&plan.out_len) {
+                    let src = t.as_f32().unwrap_or(&[]);
+                    for o in 0..outer {
+                        let e = o * inner + i;
+                        if let (Some(d), Some(x)) = (
+                            dst.get_mut(e * len..(e + 1) * len),
+                            src.get(o * len..(o + 1) * len),
+                        ) {
+                            d.copy_from_slice(x);
+                        }
+                    }
+                }
+            }
+            state = res.into_iter().map(Arc::new).collect();
+        }
+        if !scan {
+            out = state.into_iter().map(|t| into_f32(Arc::unwrap_or_clone(t))).collect();
+        }
+        Ok(Some(out))
+    }
+
+    /// One Merge selector element with the `c` chunk positions as lanes.
+    #[allow(clippy::too_many_arguments)]
+    fn merge_batched(
+        &mut self,
+        plan: &FnPlan,
+        init: &[Arc<Tensor>],
+        branches: &[StreamData],
+        chosen: &[usize],
+        cursor: &[usize],
+        c: usize,
+        span: Span,
+    ) -> Result<Option<Vec<Vec<f32>>>, ExecError> {
+        let Some(mut state) = batch_init(init, c) else {
+            return Ok(None);
+        };
+        for &i in chosen {
+            let (Some(br), Some(&at)) = (branches.get(i), cursor.get(i)) else {
+                return Ok(None);
+            };
+            let mut args = Vec::with_capacity(br.fields.len());
+            for f in &br.fields {
+                let w = c * f.elem_len();
+                let Some(x) = f.data.get(at * w..(at + 1) * w) else {
+                    return Err(internal("Merge chunk out of range", span));
+                };
+                let mut shape = vec![c];
+                shape.extend_from_slice(&f.elem_shape);
+                match Tensor::from_f32(shape, x.to_vec()) {
+                    Ok(t) => args.push(Arc::new(t)),
+                    Err(_) => return Ok(None),
+                }
+            }
+            let Some(res) = self.call_batched(plan, args, Some(state), c, span)? else {
+                return Ok(None);
+            };
+            state = res.into_iter().map(Arc::new).collect();
+        }
+        Ok(Some(state.into_iter().map(|t| into_f32(Arc::unwrap_or_clone(t))).collect()))
+    }
+
     fn map(&mut self, f: FnId, ins: &[StreamData], span: Span) -> Result<StreamData, ExecError> {
         let plan = plan_of(self.p, f, span)?;
         let first = ins.first().ok_or_else(|| internal("Map without input", span))?;
@@ -547,13 +716,22 @@ impl Run<'_, '_> {
         let count = first.count();
         let fields: Vec<&FieldData> = ins.iter().flat_map(|s| s.fields.iter()).collect();
         let mut out = self.alloc_outputs(plan, count, ins, span)?;
-        for e in 0..count {
-            let mut args = Vec::with_capacity(fields.len());
-            for fd in &fields {
-                args.push(elem_tensor(fd, e, span)?);
+        let batched = match plan.batch && count > 1 {
+            true => self.map_batched(plan, &fields, count, span)?,
+            false => None,
+        };
+        match batched {
+            Some(res) => out = res,
+            None => {
+                for e in 0..count {
+                    let mut args = Vec::with_capacity(fields.len());
+                    for fd in &fields {
+                        args.push(elem_tensor(fd, e, span)?);
+                    }
+                    let res = self.call(plan, args, None, span)?;
+                    append(&mut out, &res);
+                }
             }
-            let res = self.call(plan, args, None, span)?;
-            append(&mut out, &res);
         }
         Ok(StreamData {
             dims,
@@ -590,6 +768,20 @@ impl Run<'_, '_> {
         };
         let held = std::slice::from_ref(&input);
         let mut out = self.alloc_outputs(plan, count, held, span)?;
+        if plan.batch
+            && outer > 1
+            && let Some(res) = self.fold_batched(plan, init, &input, inner, outer, scan, span)?
+        {
+            out = res;
+            return Ok(StreamData {
+                dims,
+                fields: out
+                    .into_iter()
+                    .zip(&plan.out)
+                    .map(|(d, (_, shape))| FieldData::new(d, shape.clone()))
+                    .collect(),
+            });
+        }
         for o in 0..outer {
             let mut state: Vec<Arc<Tensor>> = init.clone();
             for i in 0..inner {
@@ -790,6 +982,19 @@ impl Run<'_, '_> {
                     .map_diag(|d| d.help("the Merge selector must route exactly the chunks its Partition produced")));
                 }
             }
+            if plan.batch
+                && c > 1
+                && !chosen.is_empty()
+                && let Some(res) = self.merge_batched(plan, init, branches, &chosen, &cursor, c, span)?
+            {
+                for (o, r) in out.iter_mut().zip(res) {
+                    o.extend_from_slice(&r);
+                }
+                for &i in &chosen {
+                    cursor[i] += 1;
+                }
+                continue;
+            }
             for pos in 0..c {
                 if chosen.is_empty() {
                     self.clock.tick(span)?;
@@ -839,6 +1044,32 @@ impl Run<'_, '_> {
                 .collect(),
         })
     }
+}
+
+/// The f32 data of a tensor (moved out when it already is f32).
+fn into_f32(t: Tensor) -> Vec<f32> {
+    match t.into_data() {
+        stepforge_tensor::Data::F32(v) => v,
+        other => Tensor::new(vec![other.len()], other)
+            .map(|t| t.to_f32_vec())
+            .unwrap_or_default(),
+    }
+}
+
+/// The reducer's init state repeated for `lanes` lanes: `(lanes, ..field)` per field.
+fn batch_init(init: &[Arc<Tensor>], lanes: usize) -> Option<Vec<Arc<Tensor>>> {
+    init.iter()
+        .map(|t| {
+            let mut shape = vec![lanes];
+            shape.extend_from_slice(t.shape());
+            let v = t.as_f32()?;
+            let mut d = Vec::with_capacity(lanes * v.len());
+            for _ in 0..lanes {
+                d.extend_from_slice(v);
+            }
+            Tensor::from_f32(shape, d).ok().map(Arc::new)
+        })
+        .collect()
 }
 
 /// The prepared function `f` (borrowed from the plan, not from the run, so the run stays

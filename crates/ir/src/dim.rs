@@ -229,13 +229,8 @@ pub fn strip_value_suffix(name: &str) -> &str {
 
 impl fmt::Display for Dim {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let pow = |s: &Sym, e: u32| {
-            if e == 1 {
-                s.to_string()
-            } else {
-                format!("{s}^{e}")
-            }
-        };
+        // Powers print as repeated factors so the text parses back as a task dimension.
+        let pow = |s: &Sym, e: u32| vec![s.to_string(); e as usize].join("*");
         let mut top: Vec<String> = Vec::new();
         let mut bottom: Vec<String> = Vec::new();
         if self.num != 1 || self.factors.iter().all(|(_, e)| *e < 0) {
@@ -350,7 +345,7 @@ mod tests {
         assert_eq!(s("N").div(&Dim::lit(4)).unwrap().to_string(), "N/4");
         assert_eq!(Dim::lit(3).mul(&s("D")).unwrap().to_string(), "3*D");
         assert_eq!(Dim::ONE.div(&mn).unwrap().to_string(), "1/(M*N)");
-        assert_eq!(s("N").mul(&s("N")).unwrap().to_string(), "N^2");
+        assert_eq!(s("N").mul(&s("N")).unwrap().to_string(), "N*N");
         let d = Dim::dynamic(DynDim {
             op: OpId::new(3),
             branch: 1,

@@ -17,6 +17,7 @@ pub mod ast;
 pub mod codes;
 pub mod diag;
 mod dtype;
+mod fast;
 pub mod lexer;
 pub mod ops;
 mod parse;
@@ -68,7 +69,22 @@ impl<T> Parsed<T> {
 /// A bare STeP program (DESIGN §6). The text may carry leading blank lines and a non-zero base
 /// indentation (code embedded in a task file, everything else blanked).
 pub fn parse_program(text: &str) -> Parsed<ast::Program> {
-    let parsed = parse::parse_lines(text, Mode::Program);
+    let parsed = parse::parse_lines_with(
+        text,
+        Mode::Program,
+        |toks| fast::line(toks).map(program::Item::Fast),
+        program::Item::Py,
+    );
+    let mut diags = parsed.diagnostics;
+    let prog = program::lower(text, parsed.stmts, parsed.return_seen, &mut diags);
+    Parsed::new(Some(prog), diags)
+}
+
+/// [`parse_program`] without the fast path for canonical lines: every line goes through the
+/// grammar. Only for differential tests (both must build identical trees).
+#[doc(hidden)]
+pub fn parse_program_via_grammar(text: &str) -> Parsed<ast::Program> {
+    let parsed = parse::parse_lines_with(text, Mode::Program, |_| None, program::Item::Py);
     let mut diags = parsed.diagnostics;
     let prog = program::lower(text, parsed.stmts, parsed.return_seen, &mut diags);
     Parsed::new(Some(prog), diags)

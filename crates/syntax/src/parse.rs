@@ -27,8 +27,8 @@ const FOREIGN_STMTS: &[&str] = &[
     "continue", "match", "case",
 ];
 
-pub(crate) struct Stmts {
-    pub stmts: Vec<PyStmt>,
+pub(crate) struct Stmts<T> {
+    pub stmts: Vec<T>,
     pub diagnostics: Vec<Diagnostic>,
     /// Some line starts with `return`, even if it did not parse (so "no return" would be a
     /// second report of the same mistake).
@@ -37,7 +37,18 @@ pub(crate) struct Stmts {
 
 /// Lexes and parses every logical line of `text`. Never fails: broken lines are reported and
 /// skipped, the rest parse.
-pub(crate) fn parse_lines(text: &str, mode: Mode) -> Stmts {
+pub(crate) fn parse_lines(text: &str, mode: Mode) -> Stmts<PyStmt> {
+    parse_lines_with(text, mode, |_| None, |s| s)
+}
+
+/// The driver. `fast` may claim a line's tokens before the grammar sees them; `wrap` turns a
+/// statement the grammar parsed into the output item.
+pub(crate) fn parse_lines_with<T>(
+    text: &str,
+    mode: Mode,
+    mut fast: impl FnMut(&[Spanned<'_>]) -> Option<T>,
+    wrap: impl Fn(PyStmt) -> T,
+) -> Stmts<T> {
     let lexed = lexer::lex(text);
     let mut diags = lexed.diagnostics.clone();
     let mut stmts = Vec::with_capacity(lexed.lines.len());
@@ -54,6 +65,12 @@ pub(crate) fn parse_lines(text: &str, mode: Mode) -> Stmts {
             diags.push(d);
             continue;
         }
+        if !line.broken
+            && let Some(item) = fast(toks)
+        {
+            stmts.push(item);
+            continue;
+        }
         buf.clear();
         buf.extend(toks.iter().copied().filter(|t| t.1 != Tok::Error));
         if buf.is_empty() {
@@ -64,9 +81,9 @@ pub(crate) fn parse_lines(text: &str, mode: Mode) -> Stmts {
             continue;
         }
         match parser.parse(text, buf.iter().copied().map(Ok::<_, Diagnostic>)) {
-            Ok(s) => match too_deep_stmt(&s) {
+            Ok(s) => match too_deep_stmt(&s, buf.len()) {
                 Some(d) => diags.push(d),
-                None => stmts.push(s),
+                None => stmts.push(wrap(*s)),
             },
             Err(e) => {
                 if !line.broken {
@@ -119,6 +136,9 @@ pub(crate) fn parse_expr_tokens(
     let e = parser
         .parse(src, toks.iter().copied().map(Ok::<_, Diagnostic>))
         .map_err(|e| convert_error(e, Span::new(lo, end), Mode::Block))?;
+    if toks.len() <= MAX_DEPTH {
+        return Ok(e);
+    }
     match too_deep(&e) {
         Some(d) => Err(d),
         None => Ok(e),
@@ -130,8 +150,14 @@ pub(crate) fn parse_expr_tokens(
 /// statements (big list literals) stay fine up to [`MAX_STMT_TOKENS`].
 pub(crate) const MAX_DEPTH: usize = 200;
 
-fn too_deep_stmt(s: &PyStmt) -> Option<Diagnostic> {
+/// `ntoks`: the statement's token count. A tree is never deeper than its tokens (each level
+/// consumes at least one, and f-string holes are checked when parsed), so short statements
+/// skip the walk.
+fn too_deep_stmt(s: &PyStmt, ntoks: usize) -> Option<Diagnostic> {
     use crate::ast::{PyStmtKind, Target};
+    if ntoks <= MAX_DEPTH {
+        return None;
+    }
     match &s.kind {
         PyStmtKind::Assign { target, value } => {
             let mut ts = vec![target];
@@ -168,42 +194,41 @@ fn too_deep(root: &Expr) -> Option<Diagnostic> {
                 .help("split it into several statements"),
             );
         }
-        let mut kids: Vec<&Expr> = Vec::new();
+        let d = d + 1;
         match &e.kind {
-            K::Attr { value, .. } => kids.push(value),
+            K::Attr { value, .. } => stack.push((value, d)),
             K::Call { func, args, kwargs } => {
-                kids.push(func);
-                kids.extend(args.iter());
-                kids.extend(kwargs.iter().map(|(_, v)| v));
+                stack.push((func, d));
+                stack.extend(args.iter().map(|x| (x, d)));
+                stack.extend(kwargs.iter().map(|(_, v)| (v, d)));
             }
             K::Subscript { value, index } => {
-                kids.push(value);
+                stack.push((value, d));
                 for it in index {
                     match it {
-                        SliceItem::Index(x) => kids.push(x),
+                        SliceItem::Index(x) => stack.push((x, d)),
                         SliceItem::Slice { lo, hi, step, .. } => {
-                            kids.extend([lo, hi, step].into_iter().flatten());
+                            stack.extend([lo, hi, step].into_iter().flatten().map(|x| (x, d)));
                         }
                         SliceItem::Ellipsis(_) => {}
                     }
                 }
             }
-            K::Binary { lhs, rhs, .. } => kids.extend([&**lhs, &**rhs]),
-            K::Unary { operand, .. } => kids.push(operand),
+            K::Binary { lhs, rhs, .. } => stack.extend([(&**lhs, d), (&**rhs, d)]),
+            K::Unary { operand, .. } => stack.push((operand, d)),
             K::Compare { first, rest } => {
-                kids.push(first);
-                kids.extend(rest.iter().map(|(_, v)| v));
+                stack.push((first, d));
+                stack.extend(rest.iter().map(|(_, v)| (v, d)));
             }
-            K::IfElse { cond, body, orelse } => kids.extend([&**cond, &**body, &**orelse]),
-            K::List(items) | K::Tuple(items) => kids.extend(items.iter()),
-            K::ListComp { elt, iter, .. } => kids.extend([&**elt, &**iter]),
-            K::FString(parts) => kids.extend(parts.iter().filter_map(|p| match p {
-                FStringPart::Expr(x) => Some(x),
+            K::IfElse { cond, body, orelse } => stack.extend([(&**cond, d), (&**body, d), (&**orelse, d)]),
+            K::List(items) | K::Tuple(items) => stack.extend(items.iter().map(|x| (x, d))),
+            K::ListComp { elt, iter, .. } => stack.extend([(&**elt, d), (&**iter, d)]),
+            K::FString(parts) => stack.extend(parts.iter().filter_map(|p| match p {
+                FStringPart::Expr(x) => Some((x, d)),
                 FStringPart::Lit(_) => None,
             })),
             K::Int(_) | K::Float(..) | K::Bool(_) | K::None | K::Str(_) | K::Name(_) => {}
         }
-        stack.extend(kids.into_iter().map(|k| (k, d + 1)));
     }
     None
 }

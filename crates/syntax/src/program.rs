@@ -7,30 +7,53 @@
 use crate::ast::*;
 use crate::codes::Code;
 use crate::diag::{Applicability, Diagnostic, Edit, Fix};
+use crate::fast::FastLine;
 use crate::ops;
 use crate::parse::PROGRAM_HELP;
 use crate::print;
 use crate::span::Span;
 
+/// One program line as the driver delivers it: matched by the fast path, or parsed by the
+/// grammar as a Python statement still to be narrowed.
+pub(crate) enum Item {
+    Fast(FastLine),
+    Py(PyStmt),
+}
+
 pub(crate) fn lower(
     text: &str,
-    stmts: Vec<PyStmt>,
+    items: Vec<Item>,
     return_seen: bool,
     diags: &mut Vec<Diagnostic>,
 ) -> Program {
-    let mut out = Vec::new();
+    let mut out: Vec<Stmt> = Vec::with_capacity(items.len());
     let mut ret: Option<Return> = None;
-    let mut last_assigned: Option<(Vec<Ident>, Span)> = None;
-    for s in stmts {
+    for item in items {
+        let span = match &item {
+            Item::Py(s) => s.span,
+            Item::Fast(FastLine::Stmt(s)) => s.span,
+            Item::Fast(FastLine::Return(r)) => r.span,
+        };
         if let Some(r) = &ret {
             diags.push(
                 Diagnostic::new(Code::E0117, "statement after `return`")
-                    .at(s.span)
+                    .at(span)
                     .label(r.span, "the program ends here")
                     .help("`return` is the last statement of a program; move it to the end"),
             );
             continue;
         }
+        let s = match item {
+            Item::Fast(FastLine::Stmt(s)) => {
+                out.push(s);
+                continue;
+            }
+            Item::Fast(FastLine::Return(r)) => {
+                ret = Some(r);
+                continue;
+            }
+            Item::Py(s) => s,
+        };
         match s.kind {
             PyStmtKind::Return(e) => ret = Some(lower_return(e, s.span, diags)),
             PyStmtKind::Assign { target, value } => {
@@ -40,7 +63,6 @@ pub(crate) fn lower(
                 let Some(rhs) = lower_rhs(value, diags) else {
                     continue;
                 };
-                last_assigned = Some((targets.clone(), s.span));
                 out.push(Stmt {
                     targets,
                     rhs,
@@ -61,7 +83,7 @@ pub(crate) fn lower(
         let mut d = Diagnostic::new(Code::E0116, "the program has no `return`")
             .at(Span::new(end, end))
             .help("end the program with `return` and the output streams, in the task's output order");
-        if let Some((targets, span)) = &last_assigned {
+        if let Some(Stmt { targets, span, .. }) = out.last() {
             let line_start = text
                 .get(..span.lo as usize)
                 .and_then(|t| t.rfind('\n'))

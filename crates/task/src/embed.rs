@@ -20,8 +20,8 @@ use crate::model::EmbeddedText;
 
 /// Total bytes of blanked text the loader may build for one file. Each field costs the offset of
 /// its end, so this bounds the quadratic worst case (many fields late in a large file). Real task
-/// files use a few hundred KiB of it.
-pub const EMBED_BUDGET_BYTES: usize = 32 << 20;
+/// files use well under 1 MiB of it.
+pub const EMBED_BUDGET_BYTES: usize = 8 << 20;
 
 #[derive(Debug)]
 pub(crate) struct EmbedBudget {
@@ -106,11 +106,14 @@ fn layout(s: &str, first_col: usize) -> Vec<(i64, &str)> {
 
 /// The blanked copy of `text[..lo]`: newlines kept, every other byte a space.
 fn blank_prefix(text: &str, lo: usize) -> String {
-    let bytes = text.as_bytes().get(..lo).unwrap_or(&[]);
-    bytes
-        .iter()
-        .map(|&b| if b == b'\n' { '\n' } else { ' ' })
-        .collect()
+    let mut bytes = text.as_bytes().get(..lo).unwrap_or(&[]).to_vec();
+    for b in &mut bytes {
+        if *b != b'\n' {
+            *b = b' ';
+        }
+    }
+    // Only ASCII spaces and newlines remain, so this never fails.
+    String::from_utf8(bytes).unwrap_or_default()
 }
 
 /// Parses a value of the task file whose raw text (quotes included) is at `raw` and whose

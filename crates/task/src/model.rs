@@ -23,7 +23,8 @@ pub struct Task {
     pub parameters: Vec<ParamDecl>,
     pub fns: Vec<FnDecl>,
     pub outputs: Vec<OutputDecl>,
-    /// The reference solution, if the task carries one.
+    /// The reference solution, if the task carries one; [`crate::parse_impl`] parses it with
+    /// file spans.
     pub reference_impl: Option<EmbeddedText>,
     pub tolerance: Option<Tolerance>,
 }
@@ -33,7 +34,8 @@ pub struct Task {
 pub struct EmbeddedText {
     /// The code as YAML decoded it.
     pub text: String,
-    /// Where the value sits in the file (for block scalars: the content lines).
+    /// Where the value sits in the file: the scalar's text including quotes (for block
+    /// scalars: the content lines).
     pub span: Span,
 }
 
@@ -43,11 +45,14 @@ pub struct StreamDecl {
     pub dtype: DtypeAst,
     /// Innermost first (DESIGN §3).
     pub dims: Vec<DimExpr>,
+    /// `torch.randn` when the file has no `data_gen`. Multihot fields ignore it (hot bits are
+    /// drawn from `hot`).
     pub data_gen: DataGen,
     /// Hot bits per Multihot vector, inclusive range, from `min`/`max`. A missing `min` is 1, a
     /// missing `max` is `i64::MAX`; the generator clamps `max` to the vector length. `None` (no
     /// `min`/`max`) means 1 to the vector length. Only Multihot elements use it.
     pub hot: Option<(i64, i64)>,
+    /// The whole list entry, from its first key to the end of its last value.
     pub span: Span,
 }
 
@@ -55,9 +60,12 @@ pub struct StreamDecl {
 pub struct ParamDecl {
     pub name: Ident,
     pub dtype: DtypeAst,
-    /// Innermost first, like streams: `input_data['W']` has the reversed shape.
+    /// Innermost first, like streams: `input_data['W']` has the reversed shape. May be empty
+    /// (a scalar parameter).
     pub dims: Vec<DimExpr>,
+    /// `torch.randn` when the file has no `data_gen`.
     pub data_gen: DataGen,
+    /// The whole list entry, from its first key to the end of its last value.
     pub span: Span,
 }
 
@@ -72,6 +80,7 @@ pub struct FnDecl {
     pub init: Option<Vec<InitValue>>,
     pub input_dtype: DtypeAst,
     pub output_dtype: DtypeAst,
+    /// The whole list entry, from its first key to the end of its last value.
     pub span: Span,
 }
 
@@ -88,6 +97,7 @@ pub struct OutputDecl {
     pub dims: Vec<DimExpr>,
     /// One reference snippet per tuple field of `dtype`.
     pub transforms: Vec<Block>,
+    /// The whole list entry, from its first key to the end of its last value.
     pub span: Span,
 }
 

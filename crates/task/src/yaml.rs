@@ -221,7 +221,14 @@ fn yaml_error(e: &serde_saphyr::Error, source: &Source) -> Diagnostic {
     } else {
         let d = Diagnostic::new(Code::E0501, format!("invalid YAML: {message}"));
         let lower = message.to_ascii_lowercase();
-        if lower.contains("indent")
+        if lower.contains("quoted scalar") {
+            d.help(
+                "a quoted value is not closed, or continues on a line indented less than its key: \
+                 close the quote, or use a `|` block for multi-line code",
+            )
+        } else if lower.contains("duplicate") {
+            d.help("each key may appear once per mapping; remove or rename the repeated one")
+        } else if lower.contains("indent")
             || lower.contains("block collection")
             || lower.contains("block mapping")
             || lower.contains("mapping values")
@@ -244,13 +251,21 @@ fn yaml_error(e: &serde_saphyr::Error, source: &Source) -> Diagnostic {
     d
 }
 
-/// serde-saphyr appends " at line L, column C"; the diagnostic carries that as its span.
+/// serde-saphyr appends " at line L, column C"; the diagnostic carries that as its span. Some
+/// messages also carry advice for programmers using serde-saphyr, which is cut.
 fn strip_location_suffix(msg: &str) -> String {
     let first = msg.lines().next().unwrap_or("").trim();
-    match first.find(" at line ") {
-        Some(i) if first[i..].contains("column") => first[..i].trim_end().to_owned(),
-        _ => first.to_owned(),
+    let first = match first.find(" at line ") {
+        Some(i) if first[i..].contains("column") => first[..i].trim_end(),
+        _ => first,
+    };
+    let first = first
+        .split_once(", set DuplicateKeyPolicy")
+        .map_or(first, |(a, _)| a);
+    if first.starts_with("multiple YAML documents detected") {
+        return "more than one YAML document in the file".to_owned();
     }
+    first.to_owned()
 }
 
 /// A location's span as file bytes: serde-saphyr's byte offsets when it has them, else the

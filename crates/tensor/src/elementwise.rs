@@ -80,8 +80,16 @@ pub fn broadcast_shapes(a: &[usize], b: &[usize]) -> Result<Vec<usize>> {
     let n = a.len().max(b.len());
     let mut out = vec![0usize; n];
     for i in 0..n {
-        let da = if i < n - a.len() { 1 } else { a[i - (n - a.len())] };
-        let db = if i < n - b.len() { 1 } else { b[i - (n - b.len())] };
+        let da = if i < n - a.len() {
+            1
+        } else {
+            a[i - (n - a.len())]
+        };
+        let db = if i < n - b.len() {
+            1
+        } else {
+            b[i - (n - b.len())]
+        };
         out[i] = if da == db || db == 1 {
             da
         } else if da == 1 {
@@ -280,7 +288,9 @@ impl Tensor {
                     BinaryOp::Max => zip_bcast(x, sa, y, sb, &out, i64::max),
                     BinaryOp::Min => zip_bcast(x, sa, y, sb, &out, i64::min),
                     BinaryOp::Div => {
-                        return Err(TensorError::invalid("internal error: integer true division"));
+                        return Err(TensorError::invalid(
+                            "internal error: integer true division",
+                        ));
                     }
                 })
             }
@@ -335,9 +345,7 @@ impl Tensor {
         let a = self.cast_cow(dtype);
         let b = other.cast_cow(dtype);
         let (sa, sb) = (&self.shape[..], &other.shape[..]);
-        fn cmp<T: PartialOrd + Copy>(
-            op: CmpOp,
-        ) -> impl Fn(T, T) -> bool {
+        fn cmp<T: PartialOrd + Copy>(op: CmpOp) -> impl Fn(T, T) -> bool {
             move |p: T, q: T| match op {
                 CmpOp::Lt => p < q,
                 CmpOp::Le => p <= q,
@@ -391,7 +399,10 @@ impl Tensor {
                 let Data::Bool(v) = &b.data else {
                     return Err(TensorError::invalid("internal error: logical_not"));
                 };
-                Ok(Tensor::raw(shape, Data::Bool(v.iter().map(|&x| !x).collect())))
+                Ok(Tensor::raw(
+                    shape,
+                    Data::Bool(v.iter().map(|&x| !x).collect()),
+                ))
             }
             (UnaryOp::Neg, Data::Bool(_)) => Err(TensorError::invalid(
                 "negation, the `-` operator, on a bool tensor is not supported",
@@ -415,7 +426,10 @@ impl Tensor {
                     UnaryOp::Sign => i64::signum,
                     _ => |x| x,
                 };
-                Ok(Tensor::raw(shape, Data::I64(v.iter().map(|&x| f(x)).collect())))
+                Ok(Tensor::raw(
+                    shape,
+                    Data::I64(v.iter().map(|&x| f(x)).collect()),
+                ))
             }
             _ => {
                 let f: fn(f64) -> f64 = match op {
@@ -456,11 +470,7 @@ impl Tensor {
                 };
                 let v: Vec<f32> = match &self.data {
                     Data::F32(v) => v.iter().map(|&x| f(f64::from(x)) as f32).collect(),
-                    _ => self
-                        .to_f64_vec()
-                        .into_iter()
-                        .map(|x| f(x) as f32)
-                        .collect(),
+                    _ => self.to_f64_vec().into_iter().map(|x| f(x) as f32).collect(),
                 };
                 Ok(Tensor::raw(shape, Data::F32(v)))
             }
@@ -511,7 +521,11 @@ impl Tensor {
                     }
                 }
             }
-            Data::Bool(_) => return Err(TensorError::invalid("clamp is not supported on bool tensors")),
+            Data::Bool(_) => {
+                return Err(TensorError::invalid(
+                    "clamp is not supported on bool tensors",
+                ));
+            }
         }
         Ok(t)
     }

@@ -90,11 +90,21 @@ impl Tensor {
             Index::Ellipsis | Index::NewAxis => 0,
         };
         let used: usize = items.iter().map(consumes).sum();
-        let ells = items.iter().filter(|i| matches!(i, Index::Ellipsis)).count();
+        let ells = items
+            .iter()
+            .filter(|i| matches!(i, Index::Ellipsis))
+            .count();
         if ells > 1 {
-            return Err(TensorError::invalid("an index can only have a single ellipsis ('...')"));
+            return Err(TensorError::invalid(
+                "an index can only have a single ellipsis ('...')",
+            ));
         }
-        if items.iter().filter(|i| matches!(i, Index::Tensor(_))).count() > 1 {
+        if items
+            .iter()
+            .filter(|i| matches!(i, Index::Tensor(_)))
+            .count()
+            > 1
+        {
             return Err(TensorError::invalid(
                 "indexing with more than one tensor index is not supported",
             ));
@@ -117,7 +127,11 @@ impl Tensor {
             match it {
                 Index::Int(i) => {
                     let size = self.shape[d];
-                    let j = if *i < 0 { i.saturating_add(size as i64) } else { *i };
+                    let j = if *i < 0 {
+                        i.saturating_add(size as i64)
+                    } else {
+                        *i
+                    };
                     if j < 0 || j >= size as i64 {
                         return Err(TensorError::invalid(format!(
                             "index {i} is out of bounds for dimension {d} with size {size}"
@@ -209,7 +223,9 @@ impl Tensor {
     /// Selects along `dim` with an i64 tensor of any shape; its dims replace `dim`.
     fn index_select_nd(&self, dim: usize, idx: &Tensor) -> Result<Tensor> {
         let Data::I64(iv) = &idx.data else {
-            return Err(TensorError::invalid("tensors used as indices must be long or bool"));
+            return Err(TensorError::invalid(
+                "tensors used as indices must be long or bool",
+            ));
         };
         let size = self.shape[dim];
         let mut shape = self.shape[..dim].to_vec();
@@ -243,7 +259,9 @@ impl Tensor {
     pub fn index_select(&self, dim: i64, idx: &Tensor) -> Result<Tensor> {
         let d = norm_dim(dim, self.ndim())?;
         if idx.ndim() > 1 || self.ndim() == 0 {
-            return Err(TensorError::invalid("index_select(): index must be a 1-d tensor"));
+            return Err(TensorError::invalid(
+                "index_select(): index must be a 1-d tensor",
+            ));
         }
         self.index_select_nd(d, &idx.to_dtype(DType::I64))
     }

@@ -22,8 +22,16 @@ impl Tensor {
         }
         let a1 = a.ndim() == 1;
         let b1 = b.ndim() == 1;
-        let sa: Vec<usize> = if a1 { vec![1, a.shape[0]] } else { a.shape.clone() };
-        let sb: Vec<usize> = if b1 { vec![b.shape[0], 1] } else { b.shape.clone() };
+        let sa: Vec<usize> = if a1 {
+            vec![1, a.shape[0]]
+        } else {
+            a.shape.clone()
+        };
+        let sb: Vec<usize> = if b1 {
+            vec![b.shape[0], 1]
+        } else {
+            b.shape.clone()
+        };
         let (m, k) = (sa[sa.len() - 2], sa[sa.len() - 1]);
         let (k2, n) = (sb[sb.len() - 2], sb[sb.len() - 1]);
         if k != k2 {
@@ -162,7 +170,11 @@ impl Tensor {
                 return Err(TensorError::invalid(format!(
                     "einsum(): the number of subscripts in the equation ({nl}) does not match the number of dimensions ({}) for operand {i}{}",
                     t.ndim(),
-                    if has_ell { " and an ellipsis" } else { " and no ellipsis was given" }
+                    if has_ell {
+                        " and an ellipsis"
+                    } else {
+                        " and no ellipsis was given"
+                    }
                 )));
             }
             ell_dims[i] = t.ndim() - nl;

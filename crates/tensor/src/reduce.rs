@@ -134,7 +134,11 @@ impl Tensor {
     pub fn mean(&self, dims: Option<&[i64]>, keepdim: bool) -> Result<Tensor> {
         let p = plan(&self.shape, dims, keepdim)?;
         let c = p.count as f64;
-        let v = self.sum_f64(&p).into_iter().map(|s| (s / c) as f32).collect();
+        let v = self
+            .sum_f64(&p)
+            .into_iter()
+            .map(|s| (s / c) as f32)
+            .collect();
         Ok(Tensor::raw(p.out_shape, Data::F32(v)))
     }
 
@@ -154,7 +158,13 @@ impl Tensor {
         let denom = if unbiased { c - 1.0 } else { c };
         let v = acc
             .into_iter()
-            .map(|s| if denom > 0.0 { (s / denom) as f32 } else { f32::NAN })
+            .map(|s| {
+                if denom > 0.0 {
+                    (s / denom) as f32
+                } else {
+                    f32::NAN
+                }
+            })
             .collect();
         Ok(Tensor::raw(p.out_shape, Data::F32(v)))
     }
@@ -319,10 +329,11 @@ impl Tensor {
     pub fn topk(&self, k: i64, dim: i64, largest: bool) -> Result<(Tensor, Tensor)> {
         let d = norm_dim(dim, self.ndim())?;
         let (outer, n, inner) = lanes(&self.shape, d);
-        let k = usize::try_from(k)
-            .ok()
-            .filter(|&k| k <= n)
-            .ok_or_else(|| TensorError::invalid(format!("selected index k={k} out of range (dimension size {n})")))?;
+        let k = usize::try_from(k).ok().filter(|&k| k <= n).ok_or_else(|| {
+            TensorError::invalid(format!(
+                "selected index k={k} out of range (dimension size {n})"
+            ))
+        })?;
         limits::check_work("topk", &[outer, inner, n, (n.max(2)).ilog2() as usize + 1])?;
         let mut out_shape = self.shape.clone();
         if let Some(s) = out_shape.get_mut(d) {

@@ -8,13 +8,15 @@ use crate::{
 impl Tensor {
     /// `x.reshape(shape)` / `x.view(shape)`, with at most one `-1`.
     pub fn reshape(&self, shape: &[i64]) -> Result<Tensor> {
-        let new_shape = resolve_shape(self.numel(), shape).ok_or_else(|| self.bad_reshape(shape))?;
+        let new_shape =
+            resolve_shape(self.numel(), shape).ok_or_else(|| self.bad_reshape(shape))?;
         Ok(Tensor::raw(new_shape, self.data.clone()))
     }
 
     /// Same as [`Tensor::reshape`] but keeps the buffer (no copy).
     pub fn into_reshape(self, shape: &[i64]) -> Result<Tensor> {
-        let new_shape = resolve_shape(self.numel(), shape).ok_or_else(|| self.bad_reshape(shape))?;
+        let new_shape =
+            resolve_shape(self.numel(), shape).ok_or_else(|| self.bad_reshape(shape))?;
         Ok(Tensor::raw(new_shape, self.data))
     }
 
@@ -186,7 +188,11 @@ impl Tensor {
         let lead = sizes.len() - nd;
         let mut target = Vec::with_capacity(sizes.len());
         for (i, &s) in sizes.iter().enumerate() {
-            let own = if i >= lead { Some(self.shape[i - lead]) } else { None };
+            let own = if i >= lead {
+                Some(self.shape[i - lead])
+            } else {
+                None
+            };
             let t = match (s, own) {
                 (-1, Some(o)) => o,
                 (-1, None) => {
@@ -225,9 +231,11 @@ impl Tensor {
         }
         let mut r = Vec::with_capacity(reps.len());
         for &x in reps {
-            r.push(usize::try_from(x).map_err(|_| {
-                TensorError::invalid(format!("repeat: invalid repeat count {x}"))
-            })?);
+            r.push(
+                usize::try_from(x).map_err(|_| {
+                    TensorError::invalid(format!("repeat: invalid repeat count {x}"))
+                })?,
+            );
         }
         let lead = reps.len() - nd;
         let src: Vec<usize> = (0..reps.len())
@@ -277,7 +285,9 @@ impl Tensor {
         }
         let d = norm_dim(dim, self.ndim())?;
         if self.ndim() == 0 {
-            return Err(TensorError::invalid("chunk expects at least a 1-dimensional tensor"));
+            return Err(TensorError::invalid(
+                "chunk expects at least a 1-dimensional tensor",
+            ));
         }
         let size = self.shape[d];
         let n = usize::try_from(n).unwrap_or(usize::MAX);
@@ -291,7 +301,11 @@ impl Tensor {
         if size <= 0 || self.ndim() == 0 {
             return Err(TensorError::invalid("split expects a positive split size"));
         }
-        self.split_sizes(d, self.shape[d], usize::try_from(size).unwrap_or(usize::MAX))
+        self.split_sizes(
+            d,
+            self.shape[d],
+            usize::try_from(size).unwrap_or(usize::MAX),
+        )
     }
 
     fn split_sizes(&self, d: usize, size: usize, step: usize) -> Result<Vec<Tensor>> {
@@ -311,7 +325,9 @@ impl Tensor {
     /// `torch.cat(tensors, dim)`.
     pub fn cat(tensors: &[&Tensor], dim: i64) -> Result<Tensor> {
         let Some(first) = tensors.first() else {
-            return Err(TensorError::invalid("torch.cat(): expected a non-empty list of Tensors"));
+            return Err(TensorError::invalid(
+                "torch.cat(): expected a non-empty list of Tensors",
+            ));
         };
         let nd = first.ndim();
         if nd == 0 {
@@ -320,11 +336,19 @@ impl Tensor {
             ));
         }
         let d = norm_dim(dim, nd)?;
-        let dtype = tensors.iter().map(|t| t.dtype()).max().unwrap_or(DType::F32);
+        let dtype = tensors
+            .iter()
+            .map(|t| t.dtype())
+            .max()
+            .unwrap_or(DType::F32);
         let mut total = 0usize;
         for (i, t) in tensors.iter().enumerate() {
             let ok = t.ndim() == nd
-                && t.shape.iter().zip(&first.shape).enumerate().all(|(j, (a, b))| j == d || a == b);
+                && t.shape
+                    .iter()
+                    .zip(&first.shape)
+                    .enumerate()
+                    .all(|(j, (a, b))| j == d || a == b);
             if !ok {
                 return Err(TensorError::invalid(format!(
                     "torch.cat: sizes of tensors must match except in dimension {d}: tensor 0 has shape {} but tensor {i} has shape {}",
@@ -340,12 +364,7 @@ impl Tensor {
         let outer: usize = shape[..d].iter().product();
         let parts: Vec<std::borrow::Cow<'_, Tensor>> =
             tensors.iter().map(|t| t.cast_cow(dtype)).collect();
-        fn go<T: Copy>(
-            parts: &[&[T]],
-            widths: &[usize],
-            outer: usize,
-            cap: usize,
-        ) -> Vec<T> {
+        fn go<T: Copy>(parts: &[&[T]], widths: &[usize], outer: usize, cap: usize) -> Vec<T> {
             let mut out = Vec::with_capacity(cap);
             for o in 0..outer {
                 for (p, &w) in parts.iter().zip(widths) {

@@ -23,7 +23,10 @@ fn vals(t: &Tensor) -> Vec<f32> {
 }
 
 fn close(a: &[f32], b: &[f32], tol: f32) -> bool {
-    a.len() == b.len() && a.iter().zip(b).all(|(x, y)| (x - y).abs() <= tol * (1.0 + y.abs()))
+    a.len() == b.len()
+        && a.iter()
+            .zip(b)
+            .all(|(x, y)| (x - y).abs() <= tol * (1.0 + y.abs()))
 }
 
 // ----- construction and errors ----------------------------------------------------------------
@@ -77,7 +80,10 @@ fn shape_formatting() {
 fn broadcasting_add_and_error() {
     let a = ar(&[2, 3]);
     let b = f(&[3], &[10., 20., 30.]);
-    assert_eq!(vals(&a.add(&b).unwrap()), vec![10., 21., 32., 13., 24., 35.]);
+    assert_eq!(
+        vals(&a.add(&b).unwrap()),
+        vec![10., 21., 32., 13., 24., 35.]
+    );
     let c = f(&[2, 1], &[100., 200.]);
     let r = b.add(&c).unwrap();
     assert_eq!(r.shape(), &[2, 3]);
@@ -93,10 +99,19 @@ fn type_promotion() {
     assert_eq!(a.add(&b).unwrap().dtype(), DType::I64);
     assert_eq!(a.div(&b).unwrap().dtype(), DType::F32);
     assert_eq!(vals(&a.div(&b).unwrap()), vec![3.5, -3.5]);
-    assert_eq!(a.binary(BinaryOp::FloorDiv, &b).unwrap().as_i64(), Some(&[3, -4][..]));
-    assert_eq!(a.binary(BinaryOp::Rem, &b).unwrap().as_i64(), Some(&[1, 1][..]));
+    assert_eq!(
+        a.binary(BinaryOp::FloorDiv, &b).unwrap().as_i64(),
+        Some(&[3, -4][..])
+    );
+    assert_eq!(
+        a.binary(BinaryOp::Rem, &b).unwrap().as_i64(),
+        Some(&[1, 1][..])
+    );
     let neg = i(&[1], &[-3]);
-    assert_eq!(a.binary(BinaryOp::Rem, &neg).unwrap().as_i64(), Some(&[-2, -1][..]));
+    assert_eq!(
+        a.binary(BinaryOp::Rem, &neg).unwrap().as_i64(),
+        Some(&[-2, -1][..])
+    );
     assert_eq!(a.mul(&Tensor::scalar_f32(0.5)).unwrap().dtype(), DType::F32);
     let bl = Tensor::from_bool(vec![2], vec![true, false]).unwrap();
     let s = bl.add(&a).unwrap();
@@ -105,9 +120,21 @@ fn type_promotion() {
     assert!(a.pow(&neg).is_err());
     assert!(a.binary(BinaryOp::FloorDiv, &i(&[1], &[0])).is_err());
     let x = f(&[2], &[-7.5, 7.5]);
-    assert_eq!(vals(&x.binary(BinaryOp::Rem, &Tensor::scalar_f32(2.0)).unwrap()), vec![0.5, 1.5]);
-    assert_eq!(vals(&x.binary(BinaryOp::FloorDiv, &Tensor::scalar_f32(2.0)).unwrap()), vec![-4.0, 3.0]);
-    assert_eq!(vals(&x.pow(&Tensor::scalar_f32(2.0)).unwrap()), vec![56.25, 56.25]);
+    assert_eq!(
+        vals(&x.binary(BinaryOp::Rem, &Tensor::scalar_f32(2.0)).unwrap()),
+        vec![0.5, 1.5]
+    );
+    assert_eq!(
+        vals(
+            &x.binary(BinaryOp::FloorDiv, &Tensor::scalar_f32(2.0))
+                .unwrap()
+        ),
+        vec![-4.0, 3.0]
+    );
+    assert_eq!(
+        vals(&x.pow(&Tensor::scalar_f32(2.0)).unwrap()),
+        vec![56.25, 56.25]
+    );
 }
 
 #[test]
@@ -117,8 +144,18 @@ fn comparisons_give_bool() {
     assert_eq!(r.as_bool(), Some(&[false, false, true][..]));
     let r = a.compare(CmpOp::Eq, &f(&[3], &[1., 0., 3.])).unwrap();
     assert_eq!(r.as_bool(), Some(&[true, false, true][..]));
-    assert_eq!(a.compare(CmpOp::Le, &Tensor::scalar_f32(2.0)).unwrap().as_bool(), Some(&[true, true, false][..]));
-    assert_eq!(a.compare(CmpOp::Ne, &Tensor::scalar_f32(2.0)).unwrap().as_bool(), Some(&[true, false, true][..]));
+    assert_eq!(
+        a.compare(CmpOp::Le, &Tensor::scalar_f32(2.0))
+            .unwrap()
+            .as_bool(),
+        Some(&[true, true, false][..])
+    );
+    assert_eq!(
+        a.compare(CmpOp::Ne, &Tensor::scalar_f32(2.0))
+            .unwrap()
+            .as_bool(),
+        Some(&[true, false, true][..])
+    );
     assert!(Tensor::scalar_bool(true).truthy().unwrap());
     assert!(a.truthy().is_err());
 }
@@ -129,23 +166,54 @@ fn unary_functions() {
     let neg = x.neg().unwrap();
     assert_eq!(vals(&neg), vec![2., 0.5, -0., -1.5]);
     let ex = x.exp().unwrap();
-    assert!(close(&vals(&ex), &[(-2f32).exp(), (-0.5f32).exp(), 1.0, 1.5f32.exp()], 1e-7));
+    assert!(close(
+        &vals(&ex),
+        &[(-2f32).exp(), (-0.5f32).exp(), 1.0, 1.5f32.exp()],
+        1e-7
+    ));
     let sg = x.unary(UnaryOp::Sigmoid).unwrap();
-    let want: Vec<f32> = [-2f64, -0.5, 0., 1.5].iter().map(|v| (1.0 / (1.0 + (-v).exp())) as f32).collect();
+    let want: Vec<f32> = [-2f64, -0.5, 0., 1.5]
+        .iter()
+        .map(|v| (1.0 / (1.0 + (-v).exp())) as f32)
+        .collect();
     assert!(close(&vals(&sg), &want, 1e-7));
     let si = x.unary(UnaryOp::Silu).unwrap();
-    let want: Vec<f32> = [-2f64, -0.5, 0., 1.5].iter().map(|v| (v / (1.0 + (-v).exp())) as f32).collect();
+    let want: Vec<f32> = [-2f64, -0.5, 0., 1.5]
+        .iter()
+        .map(|v| (v / (1.0 + (-v).exp())) as f32)
+        .collect();
     assert!(close(&vals(&si), &want, 1e-7));
     // torch.nn.GELU()(torch.tensor([-2., -0.5, 0., 1.5])) (exact erf form).
     let g = x.unary(UnaryOp::Gelu).unwrap();
-    assert!(close(&vals(&g), &[-0.04550026, -0.15426877, 0.0, 1.3997892], 1e-6), "{:?}", vals(&g));
+    assert!(
+        close(&vals(&g), &[-0.04550026, -0.15426877, 0.0, 1.3997892], 1e-6),
+        "{:?}",
+        vals(&g)
+    );
     assert_eq!(vals(&f(&[2], &[4., 9.]).sqrt().unwrap()), vec![2., 3.]);
-    assert!(close(&vals(&f(&[1], &[1.0]).unary(UnaryOp::Cos).unwrap()), &[1f32.cos()], 1e-7));
-    assert!(close(&vals(&f(&[1], &[1.0]).unary(UnaryOp::Sin).unwrap()), &[1f32.sin()], 1e-7));
-    assert_eq!(i(&[2], &[-3, 4]).neg().unwrap().as_i64(), Some(&[3, -4][..]));
+    assert!(close(
+        &vals(&f(&[1], &[1.0]).unary(UnaryOp::Cos).unwrap()),
+        &[1f32.cos()],
+        1e-7
+    ));
+    assert!(close(
+        &vals(&f(&[1], &[1.0]).unary(UnaryOp::Sin).unwrap()),
+        &[1f32.sin()],
+        1e-7
+    ));
+    assert_eq!(
+        i(&[2], &[-3, 4]).neg().unwrap().as_i64(),
+        Some(&[3, -4][..])
+    );
     assert_eq!(i(&[2], &[1, 4]).sqrt().unwrap().dtype(), DType::F32);
     assert!(Tensor::scalar_bool(true).neg().is_err());
-    assert_eq!(f(&[3], &[-1., 0.5, 3.]).clamp(Some(0.0), Some(1.0)).map(|t| vals(&t)).unwrap(), vec![0., 0.5, 1.]);
+    assert_eq!(
+        f(&[3], &[-1., 0.5, 3.])
+            .clamp(Some(0.0), Some(1.0))
+            .map(|t| vals(&t))
+            .unwrap(),
+        vec![0., 0.5, 1.]
+    );
     let m = ar(&[3]).maximum(&f(&[3], &[2., 0., 5.])).unwrap();
     assert_eq!(vals(&m), vec![2., 1., 5.]);
     let w = Tensor::where_(
@@ -173,7 +241,11 @@ fn erf_reference_values() {
         (7.0, 1.0),
     ];
     for (x, want) in cases {
-        assert!((erf::erf(x) - want).abs() < 1e-14, "erf({x}) = {}", erf::erf(x));
+        assert!(
+            (erf::erf(x) - want).abs() < 1e-14,
+            "erf({x}) = {}",
+            erf::erf(x)
+        );
     }
     assert!((erf::erfc(4.0) - 1.541725790028002e-8).abs() < 1e-20);
     assert!((erf::erfc(3.0) - 2.209049699858544e-5).abs() < 1e-17);
@@ -194,9 +266,16 @@ fn sum_mean_var() {
     assert_eq!(vals(&x.mean(Some(&[1]), false).unwrap()), vec![1., 4.]);
     // var([0,1,2]) = 1 (unbiased), 2/3 (biased)
     assert_eq!(vals(&x.var(Some(&[1]), true, false).unwrap()), vec![1., 1.]);
-    assert!(close(&vals(&x.var(Some(&[1]), false, true).unwrap()), &[2. / 3., 2. / 3.], 1e-7));
+    assert!(close(
+        &vals(&x.var(Some(&[1]), false, true).unwrap()),
+        &[2. / 3., 2. / 3.],
+        1e-7
+    ));
     assert_eq!(x.var(Some(&[1]), false, true).unwrap().shape(), &[2, 1]);
-    assert_eq!(i(&[3], &[1, 2, 3]).sum(None, false).unwrap().as_i64(), Some(&[6][..]));
+    assert_eq!(
+        i(&[3], &[1, 2, 3]).sum(None, false).unwrap().as_i64(),
+        Some(&[6][..])
+    );
     assert!(x.sum(Some(&[2]), false).is_err());
     assert!(x.sum(Some(&[1, -1]), false).is_err());
     assert_eq!(vals(&x.amax(Some(&[1]), false).unwrap()), vec![2., 5.]);
@@ -208,15 +287,40 @@ fn softmax_cumprod_cumsum() {
     let x = f(&[2, 2], &[0., 0., 1., 3.]);
     let s = x.softmax(-1).unwrap();
     let e = (2f64).exp();
-    assert!(close(&vals(&s), &[0.5, 0.5, (1.0 / (1.0 + e)) as f32, (e / (1.0 + e)) as f32], 1e-7));
+    assert!(close(
+        &vals(&s),
+        &[0.5, 0.5, (1.0 / (1.0 + e)) as f32, (e / (1.0 + e)) as f32],
+        1e-7
+    ));
     let s0 = x.softmax(0).unwrap();
-    assert!(close(&vals(&s0), &[(1.0 / (1.0 + 1f64.exp())) as f32, (1.0 / (1.0 + 3f64.exp())) as f32, (1f64.exp() / (1.0 + 1f64.exp())) as f32, (3f64.exp() / (1.0 + 3f64.exp())) as f32], 1e-7));
+    assert!(close(
+        &vals(&s0),
+        &[
+            (1.0 / (1.0 + 1f64.exp())) as f32,
+            (1.0 / (1.0 + 3f64.exp())) as f32,
+            (1f64.exp() / (1.0 + 1f64.exp())) as f32,
+            (3f64.exp() / (1.0 + 3f64.exp())) as f32
+        ],
+        1e-7
+    ));
     let c = f(&[2, 3], &[1., 2., 3., 4., 5., 6.]);
-    assert_eq!(vals(&c.cumprod(1).unwrap()), vec![1., 2., 6., 4., 20., 120.]);
+    assert_eq!(
+        vals(&c.cumprod(1).unwrap()),
+        vec![1., 2., 6., 4., 20., 120.]
+    );
     assert_eq!(vals(&c.cumprod(0).unwrap()), vec![1., 2., 3., 4., 10., 18.]);
     assert_eq!(vals(&c.cumsum(-1).unwrap()), vec![1., 3., 6., 4., 9., 15.]);
     let l = x.log_softmax(-1).unwrap();
-    assert!(close(&vals(&l), &[-(2f32.ln()), -(2f32.ln()), -((1.0 + e).ln()) as f32, (2.0 - (1.0 + e).ln()) as f32], 1e-6));
+    assert!(close(
+        &vals(&l),
+        &[
+            -(2f32.ln()),
+            -(2f32.ln()),
+            -((1.0 + e).ln()) as f32,
+            (2.0 - (1.0 + e).ln()) as f32
+        ],
+        1e-6
+    ));
 }
 
 #[test]
@@ -293,9 +397,15 @@ fn matmul_rank_combinations() {
     let e = mt.matmul(&mt).unwrap_err();
     assert!(e.message.contains("cannot be multiplied"), "{}", e.message);
     assert!(Tensor::scalar_f32(1.0).matmul(&v).is_err());
-    assert_eq!(ar(&[2, 2, 3]).bmm(&ar(&[2, 3, 4])).unwrap().shape(), &[2, 2, 4]);
+    assert_eq!(
+        ar(&[2, 2, 3]).bmm(&ar(&[2, 3, 4])).unwrap().shape(),
+        &[2, 2, 4]
+    );
     assert!(ar(&[2, 3]).bmm(&ar(&[3, 4])).is_err());
-    assert_eq!(i(&[2], &[1, 2]).matmul(&i(&[2], &[3, 4])).unwrap().as_i64(), Some(&[11][..]));
+    assert_eq!(
+        i(&[2], &[1, 2]).matmul(&i(&[2], &[3, 4])).unwrap().as_i64(),
+        Some(&[11][..])
+    );
 }
 
 #[test]
@@ -321,11 +431,24 @@ fn einsum_forms() {
     assert_eq!(batched, ar(&[2, 2, 3]).matmul(&ar(&[2, 3, 2])).unwrap());
     let ell = Tensor::einsum("...ij,jk->...ik", &[&ar(&[2, 2, 3]), &b]).unwrap();
     assert_eq!(ell, ar(&[2, 2, 3]).matmul(&b).unwrap());
-    let three = Tensor::einsum("i,i,i->", &[&f(&[2], &[1., 2.]), &f(&[2], &[3., 4.]), &f(&[2], &[5., 6.])]).unwrap();
+    let three = Tensor::einsum(
+        "i,i,i->",
+        &[
+            &f(&[2], &[1., 2.]),
+            &f(&[2], &[3., 4.]),
+            &f(&[2], &[5., 6.]),
+        ],
+    )
+    .unwrap();
     assert_eq!(vals(&three), vec![15. + 48.]);
     let spaced = Tensor::einsum(" ij , jk -> ik ", &[&a, &b]).unwrap();
     assert_eq!(spaced, mm);
-    assert!(Tensor::einsum("ij,jk->ik", &[&a, &a]).unwrap_err().message.contains("subscript 'j'"));
+    assert!(
+        Tensor::einsum("ij,jk->ik", &[&a, &a])
+            .unwrap_err()
+            .message
+            .contains("subscript 'j'")
+    );
     assert!(Tensor::einsum("ij->k", &[&a]).is_err());
     assert!(Tensor::einsum("ijk->i", &[&a]).is_err());
     assert!(Tensor::einsum("ij,jk->ik", &[&a]).is_err());
@@ -339,7 +462,10 @@ fn reshape_view_flatten() {
     let x = ar(&[2, 3, 4]);
     assert_eq!(x.reshape(&[6, -1]).unwrap().shape(), &[6, 4]);
     assert!(x.reshape(&[5, -1]).is_err());
-    assert_eq!(x.reshape(&[7, 3]).unwrap_err().message, "shape '[7, 3]' is invalid for input of size 24");
+    assert_eq!(
+        x.reshape(&[7, 3]).unwrap_err().message,
+        "shape '[7, 3]' is invalid for input of size 24"
+    );
     assert!(x.reshape(&[-1, -1]).is_err());
     assert_eq!(x.flatten(1, -1).unwrap().shape(), &[2, 12]);
     assert_eq!(x.flatten(0, -1).unwrap().shape(), &[24]);
@@ -434,23 +560,76 @@ fn sl(start: Option<i64>, stop: Option<i64>, step: Option<i64>) -> Index {
 #[test]
 fn basic_indexing() {
     let x = ar(&[3, 4]);
-    assert_eq!(vals(&x.index(&[Index::Int(1)]).unwrap()), vec![4., 5., 6., 7.]);
-    assert_eq!(vals(&x.index(&[Index::Int(-1), Index::Int(-2)]).unwrap()), vec![10.]);
-    assert_eq!(x.index(&[Index::Int(-1), Index::Int(-2)]).unwrap().shape(), &[] as &[usize]);
-    assert_eq!(vals(&x.index(&[Index::full(), Index::Int(0)]).unwrap()), vec![0., 4., 8.]);
-    assert_eq!(vals(&x.index(&[Index::Ellipsis, sl(None, None, Some(2))]).unwrap()), vec![0., 2., 4., 6., 8., 10.]);
-    assert_eq!(vals(&x.index(&[Index::Ellipsis, sl(Some(1), None, Some(2))]).unwrap()), vec![1., 3., 5., 7., 9., 11.]);
-    assert_eq!(vals(&x.index(&[Index::Int(0), sl(None, Some(-2), None)]).unwrap()), vec![0., 1.]);
-    assert_eq!(vals(&x.index(&[Index::Int(0), sl(None, None, Some(-1))]).unwrap()), vec![3., 2., 1., 0.]);
-    assert_eq!(vals(&x.index(&[Index::Int(0), sl(Some(-2), None, None)]).unwrap()), vec![2., 3.]);
-    assert_eq!(x.index(&[Index::NewAxis, Index::Ellipsis, Index::NewAxis]).unwrap().shape(), &[1, 3, 4, 1]);
-    assert_eq!(x.index(&[sl(Some(5), Some(9), None)]).unwrap().shape(), &[0, 4]);
+    assert_eq!(
+        vals(&x.index(&[Index::Int(1)]).unwrap()),
+        vec![4., 5., 6., 7.]
+    );
+    assert_eq!(
+        vals(&x.index(&[Index::Int(-1), Index::Int(-2)]).unwrap()),
+        vec![10.]
+    );
+    assert_eq!(
+        x.index(&[Index::Int(-1), Index::Int(-2)]).unwrap().shape(),
+        &[] as &[usize]
+    );
+    assert_eq!(
+        vals(&x.index(&[Index::full(), Index::Int(0)]).unwrap()),
+        vec![0., 4., 8.]
+    );
+    assert_eq!(
+        vals(
+            &x.index(&[Index::Ellipsis, sl(None, None, Some(2))])
+                .unwrap()
+        ),
+        vec![0., 2., 4., 6., 8., 10.]
+    );
+    assert_eq!(
+        vals(
+            &x.index(&[Index::Ellipsis, sl(Some(1), None, Some(2))])
+                .unwrap()
+        ),
+        vec![1., 3., 5., 7., 9., 11.]
+    );
+    assert_eq!(
+        vals(&x.index(&[Index::Int(0), sl(None, Some(-2), None)]).unwrap()),
+        vec![0., 1.]
+    );
+    assert_eq!(
+        vals(&x.index(&[Index::Int(0), sl(None, None, Some(-1))]).unwrap()),
+        vec![3., 2., 1., 0.]
+    );
+    assert_eq!(
+        vals(&x.index(&[Index::Int(0), sl(Some(-2), None, None)]).unwrap()),
+        vec![2., 3.]
+    );
+    assert_eq!(
+        x.index(&[Index::NewAxis, Index::Ellipsis, Index::NewAxis])
+            .unwrap()
+            .shape(),
+        &[1, 3, 4, 1]
+    );
+    assert_eq!(
+        x.index(&[sl(Some(5), Some(9), None)]).unwrap().shape(),
+        &[0, 4]
+    );
     assert!(x.index(&[Index::Int(3)]).is_err());
-    assert!(x.index(&[Index::Int(0), Index::Int(0), Index::Int(0)]).is_err());
+    assert!(
+        x.index(&[Index::Int(0), Index::Int(0), Index::Int(0)])
+            .is_err()
+    );
     assert!(x.index(&[sl(None, None, Some(0))]).is_err());
     let y = ar(&[2, 3, 4]);
-    assert_eq!(vals(&y.index(&[Index::full(), Index::full(), Index::Int(0)]).unwrap()), vec![0., 4., 8., 12., 16., 20.]);
-    assert_eq!(y.index(&[Index::Ellipsis, Index::Int(0)]).unwrap().shape(), &[2, 3]);
+    assert_eq!(
+        vals(
+            &y.index(&[Index::full(), Index::full(), Index::Int(0)])
+                .unwrap()
+        ),
+        vec![0., 4., 8., 12., 16., 20.]
+    );
+    assert_eq!(
+        y.index(&[Index::Ellipsis, Index::Int(0)]).unwrap().shape(),
+        &[2, 3]
+    );
 }
 
 #[test]
@@ -465,12 +644,15 @@ fn tensor_indexing_and_put() {
     let r = x.index(&[Index::Tensor(mask.clone())]).unwrap();
     assert_eq!(vals(&r), vec![9., 10., 11.]);
     let mut y = x.clone();
-    y.index_put(&[Index::Tensor(mask)], &Tensor::scalar_f32(-1.0)).unwrap();
+    y.index_put(&[Index::Tensor(mask)], &Tensor::scalar_f32(-1.0))
+        .unwrap();
     assert_eq!(&vals(&y)[8..], &[8., -1., -1., -1.]);
     let mut z = x.clone();
-    z.index_put(&[Index::Int(0)], &f(&[4], &[9., 9., 9., 9.])).unwrap();
+    z.index_put(&[Index::Int(0)], &f(&[4], &[9., 9., 9., 9.]))
+        .unwrap();
     assert_eq!(&vals(&z)[..5], &[9., 9., 9., 9., 4.]);
-    z.index_put(&[Index::full(), Index::Int(-1)], &Tensor::scalar_i64(7)).unwrap();
+    z.index_put(&[Index::full(), Index::Int(-1)], &Tensor::scalar_i64(7))
+        .unwrap();
     assert_eq!(vals(&z)[3], 7.);
     assert_eq!(vals(&z)[11], 7.);
     assert!(z.index_put(&[Index::Int(0)], &ar(&[3])).is_err());
@@ -510,28 +692,51 @@ fn layer_norm_matches_formula() {
     assert_eq!(mean.shape(), &[2, 1]);
     assert_eq!(rstd.shape(), &[2, 1]);
     let m1 = 14.0 / 3.0;
-    let v1: f64 = [2.0f64, 4.0, 8.0].iter().map(|v| (v - m1) * (v - m1)).sum::<f64>() / 3.0;
+    let v1: f64 = [2.0f64, 4.0, 8.0]
+        .iter()
+        .map(|v| (v - m1) * (v - m1))
+        .sum::<f64>()
+        / 3.0;
     let r1 = 1.0 / (v1 + 1e-5).sqrt();
     assert!(close(&vals(&mean), &[2.0, m1 as f32], 1e-7));
-    assert!(close(&vals(&rstd), &[(1.0 / (2.0f64 / 3.0 + 1e-5).sqrt()) as f32, r1 as f32], 1e-6));
+    assert!(close(
+        &vals(&rstd),
+        &[(1.0 / (2.0f64 / 3.0 + 1e-5).sqrt()) as f32, r1 as f32],
+        1e-6
+    ));
     let want2 = ((8.0 - m1) * r1 * 0.5 - 1.0) as f32;
     assert!(close(&vals(&out)[5..], &[want2], 1e-6));
     let (o2, _, _) = x.native_layer_norm(&[2, 3], None, None, 1e-5).unwrap();
     assert_eq!(o2.shape(), &[2, 3]);
     assert!(x.native_layer_norm(&[2], None, None, 1e-5).is_err());
-    assert!(x.native_layer_norm(&[3], Some(&ar(&[2])), None, 1e-5).is_err());
+    assert!(
+        x.native_layer_norm(&[3], Some(&ar(&[2])), None, 1e-5)
+            .is_err()
+    );
 }
 
 #[test]
 fn arange_and_full() {
-    assert_eq!(Tensor::arange(0.0, 5.0, 1.0, DType::I64).unwrap().as_i64(), Some(&[0, 1, 2, 3, 4][..]));
-    assert_eq!(vals(&Tensor::arange(0.0, 1.0, 0.25, DType::F32).unwrap()), vec![0., 0.25, 0.5, 0.75]);
-    assert_eq!(Tensor::arange(5.0, 0.0, -2.0, DType::I64).unwrap().as_i64(), Some(&[5, 3, 1][..]));
+    assert_eq!(
+        Tensor::arange(0.0, 5.0, 1.0, DType::I64).unwrap().as_i64(),
+        Some(&[0, 1, 2, 3, 4][..])
+    );
+    assert_eq!(
+        vals(&Tensor::arange(0.0, 1.0, 0.25, DType::F32).unwrap()),
+        vec![0., 0.25, 0.5, 0.75]
+    );
+    assert_eq!(
+        Tensor::arange(5.0, 0.0, -2.0, DType::I64).unwrap().as_i64(),
+        Some(&[5, 3, 1][..])
+    );
     assert!(Tensor::arange(0.0, 5.0, 0.0, DType::I64).is_err());
     assert!(Tensor::arange(0.0, 5.0, -1.0, DType::I64).is_err());
     let z = ar(&[2, 2]).zeros_like(None).unwrap();
     assert_eq!(vals(&z), vec![0.; 4]);
-    assert_eq!(i(&[1], &[3]).zeros_like(Some(DType::F32)).unwrap().dtype(), DType::F32);
+    assert_eq!(
+        i(&[1], &[3]).zeros_like(Some(DType::F32)).unwrap().dtype(),
+        DType::F32
+    );
     assert_eq!(Tensor::ones(&[0, 3], DType::F32).unwrap().numel(), 0);
 }
 
@@ -540,7 +745,11 @@ fn arange_and_full() {
 fn tensor_of(shape: Vec<usize>) -> impl Strategy<Value = Tensor> {
     let n: usize = shape.iter().product();
     prop::collection::vec(-4i32..5, n).prop_map(move |v| {
-        Tensor::from_f32(shape.clone(), v.into_iter().map(|x| x as f32 * 0.5).collect()).unwrap()
+        Tensor::from_f32(
+            shape.clone(),
+            v.into_iter().map(|x| x as f32 * 0.5).collect(),
+        )
+        .unwrap()
     })
 }
 
@@ -552,12 +761,17 @@ fn einsum_case() -> impl Strategy<Value = (String, Vec<Tensor>)> {
         prop::collection::vec(any::<bool>(), 5),
     )
         .prop_flat_map(|(sizes, ops, keep)| {
-            let used: Vec<usize> = (0..5).filter(|l| ops.iter().any(|o| o.contains(l))).collect();
+            let used: Vec<usize> = (0..5)
+                .filter(|l| ops.iter().any(|o| o.contains(l)))
+                .collect();
             let out: Vec<usize> = used.iter().copied().filter(|&l| keep[l]).collect();
             let label = |l: usize| (b'a' + l as u8) as char;
             let eq = format!(
                 "{}->{}",
-                ops.iter().map(|o| o.iter().map(|&l| label(l)).collect::<String>()).collect::<Vec<_>>().join(","),
+                ops.iter()
+                    .map(|o| o.iter().map(|&l| label(l)).collect::<String>())
+                    .collect::<Vec<_>>()
+                    .join(","),
                 out.iter().map(|&l| label(l)).collect::<String>()
             );
             let tensors: Vec<_> = ops
@@ -614,8 +828,14 @@ fn naive_einsum(eq: &str, ops: &[Tensor]) -> Vec<f32> {
 
 fn shapes_pair() -> impl Strategy<Value = (Vec<usize>, Vec<usize>)> {
     prop::collection::vec((1usize..4, any::<bool>(), any::<bool>()), 0..4).prop_flat_map(|dims| {
-        let a: Vec<usize> = dims.iter().map(|&(s, x, _)| if x { 1 } else { s }).collect();
-        let b: Vec<usize> = dims.iter().map(|&(s, _, y)| if y { 1 } else { s }).collect();
+        let a: Vec<usize> = dims
+            .iter()
+            .map(|&(s, x, _)| if x { 1 } else { s })
+            .collect();
+        let b: Vec<usize> = dims
+            .iter()
+            .map(|&(s, _, y)| if y { 1 } else { s })
+            .collect();
         (0..=b.len()).prop_map(move |drop| (a.clone(), b[drop..].to_vec()))
     })
 }

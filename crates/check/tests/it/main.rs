@@ -2,4 +2,8 @@
 //! generated programs.
 
 mod common;
+mod diags;
+mod generator;
+mod ir_dumps;
+mod props;
 mod samples;

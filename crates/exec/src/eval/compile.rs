@@ -59,7 +59,10 @@ pub(crate) enum Key {
 pub(crate) enum CTarget {
     Slot(usize),
     /// `X_value = ..` in a global block: defines dim X unless it already has a value.
-    DimName { slot: usize, dim: String },
+    DimName {
+        slot: usize,
+        dim: String,
+    },
     Tuple(Vec<CTarget>, Span),
     /// `x[..] = ..` on a local.
     Item {
@@ -328,7 +331,10 @@ impl Compiler<'_> {
                 Ok(CTarget::Slot(slot))
             }
             Target::Tuple(items, span) => Ok(CTarget::Tuple(
-                items.iter().map(|t| self.target(t)).collect::<Result<_, _>>()?,
+                items
+                    .iter()
+                    .map(|t| self.target(t))
+                    .collect::<Result<_, _>>()?,
                 *span,
             )),
             Target::Subscript { value, index, span } => match &value.kind {
@@ -416,7 +422,12 @@ impl Compiler<'_> {
             ExprKind::Attr { value, attr } => {
                 if let Some(p) = dotted(e) {
                     match self.path(&p, span)? {
-                        Some(Path::Const(v)) => return Ok(CExpr { kind: EK::Const(v), span }),
+                        Some(Path::Const(v)) => {
+                            return Ok(CExpr {
+                                kind: EK::Const(v),
+                                span,
+                            });
+                        }
                         Some(Path::Func(f)) => {
                             return Ok(CExpr {
                                 kind: EK::Const(Value::Func(f)),
@@ -491,7 +502,10 @@ impl Compiler<'_> {
             let direct = match self.path(&p, func.span)? {
                 Some(Path::Func(f)) => Some(f),
                 Some(Path::Const(_)) => {
-                    return Err(EvalError::eval(format!("`{}` is not callable", p.join(".")), span));
+                    return Err(EvalError::eval(
+                        format!("`{}` is not callable", p.join(".")),
+                        span,
+                    ));
                 }
                 None => match p.as_slice() {
                     [n] if !self.is_bound(n) => funcs::builtin(n),
@@ -518,9 +532,8 @@ impl Compiler<'_> {
                 Some(b) if !b.is_empty() && !b.ends_with('_') => (b, true),
                 _ => (name, false),
             };
-            let f = funcs::method(base).ok_or_else(|| {
-                unsupported(format!("unsupported method `.{name}()`"), attr.span)
-            })?;
+            let f = funcs::method(base)
+                .ok_or_else(|| unsupported(format!("unsupported method `.{name}()`"), attr.span))?;
             let recv = self.bx(value)?;
             let inplace = match (&recv.kind, inplace) {
                 (EK::Slot(s), true) => Some(*s),

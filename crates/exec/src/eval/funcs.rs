@@ -354,13 +354,66 @@ pub(crate) fn builtin(name: &str) -> Option<Func> {
 /// Keyword-argument names the evaluator understands (interned so calls compare pointers to
 /// static strings rather than allocating).
 pub(crate) const KEYWORDS: &[&str] = &[
-    "dim", "keepdim", "dtype", "unbiased", "correction", "k", "largest", "sorted", "index", "src",
-    "value", "start_dim", "end_dim", "eps", "weight", "bias", "approximate", "descending",
-    "min", "max", "input", "other", "exponent", "start", "end", "step", "source", "destination",
-    "dims", "size", "chunks", "device", "requires_grad", "dim0", "dim1", "mask", "alpha",
-    "normalized_shape", "split_size_or_sections", "fill_value", "inplace", "out_dtype",
-    "layout", "memory_format", "non_blocking", "copy", "axis", "shape", "sizes", "mat2", "vec",
-    "tensors", "equation", "condition", "beta", "repeats", "stable", "reduce", "vec2", "data",
+    "dim",
+    "keepdim",
+    "dtype",
+    "unbiased",
+    "correction",
+    "k",
+    "largest",
+    "sorted",
+    "index",
+    "src",
+    "value",
+    "start_dim",
+    "end_dim",
+    "eps",
+    "weight",
+    "bias",
+    "approximate",
+    "descending",
+    "min",
+    "max",
+    "input",
+    "other",
+    "exponent",
+    "start",
+    "end",
+    "step",
+    "source",
+    "destination",
+    "dims",
+    "size",
+    "chunks",
+    "device",
+    "requires_grad",
+    "dim0",
+    "dim1",
+    "mask",
+    "alpha",
+    "normalized_shape",
+    "split_size_or_sections",
+    "fill_value",
+    "inplace",
+    "out_dtype",
+    "layout",
+    "memory_format",
+    "non_blocking",
+    "copy",
+    "axis",
+    "shape",
+    "sizes",
+    "mat2",
+    "vec",
+    "tensors",
+    "equation",
+    "condition",
+    "beta",
+    "repeats",
+    "stable",
+    "reduce",
+    "vec2",
+    "data",
 ];
 
 pub(crate) fn keyword(name: &str) -> Option<&'static str> {
@@ -395,7 +448,10 @@ impl Args {
     fn tensor(&self, i: usize, name: &str) -> Result<Arc<Tensor>, EvalError> {
         match self.get(i, name) {
             Some(v) => to_tensor(v).ok_or_else(|| {
-                self.err(format!("argument `{name}` must be a tensor, not {}", v.type_name()))
+                self.err(format!(
+                    "argument `{name}` must be a tensor, not {}",
+                    v.type_name()
+                ))
             }),
             None => Err(self.err(format!("missing argument `{name}`"))),
         }
@@ -411,7 +467,10 @@ impl Args {
     fn int(&self, i: usize, name: &str) -> Result<i64, EvalError> {
         match self.get(i, name) {
             Some(v) => as_int(v).ok_or_else(|| {
-                self.err(format!("argument `{name}` must be an int, not {}", v.type_name()))
+                self.err(format!(
+                    "argument `{name}` must be an int, not {}",
+                    v.type_name()
+                ))
             }),
             None => Err(self.err(format!("missing argument `{name}`"))),
         }
@@ -431,7 +490,10 @@ impl Args {
     fn float(&self, i: usize, name: &str) -> Result<f64, EvalError> {
         match self.get(i, name) {
             Some(v) => as_float(v).ok_or_else(|| {
-                self.err(format!("argument `{name}` must be a number, not {}", v.type_name()))
+                self.err(format!(
+                    "argument `{name}` must be a number, not {}",
+                    v.type_name()
+                ))
             }),
             None => Err(self.err(format!("missing argument `{name}`"))),
         }
@@ -449,7 +511,10 @@ impl Args {
             None | Some(Value::None) => Ok(default),
             Some(Value::Bool(b)) => Ok(*b),
             Some(Value::Int(x)) => Ok(*x != 0),
-            Some(v) => Err(self.err(format!("argument `{name}` must be a bool, not {}", v.type_name()))),
+            Some(v) => Err(self.err(format!(
+                "argument `{name}` must be a bool, not {}",
+                v.type_name()
+            ))),
         }
     }
 
@@ -457,7 +522,10 @@ impl Args {
         match self.get(i, "dtype") {
             None | Some(Value::None) => Ok(None),
             Some(Value::DType(d)) => Ok(Some(*d)),
-            Some(v) => Err(self.err(format!("`dtype` must be a torch dtype, not {}", v.type_name()))),
+            Some(v) => Err(self.err(format!(
+                "`dtype` must be a torch dtype, not {}",
+                v.type_name()
+            ))),
         }
     }
 
@@ -465,9 +533,12 @@ impl Args {
     fn dims(&self, i: usize, name: &str) -> Result<Option<Vec<i64>>, EvalError> {
         match self.get(i, name) {
             None | Some(Value::None) => Ok(None),
-            Some(v) => int_list(v)
-                .map(Some)
-                .ok_or_else(|| self.err(format!("`{name}` must be an int or a list of ints, not {}", v.type_name()))),
+            Some(v) => int_list(v).map(Some).ok_or_else(|| {
+                self.err(format!(
+                    "`{name}` must be an int or a list of ints, not {}",
+                    v.type_name()
+                ))
+            }),
         }
     }
 
@@ -483,7 +554,11 @@ impl Args {
             }
             Some(rest) => rest
                 .iter()
-                .map(|v| as_int(v).ok_or_else(|| self.err(format!("sizes must be ints, not {}", v.type_name()))))
+                .map(|v| {
+                    as_int(v).ok_or_else(|| {
+                        self.err(format!("sizes must be ints, not {}", v.type_name()))
+                    })
+                })
                 .collect(),
             None => Ok(Vec::new()),
         }
@@ -493,9 +568,19 @@ impl Args {
         match self.get(i, name) {
             Some(Value::List(l) | Value::Tuple(l)) => l
                 .iter()
-                .map(|v| to_tensor(v).ok_or_else(|| self.err(format!("expected a list of tensors, found {} in it", v.type_name()))))
+                .map(|v| {
+                    to_tensor(v).ok_or_else(|| {
+                        self.err(format!(
+                            "expected a list of tensors, found {} in it",
+                            v.type_name()
+                        ))
+                    })
+                })
                 .collect(),
-            Some(v) => Err(self.err(format!("`{name}` must be a list of tensors, not {}", v.type_name()))),
+            Some(v) => Err(self.err(format!(
+                "`{name}` must be a list of tensors, not {}",
+                v.type_name()
+            ))),
             None => Err(self.err(format!("missing argument `{name}`"))),
         }
     }
@@ -546,8 +631,19 @@ pub(crate) fn to_tensor(v: &Value) -> Option<Arc<Tensor>> {
 }
 
 /// `torch.tensor(data)`: nested lists/tuples of numbers (or tensors) to a tensor.
-pub(crate) fn tensor_from_value(v: &Value, dtype: Option<DType>, span: Span) -> Result<Tensor, EvalError> {
-    fn walk(v: &Value, depth: usize, shape: &mut Vec<usize>, flat: &mut Vec<f64>, kind: &mut DType, span: Span) -> Result<(), EvalError> {
+pub(crate) fn tensor_from_value(
+    v: &Value,
+    dtype: Option<DType>,
+    span: Span,
+) -> Result<Tensor, EvalError> {
+    fn walk(
+        v: &Value,
+        depth: usize,
+        shape: &mut Vec<usize>,
+        flat: &mut Vec<f64>,
+        kind: &mut DType,
+        span: Span,
+    ) -> Result<(), EvalError> {
         let bad = |m: &str| EvalError::eval(format!("torch.tensor(): {m}"), span);
         match v {
             Value::List(l) | Value::Tuple(l) => {
@@ -587,7 +683,10 @@ pub(crate) fn tensor_from_value(v: &Value, dtype: Option<DType>, span: Span) -> 
                 flat.push(*x);
                 Ok(())
             }
-            other => Err(bad(&format!("cannot make a tensor from {}", other.type_name()))),
+            other => Err(bad(&format!(
+                "cannot make a tensor from {}",
+                other.type_name()
+            ))),
         }
     }
     let mut shape = Vec::new();
@@ -596,7 +695,10 @@ pub(crate) fn tensor_from_value(v: &Value, dtype: Option<DType>, span: Span) -> 
     walk(v, 0, &mut shape, &mut flat, &mut kind, span)?;
     let n: usize = shape.iter().product();
     if n != flat.len() {
-        return Err(EvalError::eval("torch.tensor(): ragged nested sequence", span));
+        return Err(EvalError::eval(
+            "torch.tensor(): ragged nested sequence",
+            span,
+        ));
     }
     let dtype = dtype.unwrap_or(kind);
     let t = match dtype {
@@ -634,7 +736,10 @@ pub(crate) fn iter_items(v: &Value, span: Span, max: usize) -> Result<Vec<Value>
                 })
                 .collect()
         }
-        other => Err(EvalError::eval(format!("{} is not iterable", other.type_name()), span)),
+        other => Err(EvalError::eval(
+            format!("{} is not iterable", other.type_name()),
+            span,
+        )),
     }
 }
 
@@ -657,7 +762,11 @@ fn softmax_default_dim(ndim: usize) -> i64 {
 
 pub(crate) fn apply_module(m: Module, x: &Tensor, span: Span) -> Result<Value, EvalError> {
     let r = match m {
-        Module::Gelu { tanh } => x.unary(if tanh { UnaryOp::GeluTanh } else { UnaryOp::Gelu }),
+        Module::Gelu { tanh } => x.unary(if tanh {
+            UnaryOp::GeluTanh
+        } else {
+            UnaryOp::Gelu
+        }),
         Module::Sigmoid => x.unary(UnaryOp::Sigmoid),
         Module::Silu => x.unary(UnaryOp::Silu),
         Module::Relu => x.unary(UnaryOp::Relu),
@@ -668,7 +777,8 @@ pub(crate) fn apply_module(m: Module, x: &Tensor, span: Span) -> Result<Value, E
             x.log_softmax(dim.unwrap_or_else(|| softmax_default_dim(x.ndim())))
         }
     };
-    r.map(Value::tensor).map_err(|e| EvalError::from_tensor(e, span))
+    r.map(Value::tensor)
+        .map_err(|e| EvalError::from_tensor(e, span))
 }
 
 fn tuple2(a: Tensor, b: Tensor) -> Value {
@@ -676,7 +786,11 @@ fn tuple2(a: Tensor, b: Tensor) -> Value {
 }
 
 fn py_number(x: f64, as_int: bool) -> Value {
-    if as_int { Value::Int(x as i64) } else { Value::Float(x) }
+    if as_int {
+        Value::Int(x as i64)
+    } else {
+        Value::Float(x)
+    }
 }
 
 /// Calls `f`. `max_items` bounds Python lists built by builtins (`list(range(..))`).
@@ -684,7 +798,9 @@ pub(crate) fn call(f: Func, a: Args, max_items: usize) -> Result<Value, EvalErro
     use Func::*;
     let span = a.span;
     let te = |e: stepforge_tensor::TensorError| EvalError::from_tensor(e, span);
-    let t = |r: Result<stepforge_tensor::Tensor, stepforge_tensor::TensorError>| r.map(Value::tensor).map_err(te);
+    let t = |r: Result<stepforge_tensor::Tensor, stepforge_tensor::TensorError>| {
+        r.map(Value::tensor).map_err(te)
+    };
     let unary = |op: UnaryOp| -> Result<Value, EvalError> { t(a.tensor(0, "input")?.unary(op)) };
     let binary = |op: BinaryOp| -> Result<Value, EvalError> {
         let x = a.tensor(0, "input")?;
@@ -699,8 +815,14 @@ pub(crate) fn call(f: Func, a: Args, max_items: usize) -> Result<Value, EvalErro
     match f {
         // ----- creation ------------------------------------------------------------------
         Tensor => {
-            let v = a.get(0, "data").ok_or_else(|| a.err("missing argument `data`"))?;
-            Ok(Value::tensor(tensor_from_value(v, a.dtype(usize::MAX)?, span)?))
+            let v = a
+                .get(0, "data")
+                .ok_or_else(|| a.err("missing argument `data`"))?;
+            Ok(Value::tensor(tensor_from_value(
+                v,
+                a.dtype(usize::MAX)?,
+                span,
+            )?))
         }
         Zeros | Ones => {
             // `x.new_zeros(sizes)` passes the receiver first.
@@ -720,8 +842,12 @@ pub(crate) fn call(f: Func, a: Args, max_items: usize) -> Result<Value, EvalErro
                 None => return Err(a.err("missing argument `size`")),
             };
             let shape = to_shape(&sizes).ok_or_else(|| a.err("sizes must be non-negative"))?;
-            let v = a.get(1, "fill_value").ok_or_else(|| a.err("missing argument `fill_value`"))?;
-            let s = v.as_scalar().ok_or_else(|| a.err("`fill_value` must be a number"))?;
+            let v = a
+                .get(1, "fill_value")
+                .ok_or_else(|| a.err("missing argument `fill_value`"))?;
+            let s = v
+                .as_scalar()
+                .ok_or_else(|| a.err("`fill_value` must be a number"))?;
             let dtype = a.dtype(usize::MAX)?.unwrap_or(match s {
                 Scalar::Bool(_) => DType::Bool,
                 Scalar::I64(_) => DType::I64,
@@ -732,7 +858,11 @@ pub(crate) fn call(f: Func, a: Args, max_items: usize) -> Result<Value, EvalErro
         ZerosLike | OnesLike => {
             let x = a.tensor(0, "input")?;
             let d = a.dtype(usize::MAX)?;
-            t(if f == ZerosLike { x.zeros_like(d) } else { x.ones_like(d) })
+            t(if f == ZerosLike {
+                x.zeros_like(d)
+            } else {
+                x.ones_like(d)
+            })
         }
         FullLike | Fill => {
             let x = a.tensor(0, "input")?;
@@ -763,13 +893,19 @@ pub(crate) fn call(f: Func, a: Args, max_items: usize) -> Result<Value, EvalErro
                 ([], None, Some(e)) => (0.0, get(e)?, 1.0, all_int(&[e])),
                 ([s, e], None, None) => (get(s)?, get(e)?, 1.0, all_int(&[s, e])),
                 ([s, e, st], None, None) => (get(s)?, get(e)?, get(st)?, all_int(&[s, e, st])),
-                _ => return Err(a.err("expected arange(end), arange(start, end) or arange(start, end, step)")),
+                _ => {
+                    return Err(a.err(
+                        "expected arange(end), arange(start, end) or arange(start, end, step)",
+                    ));
+                }
             };
             let step = match a.kw("step") {
                 Some(v) => get(v)?,
                 None => step,
             };
-            let dtype = a.dtype(usize::MAX)?.unwrap_or(if ints { DType::I64 } else { DType::F32 });
+            let dtype = a
+                .dtype(usize::MAX)?
+                .unwrap_or(if ints { DType::I64 } else { DType::F32 });
             t(stepforge_tensor::Tensor::arange(start, end, step, dtype))
         }
         // ----- elementwise ---------------------------------------------------------------
@@ -800,11 +936,18 @@ pub(crate) fn call(f: Func, a: Args, max_items: usize) -> Result<Value, EvalErro
                 Some(Value::Str(s)) if &**s == "tanh" => true,
                 Some(_) => return Err(a.err("`approximate` must be 'none' or 'tanh'")),
             };
-            unary(if tanh { UnaryOp::GeluTanh } else { UnaryOp::Gelu })
+            unary(if tanh {
+                UnaryOp::GeluTanh
+            } else {
+                UnaryOp::Gelu
+            })
         }
         Pow => {
             let x = a.tensor(0, "input")?;
-            let y = a.get(1, "exponent").and_then(to_tensor).ok_or_else(|| a.err("missing argument `exponent`"))?;
+            let y = a
+                .get(1, "exponent")
+                .and_then(to_tensor)
+                .ok_or_else(|| a.err("missing argument `exponent`"))?;
             t(x.pow(&y))
         }
         Add | Sub => {
@@ -814,7 +957,14 @@ pub(crate) fn call(f: Func, a: Args, max_items: usize) -> Result<Value, EvalErro
                 let al = to_tensor(alpha).ok_or_else(|| a.err("`alpha` must be a number"))?;
                 y = Arc::new(y.mul(&al).map_err(te)?);
             }
-            t(x.binary(if f == Add { BinaryOp::Add } else { BinaryOp::Sub }, &y))
+            t(x.binary(
+                if f == Add {
+                    BinaryOp::Add
+                } else {
+                    BinaryOp::Sub
+                },
+                &y,
+            ))
         }
         Mul => binary(BinaryOp::Mul),
         Div => binary(BinaryOp::Div),
@@ -824,8 +974,19 @@ pub(crate) fn call(f: Func, a: Args, max_items: usize) -> Result<Value, EvalErro
             let largest = f == Max;
             let x = a.tensor(0, "input")?;
             match a.get(1, "dim") {
-                None => t(if largest { x.amax(None, false) } else { x.amin(None, false) }),
-                Some(Value::Tensor(y)) => t(x.binary(if largest { BinaryOp::Max } else { BinaryOp::Min }, y)),
+                None => t(if largest {
+                    x.amax(None, false)
+                } else {
+                    x.amin(None, false)
+                }),
+                Some(Value::Tensor(y)) => t(x.binary(
+                    if largest {
+                        BinaryOp::Max
+                    } else {
+                        BinaryOp::Min
+                    },
+                    y,
+                )),
                 Some(_) => {
                     let d = a.int(1, "dim")?;
                     let keep = a.bool_or(2, "keepdim", false)?;
@@ -848,7 +1009,11 @@ pub(crate) fn call(f: Func, a: Args, max_items: usize) -> Result<Value, EvalErro
             let x = a.tensor(0, "input")?;
             let m = a.tensor(1, "mask")?;
             let v = a.tensor(2, "value")?;
-            t(stepforge_tensor::Tensor::where_(&m, &v.to_dtype(x.dtype()), &x))
+            t(stepforge_tensor::Tensor::where_(
+                &m,
+                &v.to_dtype(x.dtype()),
+                &x,
+            ))
         }
         Gt => cmp(CmpOp::Gt),
         Ge => cmp(CmpOp::Ge),
@@ -888,7 +1053,11 @@ pub(crate) fn call(f: Func, a: Args, max_items: usize) -> Result<Value, EvalErro
             }
             let keep = a.bool_or(ub_pos + 1, "keepdim", false)?;
             let v = x.var(dims.as_deref(), unbiased, keep).map_err(te)?;
-            if f == Std { t(v.sqrt()) } else { Ok(Value::tensor(v)) }
+            if f == Std {
+                t(v.sqrt())
+            } else {
+                Ok(Value::tensor(v))
+            }
         }
         Argmax | Argmin => {
             let x = a.tensor(0, "input")?;
@@ -903,8 +1072,14 @@ pub(crate) fn call(f: Func, a: Args, max_items: usize) -> Result<Value, EvalErro
         }
         Softmax | LogSoftmax => {
             let x = a.tensor(0, "input")?;
-            let dim = a.opt_int(1, "dim")?.unwrap_or_else(|| softmax_default_dim(x.ndim()));
-            let r = if f == Softmax { x.softmax(dim) } else { x.log_softmax(dim) };
+            let dim = a
+                .opt_int(1, "dim")?
+                .unwrap_or_else(|| softmax_default_dim(x.ndim()));
+            let r = if f == Softmax {
+                x.softmax(dim)
+            } else {
+                x.log_softmax(dim)
+            };
             t(r)
         }
         Cumprod => {
@@ -956,12 +1131,21 @@ pub(crate) fn call(f: Func, a: Args, max_items: usize) -> Result<Value, EvalErro
             };
             let ops: Vec<Arc<stepforge_tensor::Tensor>> = match a.pos.get(1..) {
                 Some([l @ (Value::List(_) | Value::Tuple(_))]) => {
-                    let args = Args { pos: vec![l.clone()], kw: Vec::new(), span, func: f };
+                    let args = Args {
+                        pos: vec![l.clone()],
+                        kw: Vec::new(),
+                        span,
+                        func: f,
+                    };
                     args.tensor_list(0, "operands")?
                 }
                 Some(rest) => rest
                     .iter()
-                    .map(|v| to_tensor(v).ok_or_else(|| a.err(format!("operands must be tensors, not {}", v.type_name()))))
+                    .map(|v| {
+                        to_tensor(v).ok_or_else(|| {
+                            a.err(format!("operands must be tensors, not {}", v.type_name()))
+                        })
+                    })
                     .collect::<Result<_, _>>()?,
                 None => Vec::new(),
             };
@@ -999,8 +1183,12 @@ pub(crate) fn call(f: Func, a: Args, max_items: usize) -> Result<Value, EvalErro
         TMethod => t(a.tensor(0, "input")?.t()),
         Movedim => {
             let x = a.tensor(0, "input")?;
-            let s = a.dims(1, "source")?.ok_or_else(|| a.err("missing argument `source`"))?;
-            let d = a.dims(2, "destination")?.ok_or_else(|| a.err("missing argument `destination`"))?;
+            let s = a
+                .dims(1, "source")?
+                .ok_or_else(|| a.err("missing argument `source`"))?;
+            let d = a
+                .dims(2, "destination")?
+                .ok_or_else(|| a.err("missing argument `destination`"))?;
             t(x.movedim(&s, &d))
         }
         Expand => {
@@ -1020,9 +1208,21 @@ pub(crate) fn call(f: Func, a: Args, max_items: usize) -> Result<Value, EvalErro
         }
         Chunk | Split => {
             let x = a.tensor(0, "input")?;
-            let n = a.int(1, if f == Chunk { "chunks" } else { "split_size_or_sections" })?;
+            let n = a.int(
+                1,
+                if f == Chunk {
+                    "chunks"
+                } else {
+                    "split_size_or_sections"
+                },
+            )?;
             let dim = a.int_or(2, "dim", 0)?;
-            let parts = if f == Chunk { x.chunk(n, dim) } else { x.split(n, dim) }.map_err(te)?;
+            let parts = if f == Chunk {
+                x.chunk(n, dim)
+            } else {
+                x.split(n, dim)
+            }
+            .map_err(te)?;
             Ok(Value::tuple(parts.into_iter().map(Value::tensor).collect()))
         }
         Stack | Cat => {
@@ -1096,7 +1296,8 @@ pub(crate) fn call(f: Func, a: Args, max_items: usize) -> Result<Value, EvalErro
             match src {
                 Value::Tensor(s) if s.ndim() > 0 || idx.ndim() == 0 => t(x.scatter(dim, &idx, s)),
                 other => {
-                    let v = as_float(other).ok_or_else(|| a.err("`src` must be a tensor or a number"))?;
+                    let v = as_float(other)
+                        .ok_or_else(|| a.err("`src` must be a tensor or a number"))?;
                     t(x.scatter_value(dim, &idx, v))
                 }
             }
@@ -1116,15 +1317,22 @@ pub(crate) fn call(f: Func, a: Args, max_items: usize) -> Result<Value, EvalErro
                 .get(1, "normalized_shape")
                 .and_then(int_list)
                 .ok_or_else(|| a.err("`normalized_shape` must be a list of ints"))?;
-            let ns = to_shape(&ns).ok_or_else(|| a.err("`normalized_shape` must be non-negative"))?;
+            let ns =
+                to_shape(&ns).ok_or_else(|| a.err("`normalized_shape` must be non-negative"))?;
             let w = a.opt_tensor(2, "weight")?;
             let b = a.opt_tensor(3, "bias")?;
             let eps = a.opt_float(4, "eps")?.unwrap_or(1e-5);
-            let (o, m, r) = x.native_layer_norm(&ns, w.as_deref(), b.as_deref(), eps).map_err(te)?;
+            let (o, m, r) = x
+                .native_layer_norm(&ns, w.as_deref(), b.as_deref(), eps)
+                .map_err(te)?;
             if f == LayerNorm {
                 Ok(Value::tensor(o))
             } else {
-                Ok(Value::tuple(vec![Value::tensor(o), Value::tensor(m), Value::tensor(r)]))
+                Ok(Value::tuple(vec![
+                    Value::tensor(o),
+                    Value::tensor(m),
+                    Value::tensor(r),
+                ]))
             }
         }
         NnGelu => {
@@ -1132,8 +1340,12 @@ pub(crate) fn call(f: Func, a: Args, max_items: usize) -> Result<Value, EvalErro
             Ok(Value::Module(Module::Gelu { tanh }))
         }
         NnSigmoid => Ok(Value::Module(Module::Sigmoid)),
-        NnSoftmax => Ok(Value::Module(Module::Softmax { dim: a.opt_int(0, "dim")? })),
-        NnLogSoftmax => Ok(Value::Module(Module::LogSoftmax { dim: a.opt_int(0, "dim")? })),
+        NnSoftmax => Ok(Value::Module(Module::Softmax {
+            dim: a.opt_int(0, "dim")?,
+        })),
+        NnLogSoftmax => Ok(Value::Module(Module::LogSoftmax {
+            dim: a.opt_int(0, "dim")?,
+        })),
         NnSilu => Ok(Value::Module(Module::Silu)),
         NnRelu => Ok(Value::Module(Module::Relu)),
         NnTanh => Ok(Value::Module(Module::Tanh)),
@@ -1143,7 +1355,10 @@ pub(crate) fn call(f: Func, a: Args, max_items: usize) -> Result<Value, EvalErro
             let ints: Vec<i64> = a
                 .pos
                 .iter()
-                .map(|v| as_int(v).ok_or_else(|| a.err(format!("expected ints, found {}", v.type_name()))))
+                .map(|v| {
+                    as_int(v)
+                        .ok_or_else(|| a.err(format!("expected ints, found {}", v.type_name())))
+                })
                 .collect::<Result<_, _>>()?;
             match ints.as_slice() {
                 [e] => Ok(Value::Range(0, *e, 1)),
@@ -1171,11 +1386,15 @@ pub(crate) fn call(f: Func, a: Args, max_items: usize) -> Result<Value, EvalErro
                     "inf" | "+inf" | "infinity" => f64::INFINITY,
                     "-inf" | "-infinity" => f64::NEG_INFINITY,
                     "nan" => f64::NAN,
-                    other => other.parse().map_err(|_| a.err(format!("could not convert string to float: '{other}'")))?,
+                    other => other.parse().map_err(|_| {
+                        a.err(format!("could not convert string to float: '{other}'"))
+                    })?,
                 };
                 Ok(Value::Float(x))
             }
-            Some(v) => as_float(v).map(Value::Float).ok_or_else(|| a.err(format!("cannot convert {}", v.type_name()))),
+            Some(v) => as_float(v)
+                .map(Value::Float)
+                .ok_or_else(|| a.err(format!("cannot convert {}", v.type_name()))),
             None => Ok(Value::Float(0.0)),
         },
         PyInt => match a.pos.first() {
@@ -1255,7 +1474,11 @@ pub(crate) fn call(f: Func, a: Args, max_items: usize) -> Result<Value, EvalErro
                 Some(v) => iter_items(v, span, max_items)?,
                 None => Vec::new(),
             };
-            Ok(if f == PyList { Value::list(items) } else { Value::tuple(items) })
+            Ok(if f == PyList {
+                Value::list(items)
+            } else {
+                Value::tuple(items)
+            })
         }
         PyRound => match (a.pos.first(), a.pos.get(1)) {
             (Some(Value::Int(i)), _) => Ok(Value::Int(*i)),

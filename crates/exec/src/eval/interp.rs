@@ -198,7 +198,10 @@ impl<'e> Interp<'e> {
                 let span = *span;
                 let name = self.slot_names.get(*slot).cloned().unwrap_or_default();
                 let Some(cur) = self.slots[*slot].as_mut() else {
-                    return Err(EvalError::eval(format!("name `{name}` is not defined"), span));
+                    return Err(EvalError::eval(
+                        format!("name `{name}` is not defined"),
+                        span,
+                    ));
                 };
                 match cur {
                     Value::Tensor(t) => {
@@ -215,7 +218,9 @@ impl<'e> Interp<'e> {
                     Value::List(l) => {
                         let i = match idx.tensor.as_slice() {
                             [Index::Int(i)] => *i,
-                            _ => return Err(EvalError::eval("list indices must be integers", span)),
+                            _ => {
+                                return Err(EvalError::eval("list indices must be integers", span));
+                            }
                         };
                         let n = l.len() as i64;
                         let j = if i < 0 { i + n } else { i };
@@ -224,7 +229,9 @@ impl<'e> Interp<'e> {
                                 *slot = v;
                                 Ok(())
                             }
-                            None => Err(EvalError::eval("list assignment index out of range", span)),
+                            None => {
+                                Err(EvalError::eval("list assignment index out of range", span))
+                            }
                         }
                     }
                     other => Err(EvalError::eval(
@@ -266,7 +273,10 @@ impl<'e> Interp<'e> {
                                 Value::None => Ok(None),
                                 v => as_int(&v).map(Some).ok_or_else(|| {
                                     EvalError::eval(
-                                        format!("slice indices must be integers, not {}", v.type_name()),
+                                        format!(
+                                            "slice indices must be integers, not {}",
+                                            v.type_name()
+                                        ),
                                         e.span,
                                     )
                                 }),
@@ -298,7 +308,9 @@ impl<'e> Interp<'e> {
                 None => {
                     let name = self.slot_names.get(*s).map_or("?", String::as_str);
                     let msg = match name {
-                        "state" => "`state` is only defined in reducers (fns with `init`)".to_string(),
+                        "state" => {
+                            "`state` is only defined in reducers (fns with `init`)".to_string()
+                        }
                         "input" => "`input` is only defined in element functions".to_string(),
                         _ => format!("name `{name}` is used before it is assigned"),
                     };
@@ -381,7 +393,11 @@ impl<'e> Interp<'e> {
                         [x] => {
                             let t = to_tensor(x).ok_or_else(|| {
                                 EvalError::eval(
-                                    format!("{}() expects a tensor, not {}", m.name(), x.type_name()),
+                                    format!(
+                                        "{}() expects a tensor, not {}",
+                                        m.name(),
+                                        x.type_name()
+                                    ),
                                     span,
                                 )
                             })?;
@@ -485,7 +501,9 @@ impl<'e> Interp<'e> {
                     if n > MAX_LIST as u64 {
                         return Err(EvalError::new(
                             DiagCode::E0701,
-                            format!("list comprehension of {n} items exceeds the limit of {MAX_LIST}"),
+                            format!(
+                                "list comprehension of {n} items exceeds the limit of {MAX_LIST}"
+                            ),
                             span,
                         ));
                     }
@@ -725,7 +743,11 @@ fn py_arith(op: BinOp, a: Num, b: Num, span: Span) -> Result<Value, EvalError> {
                 }
                 let q = x.checked_div(y).ok_or_else(overflow)?;
                 let r = x - q * y;
-                let (q, r) = if r != 0 && ((r < 0) != (y < 0)) { (q - 1, r + y) } else { (q, r) };
+                let (q, r) = if r != 0 && ((r < 0) != (y < 0)) {
+                    (q - 1, r + y)
+                } else {
+                    (q, r)
+                };
                 Value::Int(if op == BinOp::FloorDiv { q } else { r })
             }
             BinOp::Pow => {
@@ -770,7 +792,11 @@ fn py_arith(op: BinOp, a: Num, b: Num, span: Span) -> Result<Value, EvalError> {
                         return Err(zero());
                     }
                     let r = x % y;
-                    if r != 0.0 && ((r < 0.0) != (y < 0.0)) { r + y } else { r }
+                    if r != 0.0 && ((r < 0.0) != (y < 0.0)) {
+                        r + y
+                    } else {
+                        r
+                    }
                 }
                 BinOp::Pow => x.powf(y),
                 BinOp::MatMul => {
@@ -787,13 +813,13 @@ pub(crate) fn binop(op: BinOp, a: Value, b: Value, span: Span) -> Result<Value, 
         return py_arith(op, x, y, span);
     }
     let te = |e| EvalError::from_tensor(e, span);
-    if matches!(a, Value::Tensor(_)) || matches!(b, Value::Tensor(_)) {
-        if let (Some(x), Some(y)) = (to_tensor(&a), to_tensor(&b)) {
-            return match tensor_binop(op) {
-                Some(bop) => x.binary(bop, &y).map(Value::tensor).map_err(te),
-                None => x.matmul(&y).map(Value::tensor).map_err(te),
-            };
-        }
+    if (matches!(a, Value::Tensor(_)) || matches!(b, Value::Tensor(_)))
+        && let (Some(x), Some(y)) = (to_tensor(&a), to_tensor(&b))
+    {
+        return match tensor_binop(op) {
+            Some(bop) => x.binary(bop, &y).map(Value::tensor).map_err(te),
+            None => x.matmul(&y).map(Value::tensor).map_err(te),
+        };
     }
     match (op, &a, &b) {
         (BinOp::Add, Value::List(x), Value::List(y)) => {
@@ -803,17 +829,24 @@ pub(crate) fn binop(op: BinOp, a: Value, b: Value, span: Span) -> Result<Value, 
             Ok(Value::tuple(x.iter().chain(y.iter()).cloned().collect()))
         }
         (BinOp::Add, Value::Str(x), Value::Str(y)) => Ok(Value::Str(Arc::from(format!("{x}{y}")))),
-        (BinOp::Mul, Value::List(l), Value::Int(n)) | (BinOp::Mul, Value::Int(n), Value::List(l)) => {
+        (BinOp::Mul, Value::List(l), Value::Int(n))
+        | (BinOp::Mul, Value::Int(n), Value::List(l)) => {
             let n = usize::try_from(*n).unwrap_or(0);
             if l.len().saturating_mul(n) > MAX_LIST {
                 return Err(EvalError::new(
                     DiagCode::E0701,
-                    format!("list of {} items exceeds the limit of {MAX_LIST}", l.len().saturating_mul(n)),
+                    format!(
+                        "list of {} items exceeds the limit of {MAX_LIST}",
+                        l.len().saturating_mul(n)
+                    ),
                     span,
                 ));
             }
             Ok(Value::list(
-                std::iter::repeat_n(l.iter(), n).flatten().cloned().collect(),
+                std::iter::repeat_n(l.iter(), n)
+                    .flatten()
+                    .cloned()
+                    .collect(),
             ))
         }
         _ => Err(EvalError::eval(
@@ -879,13 +912,13 @@ pub(crate) fn compare(
             stepforge_tensor::CmpOp::Ne => CmpOp::Ne,
         },
     };
-    if matches!(a, Value::Tensor(_)) || matches!(b, Value::Tensor(_)) {
-        if let (Some(x), Some(y)) = (to_tensor(a), to_tensor(b)) {
-            return x
-                .compare(tensor_cmp(op), &y)
-                .map(Value::tensor)
-                .map_err(|e| EvalError::from_tensor(e, span));
-        }
+    if (matches!(a, Value::Tensor(_)) || matches!(b, Value::Tensor(_)))
+        && let (Some(x), Some(y)) = (to_tensor(a), to_tensor(b))
+    {
+        return x
+            .compare(tensor_cmp(op), &y)
+            .map(Value::tensor)
+            .map_err(|e| EvalError::from_tensor(e, span));
     }
     if let (Some(x), Some(y)) = (num(a), num(b)) {
         let ord = match (x, y) {

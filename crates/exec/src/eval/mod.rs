@@ -180,7 +180,11 @@ impl Function {
     /// Compiles `body` against `env` (its globals and dims become constants; `input_data` is
     /// looked up at call time, so data may change between calls). Unknown names, methods and
     /// keyword arguments are reported here (E0602).
-    pub fn compile(name: impl Into<String>, body: &Block, env: &Env) -> Result<Function, EvalError> {
+    pub fn compile(
+        name: impl Into<String>,
+        body: &Block,
+        env: &Env,
+    ) -> Result<Function, EvalError> {
         Ok(Function {
             name: name.into(),
             code: compile::compile(body, env, compile::Mode::Function)?,
@@ -226,7 +230,9 @@ fn fields_of(v: Value, name: &str, span: Span) -> Result<Vec<Tensor>, EvalError>
         .into_iter()
         .enumerate()
         .map(|(i, item)| match item {
-            Value::Tensor(t) => Ok(Arc::unwrap_or_clone(t).into_dtype(stepforge_tensor::DType::F32)),
+            Value::Tensor(t) => {
+                Ok(Arc::unwrap_or_clone(t).into_dtype(stepforge_tensor::DType::F32))
+            }
             Value::Int(x) => Ok(Tensor::scalar_f32(x as f32)),
             Value::Float(x) => Ok(Tensor::scalar_f32(x as f32)),
             Value::Bool(b) => Ok(Tensor::scalar_f32(f32::from(u8::from(b)))),
@@ -268,7 +274,10 @@ pub fn eval_snippet(block: &Block, env: &Env) -> Result<Tensor, EvalError> {
         Value::Float(x) => Ok(Tensor::scalar_f32(x as f32)),
         Value::Bool(b) => Ok(Tensor::scalar_bool(b)),
         other => Err(EvalError::eval(
-            format!("the snippet evaluates to {}, not a tensor", other.type_name()),
+            format!(
+                "the snippet evaluates to {}, not a tensor",
+                other.type_name()
+            ),
             block.span,
         )),
     }

@@ -11,7 +11,11 @@ use super::*;
 
 fn parse(src: &str) -> Block {
     let p = stepforge_syntax::parse_block(src);
-    assert!(!p.has_errors(), "parse errors in {src:?}: {:?}", p.diagnostics);
+    assert!(
+        !p.has_errors(),
+        "parse errors in {src:?}: {:?}",
+        p.diagnostics
+    );
     p.value.unwrap()
 }
 
@@ -105,8 +109,14 @@ fn tensor_arithmetic_and_promotion() {
     let t = snip("input_data['X'] * 2 + 1");
     assert_eq!(v(&t), vec![1., 3., 5., 7., 9., 11.]);
     assert_eq!(t.dtype(), DType::F32);
-    assert_eq!(v(&snip("input_data['X'] / 2")), vec![0., 0.5, 1., 1.5, 2., 2.5]);
-    assert_eq!(v(&snip("input_data['X'] ** 2")), vec![0., 1., 4., 9., 16., 25.]);
+    assert_eq!(
+        v(&snip("input_data['X'] / 2")),
+        vec![0., 0.5, 1., 1.5, 2., 2.5]
+    );
+    assert_eq!(
+        v(&snip("input_data['X'] ** 2")),
+        vec![0., 1., 4., 9., 16., 25.]
+    );
     assert_eq!(v(&snip("-input_data['X']"))[1], -1.);
     assert_eq!(v(&snip("1 - input_data['X']"))[5], -4.);
     let i = snip("torch.arange(4) * 2");
@@ -114,9 +124,15 @@ fn tensor_arithmetic_and_promotion() {
     assert_eq!(i.as_i64(), Some(&[0, 2, 4, 6][..]));
     assert_eq!(snip("torch.arange(4) * 0.5").dtype(), DType::F32);
     let c = snip("input_data['X'] > 2");
-    assert_eq!(c.as_bool(), Some(&[false, false, false, true, true, true][..]));
-    assert_eq!(snip("input_data['X'] == 1").as_bool().unwrap()[1], true);
-    assert_eq!(v(&snip("(input_data['X'] > 2).float()")), vec![0., 0., 0., 1., 1., 1.]);
+    assert_eq!(
+        c.as_bool(),
+        Some(&[false, false, false, true, true, true][..])
+    );
+    assert!(snip("input_data['X'] == 1").as_bool().unwrap()[1]);
+    assert_eq!(
+        v(&snip("(input_data['X'] > 2).float()")),
+        vec![0., 0., 0., 1., 1., 1.]
+    );
 }
 
 #[test]
@@ -143,7 +159,11 @@ fn matmul_operator_rank_combinations() {
 
 #[test]
 fn element_function_returns_fields() {
-    let out = call("x = input[0]\ny = input[1]\nreturn [x + y, x * y]", vec![ar(&[3]), f(&[3], &[2., 2., 2.])], None);
+    let out = call(
+        "x = input[0]\ny = input[1]\nreturn [x + y, x * y]",
+        vec![ar(&[3]), f(&[3], &[2., 2., 2.])],
+        None,
+    );
     assert_eq!(out.len(), 2);
     assert_eq!(v(&out[0]), vec![2., 3., 4.]);
     assert_eq!(v(&out[1]), vec![0., 2., 4.]);
@@ -152,11 +172,19 @@ fn element_function_returns_fields() {
 #[test]
 fn reducer_uses_state() {
     let src = "return [state[0] + input[0].sum(dim=-1), torch.max(state[1], input[0].max())]";
-    let out = call(src, vec![ar(&[4])], Some(vec![Tensor::scalar_f32(1.0), Tensor::scalar_f32(10.0)]));
+    let out = call(
+        src,
+        vec![ar(&[4])],
+        Some(vec![Tensor::scalar_f32(1.0), Tensor::scalar_f32(10.0)]),
+    );
     assert_eq!(v(&out[0]), vec![7.]);
     assert_eq!(v(&out[1]), vec![10.]);
     // Tuple unpacking of the state.
-    let out = call("m, s = state\nreturn [m + 1, s * 2]", vec![ar(&[1])], Some(vec![Tensor::scalar_f32(1.0), Tensor::scalar_f32(3.0)]));
+    let out = call(
+        "m, s = state\nreturn [m + 1, s * 2]",
+        vec![ar(&[1])],
+        Some(vec![Tensor::scalar_f32(1.0), Tensor::scalar_f32(3.0)]),
+    );
     assert_eq!(v(&out[1]), vec![6.]);
     let e = call_fn(&parse("return [state[0]]"), vec![ar(&[1])], None, &env()).unwrap_err();
     assert!(e.message.contains("reducers"), "{}", e.message);
@@ -165,8 +193,14 @@ fn reducer_uses_state() {
 #[test]
 fn conditional_expression_with_tensor_condition() {
     let src = "a = input[0] * 2\nb = input[0] * 3\nreturn [a] if (input[0] > 0.5) else [b]";
-    assert_eq!(v(&call(src, vec![Tensor::scalar_f32(1.0)], None)[0]), vec![2.]);
-    assert_eq!(v(&call(src, vec![Tensor::scalar_f32(0.25)], None)[0]), vec![0.75]);
+    assert_eq!(
+        v(&call(src, vec![Tensor::scalar_f32(1.0)], None)[0]),
+        vec![2.]
+    );
+    assert_eq!(
+        v(&call(src, vec![Tensor::scalar_f32(0.25)], None)[0]),
+        vec![0.75]
+    );
     let e = call_fn(&parse(src), vec![ar(&[3])], None, &env()).unwrap_err();
     assert!(e.message.contains("ambiguous"), "{}", e.message);
 }
@@ -177,7 +211,9 @@ fn modules_from_global() {
     let g = call("return [gelu(input[0])]", vec![x.clone()], None);
     let want: Vec<f32> = [-1f64, 0., 2.]
         .iter()
-        .map(|&x| (0.5 * x * (1.0 + stepforge_tensor::erf::erf(x / std::f64::consts::SQRT_2))) as f32)
+        .map(|&x| {
+            (0.5 * x * (1.0 + stepforge_tensor::erf::erf(x / std::f64::consts::SQRT_2))) as f32
+        })
         .collect();
     assert_eq!(v(&g[0]), want);
     let s = call("return [sig(input[0])]", vec![x.clone()], None);
@@ -186,7 +222,11 @@ fn modules_from_global() {
     assert!((v(&sm[0]).iter().sum::<f32>() - 1.0).abs() < 1e-6);
     let si = call("return [silu(input[0])]", vec![x.clone()], None);
     assert!((v(&si[0])[2] - 2.0 * 0.880797).abs() < 1e-5);
-    let inline = call("return [torch.nn.GELU()(input[0]), torch.nn.Softmax(dim=0)(input[0])]", vec![x], None);
+    let inline = call(
+        "return [torch.nn.GELU()(input[0]), torch.nn.Softmax(dim=0)(input[0])]",
+        vec![x],
+        None,
+    );
     assert_eq!(v(&inline[0]), want);
 }
 
@@ -196,7 +236,10 @@ fn global_block_binds_dims_and_respects_overrides() {
     let env = eval_global(Some(&g), dims()).unwrap();
     assert_eq!(env.dims.get("E"), Some(&3));
     assert_eq!(env.dims.get("F"), Some(&6));
-    assert!(matches!(env.names.get("act"), Some(Value::Module(Module::Gelu { tanh: false }))));
+    assert!(matches!(
+        env.names.get("act"),
+        Some(Value::Module(Module::Gelu { tanh: false }))
+    ));
     // A `--dims E=8` override wins over the block's literal, and flows into later bindings.
     let mut d = dims();
     d.insert("E".into(), 8);
@@ -213,7 +256,10 @@ fn global_block_binds_dims_and_respects_overrides() {
 #[test]
 fn snippet_value_is_last_line() {
     assert_eq!(v(&snip("a = input_data['X']\nb = a.sum()")), vec![15.]);
-    assert_eq!(v(&snip("a = input_data['X']\na.sum(dim=0)")), vec![3., 5., 7.]);
+    assert_eq!(
+        v(&snip("a = input_data['X']\na.sum(dim=0)")),
+        vec![3., 5., 7.]
+    );
     assert_eq!(v(&snip("return input_data['X'].sum()")), vec![15.]);
     assert_eq!(snip("M_value").as_i64(), Some(&[5][..]));
 }
@@ -222,16 +268,37 @@ fn snippet_value_is_last_line() {
 fn indexing_forms() {
     let x = "x = torch.arange(24).view(2, 3, 4)\n";
     assert_eq!(snip(&format!("{x}x[1]")).shape(), &[3, 4]);
-    assert_eq!(snip(&format!("{x}x[1][2]")).as_i64(), Some(&[20, 21, 22, 23][..]));
+    assert_eq!(
+        snip(&format!("{x}x[1][2]")).as_i64(),
+        Some(&[20, 21, 22, 23][..])
+    );
     assert_eq!(snip(&format!("{x}x[1, 2, -1]")).as_i64(), Some(&[23][..]));
-    assert_eq!(snip(&format!("{x}x[:, :, 0]")).as_i64(), Some(&[0, 4, 8, 12, 16, 20][..]));
+    assert_eq!(
+        snip(&format!("{x}x[:, :, 0]")).as_i64(),
+        Some(&[0, 4, 8, 12, 16, 20][..])
+    );
     assert_eq!(snip(&format!("{x}x[..., ::2]")).shape(), &[2, 3, 2]);
-    assert_eq!(snip(&format!("{x}x[0, 0, 1::2]")).as_i64(), Some(&[1, 3][..]));
-    assert_eq!(snip(&format!("{x}x[0, 0, ::-1]")).as_i64(), Some(&[3, 2, 1, 0][..]));
+    assert_eq!(
+        snip(&format!("{x}x[0, 0, 1::2]")).as_i64(),
+        Some(&[1, 3][..])
+    );
+    assert_eq!(
+        snip(&format!("{x}x[0, 0, ::-1]")).as_i64(),
+        Some(&[3, 2, 1, 0][..])
+    );
     assert_eq!(snip(&format!("{x}x[0, :, None]")).shape(), &[3, 1, 4]);
-    assert_eq!(snip(&format!("{x}x[..., :D_value // 8]")).shape(), &[2, 3, 2]);
-    assert_eq!(snip(&format!("{x}x[0, 0, torch.tensor([3, 1])]")).as_i64(), Some(&[3, 1][..]));
-    assert_eq!(snip(&format!("{x}x[x > 20]")).as_i64(), Some(&[21, 22, 23][..]));
+    assert_eq!(
+        snip(&format!("{x}x[..., :D_value // 8]")).shape(),
+        &[2, 3, 2]
+    );
+    assert_eq!(
+        snip(&format!("{x}x[0, 0, torch.tensor([3, 1])]")).as_i64(),
+        Some(&[3, 1][..])
+    );
+    assert_eq!(
+        snip(&format!("{x}x[x > 20]")).as_i64(),
+        Some(&[21, 22, 23][..])
+    );
     assert_eq!(int(val("x = torch.ones(2, 3)\nx.shape[1]")), 3);
     assert_eq!(int(val("[10, 20, 30][-1]")), 30);
     let e = err(&format!("{x}x[2]"));
@@ -271,8 +338,14 @@ fn creation_functions() {
     let z = snip("torch.zeros_like(input_data['X'], dtype=torch.float)");
     assert_eq!(z.shape(), &[2, 3]);
     assert_eq!(z.dtype(), DType::F32);
-    assert_eq!(snip("torch.zeros_like(torch.arange(3))").dtype(), DType::I64);
-    assert_eq!(v(&snip("torch.tensor([[1, 2], [3, 4]], dtype=torch.float32)")), vec![1., 2., 3., 4.]);
+    assert_eq!(
+        snip("torch.zeros_like(torch.arange(3))").dtype(),
+        DType::I64
+    );
+    assert_eq!(
+        v(&snip("torch.tensor([[1, 2], [3, 4]], dtype=torch.float32)")),
+        vec![1., 2., 3., 4.]
+    );
     assert_eq!(snip("torch.tensor([1, 2])").dtype(), DType::I64);
     assert_eq!(snip("torch.tensor([1.0, 2])").dtype(), DType::F32);
     assert_eq!(snip("torch.tensor(3.5)").shape(), &[] as &[usize]);
@@ -294,7 +367,12 @@ fn elementwise_functions() {
     assert_eq!(v(&snip(&format!("{x}x.cos()")))[0], 1.);
     assert_eq!(v(&snip(&format!("{x}x.sin()")))[0], 0.);
     assert_eq!(v(&snip(&format!("{x}x.pow(2)"))), vec![0., 1., 16.]);
-    assert_eq!(v(&snip(&format!("{x}torch.max(x, torch.tensor([2.0, 0.0, 5.0]))"))), vec![2., 1., 5.]);
+    assert_eq!(
+        v(&snip(&format!(
+            "{x}torch.max(x, torch.tensor([2.0, 0.0, 5.0]))"
+        ))),
+        vec![2., 1., 5.]
+    );
     assert_eq!(v(&snip(&format!("{x}torch.sigmoid(x)")))[0], 0.5);
 }
 
@@ -305,7 +383,10 @@ fn reductions() {
     assert_eq!(s.shape(), &[2, 1]);
     assert_eq!(v(&s), vec![3., 12.]);
     assert_eq!(v(&snip(&format!("{x}x.sum(-1)"))), vec![3., 12.]);
-    assert_eq!(v(&snip(&format!("{x}torch.sum(x, dim=0)"))), vec![3., 5., 7.]);
+    assert_eq!(
+        v(&snip(&format!("{x}torch.sum(x, dim=0)"))),
+        vec![3., 5., 7.]
+    );
     assert_eq!(v(&snip(&format!("{x}torch.sum(x, 0)"))), vec![3., 5., 7.]);
     assert_eq!(v(&snip(&format!("{x}x.sum(dim=(0, 1))"))), vec![15.]);
     assert_eq!(v(&snip(&format!("{x}x.mean(dim=-1)"))), vec![1., 4.]);
@@ -314,7 +395,10 @@ fn reductions() {
     assert_eq!(b.shape(), &[2, 1]);
     assert!((v(&b)[0] - 2.0 / 3.0).abs() < 1e-7);
     assert!((v(&snip(&format!("{x}x.var(unbiased=False)")))[0] - 35.0 / 12.0).abs() < 1e-6);
-    assert_eq!(v(&snip(&format!("{x}torch.cumprod(x + 1, dim=1)"))), vec![1., 2., 6., 4., 20., 120.]);
+    assert_eq!(
+        v(&snip(&format!("{x}torch.cumprod(x + 1, dim=1)"))),
+        vec![1., 2., 6., 4., 20., 120.]
+    );
     let sm = snip(&format!("{x}torch.softmax(x, dim=-1)"));
     assert!((v(&sm)[..3].iter().sum::<f32>() - 1.0).abs() < 1e-6);
     let sm2 = snip(&format!("{x}x.softmax(-1)"));
@@ -326,9 +410,20 @@ fn topk_tuple_results() {
     let src = "x = torch.tensor([[1.0, 3.0, 3.0, 2.0]])\nv, i = torch.topk(x, 2, dim=-1)\n";
     assert_eq!(v(&snip(&format!("{src}v"))), vec![3., 3.]);
     assert_eq!(snip(&format!("{src}i")).as_i64(), Some(&[1, 2][..]));
-    assert_eq!(snip("torch.topk(torch.tensor([1.0, 5.0, 2.0]), 1).indices").as_i64(), Some(&[1][..]));
-    assert_eq!(v(&snip("torch.topk(torch.tensor([1.0, 5.0, 2.0]), k=2, largest=False)[0]")), vec![1., 2.]);
-    assert_eq!(snip("torch.tensor([[1.0, 5.0], [7.0, 2.0]]).max(dim=-1)[1]").as_i64(), Some(&[1, 0][..]));
+    assert_eq!(
+        snip("torch.topk(torch.tensor([1.0, 5.0, 2.0]), 1).indices").as_i64(),
+        Some(&[1][..])
+    );
+    assert_eq!(
+        v(&snip(
+            "torch.topk(torch.tensor([1.0, 5.0, 2.0]), k=2, largest=False)[0]"
+        )),
+        vec![1., 2.]
+    );
+    assert_eq!(
+        snip("torch.tensor([[1.0, 5.0], [7.0, 2.0]]).max(dim=-1)[1]").as_i64(),
+        Some(&[1, 0][..])
+    );
 }
 
 #[test]
@@ -345,8 +440,13 @@ fn einsum_and_layer_norm() {
         let r = 1.0 / (2.0f64 / 3.0 + 1e-5).sqrt();
         [-r, 0.0, r, -r, 0.0, r].iter().map(|x| *x as f32).collect()
     };
-    assert!(v(&ln).iter().zip(&want).all(|(a, b)| (a - b).abs() < 1e-6), "{:?}", v(&ln));
-    let parts = val("torch.ops.aten.native_layer_norm.default(input_data['X'], [3], None, None, 1e-5)");
+    assert!(
+        v(&ln).iter().zip(&want).all(|(a, b)| (a - b).abs() < 1e-6),
+        "{:?}",
+        v(&ln)
+    );
+    let parts =
+        val("torch.ops.aten.native_layer_norm.default(input_data['X'], [3], None, None, 1e-5)");
     assert!(matches!(parts, Value::Tuple(ref t) if t.len() == 3));
 }
 
@@ -354,7 +454,10 @@ fn einsum_and_layer_norm() {
 fn shape_methods() {
     let x = "x = torch.arange(24, dtype=torch.float).view(2, 3, 4)\n";
     assert_eq!(snip(&format!("{x}x.unsqueeze(0)")).shape(), &[1, 2, 3, 4]);
-    assert_eq!(snip(&format!("{x}x.unsqueeze(dim=-1)")).shape(), &[2, 3, 4, 1]);
+    assert_eq!(
+        snip(&format!("{x}x.unsqueeze(dim=-1)")).shape(),
+        &[2, 3, 4, 1]
+    );
     assert_eq!(snip(&format!("{x}x[:, :1].squeeze(1)")).shape(), &[2, 4]);
     assert_eq!(snip(&format!("{x}x[:, :1].squeeze()")).shape(), &[2, 4]);
     assert_eq!(snip(&format!("{x}x.movedim(0, -1)")).shape(), &[3, 4, 2]);
@@ -367,7 +470,10 @@ fn shape_methods() {
     assert_eq!(snip(&format!("{x}x[0].T")).shape(), &[4, 3]);
     assert_eq!(snip(&format!("{x}x[0, 0].expand(3, 4)")).shape(), &[3, 4]);
     assert_eq!(snip(&format!("{x}x[0, :1].expand(3, -1)")).shape(), &[3, 4]);
-    assert_eq!(snip(&format!("{x}x[0, 0].expand_as(x)")).shape(), &[2, 3, 4]);
+    assert_eq!(
+        snip(&format!("{x}x[0, 0].expand_as(x)")).shape(),
+        &[2, 3, 4]
+    );
     assert_eq!(snip(&format!("{x}x[0, 0].repeat(2)")).shape(), &[8]);
     assert_eq!(snip(&format!("{x}x[0].repeat(2, 1)")).shape(), &[6, 4]);
     assert_eq!(int(val(&format!("{x}x.size(-1)"))), 4);
@@ -388,9 +494,13 @@ fn shape_methods() {
 fn scatter_forms() {
     let t = snip("idx = torch.tensor([[1], [0]])\ntorch.zeros(2, 3).scatter(-1, idx, 1.0)");
     assert_eq!(v(&t), vec![0., 1., 0., 1., 0., 0.]);
-    let t = snip("idx = torch.tensor([[1], [0]])\nz = torch.zeros(2, 3)\nz.scatter_(1, idx, torch.tensor([[5.0], [6.0]]))\nz");
+    let t = snip(
+        "idx = torch.tensor([[1], [0]])\nz = torch.zeros(2, 3)\nz.scatter_(1, idx, torch.tensor([[5.0], [6.0]]))\nz",
+    );
     assert_eq!(v(&t), vec![0., 5., 0., 6., 0., 0.]);
-    let t = snip("x = torch.tensor([[0.1, 0.7, 0.2]])\n_, i = torch.topk(x, 2, dim=-1)\ntorch.zeros_like(x).scatter(-1, i, 1.0)");
+    let t = snip(
+        "x = torch.tensor([[0.1, 0.7, 0.2]])\n_, i = torch.topk(x, 2, dim=-1)\ntorch.zeros_like(x).scatter(-1, i, 1.0)",
+    );
     assert_eq!(v(&t), vec![0., 1., 1.]);
     let t = snip("torch.zeros(3).scatter(0, torch.tensor([2]), value=4.0)");
     assert_eq!(v(&t), vec![0., 0., 4.]);
@@ -433,7 +543,11 @@ fn runtime_errors_have_spans_and_torch_messages() {
     assert_eq!(d.code, Code::E0601);
     assert_eq!(d.span, Some(e.span));
     let e = err("torch.ones(3).view(4, -1)");
-    assert!(e.message.contains("invalid for input of size 3"), "{}", e.message);
+    assert!(
+        e.message.contains("invalid for input of size 3"),
+        "{}",
+        e.message
+    );
     let e = err("torch.topk(torch.ones(3), 5)");
     assert!(e.message.contains("out of range"), "{}", e.message);
 }
@@ -454,14 +568,21 @@ fn limits_fail_fast() {
     assert_eq!(e.code, Code::E0701);
     let e = err("list(range(10**12))");
     assert_eq!(e.code, Code::E0701);
-    assert!(start.elapsed().as_secs_f64() < 2.0, "limits took {:?}", start.elapsed());
+    assert!(
+        start.elapsed().as_secs_f64() < 2.0,
+        "limits took {:?}",
+        start.elapsed()
+    );
     // A small fuel budget stops long but finite work too.
     let mut env = env();
     env.limits.fuel = 1000;
     let e = eval_block(&parse("[i * 2 for i in range(5000)]"), &env).unwrap_err();
     assert_eq!(e.code, Code::E0702);
     // Per-env tensor limits apply.
-    env.limits = EvalLimits { max_numel: 100, ..EvalLimits::default() };
+    env.limits = EvalLimits {
+        max_numel: 100,
+        ..EvalLimits::default()
+    };
     let e = eval_block(&parse("torch.ones(200)"), &env).unwrap_err();
     assert_eq!(e.code, Code::E0701);
 }
@@ -472,9 +593,21 @@ fn result_checks_name_the_function() {
     let span = stepforge_syntax::Span::new(0, 1);
     let e = check_result("row_sum", span, &res, &[("fp32".into(), vec![])]).unwrap_err();
     assert_eq!(e.code, Code::E0603);
-    assert_eq!(e.message, "fn `row_sum` returned shape (1,) for output field 0, but its type fp32 needs shape ()");
-    let e = check_result("f", span, &res, &[("fp32".into(), vec![]), ("fp32".into(), vec![])]).unwrap_err();
-    assert_eq!(e.message, "fn `f` returned 1 field, but its output type has 2");
+    assert_eq!(
+        e.message,
+        "fn `row_sum` returned shape (1,) for output field 0, but its type fp32 needs shape ()"
+    );
+    let e = check_result(
+        "f",
+        span,
+        &res,
+        &[("fp32".into(), vec![]), ("fp32".into(), vec![])],
+    )
+    .unwrap_err();
+    assert_eq!(
+        e.message,
+        "fn `f` returned 1 field, but its output type has 2"
+    );
     assert!(check_result("f", span, &res, &[("Buffer(fp32, [1])".into(), vec![1])]).is_ok());
     let e = call_fn(&parse("return ['a']"), vec![], None, &env()).unwrap_err();
     assert_eq!(e.code, Code::E0603);
@@ -483,12 +616,39 @@ fn result_checks_name_the_function() {
 #[test]
 fn compiled_function_is_reusable_and_fast() {
     let env = env();
-    let body = parse("x = input[0]\nm = torch.max(state[0], x.max())\nreturn [m, state[1] * torch.exp(state[0] - m) + torch.exp(x - m).sum()]");
+    let body = parse(
+        "x = input[0]\nm = torch.max(state[0], x.max())\nreturn [m, state[1] * torch.exp(state[0] - m) + torch.exp(x - m).sum()]",
+    );
     let func = Function::compile("online_softmax", &body, &env).unwrap();
-    let mut st = vec![Tensor::scalar_f32(f32::NEG_INFINITY), Tensor::scalar_f32(0.0)];
+    let mut st = vec![
+        Tensor::scalar_f32(f32::NEG_INFINITY),
+        Tensor::scalar_f32(0.0),
+    ];
     for k in 0..1000 {
         let x = f(&[4], &[k as f32 * 0.001, 0.5, -0.5, 0.0]);
         st = func.call(&env, vec![x], Some(st)).unwrap();
     }
     assert!(v(&st[1])[0] > 0.0);
+}
+
+#[test]
+fn zz_timing_probe() {
+    let env = env();
+    let body = parse("x = input[0]\nm = torch.max(state[0], x.max())\nreturn [m, state[1] * torch.exp(state[0] - m) + torch.exp(x - m).sum()]");
+    let func = Function::compile("online_softmax", &body, &env).unwrap();
+    let mut st = vec![Tensor::scalar_f32(f32::NEG_INFINITY), Tensor::scalar_f32(0.0)];
+    let x = ar(&[16]);
+    let t0 = std::time::Instant::now();
+    for _ in 0..10000 {
+        st = func.call(&env, vec![x.clone()], Some(st)).unwrap();
+    }
+    let body2 = parse("return [gelu(input[0] @ input_data['W1big']) ]");
+    let mut env2 = env.clone();
+    env2.set_data("W1big", ar(&[16, 16]));
+    let f2 = Function::compile("ffn", &body2, &env2).unwrap();
+    let t1 = std::time::Instant::now();
+    for _ in 0..10000 {
+        let _ = f2.call(&env2, vec![x.clone()], None).unwrap();
+    }
+    eprintln!("online softmax step: {:?}/call; gelu(x@W 16x16): {:?}/call", (t1 - t0) / 10000, t1.elapsed() / 10000);
 }

@@ -10,10 +10,16 @@ use super::funcs::Func;
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub enum Module {
     /// `torch.nn.GELU()`; `tanh` for `approximate='tanh'`.
-    Gelu { tanh: bool },
+    Gelu {
+        tanh: bool,
+    },
     Sigmoid,
-    Softmax { dim: Option<i64> },
-    LogSoftmax { dim: Option<i64> },
+    Softmax {
+        dim: Option<i64>,
+    },
+    LogSoftmax {
+        dim: Option<i64>,
+    },
     Silu,
     Relu,
     Tanh,

@@ -43,6 +43,7 @@ fn round_trip_block(src: &str) {
 
 fn round_trip_program(src: &str) {
     let p = program_ok(src);
+    assert_eq!(Some(&p), parse_program_via_grammar(src).value.as_ref(), "fast path differs");
     let printed = print::program(&p);
     let again = program_ok(&printed);
     assert!(same_tree(&p, &again), "round trip changed the tree:\n{src}\n---\n{printed}");

@@ -304,6 +304,26 @@ proptest! {
     }
 
     #[test]
+    fn fast_path_builds_the_grammars_tree(p in program(), spaced in any::<bool>()) {
+        let mut text = print::program(&p);
+        if spaced {
+            text = text.replace(", ", " ,  ").replace('(', "(\n   ").replace('=', " = ");
+        }
+        let fast = parse_program(&text);
+        let slow = parse_program_via_grammar(&text);
+        prop_assert!(fast.diagnostics.is_empty(), "{text}\n{:?}", fast.diagnostics);
+        prop_assert_eq!(fast.value, slow.value, "{}", text);
+    }
+
+    #[test]
+    fn fast_path_agrees_on_soup(text in soup()) {
+        let fast = parse_program(&text);
+        let slow = parse_program_via_grammar(&text);
+        prop_assert_eq!(fast.value, slow.value);
+        prop_assert_eq!(fast.diagnostics, slow.diagnostics);
+    }
+
+    #[test]
     fn dtypes_round_trip(d in dtype()) {
         let text = print::dtype(&d);
         let p = parse_dtype(&text);

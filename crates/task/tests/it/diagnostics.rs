@@ -299,7 +299,14 @@ fn errors_in_escaped_scalars_stay_inside_the_value() {
     let span = d.span.unwrap();
     let value = text.find("\"input_data").unwrap();
     let end = value + "\"input_data['E0']\\t.sum(-1))\"".len();
-    assert!(span.lo as usize >= value && span.hi as usize <= end, "{span:?}");
+    assert!(
+        span.lo as usize >= value && span.hi as usize <= end,
+        "{span:?}"
+    );
     assert_eq!(loaded.source.line_col(span.lo).line, 20);
-    assert!(d.notes.iter().any(|n| n.contains("approximate")), "{:?}", d.notes);
+    assert!(
+        d.notes.iter().any(|n| n.contains("approximate")),
+        "{:?}",
+        d.notes
+    );
 }
