@@ -35,9 +35,15 @@ return Y
 fn bench(c: &mut Criterion) {
     let loaded = stepforge_task::load_str("rows.yaml", TASK);
     let task = loaded.task.expect("task loads");
-    let program = stepforge_syntax::parse_program(PROGRAM).value.expect("parses");
+    let program = stepforge_syntax::parse_program(PROGRAM)
+        .value
+        .expect("parses");
     let out = stepforge_check::check_program(&task, &program);
-    assert!(out.ok && out.linear && out.diagnostics.is_empty(), "{:?}", out.diagnostics);
+    assert!(
+        out.ok && out.linear && out.diagnostics.is_empty(),
+        "{:?}",
+        out.diagnostics
+    );
     assert_eq!(out.graph.as_ref().map(|g| g.op_count()), Some(20 + 3 + 1));
 
     let te = stepforge_check::TaskEnv::new(&task, &[], false);
@@ -45,12 +51,41 @@ fn bench(c: &mut Criterion) {
     c.bench_function("check_20_ops (prepared task env)", |b| {
         b.iter(|| stepforge_check::check_with_env(black_box(&te), black_box(&program), &opts))
     });
+    // The machine is shared: wall time includes waiting for a core. On Linux, also measure the
+    // thread's own CPU time (/proc/thread-self/schedstat, nanoseconds on a CPU). The kernel
+    // updates it at scheduler ticks, so samples are long (flat sampling, ~0.25 s each).
+    if thread_cpu_ns().is_some() {
+        let mut g = c.benchmark_group("cpu");
+        g.sampling_mode(criterion::SamplingMode::Flat)
+            .sample_size(20)
+            .measurement_time(std::time::Duration::from_secs(5));
+        g.bench_function("check_20_ops (prepared task env, thread CPU time)", |b| {
+            b.iter_custom(|iters| {
+                let t0 = thread_cpu_ns().unwrap_or(0);
+                for _ in 0..iters {
+                    black_box(stepforge_check::check_with_env(
+                        black_box(&te),
+                        black_box(&program),
+                        &opts,
+                    ));
+                }
+                let ns = thread_cpu_ns().unwrap_or(0).saturating_sub(t0).max(1);
+                std::time::Duration::from_nanos(ns)
+            })
+        });
+        g.finish();
+    }
     c.bench_function("check_20_ops (check_program)", |b| {
         b.iter(|| stepforge_check::check_program(black_box(&task), black_box(&program)))
     });
     c.bench_function("check_20_ops (parse + check_answer)", |b| {
         b.iter(|| stepforge_check::check_answer(black_box(&task), black_box(PROGRAM)))
     });
+}
+
+fn thread_cpu_ns() -> Option<u64> {
+    let s = std::fs::read_to_string("/proc/thread-self/schedstat").ok()?;
+    s.split_whitespace().next()?.parse().ok()
 }
 
 criterion_group!(benches, bench);

@@ -12,7 +12,7 @@ mod lower;
 pub mod rules;
 
 use serde::Serialize;
-use stepforge_ir::Graph;
+use stepforge_ir::{Graph, StreamType};
 use stepforge_syntax::ast::Program;
 use stepforge_syntax::{Diagnostic, Source};
 use stepforge_task::Task;
@@ -20,12 +20,34 @@ use stepforge_task::Task;
 pub use linear::Linearity;
 pub use lower::TaskEnv;
 
-/// One typed stream of the program, as shown by `stepforge check --format json`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+/// One typed stream of the program, as shown by `stepforge check --format json`
+/// (`{"name", "dtype", "dims"}`, types in DESIGN notation). Formatting is deferred to
+/// serialisation: the agent loop checks far more programs than it prints.
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TypedStream {
     pub name: String,
-    pub dtype: String,
-    pub dims: Vec<String>,
+    pub ty: StreamType,
+}
+
+impl TypedStream {
+    pub fn dtype(&self) -> String {
+        self.ty.elem.to_string()
+    }
+
+    pub fn dims(&self) -> Vec<String> {
+        self.ty.dims.iter().map(ToString::to_string).collect()
+    }
+}
+
+impl Serialize for TypedStream {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeStruct;
+        let mut st = s.serialize_struct("TypedStream", 3)?;
+        st.serialize_field("name", &self.name)?;
+        st.serialize_field("dtype", &self.dtype())?;
+        st.serialize_field("dims", &self.dims())?;
+        st.end()
+    }
 }
 
 /// Everything the checker found.
@@ -105,29 +127,35 @@ pub fn check_program_with(task: &Task, program: &Program, opts: &CheckOptions) -
 pub fn check_with_env(te: &TaskEnv, program: &Program, opts: &CheckOptions) -> CheckOutput {
     let mut lw = lower::Lowerer::new(te, opts.same_source);
     lw.run(program);
+    if lw.any_reuse() {
+        lw.collect_names(program);
+    }
     let (lin, lin_diags) = linear::analyse(&lw, opts.text);
     let mut diagnostics = te.diagnostics.clone();
     diagnostics.append(&mut lw.diags);
     let type_ok = !diagnostics.iter().any(Diagnostic::is_error);
     diagnostics.extend(lin_diags);
     diagnostics.extend(linear::unused(&lw));
-    let graph = if type_ok { lw.build_graph() } else { None };
+
     // Comprehension bodies are lowered once per element: identical reports collapse.
     let mut seen = std::collections::BTreeSet::new();
     diagnostics.retain(|d| seen.insert((d.span, d.code, d.message.clone())));
     diagnostics.sort_by_key(|d| (d.span.map_or(0, |s| s.lo), d.severity, d.code));
-    let streams = lw
+    let streams: Vec<TypedStream> = lw
         .streams
         .iter()
         .filter_map(|s| {
             let ty = s.ty.as_ref()?;
+            if s.disp().is_empty() {
+                return None;
+            }
             Some(TypedStream {
-                name: s.disp.clone(),
-                dtype: ty.elem.to_string(),
-                dims: ty.dims.iter().map(|d| d.to_string()).collect(),
+                name: s.disp().to_string(),
+                ty: ty.clone(),
             })
         })
         .collect();
+    let graph = if type_ok { lw.build_graph() } else { None };
     CheckOutput {
         ok: !diagnostics.iter().any(Diagnostic::is_error),
         graph,

@@ -27,18 +27,19 @@ fn compat_ok(uses: &[UseRec]) -> bool {
 
 /// Generates names that occur nowhere in the program or task.
 struct Fresh<'a> {
-    taken: &'a mut BTreeSet<String>,
+    taken: &'a BTreeSet<String>,
+    made: BTreeSet<String>,
 }
 
 impl Fresh<'_> {
     fn name(&mut self, base: &str, tag: &str, i: usize) -> String {
         let mut cand = format!("{base}_{tag}{i}");
         let mut k = 0;
-        while self.taken.contains(&cand) {
+        while self.taken.contains(&cand) || self.made.contains(&cand) {
             k += 1;
             cand = format!("{base}_{tag}{i}_{k}");
         }
-        self.taken.insert(cand.clone());
+        self.made.insert(cand.clone());
         cand
     }
 }
@@ -49,15 +50,13 @@ fn indent_at(text: &str, lo: u32) -> Option<&str> {
     let head = text.get(..lo)?;
     let start = head.rfind('\n').map_or(0, |i| i + 1);
     let indent = head.get(start..)?;
-    indent.chars().all(|c| c == ' ' || c == '\t').then_some(indent)
+    indent
+        .chars()
+        .all(|c| c == ' ' || c == '\t')
+        .then_some(indent)
 }
 
-fn copy_fix(
-    name: &str,
-    uses: &[&UseRec],
-    text: Option<&str>,
-    fresh: &mut Fresh,
-) -> Option<Fix> {
+fn copy_fix(name: &str, uses: &[&UseRec], text: Option<&str>, fresh: &mut Fresh) -> Option<Fix> {
     let first = uses.first()?;
     let indent = match text {
         Some(t) => indent_at(t, first.stmt_lo)?,
@@ -113,8 +112,10 @@ pub(crate) fn analyse(lw: &Lowerer, text: Option<&str>) -> (Linearity, Vec<Diagn
         linear_compat: true,
         copies_needed: 0,
     };
-    let mut taken = lw.names.clone();
-    let mut fresh = Fresh { taken: &mut taken };
+    let mut fresh = Fresh {
+        taken: &lw.names,
+        made: BTreeSet::new(),
+    };
 
     let reused_list = |l: Option<usize>| {
         l.and_then(|l| lw.lists.get(l))
@@ -139,36 +140,56 @@ pub(crate) fn analyse(lw: &Lowerer, text: Option<&str>) -> (Linearity, Vec<Diagn
         }
         let mut uses: Vec<&UseRec> = s.uses.iter().collect();
         uses.sort_by_key(|u| (u.span.lo, u.span.hi));
-        let (Some(first), Some(second)) = (uses.first(), uses.get(1)) else { continue };
+        let (Some(first), Some(second)) = (uses.first(), uses.get(1)) else {
+            continue;
+        };
         let rets = s.uses.iter().filter(|u| u.ret).count();
         let (code, message) = if k == 2 && rets == 1 {
             (
                 Code::E0402,
-                format!("{} is returned and also consumed by an op, but a stream can be read only once", s.disp),
+                format!(
+                    "{} is returned and also consumed by an op, but a stream can be read only once",
+                    s.disp()
+                ),
             )
         } else {
             (
                 Code::E0401,
-                format!("{} is consumed {k} times, but a stream can be read only once", s.disp),
+                format!(
+                    "{} is consumed {k} times, but a stream can be read only once",
+                    s.disp()
+                ),
             )
         };
-        let at = if second.span == first.span { first.span } else { second.span };
+        let at = if second.span == first.span {
+            first.span
+        } else {
+            second.span
+        };
         let mut d = Diagnostic::new(code, message).at(at);
         if second.span != first.span {
-            d = d.label(first.span, format!("{} first consumed here", s.disp));
+            d = d.label(first.span, format!("{} first consumed here", s.disp()));
         } else {
             d = d.note("this use is inside a comprehension, so it happens once per element");
         }
         if let Some(def) = s.def_span {
-            let dims = s.ty.as_ref().map(|t| format!(" with dims {}", t.dims_string())).unwrap_or_default();
-            d = d.label(def, format!("{} defined here{dims}", s.disp));
+            let dims =
+                s.ty.as_ref()
+                    .map(|t| format!(" with dims {}", t.dims_string()))
+                    .unwrap_or_default();
+            d = d.label(def, format!("{} defined here{dims}", s.disp()));
         }
         d = d.note(format!("copies needed: {}", k - 1));
-        let name = s.name.as_deref().unwrap_or(&s.disp);
+        let name = s.name.as_deref().unwrap_or(s.disp());
         let help = if k == 2 {
-            format!("duplicate it with Copy: `{name}_1, {name}_2 = step.Copy().apply({name})`, then use each copy once")
+            format!(
+                "duplicate it with Copy: `{name}_1, {name}_2 = step.Copy().apply({name})`, then use each copy once"
+            )
         } else {
-            format!("duplicate it with a chain of {} Copy ops and use each copy once", k - 1)
+            format!(
+                "duplicate it with a chain of {} Copy ops and use each copy once",
+                k - 1
+            )
         };
         d = d.help(help);
         let renameable = s.owner.is_none() && uses.iter().all(|u| u.renameable);
@@ -233,7 +254,7 @@ pub(crate) fn analyse(lw: &Lowerer, text: Option<&str>) -> (Linearity, Vec<Diagn
                     .elems
                     .get(i)
                     .and_then(|s| lw.streams.get(*s))
-                    .map_or_else(|| format!("{}[{i}]", l.name), |s| s.disp.clone());
+                    .map_or_else(|| format!("{}[{i}]", l.name), |s| s.disp().to_string());
                 out.push(
                     Diagnostic::new(
                         Code::E0401,
@@ -263,12 +284,15 @@ pub(crate) fn unused(lw: &Lowerer) -> Vec<Diagnostic> {
         }
         let mut d = Diagnostic::new(
             Code::W0401,
-            format!("{} is never consumed; its FIFO would fill and stall its producer", s.disp),
+            format!(
+                "{} is never consumed; its FIFO would fill and stall its producer",
+                s.disp()
+            ),
         );
         match s.def_span {
             Some(sp) => d = d.at(sp),
             None => {
-                d.message = format!("task input {} is never consumed", s.disp);
+                d.message = format!("task input {} is never consumed", s.disp());
             }
         }
         out.push(d.help("consume it, return it, or don't produce it"));
@@ -308,10 +332,15 @@ pub(crate) fn unused(lw: &Lowerer) -> Vec<Diagnostic> {
         if *used {
             continue;
         }
-        let Some(Some(f)) = lw.te.fns.get(i) else { continue };
+        let Some(Some(f)) = lw.te.fns.get(i) else {
+            continue;
+        };
         let mut d = Diagnostic::new(
             Code::W0202,
-            format!("element function {} ({} -> {}) is never used", f.name, f.input, f.output),
+            format!(
+                "element function {} ({} -> {}) is never used",
+                f.name, f.input, f.output
+            ),
         );
         if lw.same_source {
             d = d.at(f.span);

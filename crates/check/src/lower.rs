@@ -72,7 +72,10 @@ fn decl_type(
         }
     }
     if out.is_empty() {
-        let mut d = Diagnostic::new(Code::E0315, format!("{what}: a stream needs at least one dim"));
+        let mut d = Diagnostic::new(
+            Code::E0315,
+            format!("{what}: a stream needs at least one dim"),
+        );
         if same_source {
             d = d.at(span);
         }
@@ -109,7 +112,8 @@ impl TaskEnv {
             let conv = |t, which: &str, diags: &mut Vec<Diagnostic>| match ElemType::from_ast(t) {
                 Ok(e) => Some(e),
                 Err(e) => {
-                    let mut d = Diagnostic::new(Code::E0315, format!("{}: {}", what(which), e.message));
+                    let mut d =
+                        Diagnostic::new(Code::E0315, format!("{}: {}", what(which), e.message));
                     if same_source {
                         d = d.at(e.span);
                     }
@@ -144,7 +148,14 @@ impl TaskEnv {
             .iter()
             .map(|i| {
                 let what = format!("task input {}", i.name.name);
-                let ty = decl_type(&i.dtype, &i.dims, &what, &mut diagnostics, same_source, i.span);
+                let ty = decl_type(
+                    &i.dtype,
+                    &i.dims,
+                    &what,
+                    &mut diagnostics,
+                    same_source,
+                    i.span,
+                );
                 (i.name.name.clone(), ty, i.name.span)
             })
             .collect();
@@ -153,7 +164,14 @@ impl TaskEnv {
             .iter()
             .map(|o| {
                 let what = format!("task output {}", o.name.name);
-                let ty = decl_type(&o.dtype, &o.dims, &what, &mut diagnostics, same_source, o.span);
+                let ty = decl_type(
+                    &o.dtype,
+                    &o.dims,
+                    &what,
+                    &mut diagnostics,
+                    same_source,
+                    o.span,
+                );
                 (o.name.name.clone(), ty)
             })
             .collect();
@@ -182,13 +200,18 @@ pub(crate) struct StreamRec {
     pub ty: Option<StreamType>,
     /// The program name (binding target or task input), if any.
     pub name: Option<String>,
-    /// For messages: the name, or `list[i]`.
-    pub disp: String,
     pub def_span: Option<Span>,
     pub uses: Vec<UseRec>,
     /// Owned by this list (a Partition bound to one name or a comprehension's result).
     pub owner: Option<usize>,
     pub producer: usize,
+}
+
+impl StreamRec {
+    /// For messages: the program name, or `list[i]` for a list element.
+    pub fn disp(&self) -> &str {
+        self.name.as_deref().unwrap_or("")
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -231,9 +254,9 @@ struct Binding {
 
 /// A resolved stream operand.
 #[derive(Debug, Clone)]
-struct Opnd {
+struct Opnd<'a> {
     stream: usize,
-    name: String,
+    name: &'a str,
     span: Span,
 }
 
@@ -244,7 +267,13 @@ struct Params {
     b: Option<i64>,
     l: Option<Vec<i64>>,
     dim: Option<Dim>,
-    spans: BTreeMap<&'static str, Span>,
+    spans: Vec<(&'static str, Span)>,
+}
+
+impl Params {
+    fn span(&self, k: &str) -> Option<Span> {
+        self.spans.iter().find(|(p, _)| *p == k).map(|(_, s)| *s)
+    }
 }
 
 pub(crate) struct Lowerer<'t> {
@@ -300,7 +329,6 @@ impl<'t> Lowerer<'t> {
             let s = lw.new_stream(op, ty.clone());
             if let Some(st) = lw.streams.get_mut(s) {
                 st.name = Some(name.clone());
-                st.disp = name.clone();
                 st.def_span = same_source.then_some(*span);
             }
             lw.names.insert(name.clone());
@@ -325,7 +353,6 @@ impl<'t> Lowerer<'t> {
         self.streams.push(StreamRec {
             ty,
             name: None,
-            disp: format!("s{id}"),
             def_span: None,
             uses: Vec::new(),
             owner: None,
@@ -341,7 +368,9 @@ impl<'t> Lowerer<'t> {
         self.diags.push(d);
     }
 
-    fn collect_names(&mut self, p: &Program) {
+    /// Every identifier of the program, the task inputs and the functions (fresh names for
+    /// fixes must avoid them). Only needed when a fix is generated.
+    pub fn collect_names(&mut self, p: &Program) {
         fn arg_names(a: &Arg, out: &mut BTreeSet<String>) {
             match a {
                 Arg::Name(id) => {
@@ -377,11 +406,14 @@ impl<'t> Lowerer<'t> {
                 }
             }
         }
-        self.names.extend(p.ret.values.iter().map(|i| i.name.clone()));
+        self.names
+            .extend(p.ret.values.iter().map(|i| i.name.clone()));
     }
 
     pub fn run(&mut self, p: &Program) {
-        self.collect_names(p);
+        let n = p.stmts.len() * 2 + p.ret.values.len() + 4;
+        self.ops.reserve(n);
+        self.streams.reserve(n);
         for stmt in &p.stmts {
             self.stmt_lo = stmt.span.lo;
             match &stmt.rhs {
@@ -418,7 +450,6 @@ impl<'t> Lowerer<'t> {
         for (i, &s) in elems.iter().enumerate() {
             if let Some(st) = self.streams.get_mut(s) {
                 st.owner = Some(id);
-                st.disp = format!("{name}[{i}]");
                 st.name = Some(format!("{name}[{i}]"));
                 st.def_span = Some(span);
             }
@@ -438,10 +469,16 @@ impl<'t> Lowerer<'t> {
         if let Some(prev) = self.scope.get(&target.name) {
             let mut d = Diagnostic::new(
                 Code::W0201,
-                format!("`{}` is bound again; later uses see the new stream", target.name),
+                format!(
+                    "`{}` is bound again; later uses see the new stream",
+                    target.name
+                ),
             )
             .at(target.span)
-            .help(format!("give the new value its own name, e.g. `{}_2`", target.name));
+            .help(format!(
+                "give the new value its own name, e.g. `{}_2`",
+                target.name
+            ));
             if let Some(s) = prev.span {
                 d = d.label(s, format!("`{}` first bound here", target.name));
             }
@@ -487,7 +524,6 @@ impl<'t> Lowerer<'t> {
             for (t, &s) in targets.iter().zip(&outs) {
                 if let Some(st) = self.streams.get_mut(s) {
                     st.name = Some(t.name.clone());
-                    st.disp = t.name.clone();
                     st.def_span = Some(t.span);
                 }
                 self.bind(t, Value::Stream(s));
@@ -518,7 +554,18 @@ impl<'t> Lowerer<'t> {
             for t in targets {
                 self.bind(t, Value::Error);
             }
+            // Unbound results are unusable: keep them out of later reports.
+            for s in outs {
+                if let Some(st) = self.streams.get_mut(s) {
+                    st.ty = None;
+                }
+            }
         }
+    }
+
+    /// True when some stream is used more than once (the fix then needs fresh names).
+    pub fn any_reuse(&self) -> bool {
+        self.streams.iter().any(|s| s.uses.len() > 1)
     }
 
     fn lookup(&self, name: &str) -> Option<Value> {
@@ -535,7 +582,8 @@ impl<'t> Lowerer<'t> {
     fn undefined(&mut self, id: &Ident, what: &str) {
         let mut cands: Vec<&str> = self.scope.keys().map(String::as_str).collect();
         cands.extend(self.comp_vars.iter().map(|(n, _)| n.as_str()));
-        let mut d = Diagnostic::new(Code::E0201, format!("undefined name `{}`", id.name)).at(id.span);
+        let mut d =
+            Diagnostic::new(Code::E0201, format!("undefined name `{}`", id.name)).at(id.span);
         if let Some(s) = did_you_mean(&id.name, &cands) {
             let s = s.to_string();
             d = d.help(format!("did you mean `{s}`?")).fix(Fix {
@@ -556,7 +604,10 @@ impl<'t> Lowerer<'t> {
                 None => n.clone(),
             })
             .collect();
-        d = d.note(format!("{what}; the task's inputs are: {}", inputs.join(", ")));
+        d = d.note(format!(
+            "{what}; the task's inputs are: {}",
+            inputs.join(", ")
+        ));
         self.emit(d);
     }
 
@@ -585,7 +636,7 @@ impl<'t> Lowerer<'t> {
     }
 
     /// Resolves a name that must be one stream, recording its use.
-    fn stream_operand(&mut self, id: &Ident, op: &str, ret: bool) -> Option<Opnd> {
+    fn stream_operand<'a>(&mut self, id: &'a Ident, op: &str, ret: bool) -> Option<Opnd<'a>> {
         let u = self.use_rec(id.span, ret);
         let stream = match self.lookup(&id.name) {
             Some(Value::Stream(s)) => {
@@ -613,7 +664,10 @@ impl<'t> Lowerer<'t> {
                 self.emit(
                     Diagnostic::new(
                         Code::E0203,
-                        format!("`{}` names element function(s), but {op} takes a stream here", id.name),
+                        format!(
+                            "`{}` names element function(s), but {op} takes a stream here",
+                            id.name
+                        ),
                     )
                     .at(id.span)
                     .help("pass functions with `fn=`; `.apply(...)` takes streams"),
@@ -626,10 +680,16 @@ impl<'t> Lowerer<'t> {
                     self.emit(
                         Diagnostic::new(
                             Code::E0203,
-                            format!("`{}` is an element function, but {op} takes a stream here", id.name),
+                            format!(
+                                "`{}` is an element function, but {op} takes a stream here",
+                                id.name
+                            ),
                         )
                         .at(id.span)
-                        .help(format!("pass it as `fn={}`; `.apply(...)` takes streams", id.name)),
+                        .help(format!(
+                            "pass it as `fn={}`; `.apply(...)` takes streams",
+                            id.name
+                        )),
                     );
                 } else {
                     self.undefined(id, "not a stream bound earlier nor a task input");
@@ -639,7 +699,7 @@ impl<'t> Lowerer<'t> {
         };
         Some(Opnd {
             stream,
-            name: id.name.clone(),
+            name: &id.name,
             span: id.span,
         })
     }
@@ -695,11 +755,8 @@ impl<'t> Lowerer<'t> {
         for kw in &call.kwargs {
             let key = kw.key.name.as_str();
             if !info.params.contains(&key) {
-                let mut d = Diagnostic::new(
-                    Code::E0312,
-                    format!("{op} has no parameter `{key}`"),
-                )
-                .at(kw.key.span);
+                let mut d = Diagnostic::new(Code::E0312, format!("{op} has no parameter `{key}`"))
+                    .at(kw.key.span);
                 let expected = if info.params.is_empty() {
                     format!("{op} takes no parameters")
                 } else {
@@ -722,7 +779,7 @@ impl<'t> Lowerer<'t> {
                 continue;
             }
             let pk = param_static(key);
-            p.spans.insert(pk, kw.value.span());
+            p.spans.push((pk, kw.value.span()));
             let v = &kw.value;
             match key {
                 "fn" => match self.fn_param(v, op) {
@@ -766,7 +823,9 @@ impl<'t> Lowerer<'t> {
                             self.emit(
                                 Diagnostic::new(
                                     Code::E0312,
-                                    format!("{op}(L=..) takes a list of dim indices such as [1, 2]"),
+                                    format!(
+                                        "{op}(L=..) takes a list of dim indices such as [1, 2]"
+                                    ),
                                 )
                                 .at(v.span()),
                             );
@@ -805,12 +864,20 @@ impl<'t> Lowerer<'t> {
     fn fn_param(&mut self, v: &KwValue, op: &str) -> Option<FnId> {
         let KwValue::Name(id) = v else {
             self.emit(
-                Diagnostic::new(Code::E0312, format!("{op}(fn=..) takes an element function name"))
-                    .at(v.span()),
+                Diagnostic::new(
+                    Code::E0312,
+                    format!("{op}(fn=..) takes an element function name"),
+                )
+                .at(v.span()),
             );
             return None;
         };
-        let local = self.comp_vars.iter().rev().find(|(n, _)| *n == id.name).map(|(_, v)| v.clone());
+        let local = self
+            .comp_vars
+            .iter()
+            .rev()
+            .find(|(n, _)| *n == id.name)
+            .map(|(_, v)| v.clone());
         let found = match local {
             Some(Value::Fn(f)) => Some(f),
             Some(_) => None,
@@ -823,7 +890,9 @@ impl<'t> Lowerer<'t> {
             return Some(f);
         }
         let kind = match self.lookup(&id.name) {
-            Some(Value::FnList(_)) => Some("a list of functions; iterate over it with zip in a comprehension"),
+            Some(Value::FnList(_)) => {
+                Some("a list of functions; iterate over it with zip in a comprehension")
+            }
             Some(Value::Stream(_)) | Some(Value::Slot(..)) => Some("a stream"),
             Some(Value::List(_)) => Some("a list of streams"),
             _ => None,
@@ -928,7 +997,9 @@ impl<'t> Lowerer<'t> {
                 }
             }
             "Zip" | "RepeatRef" | "Partition" => match &call.arg {
-                Arg::Tuple(items, _) if items.len() == 2 && items.iter().all(|a| matches!(a, Arg::Name(_))) => {
+                Arg::Tuple(items, _)
+                    if items.len() == 2 && items.iter().all(|a| matches!(a, Arg::Name(_))) =>
+                {
                     for a in items {
                         if let Arg::Name(id) = a {
                             match self.stream_operand(id, op, false) {
@@ -945,8 +1016,7 @@ impl<'t> Lowerer<'t> {
                         _ => "`.apply((data, selector))`",
                     };
                     self.emit(
-                        Diagnostic::new(Code::E0309, format!("{op} takes {form}"))
-                            .at(other.span()),
+                        Diagnostic::new(Code::E0309, format!("{op} takes {form}")).at(other.span()),
                     );
                     self.touch_all(other, op);
                     arity_ok = false;
@@ -964,7 +1034,7 @@ impl<'t> Lowerer<'t> {
                                 for s in elems {
                                     operands.push(Opnd {
                                         stream: s,
-                                        name: id.name.clone(),
+                                        name: &id.name,
                                         span: id.span,
                                     });
                                 }
@@ -1022,7 +1092,9 @@ impl<'t> Lowerer<'t> {
                 other => {
                     let mut help = None;
                     if op == "Accum" || op == "Scan" {
-                        help = Some("zip the streams first with Zip() or a Map over the tuple".to_string());
+                        help = Some(
+                            "zip the streams first with Zip() or a Map over the tuple".to_string(),
+                        );
                     }
                     let mut d = Diagnostic::new(
                         Code::E0309,
@@ -1048,24 +1120,20 @@ impl<'t> Lowerer<'t> {
                 .and_then(|n| rules::branch_count(n, &self.te.env, "N").ok()),
             _ => Some(1),
         };
-        let types: Vec<Option<StreamType>> = self.operand_types(&operands);
-        let a_param = params
-            .as_ref()
-            .and_then(|p| p.a.zip(p.spans.get("a").copied()));
+        let a_param = params.as_ref().and_then(|p| p.a.zip(p.span("a")));
         let inputs: Vec<usize> = operands.iter().map(|o| o.stream).collect();
 
-        let result: Option<Result<(OpKind, Vec<StreamType>), RuleError>> = match (&params, arity_ok) {
-            (Some(p), true) if types.iter().all(Option::is_some) => {
-                let tys: Vec<&StreamType> = types.iter().flatten().collect();
-                let ops_: Vec<Operand> = operands
+        let result: Option<Result<(OpKind, Vec<StreamType>), RuleError>> = match (&params, arity_ok)
+        {
+            (Some(p), true) => {
+                let ops_: Option<Vec<Operand>> = operands
                     .iter()
-                    .zip(&tys)
-                    .map(|(o, t)| Operand {
-                        name: o.name.as_str(),
-                        ty: t,
+                    .map(|o| {
+                        let ty = self.streams.get(o.stream)?.ty.as_ref()?;
+                        Some(Operand { name: o.name, ty })
                     })
                     .collect();
-                self.apply_rule(op, p, &ops_, n_branches, OpId::new(op_idx))
+                ops_.and_then(|ops_| self.apply_rule(op, p, &ops_, n_branches, OpId::new(op_idx)))
             }
             _ => None,
         };
@@ -1110,13 +1178,6 @@ impl<'t> Lowerer<'t> {
         )
     }
 
-    fn operand_types(&self, operands: &[Opnd]) -> Vec<Option<StreamType>> {
-        operands
-            .iter()
-            .map(|o| self.streams.get(o.stream).and_then(|s| s.ty.clone()))
-            .collect()
-    }
-
     fn sig(&self, f: FnId) -> Option<&FnSig> {
         self.te.fns.get(f.index()).and_then(Option::as_ref)
     }
@@ -1141,7 +1202,11 @@ impl<'t> Lowerer<'t> {
                 let scan = op == "Scan";
                 rules::accum(self.sig(f)?, b, one?, scan, env).map(|t| {
                     let b = b as usize;
-                    let k = if scan { OpKind::Scan { f, b } } else { OpKind::Accum { f, b } };
+                    let k = if scan {
+                        OpKind::Scan { f, b }
+                    } else {
+                        OpKind::Accum { f, b }
+                    };
                     (k, vec![t])
                 })
             }
@@ -1186,15 +1251,8 @@ impl<'t> Lowerer<'t> {
             "Merge" => {
                 let f = p.f?;
                 let (branches, sel) = (o.get(..n_branches)?, o.get(n_branches)?);
-                rules::merge(self.sig(f)?, branches, sel, env).map(|t| {
-                    (
-                        OpKind::Merge {
-                            f,
-                            n: n_branches,
-                        },
-                        vec![t],
-                    )
-                })
+                rules::merge(self.sig(f)?, branches, sel, env)
+                    .map(|t| (OpKind::Merge { f, n: n_branches }, vec![t]))
             }
             _ => return None,
         };
@@ -1203,7 +1261,13 @@ impl<'t> Lowerer<'t> {
 
     /// `Bufferize(a=k)` feeding an op whose function wants the tile one dim larger or smaller:
     /// if exactly one neighbouring value of `a` type-checks, that edit is the fix.
-    fn bufferize_fix(&self, e: &RuleError, op: &str, p: Option<&Params>, operands: &[Opnd]) -> Option<Fix> {
+    fn bufferize_fix(
+        &self,
+        e: &RuleError,
+        op: &str,
+        p: Option<&Params>,
+        operands: &[Opnd],
+    ) -> Option<Fix> {
         if e.code != Code::E0302 || !matches!(op, "Map" | "Accum" | "Scan") || operands.len() != 1 {
             return None;
         }
@@ -1246,9 +1310,7 @@ impl<'t> Lowerer<'t> {
     ) {
         let primary = match e.blame {
             Blame::Op => call.arg.span(),
-            Blame::Param(k) => p
-                .and_then(|p| p.spans.get(k).copied())
-                .unwrap_or(call.head_span),
+            Blame::Param(k) => p.and_then(|p| p.span(k)).unwrap_or(call.head_span),
             Blame::Operand(i) => operands.get(i).map_or(call.arg.span(), |o| o.span),
         };
         let mut d = Diagnostic::new(e.code, e.message).at(primary);
@@ -1261,7 +1323,10 @@ impl<'t> Lowerer<'t> {
                 && let (Some(def), Some(ty)) = (s.def_span, &s.ty)
                 && def != primary
             {
-                d = d.label(def, format!("{} defined here with dims {}", s.disp, ty.dims_string()));
+                d = d.label(
+                    def,
+                    format!("{} defined here with dims {}", s.disp(), ty.dims_string()),
+                );
             }
         }
         for n in e.notes {
@@ -1385,7 +1450,10 @@ impl<'t> Lowerer<'t> {
                     self.emit(
                         Diagnostic::new(
                             Code::E0203,
-                            format!("`{}` is not a list; a comprehension iterates over lists", id.name),
+                            format!(
+                                "`{}` is not a list; a comprehension iterates over lists",
+                                id.name
+                            ),
                         )
                         .at(id.span),
                     );
@@ -1500,8 +1568,12 @@ impl<'t> Lowerer<'t> {
             );
         } else {
             for (i, ((s, span), (oname, oty))) in returned.iter().zip(outs.iter()).enumerate() {
-                let (Some(s), Some(oty)) = (s, oty) else { continue };
-                let Some(st) = self.streams.get(*s) else { continue };
+                let (Some(s), Some(oty)) = (s, oty) else {
+                    continue;
+                };
+                let Some(st) = self.streams.get(*s) else {
+                    continue;
+                };
                 let Some(ty) = &st.ty else { continue };
                 let env = &self.te.env;
                 if elem_eq(&ty.elem, &oty.elem, env) && rules::dims_eq(&ty.dims, &oty.dims, env) {
@@ -1511,7 +1583,7 @@ impl<'t> Lowerer<'t> {
                     Code::E0311,
                     format!(
                         "output {i} ({oname}) must be {oty}, but {} is {ty}",
-                        st.disp
+                        st.disp()
                     ),
                 )
                 .at(*span)
@@ -1520,10 +1592,13 @@ impl<'t> Lowerer<'t> {
                 if let Some(def) = st.def_span
                     && def != *span
                 {
-                    d = d.label(def, format!("{} defined here with dims {}", st.disp, ty.dims_string()));
+                    d = d.label(
+                        def,
+                        format!("{} defined here with dims {}", st.disp(), ty.dims_string()),
+                    );
                 }
                 let o = Operand {
-                    name: &st.disp,
+                    name: st.disp(),
                     ty,
                 };
                 if let Some(h) = rules::elem_help(&oty.elem, &o, env) {
@@ -1534,7 +1609,7 @@ impl<'t> Lowerer<'t> {
                     let k = ty.dims.len() - oty.dims.len();
                     d = d.help(format!(
                         "{} has {k} extra inner dim(s); fold them with Accum(b={k})",
-                        st.disp
+                        st.disp()
                     ));
                 }
                 self.emit(d);
@@ -1556,23 +1631,32 @@ impl<'t> Lowerer<'t> {
         }
     }
 
-    /// The graph, if every op and stream got a type.
-    pub fn build_graph(&self) -> Option<Graph> {
+    /// The graph, if every op and stream got a type. Moves the stream types and names into
+    /// the graph (call it last).
+    pub fn build_graph(&mut self) -> Option<Graph> {
         if self.returned.iter().any(Option::is_none) {
             return None;
         }
         let fns: Vec<FnSig> = self.te.fns.iter().cloned().collect::<Option<Vec<_>>>()?;
-        let mut b = GraphBuilder::new(fns);
-        for o in &self.ops {
-            let kind = o.kind.clone()?;
+        let mut b = GraphBuilder::with_capacity(fns, self.ops.len(), self.streams.len());
+        if self.streams.iter().any(|s| s.ty.is_none()) {
+            return None;
+        }
+        for o in &mut self.ops {
+            let kind = o.kind.take()?;
             let id = b.add_op(kind, o.span);
             for &i in &o.inputs {
                 b.add_input(id, StreamId::new(i)).ok()?;
             }
             for &s in &o.outputs {
-                let st = self.streams.get(s)?;
+                let st = self.streams.get_mut(s)?;
                 let sid = b
-                    .add_output(id, st.ty.clone()?, st.name.clone(), st.def_span.unwrap_or(o.span))
+                    .add_output(
+                        id,
+                        st.ty.take()?,
+                        st.name.take(),
+                        st.def_span.unwrap_or(o.span),
+                    )
                     .ok()?;
                 if sid.index() != s {
                     return None;

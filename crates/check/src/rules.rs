@@ -91,11 +91,21 @@ pub fn elem_eq(a: &ElemType, b: &ElemType, env: &DimEnv) -> bool {
 }
 
 fn desc(o: &Operand) -> String {
-    format!("{} has rank {} (dims {})", o.name, o.ty.rank(), o.ty.dims_string())
+    format!(
+        "{} has rank {} (dims {})",
+        o.name,
+        o.ty.rank(),
+        o.ty.dims_string()
+    )
 }
 
 fn found(o: &Operand) -> String {
-    format!("found {}: {} with dims {}", o.name, o.ty.elem, o.ty.dims_string())
+    format!(
+        "found {}: {} with dims {}",
+        o.name,
+        o.ty.elem,
+        o.ty.dims_string()
+    )
 }
 
 fn placeholder_help(op: &str, param: &str, v: i64, o: &Operand) -> Option<String> {
@@ -153,6 +163,15 @@ pub fn elem_help(expected: &ElemType, o: &Operand, env: &DimEnv) -> Option<Strin
             "{} carries tiles; Streamify() first to stream their elements out",
             o.name
         )),
+        (ElemType::Tuple(want), ElemType::Tuple(have))
+            if want.len() == have.len()
+                && want.iter().all(|w| have.iter().any(|h| elem_eq(w, h, env))) =>
+        {
+            Some(format!(
+                "{} has the right fields in another order; swap the operands where it was zipped",
+                o.name
+            ))
+        }
         (ElemType::Tuple(fs), other) if !other.is_tuple() => Some(format!(
             "the function takes a {}-field tuple; pass the streams together, `.apply((a, b))`, \
              to zip them",
@@ -160,6 +179,41 @@ pub fn elem_help(expected: &ElemType, o: &Operand, env: &DimEnv) -> Option<Strin
         )),
         _ => None,
     }
+}
+
+/// When the zipped operands are right but in the wrong order, the order that type-checks.
+fn reorder_help(ops: &[Operand], want: &ElemType, env: &DimEnv) -> Option<String> {
+    if ops.len() > 4 {
+        return None;
+    }
+    let n = ops.len();
+    let mut perm: Vec<usize> = (0..n).collect();
+    // Heap's algorithm, iteratively: at most 24 orders.
+    let mut c = vec![0usize; n];
+    let mut i = 0;
+    while i < n {
+        if c[i] < i {
+            if i % 2 == 0 {
+                perm.swap(0, i);
+            } else {
+                perm.swap(c[i], i);
+            }
+            let elem = ElemType::tuple(perm.iter().map(|&k| ops[k].ty.elem.clone()).collect());
+            if elem_eq(&elem, want, env) {
+                let names: Vec<&str> = perm.iter().map(|&k| ops[k].name).collect();
+                return Some(format!(
+                    "the streams are in the wrong order: `.apply(({}))` matches the function",
+                    names.join(", ")
+                ));
+            }
+            c[i] += 1;
+            i = 0;
+        } else {
+            c[i] = 0;
+            i += 1;
+        }
+    }
+    None
 }
 
 /// Help for two shapes where `short` lacks one dim of `long`.
@@ -213,12 +267,21 @@ fn need_kind(op: &str, f: &FnSig, reducer: bool) -> R<()> {
     }
     let (msg, help) = if reducer {
         (
-            format!("{op} needs a reducer (a function with `init`), but {} is stateless", f.name),
-            format!("use Map(fn={}) for a stateless function, or a reducer here", f.name),
+            format!(
+                "{op} needs a reducer (a function with `init`), but {} is stateless",
+                f.name
+            ),
+            format!(
+                "use Map(fn={}) for a stateless function, or a reducer here",
+                f.name
+            ),
         )
     } else {
         (
-            format!("{op} needs a stateless function, but {} is a reducer (it has `init`)", f.name),
+            format!(
+                "{op} needs a stateless function, but {} is a reducer (it has `init`)",
+                f.name
+            ),
             format!("use Accum or Scan with the reducer {}", f.name),
         )
     };
@@ -247,11 +310,21 @@ fn shape_mismatch(op: &str, a: &Operand, b: &Operand, idx: usize, env: &DimEnv) 
 pub fn map(f: &FnSig, ops: &[Operand], env: &DimEnv) -> R<StreamType> {
     need_kind("Map", f, false)?;
     let Some(first) = ops.first() else {
-        return Err(RuleError::new(Code::E0309, Blame::Op, "Map needs a stream".into()));
+        return Err(RuleError::new(
+            Code::E0309,
+            Blame::Op,
+            "Map needs a stream".into(),
+        ));
     };
     for (i, o) in ops.iter().enumerate().skip(1) {
         if !dims_eq(&first.ty.dims, &o.ty.dims, env) {
-            return Err(shape_mismatch("Map over several streams zips them, so it", first, o, i, env));
+            return Err(shape_mismatch(
+                "Map over several streams zips them, so it",
+                first,
+                o,
+                i,
+                env,
+            ));
         }
     }
     if ops.len() == 1 {
@@ -273,7 +346,8 @@ pub fn map(f: &FnSig, ops: &[Operand], env: &DimEnv) -> R<StreamType> {
                 ),
             )
             .note(format!("expected {}", f.input))
-            .note(format!("found {elem}")));
+            .note(format!("found {elem}"))
+            .help(reorder_help(ops, &f.input, env)));
         }
     }
     Ok(StreamType::new(f.output.clone(), first.ty.dims.clone()))
@@ -319,9 +393,14 @@ pub fn zip(ops: &[Operand], env: &DimEnv) -> R<StreamType> {
         return Err(RuleError::new(
             Code::E0309,
             Blame::Op,
-            format!("Zip() takes exactly two streams, `.apply((a, b))`, but got {}", ops.len()),
+            format!(
+                "Zip() takes exactly two streams, `.apply((a, b))`, but got {}",
+                ops.len()
+            ),
         )
-        .help(Some("zip more streams by zipping pairs, or pass them all to Map as a tuple".into())));
+        .help(Some(
+            "zip more streams by zipping pairs, or pass them all to Map as a tuple".into(),
+        )));
     };
     if !dims_eq(&a.ty.dims, &b.ty.dims, env) {
         return Err(shape_mismatch("Zip()", a, b, 1, env));
@@ -360,14 +439,21 @@ pub fn bufferize(a: i64, o: &Operand) -> R<StreamType> {
         return Err(RuleError::new(
             Code::E0303,
             Blame::Param("a"),
-            format!("Bufferize(a={a}) needs a stream of rank ≥ {a}, but {}", desc(o)),
+            format!(
+                "Bufferize(a={a}) needs a stream of rank ≥ {a}, but {}",
+                desc(o)
+            ),
         )
         .note("rank = number of dims - 1: the outermost dim counts the tensors of the stream")
         .help(placeholder_help("Bufferize", "a", a, o)));
     }
     let a = a as usize;
     let elem = ElemType::buffer(&o.ty.elem, &o.ty.dims[..a]).ok_or_else(|| {
-        RuleError::new(Code::E0307, Blame::Operand(0), "cannot bufferize a tuple".into())
+        RuleError::new(
+            Code::E0307,
+            Blame::Operand(0),
+            "cannot bufferize a tuple".into(),
+        )
     })?;
     Ok(StreamType::new(elem, o.ty.dims[a..].to_vec()))
 }
@@ -388,7 +474,9 @@ pub fn streamify(o: &Operand) -> R<StreamType> {
             ),
         )
         .note(found(o))
-        .help(Some("Bufferize(a=..) makes tiles; Streamify() turns them back into a stream".into()))),
+        .help(Some(
+            "Bufferize(a=..) makes tiles; Streamify() turns them back into a stream".into(),
+        ))),
     }
 }
 
@@ -445,7 +533,10 @@ pub fn flatten(l: &[i64], o: &Operand) -> R<(StreamType, Vec<usize>)> {
         return Err(RuleError::new(
             Code::E0303,
             Blame::Param("L"),
-            format!("Flatten(L={ls}) needs a stream of rank ≥ {last}, but {}", desc(o)),
+            format!(
+                "Flatten(L={ls}) needs a stream of rank ≥ {last}, but {}",
+                desc(o)
+            ),
         )
         .help(placeholder_help("Flatten", "L", last, o).map(|_| {
             format!(
@@ -482,7 +573,10 @@ pub fn reshape(l: &[i64], c: &Dim, o: &Operand, env: &DimEnv) -> R<(StreamType, 
     let ls = list_str(l);
     let bad = |msg: String, b| Err(RuleError::new(Code::E0304, b, msg));
     if l.is_empty() {
-        return bad("Reshape(L=[]) needs at least one dim index".into(), Blame::Param("L"));
+        return bad(
+            "Reshape(L=[]) needs at least one dim index".into(),
+            Blame::Param("L"),
+        );
     }
     let mut sorted = l.to_vec();
     sorted.sort_unstable();
@@ -495,7 +589,10 @@ pub fn reshape(l: &[i64], c: &Dim, o: &Operand, env: &DimEnv) -> R<(StreamType, 
     if let Some(v) = c.as_int()
         && v < 1
     {
-        return bad(format!("Reshape(S={v}): the chunk size must be ≥ 1"), Blame::Param("S"));
+        return bad(
+            format!("Reshape(S={v}): the chunk size must be ≥ 1"),
+            Blame::Param("S"),
+        );
     }
     let r = o.ty.rank();
     if let Some(&i) = sorted.iter().find(|&&i| i as u64 > r as u64) {
@@ -511,10 +608,7 @@ pub fn reshape(l: &[i64], c: &Dim, o: &Operand, env: &DimEnv) -> R<(StreamType, 
             let q = d.div(c).ok_or_else(|| overflow(Blame::Param("S")))?;
             let divisible = q.is_integral() || q.eval(env).is_some();
             if !divisible {
-                let value = d
-                    .eval(env)
-                    .map(|v| format!(" = {v}"))
-                    .unwrap_or_default();
+                let value = d.eval(env).map(|v| format!(" = {v}")).unwrap_or_default();
                 return Err(RuleError::new(
                     Code::E0308,
                     Blame::Param("S"),
@@ -551,8 +645,8 @@ pub fn repeat(n: &Dim, o: &Operand) -> R<StreamType> {
 }
 
 pub fn repeat_ref(data: &Operand, rf: &Operand, env: &DimEnv) -> R<StreamType> {
-    let ok = rf.ty.dims.len() == data.ty.dims.len() + 1
-        && dims_eq(&rf.ty.dims[1..], &data.ty.dims, env);
+    let ok =
+        rf.ty.dims.len() == data.ty.dims.len() + 1 && dims_eq(&rf.ty.dims[1..], &data.ty.dims, env);
     if !ok {
         let mut want = vec![Dim::sym("X")];
         want.extend(data.ty.dims.iter().cloned());
@@ -663,7 +757,11 @@ pub fn merge(f: &FnSig, branches: &[Operand], sel: &Operand, env: &DimEnv) -> R<
     let n = branches.len();
     let x = selector_x("Merge", sel, n)?;
     let Some(first) = branches.first() else {
-        return Err(RuleError::new(Code::E0309, Blame::Op, "Merge needs at least one branch".into()));
+        return Err(RuleError::new(
+            Code::E0309,
+            Blame::Op,
+            "Merge needs at least one branch".into(),
+        ));
     };
     if x.eval(env) != Some(n as i64) && !dim_eq(x, &Dim::lit(n as i64), env) {
         return Err(RuleError::new(
@@ -678,7 +776,10 @@ pub fn merge(f: &FnSig, branches: &[Operand], sel: &Operand, env: &DimEnv) -> R<
     for (i, b) in branches.iter().enumerate() {
         check_fn_input("Merge", f, b, i, env)?;
         let (d0, di) = (&first.ty.dims, &b.ty.dims);
-        if d0.is_empty() || d0.len() != di.len() || !dims_eq(&d0[..d0.len() - 1], &di[..di.len() - 1], env) {
+        if d0.is_empty()
+            || d0.len() != di.len()
+            || !dims_eq(&d0[..d0.len() - 1], &di[..di.len() - 1], env)
+        {
             return Err(RuleError::new(
                 Code::E0305,
                 Blame::Operand(i),
@@ -705,7 +806,9 @@ mod tests {
     use stepforge_syntax::Span;
 
     fn d(s: &str) -> Dim {
-        s.parse::<i64>().map(Dim::lit).unwrap_or_else(|_| Dim::sym(s))
+        s.parse::<i64>()
+            .map(Dim::lit)
+            .unwrap_or_else(|_| Dim::sym(s))
     }
     fn st(elem: ElemType, dims: &[&str]) -> StreamType {
         StreamType::new(elem, dims.iter().map(|s| d(s)).collect())
@@ -730,7 +833,11 @@ mod tests {
         }
     }
     fn buf(dims: &[&str]) -> ElemType {
-        ElemType::buffer(&ElemType::Fp32, &dims.iter().map(|s| d(s)).collect::<Vec<_>>()).unwrap()
+        ElemType::buffer(
+            &ElemType::Fp32,
+            &dims.iter().map(|s| d(s)).collect::<Vec<_>>(),
+        )
+        .unwrap()
     }
 
     #[test]
@@ -738,8 +845,14 @@ mod tests {
         let t = st(ElemType::Fp32, &["N", "M"]);
         let o = Operand { name: "E4", ty: &t };
         let f = sig(ElemType::Fp32, ElemType::Fp32, true);
-        assert_eq!(accum(&f, 1, &o, false, &env()).unwrap().to_string(), "fp32 [M]");
-        assert_eq!(accum(&f, 1, &o, true, &env()).unwrap().to_string(), "fp32 [N, M]");
+        assert_eq!(
+            accum(&f, 1, &o, false, &env()).unwrap().to_string(),
+            "fp32 [M]"
+        );
+        assert_eq!(
+            accum(&f, 1, &o, true, &env()).unwrap().to_string(),
+            "fp32 [N, M]"
+        );
         let e = accum(&f, 2, &o, false, &env()).unwrap_err();
         assert_eq!(e.code, Code::E0303);
         assert_eq!(
@@ -747,9 +860,15 @@ mod tests {
             "Accum(b=2) needs a stream of rank ≥ 2, but E4 has rank 1 (dims [N, M])"
         );
         assert!(e.help.unwrap().contains("Promote(b=2)"));
-        assert_eq!(accum(&f, 0, &o, false, &env()).unwrap_err().code, Code::E0304);
+        assert_eq!(
+            accum(&f, 0, &o, false, &env()).unwrap_err().code,
+            Code::E0304
+        );
         let stateless = sig(ElemType::Fp32, ElemType::Fp32, false);
-        assert_eq!(accum(&stateless, 1, &o, false, &env()).unwrap_err().code, Code::E0301);
+        assert_eq!(
+            accum(&stateless, 1, &o, false, &env()).unwrap_err().code,
+            Code::E0301
+        );
     }
 
     #[test]
@@ -767,8 +886,18 @@ mod tests {
         let s = streamify(&ob).unwrap();
         assert_eq!(s, t);
         let t2 = st(ElemType::Fp32, &["D", "N"]);
-        let two = [o, Operand { name: "E1", ty: &t2 }];
-        let pair = sig(ElemType::tuple(vec![ElemType::Fp32, ElemType::Fp32]), ElemType::Fp32, false);
+        let two = [
+            o,
+            Operand {
+                name: "E1",
+                ty: &t2,
+            },
+        ];
+        let pair = sig(
+            ElemType::tuple(vec![ElemType::Fp32, ElemType::Fp32]),
+            ElemType::Fp32,
+            false,
+        );
         assert!(map(&pair, &two, &env()).is_ok());
     }
 
@@ -787,13 +916,19 @@ mod tests {
         let (r, _) = reshape(&[0], &Dim::lit(4), &o, &env()).unwrap();
         assert_eq!(r.dims_string(), "[4, D/4, N, M]");
         assert_eq!(r.dims[1].eval(&env()), Some(4));
-        assert_eq!(reshape(&[1], &Dim::lit(2), &o, &env()).unwrap_err().code, Code::E0308);
+        assert_eq!(
+            reshape(&[1], &Dim::lit(2), &o, &env()).unwrap_err().code,
+            Code::E0308
+        );
         assert_eq!(repeat(&d("K"), &o).unwrap().dims_string(), "[K, D, N, M]");
         assert_eq!(repeat(&Dim::lit(0), &o).unwrap_err().code, Code::E0304);
         assert_eq!(bufferize(3, &o).unwrap_err().code, Code::E0303);
         let b1 = bufferize(1, &o).unwrap();
         let ob = Operand { name: "b", ty: &b1 };
-        assert_eq!(bufferize(1, &ob).unwrap().to_string(), "Buffer(fp32, [D, N]) [M]");
+        assert_eq!(
+            bufferize(1, &ob).unwrap().to_string(),
+            "Buffer(fp32, [D, N]) [M]"
+        );
         assert_eq!(streamify(&ob).unwrap(), t);
         assert_eq!(streamify(&o).unwrap_err().code, Code::E0306);
     }
@@ -806,32 +941,68 @@ mod tests {
         let ob = Operand { name: "B", ty: &b };
         let e = zip(&[oa, ob], &env()).unwrap_err();
         assert_eq!(e.code, Code::E0305);
-        assert!(e.help.unwrap().contains("Bufferize(a=1), Repeat(n=K), Streamify()"));
+        assert!(
+            e.help
+                .unwrap()
+                .contains("Bufferize(a=1), Repeat(n=K), Streamify()")
+        );
         let r = st(ElemType::Fp32, &["K", "D", "M"]);
         let or = Operand { name: "R", ty: &r };
-        assert_eq!(repeat_ref(&oa, &or, &env()).unwrap().dims_string(), "[K, D, M]");
+        assert_eq!(
+            repeat_ref(&oa, &or, &env()).unwrap().dims_string(),
+            "[K, D, M]"
+        );
         assert_eq!(repeat_ref(&oa, &ob, &env()).unwrap_err().code, Code::E0305);
         let z = zip(&[oa, oa], &env()).unwrap();
         assert_eq!(z.elem.to_string(), "[fp32, fp32]");
-        assert_eq!(bufferize(1, &Operand { name: "z", ty: &z }).unwrap_err().code, Code::E0307);
+        assert_eq!(
+            bufferize(1, &Operand { name: "z", ty: &z })
+                .unwrap_err()
+                .code,
+            Code::E0307
+        );
     }
 
     #[test]
     fn partition_and_merge_with_dynamic_dims() {
         let data = st(buf(&["D"]), &["N"]);
         let sel = st(ElemType::Multihot(d("E")), &["N"]);
-        let od = Operand { name: "x", ty: &data };
-        let os = Operand { name: "sel", ty: &sel };
+        let od = Operand {
+            name: "x",
+            ty: &data,
+        };
+        let os = Operand {
+            name: "sel",
+            ty: &sel,
+        };
         let parts = partition(&d("E"), &od, &os, OpId::new(4), &env()).unwrap();
         assert_eq!(parts.len(), 3);
         assert_eq!(parts[2].to_string(), "Buffer(fp32, [D]) [P4.2]");
-        assert_eq!(partition(&Dim::lit(2), &od, &os, OpId::new(4), &env()).unwrap_err().code, Code::E0313);
-        assert_eq!(partition(&Dim::lit(3), &od, &os, OpId::new(4), &env()).unwrap().len(), 3);
+        assert_eq!(
+            partition(&Dim::lit(2), &od, &os, OpId::new(4), &env())
+                .unwrap_err()
+                .code,
+            Code::E0313
+        );
+        assert_eq!(
+            partition(&Dim::lit(3), &od, &os, OpId::new(4), &env())
+                .unwrap()
+                .len(),
+            3
+        );
         let f = sig(buf(&["D"]), buf(&["D"]), true);
         let ops: Vec<Operand> = parts.iter().map(|t| Operand { name: "p", ty: t }).collect();
         let m = merge(&f, &ops, &os, &env()).unwrap();
         assert_eq!(m.to_string(), "Buffer(fp32, [D]) [N]");
-        assert_eq!(merge(&f, &ops[..2], &os, &env()).unwrap_err().code, Code::E0313);
-        assert_eq!(partition(&d("E"), &od, &od, OpId::new(4), &env()).unwrap_err().code, Code::E0307);
+        assert_eq!(
+            merge(&f, &ops[..2], &os, &env()).unwrap_err().code,
+            Code::E0313
+        );
+        assert_eq!(
+            partition(&d("E"), &od, &od, OpId::new(4), &env())
+                .unwrap_err()
+                .code,
+            Code::E0307
+        );
     }
 }

@@ -130,7 +130,7 @@ fn report(
 ) {
     match (args.format, out) {
         (Format::Human, _) => {
-            output::diagnostics_human(source, diags);
+            output::print_diagnostics(Format::Human, source, diags);
             let (errors, warnings) = output::summary_counts(diags);
             let summary = match out {
                 Some(o) => format!(

@@ -192,7 +192,10 @@ pub fn summary_table(reports: &[VerifyReport]) -> String {
             r.task, r.verdict, r.linear, r.copies_needed, err, r.elapsed_us
         ));
     }
-    let passed = reports.iter().filter(|r| r.verdict == Verdict::Pass).count();
+    let passed = reports
+        .iter()
+        .filter(|r| r.verdict == Verdict::Pass)
+        .count();
     let linear = reports.iter().filter(|r| r.passed()).count();
     s.push_str(&format!(
         "\n{passed}/{} pass ({linear} pass and linear)",

@@ -40,12 +40,37 @@ struct Cx<'a> {
 }
 
 const TORCH_UNARY: &[&str] = &[
-    "exp", "sqrt", "rsqrt", "sigmoid", "tanh", "abs", "log", "relu", "sin", "cos", "neg",
-    "reciprocal", "erf", "square",
+    "exp",
+    "sqrt",
+    "rsqrt",
+    "sigmoid",
+    "tanh",
+    "abs",
+    "log",
+    "relu",
+    "sin",
+    "cos",
+    "neg",
+    "reciprocal",
+    "erf",
+    "square",
 ];
 const METHOD_UNARY: &[&str] = &[
-    "exp", "sqrt", "rsqrt", "sigmoid", "tanh", "abs", "log", "relu", "sin", "cos", "neg",
-    "reciprocal", "float", "erf", "square",
+    "exp",
+    "sqrt",
+    "rsqrt",
+    "sigmoid",
+    "tanh",
+    "abs",
+    "log",
+    "relu",
+    "sin",
+    "cos",
+    "neg",
+    "reciprocal",
+    "float",
+    "erf",
+    "square",
 ];
 const TORCH_BINARY: &[&str] = &["max", "maximum", "min", "minimum"];
 
@@ -71,7 +96,10 @@ pub fn is_batchable(
                 target: Target::Name(id),
                 value,
             } if i + 1 < n => {
-                if matches!(id.name.as_str(), "input" | "state" | "torch" | "input_data" | "ctx") {
+                if matches!(
+                    id.name.as_str(),
+                    "input" | "state" | "torch" | "input_data" | "ctx"
+                ) {
                     return false;
                 }
                 let Some(k) = cx.expr(value) else {
@@ -103,12 +131,11 @@ impl Cx<'_> {
             ExprKind::Int(_) | ExprKind::Float(..) | ExprKind::Bool(_) => Some(Kind::Scalar),
             ExprKind::Name(n) => self.name(n),
             ExprKind::Subscript { value, index } => self.field(value, index),
-            ExprKind::Binary { op, lhs, rhs } => match op {
-                BinOp::Add | BinOp::Sub | BinOp::Mul | BinOp::Div | BinOp::Pow => {
-                    combine(self.expr(lhs)?, self.expr(rhs)?)
-                }
-                _ => None,
-            },
+            ExprKind::Binary {
+                op: BinOp::Add | BinOp::Sub | BinOp::Mul | BinOp::Div | BinOp::Pow,
+                lhs,
+                rhs,
+            } => combine(self.expr(lhs)?, self.expr(rhs)?),
             ExprKind::Unary { op, operand } => match op {
                 UnOp::Neg | UnOp::Pos => match self.expr(operand)? {
                     Kind::Module => None,
@@ -178,7 +205,8 @@ impl Cx<'_> {
                         [x] if TORCH_UNARY.contains(&name) => unary(self.expr(x)?),
                         // `torch.tensor(1.0)`: a 0-d constant.
                         [x] if name == "tensor" => {
-                            matches!(x.kind, ExprKind::Int(_) | ExprKind::Float(..)).then_some(Kind::Scalar)
+                            matches!(x.kind, ExprKind::Int(_) | ExprKind::Float(..))
+                                .then_some(Kind::Scalar)
                         }
                         [a, b] if TORCH_BINARY.contains(&name) => {
                             // `torch.max(x, 1)` would reduce over dim 1: both must be tensors.
@@ -212,7 +240,10 @@ fn is_torch(e: &Expr) -> bool {
 }
 
 fn is_literal(e: &Expr) -> bool {
-    matches!(e.kind, ExprKind::Int(_) | ExprKind::Float(..) | ExprKind::Bool(_))
+    matches!(
+        e.kind,
+        ExprKind::Int(_) | ExprKind::Float(..) | ExprKind::Bool(_)
+    )
 }
 
 fn unary(k: Kind) -> Option<Kind> {
@@ -237,21 +268,50 @@ fn combine(a: Kind, b: Kind) -> Option<Kind> {
 mod tests {
     use super::*;
 
-    fn check(body: &str, inputs: &[Vec<usize>], state: Option<&[Vec<usize>]>, out: &[Vec<usize>]) -> bool {
+    fn check(
+        body: &str,
+        inputs: &[Vec<usize>],
+        state: Option<&[Vec<usize>]>,
+        out: &[Vec<usize>],
+    ) -> bool {
         let b = stepforge_syntax::parse_block(body).ok().unwrap();
         let mut env = Env::default();
-        env.names.insert("gelu".into(), Value::Module(Module::Gelu { tanh: false }));
-        env.names.insert("softmax".into(), Value::Module(Module::Softmax { dim: Some(-1) }));
+        env.names
+            .insert("gelu".into(), Value::Module(Module::Gelu { tanh: false }));
+        env.names.insert(
+            "softmax".into(),
+            Value::Module(Module::Softmax { dim: Some(-1) }),
+        );
         is_batchable(&b, &env, inputs, state, out)
     }
 
     #[test]
     fn elementwise_bodies_batch() {
         let s = vec![vec![]];
-        assert!(check("return [input[0] * input[1]]", &[vec![], vec![]], None, &s));
-        assert!(check("return [torch.tensor(1.0) + 0.1 * input[0]]", &[vec![]], None, &s));
-        assert!(check("return [state[0] + input[0]]", &[vec![4]], Some(&[vec![4]]), &[vec![4]]));
-        assert!(check("y = gelu(input[0])\nreturn [y.exp() * 2]", &[vec![3]], None, &[vec![3]]));
+        assert!(check(
+            "return [input[0] * input[1]]",
+            &[vec![], vec![]],
+            None,
+            &s
+        ));
+        assert!(check(
+            "return [torch.tensor(1.0) + 0.1 * input[0]]",
+            &[vec![]],
+            None,
+            &s
+        ));
+        assert!(check(
+            "return [state[0] + input[0]]",
+            &[vec![4]],
+            Some(&[vec![4]]),
+            &[vec![4]]
+        ));
+        assert!(check(
+            "y = gelu(input[0])\nreturn [y.exp() * 2]",
+            &[vec![3]],
+            None,
+            &[vec![3]]
+        ));
         assert!(check(
             "m = torch.max(state[0], input[0])\nreturn [m, torch.exp(state[0] - m)]",
             &[vec![]],
@@ -265,13 +325,38 @@ mod tests {
         let s = vec![vec![]];
         // reductions, matmul, indexing into an element, data, conditionals
         assert!(!check("return [input[0].sum()]", &[vec![4]], None, &s));
-        assert!(!check("return [input[0] @ input_data['W']]", &[vec![4]], None, &[vec![4]]));
+        assert!(!check(
+            "return [input[0] @ input_data['W']]",
+            &[vec![4]],
+            None,
+            &[vec![4]]
+        ));
         assert!(!check("return [input[0][0]]", &[vec![4]], None, &s));
-        assert!(!check("return [softmax(input[0])]", &[vec![4]], None, &[vec![4]]));
-        assert!(!check("return [input[0] if input[0] > 0 else -input[0]]", &[vec![]], None, &s));
-        assert!(!check("return [torch.max(input[0], 0)]", &[vec![4]], None, &s));
+        assert!(!check(
+            "return [softmax(input[0])]",
+            &[vec![4]],
+            None,
+            &[vec![4]]
+        ));
+        assert!(!check(
+            "return [input[0] if input[0] > 0 else -input[0]]",
+            &[vec![]],
+            None,
+            &s
+        ));
+        assert!(!check(
+            "return [torch.max(input[0], 0)]",
+            &[vec![4]],
+            None,
+            &s
+        ));
         // element shapes that broadcast against each other
-        assert!(!check("return [state[0] * input[0]]", &[vec![]], Some(&[vec![4]]), &[vec![4]]));
+        assert!(!check(
+            "return [state[0] * input[0]]",
+            &[vec![]],
+            Some(&[vec![4]]),
+            &[vec![4]]
+        ));
         // a declared output shape the body does not produce
         assert!(!check("return [input[0] * 2]", &[vec![]], None, &[vec![4]]));
         assert!(!check("return [input[0], input[0]]", &[vec![]], None, &s));

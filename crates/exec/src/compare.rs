@@ -45,7 +45,12 @@ pub fn unravel(mut flat: usize, shape: &[usize]) -> Vec<usize> {
 
 /// Compares values of equal shape. Equal values (infinities of one sign included) always
 /// match; a NaN on either side never does (torch's `allclose` with `equal_nan=False`).
-pub fn compare_values(found: &[f32], expected: &[f64], shape: &[usize], tol: Tolerance) -> FieldStats {
+pub fn compare_values(
+    found: &[f32],
+    expected: &[f64],
+    shape: &[usize],
+    tol: Tolerance,
+) -> FieldStats {
     let mut st = FieldStats::default();
     for (i, (&f, &e)) in found.iter().zip(expected).enumerate() {
         let f = f64::from(f);
@@ -92,7 +97,10 @@ mod tests {
 
     #[test]
     fn tolerance_is_atol_plus_rtol() {
-        let tol = Tolerance { rtol: 0.1, atol: 0.01 };
+        let tol = Tolerance {
+            rtol: 0.1,
+            atol: 0.01,
+        };
         let st = compare_values(&[1.0, 2.05, 0.0], &[1.0, 2.0, 0.005], &[3], tol);
         assert!(st.first_mismatch.is_none());
         let st = compare_values(&[1.0, 2.5, 0.0], &[1.0, 2.0, 0.5], &[3], tol);

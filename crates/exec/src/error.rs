@@ -28,7 +28,8 @@ pub enum ErrorClass {
 #[derive(Debug, Clone, PartialEq)]
 pub struct ExecError {
     pub class: ErrorClass,
-    pub diagnostic: Diagnostic,
+    /// Boxed: errors travel through every hot-path `Result`; keep them one pointer wide.
+    pub diagnostic: Box<Diagnostic>,
     pub origin: Origin,
     /// The program op that was running, when the diagnostic points into the task file.
     pub op_span: Option<Span>,
@@ -38,7 +39,7 @@ impl ExecError {
     pub fn runtime(diagnostic: Diagnostic, origin: Origin) -> ExecError {
         ExecError {
             class: ErrorClass::Runtime,
-            diagnostic,
+            diagnostic: Box::new(diagnostic),
             origin,
             op_span: None,
         }
@@ -47,7 +48,7 @@ impl ExecError {
     pub fn limit(diagnostic: Diagnostic, origin: Origin) -> ExecError {
         ExecError {
             class: ErrorClass::Limit,
-            diagnostic,
+            diagnostic: Box::new(diagnostic),
             origin,
             op_span: None,
         }
@@ -56,7 +57,7 @@ impl ExecError {
     pub fn task(diagnostic: Diagnostic) -> ExecError {
         ExecError {
             class: ErrorClass::Task,
-            diagnostic,
+            diagnostic: Box::new(diagnostic),
             origin: Origin::Task,
             op_span: None,
         }
@@ -70,7 +71,7 @@ impl ExecError {
             } else {
                 ErrorClass::Runtime
             },
-            diagnostic: e.to_diagnostic(),
+            diagnostic: Box::new(e.to_diagnostic()),
             origin: Origin::Task,
             op_span: Some(op_span),
         }
@@ -84,7 +85,7 @@ impl ExecError {
             } else {
                 ErrorClass::Task
             },
-            diagnostic: e.to_diagnostic(),
+            diagnostic: Box::new(e.to_diagnostic()),
             origin: Origin::Task,
             op_span: None,
         }

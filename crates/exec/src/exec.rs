@@ -90,37 +90,67 @@ impl<'g> Prepared<'g> {
         for op in graph.ops() {
             let Some(f) = op.kind.fn_id() else { continue };
             let Some(slot) = fns.get_mut(f.index()) else {
-                return Err(internal(format!("{} names a missing function", op.id), op.span));
+                return Err(internal(
+                    format!("{} names a missing function", op.id),
+                    op.span,
+                ));
             };
             if slot.is_some() {
                 continue;
             }
             let sig = graph.fn_sig(f);
             let Some(decl) = task.fns.get(sig.decl_index) else {
-                return Err(internal(format!("fn `{}` has no declaration", sig.name), op.span));
+                return Err(internal(
+                    format!("fn `{}` has no declaration", sig.name),
+                    op.span,
+                ));
             };
             let func = Function::compile(sig.name.clone(), &decl.body, env)
                 .map_err(|e| ExecError::from_eval_task(&e))?;
             let mut out = Vec::new();
             for field in sig.output.fields() {
                 let shape = eval_dims(&field.field_tensor_dims(), &dims, &sig.name, sig.span)
-                    .map_err(|e| ExecError::task(e.diagnostic))?;
+                    .map_err(|e| ExecError::task(*e.diagnostic))?;
                 out.push((field.to_string(), shape));
             }
-            let out_len = out.iter().map(|(_, s)| s.iter().product()).collect();
+            // Element shapes come from task dims that `--dims` may make huge: size them with
+            // checked arithmetic before anything (the init state) is allocated.
+            let mut out_len = Vec::with_capacity(out.len());
+            for (ty, shape) in &out {
+                let n = checked_product(shape)
+                    .and_then(|n| usize::try_from(n).ok())
+                    .filter(|&n| n <= env.limits.max_numel);
+                let Some(n) = n else {
+                    return Err(ExecError::limit(
+                        Diagnostic::new(
+                            Code::E0701,
+                            format!(
+                                "fn `{}` returns {ty} = shape {}, more than the limit of {} elements per tensor",
+                                sig.name,
+                                fmt_shape(shape),
+                                env.limits.max_numel
+                            ),
+                        )
+                        .at(op.span)
+                        .help("use smaller dimensions (--dims) or raise the limit"),
+                        Origin::Program,
+                    ));
+                };
+                out_len.push(n);
+            }
             let init = match &sig.kind {
                 FnKind::Stateless => None,
                 FnKind::Reducer { init } => {
                     let mut ts = Vec::with_capacity(out.len());
-                    for (i, (_, shape)) in out.iter().enumerate() {
+                    for (i, ((_, shape), &n)) in out.iter().zip(&out_len).enumerate() {
                         // One init value per output field; a single value serves every field.
                         let v = init.get(i).or(init.last()).copied().unwrap_or(0.0);
-                        let n: usize = shape.iter().product();
-                        let t = Tensor::from_f32(shape.clone(), vec![v as f32; n]).map_err(|e| {
-                            ExecError::task(
-                                Diagnostic::new(Code::E0507, e.message).at(sig.span),
-                            )
-                        })?;
+                        let t =
+                            Tensor::from_f32(shape.clone(), vec![v as f32; n]).map_err(|e| {
+                                ExecError::task(
+                                    Diagnostic::new(Code::E0507, e.message).at(sig.span),
+                                )
+                            })?;
                         ts.push(Arc::new(t));
                     }
                     Some(ts)
@@ -129,7 +159,7 @@ impl<'g> Prepared<'g> {
             let mut in_shapes = Vec::new();
             for field in sig.input.fields() {
                 let shape = eval_dims(&field.field_tensor_dims(), &dims, &sig.name, sig.span)
-                    .map_err(|e| ExecError::task(e.diagnostic))?;
+                    .map_err(|e| ExecError::task(*e.diagnostic))?;
                 in_shapes.push(shape);
             }
             let out_shapes: Vec<Vec<usize>> = out.iter().map(|(_, s)| s.clone()).collect();
@@ -197,7 +227,9 @@ impl<'g> Prepared<'g> {
         run.results
             .into_iter()
             .enumerate()
-            .map(|(i, r)| r.ok_or_else(|| internal(format!("output {i} was never produced"), Span::DUMMY)))
+            .map(|(i, r)| {
+                r.ok_or_else(|| internal(format!("output {i} was never produced"), Span::DUMMY))
+            })
             .collect()
     }
 }
@@ -275,7 +307,13 @@ impl Run<'_, '_> {
     }
 
     /// Checks that a new buffer of `elems` f32 values may be allocated.
-    fn reserve(&self, elems: Option<u64>, held: &[StreamData], span: Span, what: &str) -> Result<usize, ExecError> {
+    fn reserve(
+        &self,
+        elems: Option<u64>,
+        held: &[StreamData],
+        span: Span,
+        what: &str,
+    ) -> Result<usize, ExecError> {
         let limit = self.limits.max_tensor_elements;
         let Some(n) = elems.filter(|&n| n <= limit) else {
             let found = elems.map_or_else(|| "more than 2^64".to_string(), |n| n.to_string());
@@ -322,7 +360,9 @@ impl Run<'_, '_> {
                 vec![self.input(op, data)?]
             }
             OpKind::Output { index, .. } => {
-                let v = ins.pop().ok_or_else(|| internal("output without a stream", span))?;
+                let v = ins
+                    .pop()
+                    .ok_or_else(|| internal("output without a stream", span))?;
                 let slot = self
                     .results
                     .get_mut(*index)
@@ -354,7 +394,13 @@ impl Run<'_, '_> {
             OpKind::Bufferize { a } => {
                 let mut s = one(ins, span)?;
                 if *a == 0 || *a >= s.dims.len() {
-                    return Err(internal(format!("Bufferize(a={a}) of rank {}", s.dims.len().saturating_sub(1)), span));
+                    return Err(internal(
+                        format!(
+                            "Bufferize(a={a}) of rank {}",
+                            s.dims.len().saturating_sub(1)
+                        ),
+                        span,
+                    ));
                 }
                 let inner: Vec<usize> = s.dims.drain(..*a).rev().collect();
                 for f in &mut s.fields {
@@ -405,7 +451,12 @@ impl Run<'_, '_> {
                     .eval(&self.dims)
                     .and_then(|v| usize::try_from(v).ok())
                     .filter(|&c| c > 0)
-                    .ok_or_else(|| op_error(format!("Reshape: chunk size {chunk} has no positive value"), span))?;
+                    .ok_or_else(|| {
+                        op_error(
+                            format!("Reshape: chunk size {chunk} has no positive value"),
+                            span,
+                        )
+                    })?;
                 let mut sorted = dims.clone();
                 sorted.sort_unstable();
                 sorted.dedup();
@@ -440,7 +491,10 @@ impl Run<'_, '_> {
                 };
                 if rf.dims.len() != data.dims.len() + 1 || rf.dims[1..] != data.dims[..] {
                     return Err(internal(
-                        format!("RepeatRef: ref dims {:?} vs data dims {:?}", rf.dims, data.dims),
+                        format!(
+                            "RepeatRef: ref dims {:?} vs data dims {:?}",
+                            rf.dims, data.dims
+                        ),
                         span,
                     ));
                 }
@@ -454,7 +508,12 @@ impl Run<'_, '_> {
         };
         if outs.len() != op.outputs.len() {
             return Err(internal(
-                format!("{} produced {} streams, expected {}", op.kind.name(), outs.len(), op.outputs.len()),
+                format!(
+                    "{} produced {} streams, expected {}",
+                    op.kind.name(),
+                    outs.len(),
+                    op.outputs.len()
+                ),
                 span,
             ));
         }
@@ -478,7 +537,8 @@ impl Run<'_, '_> {
         let ok = dims == v.dims
             && fields.len() == v.fields.len()
             && fields.iter().zip(&v.fields).all(|(t, f)| {
-                eval_dims(&t.field_tensor_dims(), &self.dims, "", span).is_ok_and(|s| s == f.elem_shape)
+                eval_dims(&t.field_tensor_dims(), &self.dims, "", span)
+                    .is_ok_and(|s| s == f.elem_shape)
                     && checked_product(&v.dims)
                         .zip(checked_product(&f.elem_shape))
                         .and_then(|(a, b)| a.checked_mul(b))
@@ -491,7 +551,10 @@ impl Run<'_, '_> {
                 format!(
                     "stream {sid} of type {st} has dims {:?} and element shapes {:?} at run time",
                     v.dims,
-                    v.fields.iter().map(|f| fmt_shape(&f.elem_shape)).collect::<Vec<_>>()
+                    v.fields
+                        .iter()
+                        .map(|f| fmt_shape(&f.elem_shape))
+                        .collect::<Vec<_>>()
                 ),
                 span,
             ))
@@ -500,7 +563,10 @@ impl Run<'_, '_> {
 
     fn input(&self, op: &Op, data: &[Arc<Vec<f32>>]) -> Result<StreamData, ExecError> {
         let span = op.span;
-        let sid = *op.outputs.first().ok_or_else(|| internal("input without a stream", span))?;
+        let sid = *op
+            .outputs
+            .first()
+            .ok_or_else(|| internal("input without a stream", span))?;
         let st = &self.p.graph.stream(sid).ty;
         let dims = eval_dims(&st.dims, &self.dims, "input", span)?;
         let fields = st.elem.fields();
@@ -533,7 +599,12 @@ impl Run<'_, '_> {
             total = total.saturating_add(n);
             caps.push(n);
         }
-        self.reserve(Some(total as u64), held, span, &format!("the results of fn `{}`", plan.name))?;
+        self.reserve(
+            Some(total as u64),
+            held,
+            span,
+            &format!("the results of fn `{}`", plan.name),
+        )?;
         Ok(caps.into_iter().map(Vec::with_capacity).collect())
     }
 
@@ -618,7 +689,10 @@ impl Run<'_, '_> {
             return Ok(None);
         };
         let mut out: Vec<Vec<f32>> = if scan {
-            plan.out_len.iter().map(|&l| vec![0.0; outer * inner * l]).collect()
+            plan.out_len
+                .iter()
+                .map(|&l| vec![0.0; outer * inner * l])
+                .collect()
         } else {
             Vec::new()
         };
@@ -661,7 +735,10 @@ impl Run<'_, '_> {
             state = res.into_iter().map(Arc::new).collect();
         }
         if !scan {
-            out = state.into_iter().map(|t| into_f32(Arc::unwrap_or_clone(t))).collect();
+            out = state
+                .into_iter()
+                .map(|t| into_f32(Arc::unwrap_or_clone(t)))
+                .collect();
         }
         Ok(Some(out))
     }
@@ -703,12 +780,19 @@ impl Run<'_, '_> {
             };
             state = res.into_iter().map(Arc::new).collect();
         }
-        Ok(Some(state.into_iter().map(|t| into_f32(Arc::unwrap_or_clone(t))).collect()))
+        Ok(Some(
+            state
+                .into_iter()
+                .map(|t| into_f32(Arc::unwrap_or_clone(t)))
+                .collect(),
+        ))
     }
 
     fn map(&mut self, f: FnId, ins: &[StreamData], span: Span) -> Result<StreamData, ExecError> {
         let plan = plan_of(self.p, f, span)?;
-        let first = ins.first().ok_or_else(|| internal("Map without input", span))?;
+        let first = ins
+            .first()
+            .ok_or_else(|| internal("Map without input", span))?;
         if ins.iter().any(|s| s.dims != first.dims) {
             return Err(internal("Map over streams of different dims", span));
         }
@@ -757,7 +841,10 @@ impl Run<'_, '_> {
             .as_ref()
             .ok_or_else(|| internal(format!("fn `{}` is not a reducer", plan.name), span))?;
         if b == 0 || b >= input.dims.len() {
-            return Err(internal(format!("b={b} out of range for dims {:?}", input.dims), span));
+            return Err(internal(
+                format!("b={b} out of range for dims {:?}", input.dims),
+                span,
+            ));
         }
         let inner: usize = input.dims[..b].iter().product();
         let outer: usize = input.dims[b..].iter().product();
@@ -811,7 +898,13 @@ impl Run<'_, '_> {
     }
 
     /// Repeats every element of `s` `n` times in a row; the result has `dims`.
-    fn repeat(&mut self, s: StreamData, n: usize, dims: Vec<usize>, span: Span) -> Result<StreamData, ExecError> {
+    fn repeat(
+        &mut self,
+        s: StreamData,
+        n: usize,
+        dims: Vec<usize>,
+        span: Span,
+    ) -> Result<StreamData, ExecError> {
         let count = s.count();
         let held = std::slice::from_ref(&s);
         let mut fields = Vec::with_capacity(s.fields.len());
@@ -857,16 +950,29 @@ impl Run<'_, '_> {
         let (Some(data), Some(sel)) = (it.next(), it.next()) else {
             return Err(internal("Partition needs (data, sel)", span));
         };
-        let sf = sel.fields.first().ok_or_else(|| internal("selector without data", span))?;
+        let sf = sel
+            .fields
+            .first()
+            .ok_or_else(|| internal("selector without data", span))?;
         let r1 = data.dims.len();
-        if sel_dims == 0 || sel_dims > r1 || sel.dims.len() != sel_dims || data.dims[r1 - sel_dims..] != sel.dims[..] {
+        if sel_dims == 0
+            || sel_dims > r1
+            || sel.dims.len() != sel_dims
+            || data.dims[r1 - sel_dims..] != sel.dims[..]
+        {
             return Err(internal(
-                format!("Partition: data dims {:?}, selector dims {:?}", data.dims, sel.dims),
+                format!(
+                    "Partition: data dims {:?}, selector dims {:?}",
+                    data.dims, sel.dims
+                ),
                 span,
             ));
         }
         if sf.elem_len() != n {
-            return Err(internal(format!("Partition(N={n}) with a selector of {} bits", sf.elem_len()), span));
+            return Err(internal(
+                format!("Partition(N={n}) with a selector of {} bits", sf.elem_len()),
+                span,
+            ));
         }
         let chunk_dims = data.dims[..r1 - sel_dims].to_vec();
         let c: usize = chunk_dims.iter().product();
@@ -914,7 +1020,8 @@ impl Run<'_, '_> {
         let mut result = Vec::with_capacity(n);
         for (i, (fs, &k)) in outs.into_iter().zip(&counts).enumerate() {
             let branch = u32::try_from(i).unwrap_or(u32::MAX);
-            self.dims.set_dynamic(DynDim { op: op.id, branch }, k as i64);
+            self.dims
+                .set_dynamic(DynDim { op: op.id, branch }, k as i64);
             let mut dims = chunk_dims.clone();
             dims.push(k);
             result.push(StreamData {
@@ -929,20 +1036,37 @@ impl Run<'_, '_> {
         Ok(result)
     }
 
-    fn merge(&mut self, f: FnId, n: usize, ins: Vec<StreamData>, span: Span) -> Result<StreamData, ExecError> {
+    fn merge(
+        &mut self,
+        f: FnId,
+        n: usize,
+        ins: Vec<StreamData>,
+        span: Span,
+    ) -> Result<StreamData, ExecError> {
         let plan = plan_of(self.p, f, span)?;
         let init = plan
             .init
             .as_ref()
             .ok_or_else(|| internal(format!("fn `{}` is not a reducer", plan.name), span))?;
         if ins.len() != n + 1 {
-            return Err(internal(format!("Merge(n={n}) with {} operands", ins.len()), span));
+            return Err(internal(
+                format!("Merge(n={n}) with {} operands", ins.len()),
+                span,
+            ));
         }
         let (branches, sel) = ins.split_at(n);
-        let sel = sel.first().ok_or_else(|| internal("Merge without selector", span))?;
-        let sf = sel.fields.first().ok_or_else(|| internal("selector without data", span))?;
+        let sel = sel
+            .first()
+            .ok_or_else(|| internal("Merge without selector", span))?;
+        let sf = sel
+            .fields
+            .first()
+            .ok_or_else(|| internal("selector without data", span))?;
         if sf.elem_len() != n {
-            return Err(internal(format!("Merge(n={n}) with a selector of {} bits", sf.elem_len()), span));
+            return Err(internal(
+                format!("Merge(n={n}) with a selector of {} bits", sf.elem_len()),
+                span,
+            ));
         }
         // Every branch is chunk dims + [P_i]; the chunk dims agree across branches.
         let chunk_dims: Vec<usize> = match branches.first() {
@@ -950,15 +1074,21 @@ impl Run<'_, '_> {
             None => Vec::new(),
         };
         for b in branches {
-            if b.dims.len() != chunk_dims.len() + 1 || b.dims[..chunk_dims.len()] != chunk_dims[..] {
-                return Err(internal(format!("Merge branches with dims {:?} and {chunk_dims:?}", b.dims), span));
+            if b.dims.len() != chunk_dims.len() + 1 || b.dims[..chunk_dims.len()] != chunk_dims[..]
+            {
+                return Err(internal(
+                    format!("Merge branches with dims {:?} and {chunk_dims:?}", b.dims),
+                    span,
+                ));
             }
         }
         let c: usize = chunk_dims.iter().product();
         let chunks = sel.count();
         let mut dims = chunk_dims.clone();
         dims.extend_from_slice(&sel.dims);
-        let count = c.checked_mul(chunks).ok_or_else(|| internal("size overflow", span))?;
+        let count = c
+            .checked_mul(chunks)
+            .ok_or_else(|| internal("size overflow", span))?;
         let mut out = self.alloc_outputs(plan, count, &ins, span)?;
         let mut cursor = vec![0usize; n];
         let mut chosen: Vec<usize> = Vec::with_capacity(n);
@@ -970,7 +1100,9 @@ impl Run<'_, '_> {
                 }
             }
             for &i in &chosen {
-                let have = branches.get(i).map_or(0, |b| b.dims.last().copied().unwrap_or(0));
+                let have = branches
+                    .get(i)
+                    .map_or(0, |b| b.dims.last().copied().unwrap_or(0));
                 if cursor[i] >= have {
                     return Err(op_error(
                         format!(
@@ -985,7 +1117,8 @@ impl Run<'_, '_> {
             if plan.batch
                 && c > 1
                 && !chosen.is_empty()
-                && let Some(res) = self.merge_batched(plan, init, branches, &chosen, &cursor, c, span)?
+                && let Some(res) =
+                    self.merge_batched(plan, init, branches, &chosen, &cursor, c, span)?
             {
                 for (o, r) in out.iter_mut().zip(res) {
                     o.extend_from_slice(&r);
@@ -1089,7 +1222,7 @@ fn one(ins: Vec<StreamData>, span: Span) -> Result<StreamData, ExecError> {
 
 impl ExecError {
     fn map_diag(mut self, f: impl FnOnce(Diagnostic) -> Diagnostic) -> ExecError {
-        self.diagnostic = f(self.diagnostic);
+        self.diagnostic = Box::new(f(*self.diagnostic));
         self
     }
 }

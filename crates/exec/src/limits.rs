@@ -35,8 +35,8 @@ impl Default for ExecLimits {
             max_live_bytes: 1 << 30,
             max_ops: 10_000,
             time_limit: Duration::from_secs(10),
-            check_every: 256,
-            fuel: 10_000_000,
+            check_every: 16,
+            fuel: 1_000_000,
         }
     }
 }

@@ -84,7 +84,12 @@ pub struct VerifyReport {
 }
 
 impl VerifyReport {
-    pub fn new(task: &str, task_source: Source, program_source: Option<Source>, seeds: Vec<u64>) -> VerifyReport {
+    pub fn new(
+        task: &str,
+        task_source: Source,
+        program_source: Option<Source>,
+        seeds: Vec<u64>,
+    ) -> VerifyReport {
         VerifyReport {
             task: task.to_string(),
             verdict: Verdict::TaskError,
@@ -116,7 +121,7 @@ impl VerifyReport {
     pub fn push_exec(&mut self, e: ExecError) {
         self.diagnostics.push(ReportDiagnostic {
             origin: e.origin,
-            diagnostic: e.diagnostic,
+            diagnostic: *e.diagnostic,
             op_span: e.op_span,
         });
     }
@@ -183,6 +188,8 @@ impl VerifyReport {
         self.outputs
             .iter()
             .filter_map(|o| o.max_abs_err)
-            .fold(None, |acc: Option<f64>, x| Some(acc.map_or(x, |a| a.max(x))))
+            .fold(None, |acc: Option<f64>, x| {
+                Some(acc.map_or(x, |a| a.max(x)))
+            })
     }
 }

@@ -75,7 +75,12 @@ pub fn verify(task: &Task, program_text: Option<&str>, opts: &VerifyOptions) -> 
         }
         None => (None, stepforge_check::check_task_with(task, &opts.dims)),
     };
-    let mut r = VerifyReport::new(&task.name, task.source.clone(), program_source, opts.seeds.clone());
+    let mut r = VerifyReport::new(
+        &task.name,
+        task.source.clone(),
+        program_source,
+        opts.seeds.clone(),
+    );
     match check {
         Some(check) => run_checked(task, &check, opts, &mut r),
         None => {
@@ -93,7 +98,11 @@ pub fn verify(task: &Task, program_text: Option<&str>, opts: &VerifyOptions) -> 
 
 /// Verifies against a loaded task file; a file that did not load is a `task_error` carrying
 /// the loader's diagnostics.
-pub fn verify_loaded(loaded: &Loaded, program_text: Option<&str>, opts: &VerifyOptions) -> VerifyReport {
+pub fn verify_loaded(
+    loaded: &Loaded,
+    program_text: Option<&str>,
+    opts: &VerifyOptions,
+) -> VerifyReport {
     match loaded.ok_task() {
         Some(task) => verify(task, program_text, opts),
         None => {
@@ -187,7 +196,8 @@ fn execute(
         },
         ..Env::new(dims)
     };
-    let mut env = eval::eval_global_in(task.global.as_ref(), base).map_err(|e| ExecError::from_eval_task(&e))?;
+    let mut env = eval::eval_global_in(task.global.as_ref(), base)
+        .map_err(|e| ExecError::from_eval_task(&e))?;
     let prepared = Prepared::new(graph, task, &env)?;
     let gen_limits = GenLimits {
         max_tensor_elements: limits.max_tensor_elements,
@@ -195,16 +205,19 @@ fn execute(
         max_total_bytes: limits.max_live_bytes,
     };
     let tol = opts.tolerance(task);
-    let mut stats: Vec<Vec<FieldStats>> = task
+    // Per output field: the error statistics, and whether its shape matched (else the field
+    // was not compared and reports no errors).
+    let mut stats: Vec<Vec<(FieldStats, bool)>> = task
         .outputs
         .iter()
-        .map(|o| vec![FieldStats::default(); o.transforms.len().max(1)])
+        .map(|o| vec![(FieldStats::default(), true); o.transforms.len().max(1)])
         .collect();
     let mut shape_bad = false;
     let mut value_bad = false;
     for &seed in &opts.seeds {
         clock.check(Span::DUMMY)?;
-        let data = stepforge_task::generate(task, &env.dims, seed, &gen_limits).map_err(limit_diag)?;
+        let data =
+            stepforge_task::generate(task, &env.dims, seed, &gen_limits).map_err(limit_diag)?;
         let mut streams: Vec<Vec<Arc<Vec<f32>>>> = Vec::with_capacity(data.inputs.len());
         for t in data.inputs.into_iter().chain(data.parameters) {
             let is_input = streams.len() < task.inputs.len();
@@ -230,7 +243,8 @@ fn execute(
         for (oi, (decl, found)) in task.outputs.iter().zip(&outputs).enumerate() {
             for (k, block) in decl.transforms.iter().enumerate() {
                 clock.check(Span::DUMMY)?;
-                let expected = eval::eval_snippet(block, &env).map_err(|e| ExecError::from_eval_task(&e))?;
+                let expected =
+                    eval::eval_snippet(block, &env).map_err(|e| ExecError::from_eval_task(&e))?;
                 let Some(field) = found.fields.get(k) else {
                     continue;
                 };
@@ -258,7 +272,7 @@ fn execute(
                     }
                     r.push(Origin::Program, d);
                     if let Some(s) = stats.get_mut(oi).and_then(|v| v.get_mut(k)) {
-                        s.max_abs_err = f64::NAN;
+                        s.1 = false;
                     }
                     continue;
                 }
@@ -270,7 +284,7 @@ fn execute(
                         Code::E0611,
                         format!(
                             "output `{name}` differs from the reference at index {:?} (seed {seed}): expected {}, found {}",
-                            m.index, m.expected, m.found
+                            m.index, m.expected as f32, m.found as f32
                         ),
                     )
                     .note(format!(
@@ -291,7 +305,7 @@ fn execute(
                     value_bad = true;
                 }
                 if let Some(s) = stats.get_mut(oi).and_then(|v| v.get_mut(k)) {
-                    s.merge(st);
+                    s.0.merge(st);
                 }
             }
         }
@@ -305,12 +319,15 @@ fn execute(
         .zip(stats)
         .flat_map(|(decl, fields)| {
             let n = fields.len();
-            fields.into_iter().enumerate().map(move |(k, s)| OutputReport {
-                name: field_name(&decl.name.name, k, n),
-                max_abs_err: (!s.max_abs_err.is_nan()).then_some(s.max_abs_err),
-                max_rel_err: (!s.max_abs_err.is_nan()).then_some(s.max_rel_err),
-                first_mismatch: s.first_mismatch,
-            })
+            fields
+                .into_iter()
+                .enumerate()
+                .map(move |(k, (s, compared))| OutputReport {
+                    name: field_name(&decl.name.name, k, n),
+                    max_abs_err: compared.then_some(s.max_abs_err),
+                    max_rel_err: compared.then_some(s.max_rel_err),
+                    first_mismatch: s.first_mismatch,
+                })
         })
         .collect();
     r.verdict = if shape_bad {

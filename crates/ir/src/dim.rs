@@ -49,7 +49,50 @@ pub struct Dim {
     /// Coefficient denominator, always ≥ 1 and coprime with `num`.
     den: i64,
     /// Sorted by symbol, no zero exponents.
-    factors: Vec<(Sym, i32)>,
+    factors: Factors,
+}
+
+/// Symbol powers. Nearly every dimension has at most one symbol; keeping that case inline
+/// makes cloning a dimension allocation-free. Normal form: `Few` holds 0 or 1 factor, `Many`
+/// holds 2 or more, so derived equality is symbolic equality.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+enum Factors {
+    Few(Option<(Sym, i32)>),
+    Many(Vec<(Sym, i32)>),
+}
+
+impl Factors {
+    fn from_vec(mut v: Vec<(Sym, i32)>) -> Factors {
+        if v.len() <= 1 {
+            Factors::Few(v.pop())
+        } else {
+            Factors::Many(v)
+        }
+    }
+
+    fn as_slice(&self) -> &[(Sym, i32)] {
+        match self {
+            Factors::Few(None) => &[],
+            Factors::Few(Some(x)) => std::slice::from_ref(x),
+            Factors::Many(v) => v,
+        }
+    }
+
+    fn is_empty(&self) -> bool {
+        self.as_slice().is_empty()
+    }
+
+    fn iter(&self) -> std::slice::Iter<'_, (Sym, i32)> {
+        self.as_slice().iter()
+    }
+}
+
+impl<'a> IntoIterator for &'a Factors {
+    type Item = &'a (Sym, i32);
+    type IntoIter = std::slice::Iter<'a, (Sym, i32)>;
+    fn into_iter(self) -> Self::IntoIter {
+        self.iter()
+    }
 }
 
 fn gcd(mut a: i64, mut b: i64) -> i64 {
@@ -68,14 +111,14 @@ impl Dim {
     pub const ONE: Dim = Dim {
         num: 1,
         den: 1,
-        factors: Vec::new(),
+        factors: Factors::Few(None),
     };
 
     pub fn lit(v: i64) -> Dim {
         Dim {
             num: v,
             den: 1,
-            factors: Vec::new(),
+            factors: Factors::Few(None),
         }
     }
 
@@ -83,7 +126,7 @@ impl Dim {
         Dim {
             num: 1,
             den: 1,
-            factors: vec![(Sym::Static(Arc::from(name)), 1)],
+            factors: Factors::Few(Some((Sym::Static(Arc::from(name)), 1))),
         }
     }
 
@@ -91,7 +134,7 @@ impl Dim {
         Dim {
             num: 1,
             den: 1,
-            factors: vec![(Sym::Dynamic(d), 1)],
+            factors: Factors::Few(Some((Sym::Dynamic(d), 1))),
         }
     }
 
@@ -113,7 +156,11 @@ impl Dim {
             den /= g;
         }
         let factors = factors.into_iter().filter(|(_, e)| *e != 0).collect();
-        Some(Dim { num, den, factors })
+        Some(Dim {
+            num,
+            den,
+            factors: Factors::from_vec(factors),
+        })
     }
 
     fn combine(&self, other: &Dim, sign: i32) -> Option<Dim> {
@@ -229,6 +276,14 @@ pub fn strip_value_suffix(name: &str) -> &str {
 
 impl fmt::Display for Dim {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // Fast paths: almost every dimension is one symbol or one literal.
+        if self.den == 1 {
+            match self.factors.as_slice() {
+                [] => return write!(f, "{}", self.num),
+                [(s, 1)] if self.num == 1 => return write!(f, "{s}"),
+                _ => {}
+            }
+        }
         // Powers print as repeated factors so the text parses back as a task dimension.
         let pow = |s: &Sym, e: u32| vec![s.to_string(); e as usize].join("*");
         let mut top: Vec<String> = Vec::new();

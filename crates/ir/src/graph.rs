@@ -332,6 +332,15 @@ impl GraphBuilder {
         }
     }
 
+    /// Like [`GraphBuilder::new`], with room for `ops` ops and `streams` streams.
+    pub fn with_capacity(fns: Vec<FnSig>, ops: usize, streams: usize) -> GraphBuilder {
+        GraphBuilder {
+            g: StableDiGraph::with_capacity(ops, streams),
+            streams: Vec::with_capacity(streams),
+            fns,
+        }
+    }
+
     pub fn fns(&self) -> &[FnSig] {
         &self.fns
     }

@@ -24,7 +24,11 @@ return E8
 ";
 
 fn bench(c: &mut Criterion) {
-    assert!(stepforge_syntax::parse_program(PROGRAM).diagnostics.is_empty());
+    assert!(
+        stepforge_syntax::parse_program(PROGRAM)
+            .diagnostics
+            .is_empty()
+    );
     let mut g = c.benchmark_group("parse");
     g.throughput(Throughput::Bytes(PROGRAM.len() as u64));
     g.bench_function("program_15_statements", |b| {
@@ -32,7 +36,10 @@ fn bench(c: &mut Criterion) {
     });
     let answer = format!(
         "Here is the kernel.\n\n```yaml\nimpl: |\n{}```\nIt routes each token to one expert.\n",
-        PROGRAM.lines().map(|l| format!("  {l}\n")).collect::<String>()
+        PROGRAM
+            .lines()
+            .map(|l| format!("  {l}\n"))
+            .collect::<String>()
     );
     g.bench_function("answer_15_statements_fenced_yaml", |b| {
         b.iter(|| stepforge_syntax::parse_answer(black_box(&answer)))

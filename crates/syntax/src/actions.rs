@@ -83,12 +83,11 @@ pub fn int(s: &str, lo: usize, hi: usize) -> Result<Expr, Diagnostic> {
             kind: ExprKind::Int(v),
             span: Span::new(lo, hi),
         }),
-        Err(_) => Err(Diagnostic::new(
-            Code::E0110,
-            format!("integer literal `{s}` is too large"),
-        )
-        .at(Span::new(lo, hi))
-        .note("integers are 64-bit signed")),
+        Err(_) => Err(
+            Diagnostic::new(Code::E0110, format!("integer literal `{s}` is too large"))
+                .at(Span::new(lo, hi))
+                .note("integers are 64-bit signed"),
+        ),
     }
 }
 
@@ -153,7 +152,11 @@ pub fn string(s: &str, lo: usize, hi: usize) -> Result<Expr, Diagnostic> {
 /// entry point of the grammar, so its spans are file offsets like everything else.
 pub fn fstring(src: &str, s: &str, lo: usize, hi: usize) -> Result<Expr, Diagnostic> {
     let (b, base) = body(s, lo);
-    let quote = s.trim_start_matches(['f', 'F']).chars().next().unwrap_or('"');
+    let quote = s
+        .trim_start_matches(['f', 'F'])
+        .chars()
+        .next()
+        .unwrap_or('"');
     let bytes = b.as_bytes();
     let mut parts = Vec::new();
     let mut lit_start = 0;
@@ -168,13 +171,19 @@ pub fn fstring(src: &str, s: &str, lo: usize, hi: usize) -> Result<Expr, Diagnos
     while i < bytes.len() {
         match bytes[i] {
             b'{' if bytes.get(i + 1) == Some(&b'{') => {
-                lit.push_str(&unescape(b.get(lit_start..i).unwrap_or(""), base + lit_start)?);
+                lit.push_str(&unescape(
+                    b.get(lit_start..i).unwrap_or(""),
+                    base + lit_start,
+                )?);
                 lit.push('{');
                 i += 2;
                 lit_start = i;
             }
             b'}' if bytes.get(i + 1) == Some(&b'}') => {
-                lit.push_str(&unescape(b.get(lit_start..i).unwrap_or(""), base + lit_start)?);
+                lit.push_str(&unescape(
+                    b.get(lit_start..i).unwrap_or(""),
+                    base + lit_start,
+                )?);
                 lit.push('}');
                 i += 2;
                 lit_start = i;
@@ -185,7 +194,10 @@ pub fn fstring(src: &str, s: &str, lo: usize, hi: usize) -> Result<Expr, Diagnos
                     .help("write `}}` for a literal brace"));
             }
             b'{' => {
-                lit.push_str(&unescape(b.get(lit_start..i).unwrap_or(""), base + lit_start)?);
+                lit.push_str(&unescape(
+                    b.get(lit_start..i).unwrap_or(""),
+                    base + lit_start,
+                )?);
                 flush(&mut lit, &mut parts)?;
                 let open = i;
                 let mut depth = 0usize;
@@ -243,7 +255,10 @@ pub fn fstring(src: &str, s: &str, lo: usize, hi: usize) -> Result<Expr, Diagnos
             _ => i += 1,
         }
     }
-    lit.push_str(&unescape(b.get(lit_start..).unwrap_or(""), base + lit_start)?);
+    lit.push_str(&unescape(
+        b.get(lit_start..).unwrap_or(""),
+        base + lit_start,
+    )?);
     flush(&mut lit, &mut parts)?;
     Ok(Expr {
         kind: ExprKind::FString(parts),
@@ -287,16 +302,20 @@ pub fn target(e: Expr) -> Result<Target, Diagnostic> {
             format!("cannot assign to {}", describe_expr(&e)),
         )
         .at(e.span)
-        .help("the left of `=` is a name, a subscript like `ctx[E]`, or names separated by commas")),
+        .help(
+            "the left of `=` is a name, a subscript like `ctx[E]`, or names separated by commas",
+        )),
     }
 }
 
 /// The loop variables of a comprehension: `x` or `g, x`.
 pub fn comp_target(items: Vec<Expr>, span: Span) -> Result<Target, Diagnostic> {
     match items.len() {
-        0 => Err(Diagnostic::new(Code::E0110, "expected a loop variable after `for`")
-            .at(span)
-            .help("write `[... for x in xs]`")),
+        0 => Err(
+            Diagnostic::new(Code::E0110, "expected a loop variable after `for`")
+                .at(span)
+                .help("write `[... for x in xs]`"),
+        ),
         1 => items.into_iter().next().map_or_else(
             || Err(Diagnostic::new(Code::E0110, "expected a loop variable").at(span)),
             target,

@@ -110,20 +110,30 @@ fn fenced_blocks(ls: &[LineInfo<'_>]) -> Vec<(usize, usize, String)> {
 fn looks_like_program(ls: &[LineInfo<'_>]) -> bool {
     ls.iter().any(|l| {
         let t = l.text.trim_start();
-        t.contains("step.") || t.starts_with("return") || t.starts_with("impl:") || t.starts_with("impl :")
+        t.contains("step.")
+            || t.starts_with("return")
+            || t.starts_with("impl:")
+            || t.starts_with("impl :")
     })
 }
 
 /// `key:` / `- item` / comments / document markers: what may follow a YAML block scalar.
 fn looks_like_yaml(s: &str) -> bool {
     let t = s.trim_start();
-    if t.starts_with('#') || t.starts_with("- ") || t == "-" || t.starts_with("---") || t.starts_with("...") {
+    if t.starts_with('#')
+        || t.starts_with("- ")
+        || t == "-"
+        || t.starts_with("---")
+        || t.starts_with("...")
+    {
         return true;
     }
     let key_len = t
         .find(|c: char| !(c.is_ascii_alphanumeric() || c == '_' || c == '-'))
         .unwrap_or(t.len());
-    key_len > 0 && t[key_len..].trim_start().starts_with(':') && !t[key_len..].trim_start().starts_with(":=")
+    key_len > 0
+        && t[key_len..].trim_start().starts_with(':')
+        && !t[key_len..].trim_start().starts_with(":=")
 }
 
 fn impl_key(s: &str) -> Option<usize> {
@@ -157,7 +167,10 @@ pub fn extract(answer: &str) -> Result<Extraction, Diagnostic> {
             .find(|(s, e, _)| looks_like_program(&ls[*s..*e]))
             .or_else(|| {
                 blocks.iter().rev().find(|(_, _, info)| {
-                    matches!(info.as_str(), "" | "python" | "py" | "yaml" | "yml" | "text" | "step")
+                    matches!(
+                        info.as_str(),
+                        "" | "python" | "py" | "yaml" | "yml" | "text" | "step"
+                    )
                 })
             });
         match pick {
@@ -166,12 +179,20 @@ pub fn extract(answer: &str) -> Result<Extraction, Diagnostic> {
         }
     };
     let mut diags = Vec::new();
-    let mut kind = if fenced { AnswerKind::Fenced } else { AnswerKind::Bare };
+    let mut kind = if fenced {
+        AnswerKind::Fenced
+    } else {
+        AnswerKind::Bare
+    };
     // Column where the program starts on its first line (non-zero for `impl: <program>`).
     let mut first_col: Option<usize> = None;
 
     if let Some(k) = (lo_line..hi_line).find(|&k| impl_key(ls[k].text).is_some()) {
-        kind = if fenced { AnswerKind::FencedYaml } else { AnswerKind::Yaml };
+        kind = if fenced {
+            AnswerKind::FencedYaml
+        } else {
+            AnswerKind::Yaml
+        };
         let key = &ls[k];
         let key_indent = indent(key.text);
         let after = impl_key(key.text).unwrap_or(key.text.len());
@@ -179,7 +200,8 @@ pub fn extract(answer: &str) -> Result<Extraction, Diagnostic> {
         let block = rest.starts_with('|') || rest.starts_with('>');
         if !block && !rest.is_empty() {
             // `impl: E1 = ...` on one line (plain scalar).
-            first_col = Some(after + (key.text.len() - after - key.text[after..].trim_start().len()));
+            first_col =
+                Some(after + (key.text.len() - after - key.text[after..].trim_start().len()));
             lo_line = k;
             let mut e = k + 1;
             while e < hi_line && (is_blank(ls[e].text) || indent(ls[e].text) > key_indent) {
@@ -209,13 +231,17 @@ pub fn extract(answer: &str) -> Result<Extraction, Diagnostic> {
                 }
             }
             if ls[start..e].iter().all(|l| is_blank(l.text)) {
-                return Err(no_program(answer, "`impl:` is empty").at(Span::new(key.lo + key_indent, key.hi)));
+                return Err(no_program(answer, "`impl:` is empty")
+                    .at(Span::new(key.lo + key_indent, key.hi)));
             }
             lo_line = start;
             hi_line = e;
         }
     } else if !fenced && !looks_like_program(&ls) {
-        return Err(no_program(answer, "it contains no `step.` operators and no `return`"));
+        return Err(no_program(
+            answer,
+            "it contains no `step.` operators and no `return`",
+        ));
     }
 
     if lo_line >= hi_line || ls[lo_line..hi_line].iter().all(|l| is_blank(l.text)) {
@@ -225,7 +251,11 @@ pub fn extract(answer: &str) -> Result<Extraction, Diagnostic> {
     let hi = ls[hi_line - 1].hi;
     let mut blanked = Vec::with_capacity(answer.len());
     for (i, b) in answer.bytes().enumerate() {
-        blanked.push(if (lo..hi).contains(&i) || b == b'\n' { b } else { b' ' });
+        blanked.push(if (lo..hi).contains(&i) || b == b'\n' {
+            b
+        } else {
+            b' '
+        });
     }
     // Only whole lines (or a line's tail after `impl:`) are kept, so the kept bytes are
     // complete UTF-8 sequences and the rest is ASCII spaces.
@@ -265,6 +295,9 @@ mod tests {
     fn nothing() {
         assert_eq!(extract("   \n").unwrap_err().code, Code::E0118);
         assert_eq!(extract("I cannot do that.").unwrap_err().code, Code::E0118);
-        assert_eq!(extract("impl: |\nother: 1\n").unwrap_err().code, Code::E0118);
+        assert_eq!(
+            extract("impl: |\nother: 1\n").unwrap_err().code,
+            Code::E0118
+        );
     }
 }

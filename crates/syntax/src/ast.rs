@@ -2,9 +2,9 @@
 //! Python/torch subset of element functions, `global` blocks and reference snippets (DESIGN §7),
 //! and dtypes (DESIGN §3).
 //!
-//! Every node carries the byte span of its text. Equality of nodes ignores nothing, so tests
-//! that compare ASTs across a print/parse round trip use [`crate::strip_spans`]-style helpers
-//! from the printer module rather than `==` on raw trees.
+//! Every node carries the byte span of its text. Equality of nodes ignores nothing (spans
+//! included), so tests that compare trees across a print/parse round trip use
+//! [`crate::strip_spans`] / [`crate::same_tree`] (equality modulo spans) rather than `==`.
 
 use serde::Serialize;
 
@@ -171,7 +171,10 @@ pub struct PyStmt {
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub enum PyStmtKind {
     /// `t1 = t2 = value` is not supported; one target (possibly a tuple) per assignment.
-    Assign { target: Target, value: Expr },
+    Assign {
+        target: Target,
+        value: Expr,
+    },
     Return(Expr),
     Expr(Expr),
 }

@@ -145,7 +145,10 @@ mod tests {
     fn every_code_has_a_real_explanation() {
         for c in Code::ALL {
             let text = c.explanation();
-            assert!(text.starts_with(&format!("# {}", c.as_str())), "{c}: heading");
+            assert!(
+                text.starts_with(&format!("# {}", c.as_str())),
+                "{c}: heading"
+            );
             assert!(text.contains("Wrong"), "{c}: needs a wrong example");
             assert!(text.contains("Right"), "{c}: needs a right example");
             assert_eq!(Code::parse(c.as_str()), Some(*c));

@@ -231,9 +231,7 @@ impl Diagnostic {
     }
 }
 
-fn termcolor_ansi(
-    out: &mut Vec<u8>,
-) -> codespan_reporting::term::termcolor::Ansi<&mut Vec<u8>> {
+fn termcolor_ansi(out: &mut Vec<u8>) -> codespan_reporting::term::termcolor::Ansi<&mut Vec<u8>> {
     codespan_reporting::term::termcolor::Ansi::new(out)
 }
 
@@ -273,8 +271,7 @@ pub fn apply_fixes(text: &str, diagnostics: &[Diagnostic], safe_only: bool) -> S
     let mut pos = 0usize;
     for e in edits {
         let (lo, hi) = (e.span.lo as usize, e.span.hi as usize);
-        if lo < pos || hi > text.len() || !text.is_char_boundary(lo) || !text.is_char_boundary(hi)
-        {
+        if lo < pos || hi > text.len() || !text.is_char_boundary(lo) || !text.is_char_boundary(hi) {
             continue;
         }
         out.push_str(&text[pos..lo]);
@@ -296,9 +293,18 @@ mod tests {
             message: "m".into(),
             applicability: Applicability::Safe,
             edits: vec![
-                Edit { span: Span::new(15, 16), replacement: "x1".into() },
-                Edit { span: Span::new(0, 0), replacement: "# hi\n".into() },
-                Edit { span: Span::new(15, 16), replacement: "zz".into() },
+                Edit {
+                    span: Span::new(15, 16),
+                    replacement: "x1".into(),
+                },
+                Edit {
+                    span: Span::new(0, 0),
+                    replacement: "# hi\n".into(),
+                },
+                Edit {
+                    span: Span::new(15, 16),
+                    replacement: "zz".into(),
+                },
             ],
         });
         assert_eq!(apply_fixes(text, &[d], true), "# hi\na = f(x)\nb = g(x1)\n");
@@ -318,6 +324,9 @@ mod tests {
         assert_eq!(j["span"]["column"], 6);
         assert_eq!(j["span"]["end_column"], 15);
         assert_eq!(j["help"], "do y");
-        assert!(d.render_human(&src, false).contains("error[E0110]: unexpected"));
+        assert!(
+            d.render_human(&src, false)
+                .contains("error[E0110]: unexpected")
+        );
     }
 }

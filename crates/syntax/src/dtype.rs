@@ -7,8 +7,7 @@ use crate::diag::{Applicability, Diagnostic, Edit, Fix};
 use crate::ops::did_you_mean;
 use crate::span::Span;
 
-const DTYPE_HELP: &str =
-    "a dtype is `fp32`, `Multihot(fp32, E)`, `Buffer(fp32, [D, N])`, `Buffer(Multihot(fp32, E), [N])`, or a list of these";
+const DTYPE_HELP: &str = "a dtype is `fp32`, `Multihot(fp32, E)`, `Buffer(fp32, [D, N])`, `Buffer(Multihot(fp32, E), [N])`, or a list of these";
 
 fn bad(msg: impl Into<String>, span: Span) -> Diagnostic {
     Diagnostic::new(Code::E0119, msg).at(span).help(DTYPE_HELP)
@@ -42,7 +41,10 @@ fn constructor(name: &str, span: Span, call: bool) -> Result<&'static str, Diagn
     if let Some(g) = guess {
         d.help = Some(format!("did you mean `{g}`?"));
         d = rename(d, span, g).note(DTYPE_HELP);
-    } else if matches!(name, "fp16" | "bf16" | "fp64" | "int32" | "int64" | "i32" | "i64") {
+    } else if matches!(
+        name,
+        "fp16" | "bf16" | "fp64" | "int32" | "int64" | "i32" | "i64"
+    ) {
         d = d.note("only fp32 elements are supported");
     }
     Err(d)
@@ -172,13 +174,22 @@ pub(crate) fn dim(e: &Expr) -> Result<DimExpr, Diagnostic> {
     };
     match &e.kind {
         ExprKind::Int(v) if *v >= 1 => Ok(DimExpr::Int(*v, e.span)),
-        ExprKind::Int(v) => Err(bad_dim(format!("a dimension must be at least 1, got {v}"), e.span)),
+        ExprKind::Int(v) => Err(bad_dim(
+            format!("a dimension must be at least 1, got {v}"),
+            e.span,
+        )),
         ExprKind::Name(n) => Ok(DimExpr::Sym(Ident::new(n.clone(), e.span))),
         ExprKind::Binary { op, lhs, rhs } => match op {
-            BinOp::Mul => Ok(DimExpr::Mul(Box::new(dim(lhs)?), Box::new(dim(rhs)?), e.span)),
-            BinOp::Div | BinOp::FloorDiv => {
-                Ok(DimExpr::Div(Box::new(dim(lhs)?), Box::new(dim(rhs)?), e.span))
-            }
+            BinOp::Mul => Ok(DimExpr::Mul(
+                Box::new(dim(lhs)?),
+                Box::new(dim(rhs)?),
+                e.span,
+            )),
+            BinOp::Div | BinOp::FloorDiv => Ok(DimExpr::Div(
+                Box::new(dim(lhs)?),
+                Box::new(dim(rhs)?),
+                e.span,
+            )),
             _ => Err(bad_dim(
                 "only `*` and `/` combine dimensions".to_string(),
                 e.span,

@@ -74,7 +74,9 @@ pub(crate) fn line(toks: &[Spanned<'_>]) -> Option<FastLine> {
         while c.eat(Tok::Comma).is_some() {
             values.push(c.name()?);
         }
-        return c.done().then_some(FastLine::Return(Return { values, span }));
+        return c
+            .done()
+            .then_some(FastLine::Return(Return { values, span }));
     }
     let mut targets = vec![c.name()?];
     while c.eat(Tok::Comma).is_some() {
@@ -90,11 +92,8 @@ pub(crate) fn line(toks: &[Spanned<'_>]) -> Option<FastLine> {
     } else {
         Rhs::Op(opcall(&mut c)?)
     };
-    c.done().then_some(FastLine::Stmt(Stmt {
-        targets,
-        rhs,
-        span,
-    }))
+    c.done()
+        .then_some(FastLine::Stmt(Stmt { targets, rhs, span }))
 }
 
 fn name_list(c: &mut Cur<'_, '_>) -> Option<Rhs> {
@@ -160,7 +159,8 @@ fn opcall(c: &mut Cur<'_, '_>) -> Option<OpCall> {
             break h;
         }
         let key = c.name()?;
-        if !info.params.contains(&key.name.as_str()) || kwargs.iter().any(|k| k.key.name == key.name)
+        if !info.params.contains(&key.name.as_str())
+            || kwargs.iter().any(|k| k.key.name == key.name)
         {
             return None;
         }

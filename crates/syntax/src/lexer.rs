@@ -398,7 +398,7 @@ fn raw_tokens<'a>(text: &'a str, base: usize, diags: &mut Vec<Diagnostic>) -> Ve
                     c => format!("character `{c}`"),
                 };
                 let mut d = Diagnostic::new(Code::E0101, format!("unexpected {shown}"))
-                .at(Span::new(lo, hi));
+                    .at(Span::new(lo, hi));
                 d = match ch {
                     '`' => d.help("backticks are not part of the language; remove them"),
                     '$' | '?' | '!' => d.help("this character has no meaning here; remove it"),
@@ -509,10 +509,15 @@ impl Layout<'_> {
                     diags.push(
                         Diagnostic::new(
                             Code::E0103,
-                            format!("this line is indented with {this}, an earlier one with {other}"),
+                            format!(
+                                "this line is indented with {this}, an earlier one with {other}"
+                            ),
                         )
                         .at(ws_span)
-                        .label(Span::new(line_start(self.text, at), at), "indented differently here")
+                        .label(
+                            Span::new(line_start(self.text, at), at),
+                            "indented differently here",
+                        )
                         .help("indent with spaces only"),
                     );
                     mixed_reported = true;
@@ -613,8 +618,7 @@ fn layout<'a>(text: &'a str, raw: Vec<RawTok<'a>>, mut diags: Vec<Diagnostic>) -
                 let lo = toks[line_begin].0;
                 let hi = toks[toks.len() - 1].2;
                 let header = stack.is_empty() && matches!(toks.last(), Some((_, Tok::Colon, _)));
-                let broken =
-                    cur_broken || toks[line_begin..].iter().any(|t| t.1 == Tok::Error);
+                let broken = cur_broken || toks[line_begin..].iter().any(|t| t.1 == Tok::Error);
                 if header && !cur_nested {
                     st.header_indent = Some(cur_indent);
                 }
@@ -642,7 +646,10 @@ fn layout<'a>(text: &'a str, raw: Vec<RawTok<'a>>, mut diags: Vec<Diagnostic>) -
         let msg = if eof {
             format!("unexpected end of input: `{}` is never closed", open.text())
         } else {
-            format!("`{}` is never closed before the next statement", open.text())
+            format!(
+                "`{}` is never closed before the next statement",
+                open.text()
+            )
         };
         Diagnostic::new(Code::E0111, msg)
             .at(Span::new(end, end))
@@ -736,7 +743,12 @@ mod tests {
         let lx = lex(text);
         lx.lines
             .iter()
-            .map(|l| lx.line_toks(l).iter().map(|t| t.1.text().to_string()).collect())
+            .map(|l| {
+                lx.line_toks(l)
+                    .iter()
+                    .map(|t| t.1.text().to_string())
+                    .collect()
+            })
             .collect()
     }
 

@@ -3,6 +3,12 @@
 //! with byte spans, answer extraction (programs inside fenced blocks, YAML `impl:` documents or
 //! prose), the pretty-printer, and the [`diag::Diagnostic`] type every phase reports through.
 //!
+//! Map: [`lexer`] (tokens and logical lines) → the generated parser (`grammar/step.lalrpop`,
+//! one Python-subset grammar with a statement and an expression entry point) → narrowing
+//! passes for programs (E0112–E0117), dtypes and dims; [`answer`] finds the program in an LLM
+//! answer; [`print`] is the canonical printer; [`ops`] is the operator table the checker
+//! shares. Canonical program lines take a verified fast path that skips the LR parser.
+//!
 //! Invariant: parsing never panics and never fails wholesale. Every entry point returns
 //! [`Parsed`]: the tree when one could be built, plus the diagnostics (codes E01xx).
 //! This crate does no I/O.
@@ -145,7 +151,8 @@ fn parse_one_expr(text: &str, what: &str, code: Code) -> Result<ast::Expr, Vec<D
     if lexed.toks.is_empty() {
         let at = text.len() - text.trim_start().len();
         return Err(vec![
-            Diagnostic::new(code, format!("expected a {what}, found nothing")).at(Span::new(at, at)),
+            Diagnostic::new(code, format!("expected a {what}, found nothing"))
+                .at(Span::new(at, at)),
         ]);
     }
     let end = lexed.toks.last().map_or(0, |t| t.2);

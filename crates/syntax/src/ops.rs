@@ -10,20 +10,62 @@ pub struct OpInfo {
 }
 
 pub const OPS: &[OpInfo] = &[
-    OpInfo { name: "Map", params: &["fn"] },
-    OpInfo { name: "Accum", params: &["fn", "b"] },
-    OpInfo { name: "Scan", params: &["fn", "b"] },
-    OpInfo { name: "Zip", params: &[] },
-    OpInfo { name: "Copy", params: &[] },
-    OpInfo { name: "Bufferize", params: &["a"] },
-    OpInfo { name: "Streamify", params: &[] },
-    OpInfo { name: "Promote", params: &["b"] },
-    OpInfo { name: "Flatten", params: &["L"] },
-    OpInfo { name: "Reshape", params: &["L", "S"] },
-    OpInfo { name: "Repeat", params: &["n"] },
-    OpInfo { name: "RepeatRef", params: &[] },
-    OpInfo { name: "Partition", params: &["N"] },
-    OpInfo { name: "Merge", params: &["fn"] },
+    OpInfo {
+        name: "Map",
+        params: &["fn"],
+    },
+    OpInfo {
+        name: "Accum",
+        params: &["fn", "b"],
+    },
+    OpInfo {
+        name: "Scan",
+        params: &["fn", "b"],
+    },
+    OpInfo {
+        name: "Zip",
+        params: &[],
+    },
+    OpInfo {
+        name: "Copy",
+        params: &[],
+    },
+    OpInfo {
+        name: "Bufferize",
+        params: &["a"],
+    },
+    OpInfo {
+        name: "Streamify",
+        params: &[],
+    },
+    OpInfo {
+        name: "Promote",
+        params: &["b"],
+    },
+    OpInfo {
+        name: "Flatten",
+        params: &["L"],
+    },
+    OpInfo {
+        name: "Reshape",
+        params: &["L", "S"],
+    },
+    OpInfo {
+        name: "Repeat",
+        params: &["n"],
+    },
+    OpInfo {
+        name: "RepeatRef",
+        params: &[],
+    },
+    OpInfo {
+        name: "Partition",
+        params: &["N"],
+    },
+    OpInfo {
+        name: "Merge",
+        params: &["fn"],
+    },
 ];
 
 /// The operator called exactly `name`.

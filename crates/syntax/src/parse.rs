@@ -220,7 +220,9 @@ fn too_deep(root: &Expr) -> Option<Diagnostic> {
                 stack.push((first, d));
                 stack.extend(rest.iter().map(|(_, v)| (v, d)));
             }
-            K::IfElse { cond, body, orelse } => stack.extend([(&**cond, d), (&**body, d), (&**orelse, d)]),
+            K::IfElse { cond, body, orelse } => {
+                stack.extend([(&**cond, d), (&**body, d), (&**orelse, d)])
+            }
             K::List(items) | K::Tuple(items) => stack.extend(items.iter().map(|x| (x, d))),
             K::ListComp { elt, iter, .. } => stack.extend([(&**elt, d), (&**iter, d)]),
             K::FString(parts) => stack.extend(parts.iter().filter_map(|p| match p {
@@ -238,9 +240,7 @@ fn foreign_statement(toks: &[Spanned<'_>], span: Span, mode: Mode) -> Option<Dia
     let word = match first {
         Tok::Name(n) if FOREIGN_STMTS.contains(&n) => {
             // `match = ...`/`case(...)` are ordinary names in Python; only flag statement use.
-            if matches!(n, "match" | "case")
-                && !matches!(toks.last(), Some((_, Tok::Colon, _)))
-            {
+            if matches!(n, "match" | "case") && !matches!(toks.last(), Some((_, Tok::Colon, _))) {
                 return None;
             }
             n
@@ -300,13 +300,39 @@ fn describe_expected(expected: &[String]) -> String {
         let t = e.trim_matches('"');
         let skip_expr = matches!(
             t,
-            "NAME" | "INT" | "FLOAT" | "STR" | "FSTR" | "True" | "False" | "None" | "(" | "["
-                | "-" | "+" | "not"
+            "NAME"
+                | "INT"
+                | "FLOAT"
+                | "STR"
+                | "FSTR"
+                | "True"
+                | "False"
+                | "None"
+                | "("
+                | "["
+                | "-"
+                | "+"
+                | "not"
         );
         let skip_op = matches!(
             t,
-            "+" | "-" | "*" | "/" | "//" | "%" | "**" | "@" | "==" | "!=" | "<" | "<=" | ">"
-                | ">=" | "." | "(" | "[" | "if"
+            "+" | "-"
+                | "*"
+                | "/"
+                | "//"
+                | "%"
+                | "**"
+                | "@"
+                | "=="
+                | "!="
+                | "<"
+                | "<="
+                | ">"
+                | ">="
+                | "."
+                | "("
+                | "["
+                | "if"
         );
         if (expr_start && skip_expr) || (operators && skip_op) {
             continue;
@@ -355,7 +381,8 @@ pub(crate) fn convert_error(e: LError<'_>, line: Span, mode: Mode) -> Diagnostic
     match e {
         ParseError::User { error } => error,
         ParseError::InvalidToken { location } => {
-            Diagnostic::new(Code::E0101, "unexpected character").at(Span::new(location, location + 1))
+            Diagnostic::new(Code::E0101, "unexpected character")
+                .at(Span::new(location, location + 1))
         }
         ParseError::UnrecognizedEof { location, expected } => {
             let loc = location.max(line.hi as usize);
@@ -376,7 +403,9 @@ pub(crate) fn convert_error(e: LError<'_>, line: Span, mode: Mode) -> Diagnostic
             }
             d
         }
-        ParseError::ExtraToken { token: (lo, tok, hi) } => {
+        ParseError::ExtraToken {
+            token: (lo, tok, hi),
+        } => {
             let mut d = Diagnostic::new(Code::E0110, format!("unexpected {}", tok.describe()))
                 .at(Span::new(lo, hi))
                 .note("expected the end of the statement");

@@ -220,7 +220,11 @@ fn expr_in(e: &Expr, in_fstring: bool) -> String {
         ExprKind::Float(v, text) => {
             if text.is_empty() {
                 let s = format!("{v:?}");
-                if s.contains(['.', 'e', 'E']) { s } else { format!("{s}.0") }
+                if s.contains(['.', 'e', 'E']) {
+                    s
+                } else {
+                    format!("{s}.0")
+                }
             } else {
                 text.clone()
             }
@@ -256,18 +260,28 @@ fn expr_in(e: &Expr, in_fstring: bool) -> String {
         ExprKind::Attr { value, attr } => {
             let v = match value.kind {
                 // `1.real` would lex as the float `1.`.
-                ExprKind::Int(_) | ExprKind::Float(..) => format!("({})", expr_in(value, in_fstring)),
+                ExprKind::Int(_) | ExprKind::Float(..) => {
+                    format!("({})", expr_in(value, in_fstring))
+                }
                 _ => p(value, PRIMARY),
             };
             format!("{v}.{}", attr.name)
         }
         ExprKind::Call { func, args, kwargs } => {
             let mut parts: Vec<String> = args.iter().map(|a| p(a, TEST)).collect();
-            parts.extend(kwargs.iter().map(|(k, v)| format!("{}={}", k.name, p(v, TEST))));
+            parts.extend(
+                kwargs
+                    .iter()
+                    .map(|(k, v)| format!("{}={}", k.name, p(v, TEST))),
+            );
             format!("{}({})", p(func, PRIMARY), parts.join(", "))
         }
         ExprKind::Subscript { value, index } => {
-            format!("{}[{}]", p(value, PRIMARY), slice_list_in(index, in_fstring))
+            format!(
+                "{}[{}]",
+                p(value, PRIMARY),
+                slice_list_in(index, in_fstring)
+            )
         }
         ExprKind::Binary { op, lhs, rhs } => {
             let (sym, l, r) = match op {
@@ -316,7 +330,11 @@ fn expr_in(e: &Expr, in_fstring: bool) -> String {
             let s: Vec<String> = items.iter().map(|i| p(i, TEST)).collect();
             tuple_str(s)
         }
-        ExprKind::ListComp { elt, target: t, iter } => {
+        ExprKind::ListComp {
+            elt,
+            target: t,
+            iter,
+        } => {
             let ts = match &**t {
                 Target::Name(_) | Target::Tuple(..) => target(t),
                 Target::Subscript { .. } => target(t),
@@ -407,7 +425,11 @@ pub fn dim(d: &DimExpr) -> String {
             DimExpr::Int(i, _) => i.to_string(),
             DimExpr::Sym(s) => s.name.clone(),
             DimExpr::Mul(a, b, _) | DimExpr::Div(a, b, _) => {
-                let op = if matches!(d, DimExpr::Mul(..)) { "*" } else { "/" };
+                let op = if matches!(d, DimExpr::Mul(..)) {
+                    "*"
+                } else {
+                    "/"
+                };
                 let s = format!("{}{op}{}", go(a, false), go(b, true));
                 if right { format!("({s})") } else { s }
             }

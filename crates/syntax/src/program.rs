@@ -82,7 +82,9 @@ pub(crate) fn lower(
         }
         let mut d = Diagnostic::new(Code::E0116, "the program has no `return`")
             .at(Span::new(end, end))
-            .help("end the program with `return` and the output streams, in the task's output order");
+            .help(
+                "end the program with `return` and the output streams, in the task's output order",
+            );
         if let Some(Stmt { targets, span, .. }) = out.last() {
             let line_start = text
                 .get(..span.lo as usize)
@@ -91,7 +93,10 @@ pub(crate) fn lower(
             let indent = text.get(line_start..span.lo as usize).unwrap_or("");
             let names: Vec<&str> = targets.iter().map(|t| t.name.as_str()).collect();
             d = d.fix(Fix {
-                message: format!("return the last assigned stream{}", if names.len() > 1 { "s" } else { "" }),
+                message: format!(
+                    "return the last assigned stream{}",
+                    if names.len() > 1 { "s" } else { "" }
+                ),
                 applicability: Applicability::Unsafe,
                 edits: vec![Edit {
                     span: Span::new(end, end),
@@ -117,9 +122,12 @@ pub(crate) fn lower(
 }
 
 fn not_allowed(what: &str, span: Span) -> Diagnostic {
-    Diagnostic::new(Code::E0117, format!("{what} is not allowed in a STeP program"))
-        .at(span)
-        .help(PROGRAM_HELP)
+    Diagnostic::new(
+        Code::E0117,
+        format!("{what} is not allowed in a STeP program"),
+    )
+    .at(span)
+    .help(PROGRAM_HELP)
 }
 
 fn expr_statement(e: Expr, span: Span) -> Diagnostic {
@@ -128,7 +136,10 @@ fn expr_statement(e: Expr, span: Span) -> Diagnostic {
             .at(span)
             .help("assign it: `E1 = step.Op(..).apply(..)`; a stream nobody consumes stalls its producer")
     } else {
-        not_allowed(&format!("an expression statement ({})", kind_name(&e)), span)
+        not_allowed(
+            &format!("an expression statement ({})", kind_name(&e)),
+            span,
+        )
     }
 }
 
@@ -204,7 +215,9 @@ fn lower_targets(t: &Target, diags: &mut Vec<Diagnostic>) -> Option<Vec<Ident>> 
                     other => {
                         diags.push(
                             not_allowed("a nested or indexed assignment target", other.span())
-                                .note("destructure into plain names: `a, b = step.Copy().apply(E0)`"),
+                                .note(
+                                    "destructure into plain names: `a, b = step.Copy().apply(E0)`",
+                                ),
                         );
                         return None;
                     }
@@ -300,11 +313,8 @@ fn lower_opcall(e: Expr, diags: &mut Vec<Diagnostic>) -> Option<OpCall> {
     let span = e.span;
     // Peel `.apply(arg)`.
     let (head, apply_args) = match e.kind {
-        ExprKind::Call {
-            func,
-            args,
-            kwargs,
-        } if matches!(&func.kind, ExprKind::Attr { attr, .. } if attr.name == "apply") => {
+        ExprKind::Call { func, args, kwargs } if matches!(&func.kind, ExprKind::Attr { attr, .. } if attr.name == "apply") =>
+        {
             let ExprKind::Attr { value, .. } = func.kind else {
                 return None;
             };
@@ -348,34 +358,38 @@ fn lower_opcall(e: Expr, diags: &mut Vec<Diagnostic>) -> Option<OpCall> {
     let (args, kwargs) = apply_args;
     let head_span = head.span;
     let (op, params_pos, params_kw) = match head.kind {
-        ExprKind::Call {
-            func,
-            args,
-            kwargs,
-        } if is_step_attr(&func) => {
+        ExprKind::Call { func, args, kwargs } if is_step_attr(&func) => {
             let ExprKind::Attr { attr, .. } = func.kind else {
                 return None;
             };
             (attr, args, kwargs)
         }
         kind => {
-            let head = Expr { kind, span: head_span };
+            let head = Expr {
+                kind,
+                span: head_span,
+            };
             if let ExprKind::Attr { value, attr } = &head.kind
                 && is_step_name(value)
             {
                 let txt = format!("step.{}", attr.name);
                 diags.push(
-                    Diagnostic::new(Code::E0110, format!("`{txt}` is missing its parameter list"))
-                        .at(head.span)
-                        .help(format!("write `{txt}(...)` before `.apply`, even with no parameters"))
-                        .fix(Fix {
-                            message: "insert `()`".into(),
-                            applicability: Applicability::Safe,
-                            edits: vec![Edit {
-                                span: Span::new(head.span.hi as usize, head.span.hi as usize),
-                                replacement: "()".into(),
-                            }],
-                        }),
+                    Diagnostic::new(
+                        Code::E0110,
+                        format!("`{txt}` is missing its parameter list"),
+                    )
+                    .at(head.span)
+                    .help(format!(
+                        "write `{txt}(...)` before `.apply`, even with no parameters"
+                    ))
+                    .fix(Fix {
+                        message: "insert `()`".into(),
+                        applicability: Applicability::Safe,
+                        edits: vec![Edit {
+                            span: Span::new(head.span.hi as usize, head.span.hi as usize),
+                            replacement: "()".into(),
+                        }],
+                    }),
                 );
                 return None;
             }
@@ -426,10 +440,13 @@ fn foreign_rhs(e: &Expr) -> Diagnostic {
         Some("step") => {}
         _ => {
             if let ExprKind::Name(n) = &e.kind {
-                d = Diagnostic::new(Code::E0117, format!("plain alias `{n}` is not allowed in a STeP program"))
-                    .at(e.span)
-                    .help("use the stream's name directly where it is consumed")
-                    .note(PROGRAM_HELP);
+                d = Diagnostic::new(
+                    Code::E0117,
+                    format!("plain alias `{n}` is not allowed in a STeP program"),
+                )
+                .at(e.span)
+                .help("use the stream's name directly where it is consumed")
+                .note(PROGRAM_HELP);
             }
         }
     }
@@ -440,8 +457,11 @@ fn check_op_name(op: &Ident, diags: &mut Vec<Diagnostic>) -> Option<&'static ops
     if let Some(info) = ops::lookup(&op.name) {
         return Some(info);
     }
-    let mut d = Diagnostic::new(Code::E0112, format!("unknown STeP operator `step.{}`", op.name))
-        .at(op.span);
+    let mut d = Diagnostic::new(
+        Code::E0112,
+        format!("unknown STeP operator `step.{}`", op.name),
+    )
+    .at(op.span);
     match ops::suggest_op(&op.name) {
         Some(s) => {
             d = d.help(format!("did you mean `step.{s}`?")).fix(Fix {
@@ -516,7 +536,9 @@ fn lower_params(
                         format!("`{}` parameter `{p}` passed positionally", inf.name),
                     )
                     .at(e.span)
-                    .help(format!("operator parameters are keywords: write `{p}={shown}`"))
+                    .help(format!(
+                        "operator parameters are keywords: write `{p}={shown}`"
+                    ))
                     .fix(Fix {
                         message: format!("insert `{p}=`"),
                         applicability: Applicability::Safe,
@@ -679,17 +701,26 @@ fn lower_apply_arg(
         _ => {
             let (first, last) = (args[0].span, args[args.len() - 1].span);
             diags.push(
-                Diagnostic::new(Code::E0110, "`.apply` takes one argument; several input streams go in a tuple")
-                    .at(first.to(last))
-                    .help("wrap them in parentheses: `.apply((a, b))`")
-                    .fix(Fix {
-                        message: "wrap the inputs in a tuple".into(),
-                        applicability: Applicability::Safe,
-                        edits: vec![
-                            Edit { span: Span::new(first.lo as usize, first.lo as usize), replacement: "(".into() },
-                            Edit { span: Span::new(last.hi as usize, last.hi as usize), replacement: ")".into() },
-                        ],
-                    }),
+                Diagnostic::new(
+                    Code::E0110,
+                    "`.apply` takes one argument; several input streams go in a tuple",
+                )
+                .at(first.to(last))
+                .help("wrap them in parentheses: `.apply((a, b))`")
+                .fix(Fix {
+                    message: "wrap the inputs in a tuple".into(),
+                    applicability: Applicability::Safe,
+                    edits: vec![
+                        Edit {
+                            span: Span::new(first.lo as usize, first.lo as usize),
+                            replacement: "(".into(),
+                        },
+                        Edit {
+                            span: Span::new(last.hi as usize, last.hi as usize),
+                            replacement: ")".into(),
+                        },
+                    ],
+                }),
             );
             let items: Option<Vec<Arg>> = args.iter().map(|a| lower_arg(a, diags)).collect();
             Some(Arg::Tuple(items?, first.to(last)))

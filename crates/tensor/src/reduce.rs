@@ -73,6 +73,16 @@ impl Plan {
             .collect()
     }
 
+    /// When the reduced dims are a suffix of the shape (`dim=-1`, or everything), every
+    /// output reduces one contiguous chunk of this many elements.
+    fn suffix_chunk(&self) -> Option<usize> {
+        let first = self.reduced.iter().position(|&r| r)?;
+        self.reduced[first..]
+            .iter()
+            .all(|&r| r)
+            .then_some(self.count)
+    }
+
     fn out_len(&self) -> usize {
         self.keep_shape.iter().product()
     }
@@ -98,6 +108,22 @@ fn cmp_f32(a: f32, b: f32) -> Ordering {
 
 impl Tensor {
     fn sum_f64(&self, p: &Plan) -> Vec<f64> {
+        if let Some(chunk) = p.suffix_chunk() {
+            if chunk == 0 {
+                return vec![0.0; p.out_len()];
+            }
+            return match &self.data {
+                Data::F32(v) => v
+                    .chunks(chunk)
+                    .map(|c| c.iter().map(|&x| f64::from(x)).sum())
+                    .collect(),
+                _ => self
+                    .to_f64_vec()
+                    .chunks(chunk)
+                    .map(|c| c.iter().sum())
+                    .collect(),
+            };
+        }
         let mut acc = vec![0.0f64; p.out_len()];
         let x = self.to_f64_vec();
         let mut i = 0usize;
@@ -202,6 +228,24 @@ impl Tensor {
             ));
         }
         let p = plan(&self.shape, dims, keepdim)?;
+        let pick = |cur: f32, v: f32| {
+            if cur.is_nan() || v.is_nan() {
+                f32::NAN
+            } else if largest {
+                cur.max(v)
+            } else {
+                cur.min(v)
+            }
+        };
+        if let (Some(chunk), Data::F32(v)) = (p.suffix_chunk(), &self.data)
+            && chunk > 0
+        {
+            let out = v
+                .chunks(chunk)
+                .map(|c| c.iter().copied().reduce(pick).unwrap_or(0.0))
+                .collect();
+            return Ok(Tensor::raw(p.out_shape, Data::F32(out)));
+        }
         let x = self.to_f64_vec();
         let mut acc: Vec<Option<f64>> = vec![None; p.out_len()];
         let mut i = 0usize;

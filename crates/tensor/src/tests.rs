@@ -251,6 +251,127 @@ fn erf_reference_values() {
     assert!((erf::erfc(3.0) - 2.209049699858544e-5).abs() < 1e-17);
 }
 
+#[test]
+fn unary_table_against_f64_formulas() {
+    let xs = [-2.5f32, -1.0, -0.5, 0.0, 0.5, 1.0, 2.5];
+    let x = f(&[7], &xs);
+    type Formula = fn(f64) -> f64;
+    let cases: [(UnaryOp, Formula); 13] = [
+        (UnaryOp::Abs, f64::abs),
+        (UnaryOp::Tanh, f64::tanh),
+        (UnaryOp::Relu, |v| v.max(0.0)),
+        (UnaryOp::Square, |v| v * v),
+        (UnaryOp::Floor, f64::floor),
+        (UnaryOp::Ceil, f64::ceil),
+        (UnaryOp::Round, f64::round_ties_even),
+        (UnaryOp::Sign, f64::signum),
+        (UnaryOp::Erf, erf::erf),
+        (UnaryOp::Exp, f64::exp),
+        (UnaryOp::Sin, f64::sin),
+        (UnaryOp::Cos, f64::cos),
+        (UnaryOp::GeluTanh, |v| {
+            0.5 * v
+                * (1.0 + ((2.0 / std::f64::consts::PI).sqrt() * (v + 0.044715 * v.powi(3))).tanh())
+        }),
+    ];
+    for (op, g) in cases {
+        let got = vals(&x.unary(op).unwrap());
+        for (k, &xv) in xs.iter().enumerate() {
+            let want = g(f64::from(xv));
+            // signum(0.0) is 1 in Rust but 0 in torch.
+            let want = if op == UnaryOp::Sign && xv == 0.0 {
+                0.0
+            } else {
+                want
+            } as f32;
+            assert!(
+                (got[k] - want).abs() <= 1e-6 * (1.0 + want.abs()),
+                "{op:?}({xv}) = {} want {want}",
+                got[k]
+            );
+        }
+    }
+    let p = f(&[3], &[0.25, 1.0, 4.0]);
+    assert_eq!(vals(&p.unary(UnaryOp::Rsqrt).unwrap()), vec![2.0, 1.0, 0.5]);
+    assert_eq!(
+        vals(&p.unary(UnaryOp::Reciprocal).unwrap()),
+        vec![4.0, 1.0, 0.25]
+    );
+    assert!(close(
+        &vals(&p.unary(UnaryOp::Log).unwrap()),
+        &[0.25f32.ln(), 0.0, 4f32.ln()],
+        1e-7
+    ));
+    assert_eq!(
+        Tensor::from_bool(vec![2], vec![true, false])
+            .unwrap()
+            .unary(UnaryOp::LogicalNot)
+            .unwrap()
+            .as_bool(),
+        Some(&[false, true][..])
+    );
+    // round half to even, like torch
+    assert_eq!(
+        vals(
+            &f(&[4], &[0.5, 1.5, 2.5, -0.5])
+                .unary(UnaryOp::Round)
+                .unwrap()
+        ),
+        vec![0., 2., 2., -0.]
+    );
+}
+
+#[test]
+fn dtype_conversions_and_items() {
+    let x = f(&[3], &[1.7, -1.7, 0.0]);
+    assert_eq!(x.to_dtype(DType::I64).as_i64(), Some(&[1, -1, 0][..]));
+    assert_eq!(
+        x.to_dtype(DType::Bool).as_bool(),
+        Some(&[true, true, false][..])
+    );
+    assert_eq!(
+        i(&[2], &[0, 3]).to_dtype(DType::F32).as_f32(),
+        Some(&[0.0, 3.0][..])
+    );
+    assert_eq!(Tensor::scalar_i64(4).item().unwrap(), Scalar::I64(4));
+    assert_eq!(f(&[1, 1], &[2.5]).item().unwrap(), Scalar::F32(2.5));
+    assert!(x.item().is_err());
+    assert_eq!(x.to_f64_vec()[1], f64::from(-1.7f32));
+}
+
+#[test]
+fn sort_select_split_narrow() {
+    let x = f(&[2, 3], &[3., 1., 2., 0., 5., 5.]);
+    let (v, ix) = x.sort(-1, false).unwrap();
+    assert_eq!(vals(&v), vec![1., 2., 3., 0., 5., 5.]);
+    assert_eq!(ix.as_i64(), Some(&[1, 2, 0, 0, 1, 2][..]));
+    let (v, ix) = x.sort(-1, true).unwrap();
+    assert_eq!(vals(&v), vec![3., 2., 1., 5., 5., 0.]);
+    assert_eq!(ix.as_i64(), Some(&[0, 2, 1, 1, 2, 0][..]));
+    let s = x.index_select(1, &i(&[2], &[2, 0])).unwrap();
+    assert_eq!(vals(&s), vec![2., 3., 5., 0.]);
+    assert!(x.index_select(1, &i(&[1], &[3])).is_err());
+    let parts = ar(&[5]).split(2, 0).unwrap();
+    assert_eq!(
+        parts.iter().map(|p| p.numel()).collect::<Vec<_>>(),
+        vec![2, 2, 1]
+    );
+    assert_eq!(
+        vals(&ar(&[2, 4]).narrow(1, 1, 2).unwrap()),
+        vec![1., 2., 5., 6.]
+    );
+    assert!(ar(&[2, 4]).narrow(1, 3, 2).is_err());
+    let p = ar(&[2, 3, 4]).permute(&[1, 2, 0]).unwrap();
+    assert_eq!(p.shape(), &[3, 4, 2]);
+    assert_eq!(vals(&p)[1], 12.);
+    assert_eq!(
+        ar(&[2, 1, 3]).squeeze(Some(&[-2])).unwrap().shape(),
+        &[2, 3]
+    );
+    let mask = Tensor::from_bool(vec![2], vec![true, false]).unwrap();
+    assert!(ar(&[3]).index(&[Index::Tensor(mask)]).is_err());
+}
+
 // ----- reductions ------------------------------------------------------------------------------
 
 #[test]
@@ -279,6 +400,13 @@ fn sum_mean_var() {
     assert!(x.sum(Some(&[2]), false).is_err());
     assert!(x.sum(Some(&[1, -1]), false).is_err());
     assert_eq!(vals(&x.amax(Some(&[1]), false).unwrap()), vec![2., 5.]);
+    assert_eq!(vals(&x.amax(Some(&[0]), false).unwrap()), vec![3., 4., 5.]);
+    assert_eq!(vals(&x.amin(Some(&[0]), true).unwrap()), vec![0., 1., 2.]);
+    assert_eq!(vals(&x.amin(None, false).unwrap()), vec![0.]);
+    assert_eq!(
+        i(&[3], &[4, -2, 9]).amax(None, false).unwrap().as_i64(),
+        Some(&[9][..])
+    );
     assert_eq!(vals(&x.prod(Some(&[0]), false).unwrap()), vec![0., 4., 10.]);
 }
 

@@ -22,11 +22,18 @@ pub fn load_task_text(name: &str, text: &str) -> Task {
 }
 
 pub fn load_task(path: &std::path::Path) -> Task {
-    load_task_text(&path.display().to_string(), &std::fs::read_to_string(path).unwrap())
+    load_task_text(
+        &path.display().to_string(),
+        &std::fs::read_to_string(path).unwrap(),
+    )
 }
 
 pub fn render_all(src: &Source, diags: &[stepforge_syntax::Diagnostic]) -> String {
-    diags.iter().map(|d| d.render_short(src)).collect::<Vec<_>>().join("\n")
+    diags
+        .iter()
+        .map(|d| d.render_short(src))
+        .collect::<Vec<_>>()
+        .join("\n")
 }
 
 pub fn count_copies(p: &Program) -> usize {

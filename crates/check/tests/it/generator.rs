@@ -25,7 +25,11 @@ impl Rng {
         z ^ (z >> 31)
     }
     pub fn below(&mut self, n: usize) -> usize {
-        if n == 0 { 0 } else { (self.next() % n as u64) as usize }
+        if n == 0 {
+            0
+        } else {
+            (self.next() % n as u64) as usize
+        }
     }
     pub fn chance(&mut self, pct: u64) -> bool {
         self.next() % 100 < pct
@@ -58,12 +62,19 @@ struct Gen {
 }
 
 fn d(s: &str) -> Dim {
-    s.parse::<i64>().map(Dim::lit).unwrap_or_else(|_| Dim::sym(s))
+    s.parse::<i64>()
+        .map(Dim::lit)
+        .unwrap_or_else(|_| Dim::sym(s))
 }
 
 fn dims_eq(a: &[Dim], b: &[Dim], env: &DimEnv) -> bool {
     a.len() == b.len()
-        && a.iter().zip(b).all(|(x, y)| x == y || (x.eval(env).is_some() && x.eval(env) == y.eval(env) && (x.as_int().is_some() || y.as_int().is_some())))
+        && a.iter().zip(b).all(|(x, y)| {
+            x == y
+                || (x.eval(env).is_some()
+                    && x.eval(env) == y.eval(env)
+                    && (x.as_int().is_some() || y.as_int().is_some()))
+        })
 }
 
 impl Gen {
@@ -74,12 +85,19 @@ impl Gen {
 
     fn func(&mut self, input: ElemType, output: ElemType, reducer: bool) -> String {
         let name = self.fresh("f");
-        self.fns.push(FnDef { name: name.clone(), input, output, reducer });
+        self.fns.push(FnDef {
+            name: name.clone(),
+            input,
+            output,
+            reducer,
+        });
         name
     }
 
     fn take(&mut self, pred: impl Fn(&StreamType) -> bool) -> Option<(String, StreamType)> {
-        let idx: Vec<usize> = (0..self.pool.len()).filter(|&i| pred(&self.pool[i].1)).collect();
+        let idx: Vec<usize> = (0..self.pool.len())
+            .filter(|&i| pred(&self.pool[i].1))
+            .collect();
         if idx.is_empty() {
             return None;
         }
@@ -88,7 +106,8 @@ impl Gen {
     }
 
     fn emit(&mut self, targets: &[&str], op: &str, arg: &str) {
-        self.lines.push(format!("{} = step.{op}.apply({arg})", targets.join(", ")));
+        self.lines
+            .push(format!("{} = step.{op}.apply({arg})", targets.join(", ")));
     }
 
     fn push(&mut self, name: String, t: StreamType) {
@@ -106,7 +125,9 @@ impl Gen {
     fn step(&mut self) {
         match self.rng.below(15) {
             0 | 1 => {
-                let Some((x, t)) = self.take(|_| true) else { return };
+                let Some((x, t)) = self.take(|_| true) else {
+                    return;
+                };
                 let out = self.out_elem(&t.elem);
                 let f = self.func(t.elem.clone(), out.clone(), false);
                 let y = self.fresh("s");
@@ -114,30 +135,44 @@ impl Gen {
                 self.push(y, StreamType::new(out, t.dims));
             }
             2 => {
-                let Some((a, ta)) = self.take(|_| true) else { return };
+                let Some((a, ta)) = self.take(|_| true) else {
+                    return;
+                };
                 let env = self.env.clone();
                 let Some((b, tb)) = self.take(|t| dims_eq(&t.dims, &ta.dims, &env)) else {
                     self.push(a, ta);
                     return;
                 };
-                let f = self.func(ElemType::tuple(vec![ta.elem.clone(), tb.elem.clone()]), ElemType::Fp32, false);
+                let f = self.func(
+                    ElemType::tuple(vec![ta.elem.clone(), tb.elem.clone()]),
+                    ElemType::Fp32,
+                    false,
+                );
                 let y = self.fresh("s");
                 self.emit(&[&y], &format!("Map(fn={f})"), &format!("({a}, {b})"));
                 self.push(y, StreamType::new(ElemType::Fp32, ta.dims));
             }
             3 | 4 => {
-                let Some((x, t)) = self.take(|t| t.rank() >= 1) else { return };
+                let Some((x, t)) = self.take(|t| t.rank() >= 1) else {
+                    return;
+                };
                 let b = 1 + self.rng.below(t.rank());
                 let f = self.func(t.elem.clone(), t.elem.clone(), true);
                 let y = self.fresh("s");
                 let scan = self.rng.chance(40);
                 let op = if scan { "Scan" } else { "Accum" };
                 self.emit(&[&y], &format!("{op}(fn={f}, b={b})"), &x);
-                let dims = if scan { t.dims.clone() } else { t.dims[b..].to_vec() };
+                let dims = if scan {
+                    t.dims.clone()
+                } else {
+                    t.dims[b..].to_vec()
+                };
                 self.push(y, StreamType::new(t.elem, dims));
             }
             5 => {
-                let Some((a, ta)) = self.take(|_| true) else { return };
+                let Some((a, ta)) = self.take(|_| true) else {
+                    return;
+                };
                 let env = self.env.clone();
                 let Some((b, tb)) = self.take(|t| dims_eq(&t.dims, &ta.dims, &env)) else {
                     self.push(a, ta);
@@ -145,17 +180,24 @@ impl Gen {
                 };
                 let y = self.fresh("s");
                 self.emit(&[&y], "Zip()", &format!("({a}, {b})"));
-                self.push(y, StreamType::new(ElemType::tuple(vec![ta.elem, tb.elem]), ta.dims));
+                self.push(
+                    y,
+                    StreamType::new(ElemType::tuple(vec![ta.elem, tb.elem]), ta.dims),
+                );
             }
             6 => {
-                let Some((x, t)) = self.take(|_| true) else { return };
+                let Some((x, t)) = self.take(|_| true) else {
+                    return;
+                };
                 let (y, z) = (self.fresh("s"), self.fresh("s"));
                 self.emit(&[&y, &z], "Copy()", &x);
                 self.push(y, t.clone());
                 self.push(z, t);
             }
             7 => {
-                let Some((x, t)) = self.take(|t| t.rank() >= 1 && !t.elem.is_tuple()) else { return };
+                let Some((x, t)) = self.take(|t| t.rank() >= 1 && !t.elem.is_tuple()) else {
+                    return;
+                };
                 let a = 1 + self.rng.below(t.rank());
                 let y = self.fresh("s");
                 self.emit(&[&y], &format!("Bufferize(a={a})"), &x);
@@ -163,8 +205,12 @@ impl Gen {
                 self.push(y, StreamType::new(elem, t.dims[a..].to_vec()));
             }
             8 => {
-                let Some((x, t)) = self.take(|t| t.elem.is_buffer()) else { return };
-                let ElemType::Buffer { elem, dims } = t.elem else { return };
+                let Some((x, t)) = self.take(|t| t.elem.is_buffer()) else {
+                    return;
+                };
+                let ElemType::Buffer { elem, dims } = t.elem else {
+                    return;
+                };
                 let y = self.fresh("s");
                 self.emit(&[&y], "Streamify()", &x);
                 let mut all = dims;
@@ -172,7 +218,9 @@ impl Gen {
                 self.push(y, StreamType::new(elem.to_elem(), all));
             }
             9 => {
-                let Some((x, t)) = self.take(|t| t.dims.len() < 5) else { return };
+                let Some((x, t)) = self.take(|t| t.dims.len() < 5) else {
+                    return;
+                };
                 let b = self.rng.below(t.rank() + 2);
                 let y = self.fresh("s");
                 self.emit(&[&y], &format!("Promote(b={b})"), &x);
@@ -182,7 +230,9 @@ impl Gen {
                 self.push(y, StreamType::new(t.elem, dims));
             }
             10 => {
-                let Some((x, t)) = self.take(|t| t.rank() >= 1) else { return };
+                let Some((x, t)) = self.take(|t| t.rank() >= 1) else {
+                    return;
+                };
                 let l0 = 1 + self.rng.below(t.rank());
                 let l1 = l0 + self.rng.below(t.rank() - l0 + 1);
                 let l: Vec<String> = (l0..=l1).map(|i| i.to_string()).collect();
@@ -200,7 +250,10 @@ impl Gen {
             11 => {
                 let env = self.env.clone();
                 let even = |dd: &Dim| dd.eval(&env).is_some_and(|v| v % 2 == 0 && v > 0);
-                let Some((x, t)) = self.take(|t| t.dims.len() < 5 && t.dims.iter().any(even)) else { return };
+                let Some((x, t)) = self.take(|t| t.dims.len() < 5 && t.dims.iter().any(even))
+                else {
+                    return;
+                };
                 let cand: Vec<usize> = (0..t.dims.len()).filter(|&i| even(&t.dims[i])).collect();
                 let i = *self.rng.pick(&cand);
                 let y = self.fresh("s");
@@ -217,7 +270,9 @@ impl Gen {
                 self.push(y, StreamType::new(t.elem, dims));
             }
             12 => {
-                let Some((x, t)) = self.take(|t| t.dims.len() < 5) else { return };
+                let Some((x, t)) = self.take(|t| t.dims.len() < 5) else {
+                    return;
+                };
                 let n = self.rng.pick(&["2", "K", "M_value"][..]).to_string();
                 let y = self.fresh("s");
                 self.emit(&[&y], &format!("Repeat(n={n})"), &x);
@@ -226,8 +281,15 @@ impl Gen {
                 self.push(y, StreamType::new(t.elem, dims));
             }
             13 => {
-                let Some((x, t)) = self.take(|t| t.dims.len() < 5) else { return };
-                let (x1, x2, r, y) = (self.fresh("s"), self.fresh("s"), self.fresh("s"), self.fresh("s"));
+                let Some((x, t)) = self.take(|t| t.dims.len() < 5) else {
+                    return;
+                };
+                let (x1, x2, r, y) = (
+                    self.fresh("s"),
+                    self.fresh("s"),
+                    self.fresh("s"),
+                    self.fresh("s"),
+                );
                 self.emit(&[&x1, &x2], "Copy()", &x);
                 self.emit(&[&r], "Repeat(n=N)", &x2);
                 self.emit(&[&y], "RepeatRef()", &format!("({x1}, {r})"));
@@ -240,7 +302,9 @@ impl Gen {
     }
 
     fn partition_merge(&mut self) {
-        let Some((x, t)) = self.take(|_| true) else { return };
+        let Some((x, t)) = self.take(|_| true) else {
+            return;
+        };
         let r = t.rank();
         let (x1, x2) = (self.fresh("s"), self.fresh("s"));
         self.emit(&[&x1, &x2], "Copy()", &x);
@@ -262,42 +326,67 @@ impl Gen {
         let n = if self.rng.chance(50) { "E" } else { "2" };
         let ps = self.fresh("ps");
         let ys = self.fresh("ys");
-        let merge_arg;
-        match self.rng.below(4) {
+        let merge_arg = match self.rng.below(4) {
             0 => {
                 // Destructured, one Map per branch, inline branch tuple.
                 let fb = self.func(t.elem.clone(), u.clone(), false);
-                let (p0, p1, y0, y1) = (self.fresh("p"), self.fresh("p"), self.fresh("y"), self.fresh("y"));
-                self.emit(&[&p0, &p1], &format!("Partition(N={n})"), &format!("({x1}, {sa})"));
+                let (p0, p1, y0, y1) = (
+                    self.fresh("p"),
+                    self.fresh("p"),
+                    self.fresh("y"),
+                    self.fresh("y"),
+                );
+                self.emit(
+                    &[&p0, &p1],
+                    &format!("Partition(N={n})"),
+                    &format!("({x1}, {sa})"),
+                );
                 self.emit(&[&y0], &format!("Map(fn={fa})"), &p0);
                 self.emit(&[&y1], &format!("Map(fn={fb})"), &p1);
-                merge_arg = format!("(({y0}, {y1}), {sb})");
+                format!("(({y0}, {y1}), {sb})")
             }
             1 => {
                 // Destructured, list literal, comprehension over zip with a list of fns.
                 let fb = self.func(t.elem.clone(), u.clone(), false);
                 let (p0, p1, fs) = (self.fresh("p"), self.fresh("p"), self.fresh("fs"));
-                self.emit(&[&p0, &p1], &format!("Partition(N={n})"), &format!("({x1}, {sa})"));
+                self.emit(
+                    &[&p0, &p1],
+                    &format!("Partition(N={n})"),
+                    &format!("({x1}, {sa})"),
+                );
                 self.lines.push(format!("{ps} = [{p0}, {p1}]"));
                 self.lines.push(format!("{fs} = [{fa}, {fb}]"));
-                self.lines.push(format!("{ys} = [step.Map(fn=f).apply(p) for p, f in zip({ps}, {fs})]"));
-                merge_arg = format!("({ys}, {sb})");
+                self.lines.push(format!(
+                    "{ys} = [step.Map(fn=f).apply(p) for p, f in zip({ps}, {fs})]"
+                ));
+                format!("({ys}, {sb})")
             }
             2 => {
                 // A list-valued Partition and a comprehension over it.
-                self.emit(&[&ps], &format!("Partition(N={n})"), &format!("({x1}, {sa})"));
-                self.lines.push(format!("{ys} = [step.Map(fn={fa}).apply(p) for p in {ps}]"));
-                merge_arg = format!("({ys}, {sb})");
+                self.emit(
+                    &[&ps],
+                    &format!("Partition(N={n})"),
+                    &format!("({x1}, {sa})"),
+                );
+                self.lines
+                    .push(format!("{ys} = [step.Map(fn={fa}).apply(p) for p in {ps}]"));
+                format!("({ys}, {sb})")
             }
             _ => {
                 let fb = self.func(t.elem.clone(), u.clone(), false);
                 let fs = self.fresh("fs");
-                self.emit(&[&ps], &format!("Partition(N={n})"), &format!("({x1}, {sa})"));
+                self.emit(
+                    &[&ps],
+                    &format!("Partition(N={n})"),
+                    &format!("({x1}, {sa})"),
+                );
                 self.lines.push(format!("{fs} = [{fa}, {fb}]"));
-                self.lines.push(format!("{ys} = [step.Map(fn=g).apply(q) for q, g in zip({ps}, {fs})]"));
-                merge_arg = format!("({ys}, {sb})");
+                self.lines.push(format!(
+                    "{ys} = [step.Map(fn=g).apply(q) for q, g in zip({ps}, {fs})]"
+                ));
+                format!("({ys}, {sb})")
             }
-        }
+        };
         let mg = self.func(u.clone(), u.clone(), true);
         let m = self.fresh("m");
         self.emit(&[&m], &format!("Merge(fn={mg})"), &merge_arg);
@@ -307,7 +396,12 @@ impl Gen {
     fn input(&mut self, i: usize) {
         let syms = ["D", "N", "M", "K", "2", "4"];
         let len = 1 + self.rng.below(4);
-        let dims: Vec<Dim> = (0..len).map(|_| d(*self.rng.pick(&syms[..]))).collect();
+        let dims: Vec<Dim> = (0..len)
+            .map(|_| {
+                let s: &&str = self.rng.pick(&syms[..]);
+                d(s)
+            })
+            .collect();
         let elem = match self.rng.below(10) {
             0 | 1 => ElemType::buffer(&ElemType::Fp32, &[d("D")]).unwrap_or(ElemType::Fp32),
             2 => ElemType::Multihot(d("E")),
@@ -352,9 +446,15 @@ pub fn generate(seed: u64, steps: usize) -> Generated {
     }
     program.push_str(&format!("return {}\n", names.join(", ")));
 
-    let mut y = String::from("test_name: generated\nglobal: |\n  E_value = 2\n  ctx[E] = E_value\ninputs:\n");
+    let mut y = String::from(
+        "test_name: generated\nglobal: |\n  E_value = 2\n  ctx[E] = E_value\ninputs:\n",
+    );
     for (n, t) in &g.inputs {
-        y.push_str(&format!("  - name: {n}\n    dtype: \"{}\"\n    dims: {}\n    data_gen: torch.randn\n", t.elem, dims_yaml(&t.dims)));
+        y.push_str(&format!(
+            "  - name: {n}\n    dtype: \"{}\"\n    dims: {}\n    data_gen: torch.randn\n",
+            t.elem,
+            dims_yaml(&t.dims)
+        ));
         if matches!(t.elem, ElemType::Multihot(_)) {
             y.push_str("    min: 1\n    max: 1\n");
         }
@@ -375,10 +475,17 @@ pub fn generate(seed: u64, steps: usize) -> Generated {
     }
     y.push_str("outputs:\n");
     for (i, (_, t)) in rets.iter().enumerate() {
-        y.push_str(&format!("  - name: O{i}\n    dtype: \"{}\"\n    dims: {}\n    data_transform:\n", t.elem, dims_yaml(&t.dims)));
+        y.push_str(&format!(
+            "  - name: O{i}\n    dtype: \"{}\"\n    dims: {}\n    data_transform:\n",
+            t.elem,
+            dims_yaml(&t.dims)
+        ));
         for _ in 0..t.elem.arity() {
             y.push_str("      - \"0\"\n");
         }
     }
-    Generated { task_yaml: y, program }
+    Generated {
+        task_yaml: y,
+        program,
+    }
 }

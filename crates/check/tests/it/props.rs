@@ -1,15 +1,18 @@
 //! Property tests over generated well-typed programs (see `gen.rs`).
 
 use proptest::prelude::*;
+use stepforge_syntax::Span;
 use stepforge_syntax::ast::{Arg, KwValue, Rhs};
 use stepforge_syntax::diag::apply_fixes;
-use stepforge_syntax::Span;
 
 use crate::common::*;
 use crate::generator::{Rng, generate};
 
 fn config() -> ProptestConfig {
-    ProptestConfig { cases: 96, ..ProptestConfig::default() }
+    ProptestConfig {
+        cases: 96,
+        ..ProptestConfig::default()
+    }
 }
 
 proptest! {
@@ -79,7 +82,9 @@ proptest! {
 /// operator, or swap the function.
 fn mutate(program: &str, task: &stepforge_task::Task, seed: u64) -> String {
     let mut rng = Rng::new(seed);
-    let Some(p) = stepforge_syntax::parse_answer(program).ok() else { return program.to_string() };
+    let Some(p) = stepforge_syntax::parse_answer(program).ok() else {
+        return program.to_string();
+    };
     let mut operands: Vec<Span> = Vec::new();
     let mut ints: Vec<Span> = Vec::new();
     let mut opnames: Vec<Span> = Vec::new();
@@ -95,7 +100,9 @@ fn mutate(program: &str, task: &stepforge_task::Task, seed: u64) -> String {
         match v {
             KwValue::Int(_, s) => ints.push(*s),
             KwValue::Name(id) if key == "fn" => fnames.push(id.span),
-            KwValue::List(xs, _) | KwValue::Tuple(xs, _) => xs.iter().for_each(|x| kw(x, key, ints, fnames)),
+            KwValue::List(xs, _) | KwValue::Tuple(xs, _) => {
+                xs.iter().for_each(|x| kw(x, key, ints, fnames))
+            }
             KwValue::Name(_) => {}
         }
     }
@@ -119,7 +126,22 @@ fn mutate(program: &str, task: &stepforge_task::Task, seed: u64) -> String {
     }
     operands.extend(p.ret.values.iter().map(|v| v.span));
     let fns: Vec<String> = task.fns.iter().map(|f| f.func_name.name.clone()).collect();
-    let ops = ["Map", "Accum", "Scan", "Zip", "Copy", "Bufferize", "Streamify", "Promote", "Flatten", "Reshape", "Repeat", "RepeatRef", "Partition", "Merge"];
+    let ops = [
+        "Map",
+        "Accum",
+        "Scan",
+        "Zip",
+        "Copy",
+        "Bufferize",
+        "Streamify",
+        "Promote",
+        "Flatten",
+        "Reshape",
+        "Repeat",
+        "RepeatRef",
+        "Partition",
+        "Merge",
+    ];
     let (span, repl) = match rng.below(4) {
         0 if !operands.is_empty() => (*rng.pick(&operands), rng.pick(&names).clone()),
         1 if !ints.is_empty() => (*rng.pick(&ints), (rng.below(7) as i64 - 1).to_string()),

@@ -15,7 +15,9 @@ fn readme_counts() -> BTreeMap<String, usize> {
     for line in text.lines() {
         let cells: Vec<&str> = line.split('|').map(str::trim).collect();
         if cells.len() >= 4
-            && let Some(file) = cells[1].strip_prefix('`').and_then(|c| c.strip_suffix(".yaml`"))
+            && let Some(file) = cells[1]
+                .strip_prefix('`')
+                .and_then(|c| c.strip_suffix(".yaml`"))
             && let Ok(n) = cells[3].parse::<usize>()
         {
             out.insert(format!("{file}.yaml"), n);
@@ -32,8 +34,16 @@ fn sample_reference_impls_check_clean_and_need_the_hand_counted_copies() {
         let path = tasks_dir().join(file);
         let task = load_task(&path);
         let out = stepforge_check::check_task(&task).expect("sample has an impl");
-        assert!(out.ok, "{file}:\n{}", render_all(&task.source, &out.diagnostics));
-        assert!(out.diagnostics.is_empty(), "{file}:\n{}", render_all(&task.source, &out.diagnostics));
+        assert!(
+            out.ok,
+            "{file}:\n{}",
+            render_all(&task.source, &out.diagnostics)
+        );
+        assert!(
+            out.diagnostics.is_empty(),
+            "{file}:\n{}",
+            render_all(&task.source, &out.diagnostics)
+        );
         assert!(out.linear && out.linear_compat, "{file}");
         assert_eq!(out.copies_needed, 0, "{file}");
         let g = out.graph.expect("graph");
@@ -45,14 +55,31 @@ fn sample_reference_impls_check_clean_and_need_the_hand_counted_copies() {
         let text = stepforge_syntax::print::program(&stripped);
         let (src, out) = stepforge_check::check_answer(&task, &text);
         assert_eq!(out.linear, *expected == 0, "{file}\n{text}");
-        assert!(out.well_typed(), "{file}:\n{}", render_all(&src, &out.diagnostics));
-        assert_eq!(out.copies_needed, *expected, "{file}:\n{text}\n{}", render_all(&src, &out.diagnostics));
+        assert!(
+            out.well_typed(),
+            "{file}:\n{}",
+            render_all(&src, &out.diagnostics)
+        );
+        assert_eq!(
+            out.copies_needed,
+            *expected,
+            "{file}:\n{text}\n{}",
+            render_all(&src, &out.diagnostics)
+        );
 
         // Applying every fix gives a clean, linear program with that many Copy ops.
         let fixed = apply_fixes(&text, &out.diagnostics, true);
         let (src2, out2) = stepforge_check::check_answer(&task, &fixed);
-        assert!(out2.ok && out2.linear, "{file}:\n{fixed}\n{}", render_all(&src2, &out2.diagnostics));
+        assert!(
+            out2.ok && out2.linear,
+            "{file}:\n{fixed}\n{}",
+            render_all(&src2, &out2.diagnostics)
+        );
         let p2 = stepforge_syntax::parse_answer(&fixed).ok().unwrap();
-        assert_eq!(count_copies(&p2), count_copies(&stripped) + expected, "{file}");
+        assert_eq!(
+            count_copies(&p2),
+            count_copies(&stripped) + expected,
+            "{file}"
+        );
     }
 }

@@ -141,7 +141,13 @@ pub(crate) enum FPart {
     Expr(CExpr),
 }
 
+/// How deeply expressions may nest. Compilation and evaluation recurse once per level; real
+/// element functions nest a handful of levels, and this bound keeps both far from the stack
+/// limit of a 2 MiB thread even in debug builds (the parser alone admits 200).
+pub(crate) const MAX_NEST: usize = 100;
+
 struct Compiler<'e> {
+    depth: usize,
     env: &'e Env,
     mode: Mode,
     slots: BTreeMap<String, usize>,
@@ -154,6 +160,7 @@ fn unsupported(what: String, span: Span) -> EvalError {
 
 pub(crate) fn compile(block: &Block, env: &Env, mode: Mode) -> Result<Compiled, EvalError> {
     let mut c = Compiler {
+        depth: 0,
         env,
         mode,
         slots: BTreeMap::new(),
@@ -390,15 +397,36 @@ impl Compiler<'_> {
             .collect()
     }
 
+    // A plain loop: iterator adapters add several frames per nesting level in debug builds.
+    #[inline(never)]
     fn exprs(&mut self, es: &[Expr]) -> Result<Vec<CExpr>, EvalError> {
-        es.iter().map(|e| self.expr(e)).collect()
+        let mut out = Vec::with_capacity(es.len());
+        for e in es {
+            out.push(self.expr(e)?);
+        }
+        Ok(out)
     }
 
     fn bx(&mut self, e: &Expr) -> Result<Box<CExpr>, EvalError> {
         Ok(Box::new(self.expr(e)?))
     }
 
+    // Recursive once per nesting level: keep this frame small by moving every arm with
+    // locals into a non-inlined method (see the interpreter's `expr`).
     fn expr(&mut self, e: &Expr) -> Result<CExpr, EvalError> {
+        if self.depth >= MAX_NEST {
+            return Err(EvalError::eval(
+                format!("expression nests more than {MAX_NEST} levels deep"),
+                e.span,
+            ));
+        }
+        self.depth += 1;
+        let r = self.expr_inner(e);
+        self.depth -= 1;
+        r
+    }
+
+    fn expr_inner(&mut self, e: &Expr) -> Result<CExpr, EvalError> {
         let span = e.span;
         let kind = match &e.kind {
             ExprKind::Int(i) => EK::Const(Value::Int(*i)),
@@ -406,90 +434,137 @@ impl Compiler<'_> {
             ExprKind::Bool(b) => EK::Const(Value::Bool(*b)),
             ExprKind::None => EK::Const(Value::None),
             ExprKind::Str(s) => EK::Const(Value::Str(Arc::from(s.as_str()))),
-            ExprKind::FString(parts) => {
-                let parts = parts
-                    .iter()
-                    .map(|p| {
-                        Ok(match p {
-                            FStringPart::Lit(s) => FPart::Lit(Arc::from(s.as_str())),
-                            FStringPart::Expr(e) => FPart::Expr(self.expr(e)?),
-                        })
-                    })
-                    .collect::<Result<_, EvalError>>()?;
-                EK::FString(parts)
-            }
+            ExprKind::FString(parts) => self.fstring(parts)?,
             ExprKind::Name(n) => return self.name(n, span),
-            ExprKind::Attr { value, attr } => {
-                if let Some(p) = dotted(e) {
-                    match self.path(&p, span)? {
-                        Some(Path::Const(v)) => {
-                            return Ok(CExpr {
-                                kind: EK::Const(v),
-                                span,
-                            });
-                        }
-                        Some(Path::Func(f)) => {
-                            return Ok(CExpr {
-                                kind: EK::Const(Value::Func(f)),
-                                span,
-                            });
-                        }
-                        None => {}
-                    }
-                }
-                let a = match attr.name.as_str() {
-                    "T" => Attr::T,
-                    "mT" => Attr::MT,
-                    "shape" => Attr::Shape,
-                    "dtype" => Attr::Dtype,
-                    "ndim" => Attr::Ndim,
-                    "data" => Attr::Data,
-                    "values" => Attr::Values,
-                    "indices" => Attr::Indices,
-                    other => {
-                        let msg = if funcs::method(other.trim_end_matches('_')).is_some() {
-                            format!("method `.{other}` must be called: `.{other}(...)`")
-                        } else {
-                            format!("unsupported attribute `.{other}`")
-                        };
-                        return Err(unsupported(msg, attr.span));
-                    }
-                };
-                EK::Attr(self.bx(value)?, a)
-            }
+            ExprKind::Attr { value, attr } => return self.attr(e, value, attr),
             ExprKind::Call { func, args, kwargs } => return self.call(func, args, kwargs, span),
-            ExprKind::Subscript { value, index } => match &value.kind {
-                ExprKind::Name(n) if n == "ctx" && !self.is_bound("ctx") => {
-                    EK::CtxGet(self.key(index, span, "ctx")?)
-                }
-                ExprKind::Name(n) if n == "input_data" && !self.is_bound("input_data") => {
-                    EK::DataGet(self.key(index, span, "input_data")?)
-                }
-                _ => EK::Subscript(self.bx(value)?, self.index(index)?),
-            },
-            ExprKind::Binary { op, lhs, rhs } => EK::Binary(*op, self.bx(lhs)?, self.bx(rhs)?),
-            ExprKind::Unary { op, operand } => EK::Unary(*op, self.bx(operand)?),
-            ExprKind::Compare { first, rest } => EK::Compare(
-                self.bx(first)?,
-                rest.iter()
-                    .map(|(op, e)| Ok((*op, self.expr(e)?)))
-                    .collect::<Result<_, EvalError>>()?,
-            ),
-            ExprKind::IfElse { cond, body, orelse } => {
-                EK::IfElse(self.bx(cond)?, self.bx(body)?, self.bx(orelse)?)
-            }
+            ExprKind::Subscript { value, index } => self.subscript(value, index, span)?,
+            ExprKind::Binary { op, lhs, rhs } => self.binary(*op, lhs, rhs)?,
+            ExprKind::Unary { op, operand } => self.unary(*op, operand)?,
+            ExprKind::Compare { first, rest } => self.compare(first, rest)?,
+            ExprKind::IfElse { cond, body, orelse } => self.if_else(cond, body, orelse)?,
             ExprKind::List(items) => EK::List(self.exprs(items)?),
             ExprKind::Tuple(items) => EK::Tuple(self.exprs(items)?),
-            ExprKind::ListComp { elt, target, iter } => {
-                let iter = self.bx(iter)?;
-                let target = self.target(target)?;
-                let elt = self.bx(elt)?;
-                EK::ListComp { elt, target, iter }
-            }
+            ExprKind::ListComp { elt, target, iter } => self.list_comp(elt, target, iter)?,
         };
         Ok(CExpr { kind, span })
     }
 
+    #[inline(never)]
+    fn fstring(&mut self, parts: &[FStringPart]) -> Result<EK, EvalError> {
+        let parts = parts
+            .iter()
+            .map(|p| {
+                Ok(match p {
+                    FStringPart::Lit(s) => FPart::Lit(Arc::from(s.as_str())),
+                    FStringPart::Expr(e) => FPart::Expr(self.expr(e)?),
+                })
+            })
+            .collect::<Result<_, EvalError>>()?;
+        Ok(EK::FString(parts))
+    }
+
+    #[inline(never)]
+    fn attr(
+        &mut self,
+        e: &Expr,
+        value: &Expr,
+        attr: &stepforge_syntax::ast::Ident,
+    ) -> Result<CExpr, EvalError> {
+        let span = e.span;
+        if let Some(p) = dotted(e) {
+            match self.path(&p, span)? {
+                Some(Path::Const(v)) => {
+                    return Ok(CExpr {
+                        kind: EK::Const(v),
+                        span,
+                    });
+                }
+                Some(Path::Func(f)) => {
+                    return Ok(CExpr {
+                        kind: EK::Const(Value::Func(f)),
+                        span,
+                    });
+                }
+                None => {}
+            }
+        }
+        let a = match attr.name.as_str() {
+            "T" => Attr::T,
+            "mT" => Attr::MT,
+            "shape" => Attr::Shape,
+            "dtype" => Attr::Dtype,
+            "ndim" => Attr::Ndim,
+            "data" => Attr::Data,
+            "values" => Attr::Values,
+            "indices" => Attr::Indices,
+            other => {
+                let msg = if funcs::method(other.trim_end_matches('_')).is_some() {
+                    format!("method `.{other}` must be called: `.{other}(...)`")
+                } else {
+                    format!("unsupported attribute `.{other}`")
+                };
+                return Err(unsupported(msg, attr.span));
+            }
+        };
+        Ok(CExpr {
+            kind: EK::Attr(self.bx(value)?, a),
+            span,
+        })
+    }
+
+    #[inline(never)]
+    fn subscript(
+        &mut self,
+        value: &Expr,
+        index: &[SliceItem],
+        span: Span,
+    ) -> Result<EK, EvalError> {
+        Ok(match &value.kind {
+            ExprKind::Name(n) if n == "ctx" && !self.is_bound("ctx") => {
+                EK::CtxGet(self.key(index, span, "ctx")?)
+            }
+            ExprKind::Name(n) if n == "input_data" && !self.is_bound("input_data") => {
+                EK::DataGet(self.key(index, span, "input_data")?)
+            }
+            _ => EK::Subscript(self.bx(value)?, self.index(index)?),
+        })
+    }
+
+    #[inline(never)]
+    fn binary(&mut self, op: BinOp, lhs: &Expr, rhs: &Expr) -> Result<EK, EvalError> {
+        Ok(EK::Binary(op, self.bx(lhs)?, self.bx(rhs)?))
+    }
+
+    #[inline(never)]
+    fn unary(&mut self, op: UnOp, operand: &Expr) -> Result<EK, EvalError> {
+        Ok(EK::Unary(op, self.bx(operand)?))
+    }
+
+    #[inline(never)]
+    fn compare(&mut self, first: &Expr, rest: &[(CmpOp, Expr)]) -> Result<EK, EvalError> {
+        Ok(EK::Compare(
+            self.bx(first)?,
+            rest.iter()
+                .map(|(op, e)| Ok((*op, self.expr(e)?)))
+                .collect::<Result<_, EvalError>>()?,
+        ))
+    }
+
+    #[inline(never)]
+    fn if_else(&mut self, cond: &Expr, body: &Expr, orelse: &Expr) -> Result<EK, EvalError> {
+        Ok(EK::IfElse(self.bx(cond)?, self.bx(body)?, self.bx(orelse)?))
+    }
+
+    #[inline(never)]
+    fn list_comp(&mut self, elt: &Expr, target: &Target, iter: &Expr) -> Result<EK, EvalError> {
+        let iter = self.bx(iter)?;
+        let target = self.target(target)?;
+        let elt = self.bx(elt)?;
+        Ok(EK::ListComp { elt, target, iter })
+    }
+
+    #[inline(never)]
     fn call(
         &mut self,
         func: &Expr,

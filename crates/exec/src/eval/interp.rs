@@ -22,6 +22,8 @@ const MAX_LIST: usize = 1 << 20;
 struct Interp<'e> {
     env: &'e Env,
     fuel: u64,
+    /// Elements produced so far (see [`super::EvalLimits::max_produced`]).
+    produced: u64,
     slots: Vec<Option<Value>>,
     slot_names: &'e [String],
     /// Dimensions being defined by a `global` block (None elsewhere: `env.dims` is used).
@@ -85,6 +87,7 @@ impl<'e> Interp<'e> {
         Interp {
             env,
             fuel: env.limits.fuel,
+            produced: 0,
             slots: vec![None; code.slot_names.len()],
             slot_names: &code.slot_names,
             dims: None,
@@ -226,6 +229,7 @@ impl<'e> Interp<'e> {
                         let j = if i < 0 { i + n } else { i };
                         match Arc::make_mut(l).get_mut(usize::try_from(j).unwrap_or(usize::MAX)) {
                             Some(slot) => {
+                                check_nesting(std::slice::from_ref(&v), span)?;
                                 *slot = v;
                                 Ok(())
                             }
@@ -294,10 +298,19 @@ impl<'e> Interp<'e> {
         Ok(Indices { tensor: out })
     }
 
+    // A plain loop: iterator adapters add several frames per nesting level in debug builds.
+    #[inline(never)]
     fn exprs(&mut self, es: &[CExpr]) -> Result<Vec<Value>, EvalError> {
-        es.iter().map(|e| self.expr(e)).collect()
+        let mut out = Vec::with_capacity(es.len());
+        for e in es {
+            out.push(self.expr(e)?);
+        }
+        Ok(out)
     }
 
+    // `expr` recurses once per nesting level, so it only dispatches: every arm with locals
+    // lives in its own non-inlined method, which keeps the recursive frame small (the parser
+    // admits 200 levels, and evaluation may run on 2 MiB thread stacks in debug builds).
     fn expr(&mut self, e: &CExpr) -> Result<Value, EvalError> {
         self.tick(1, e.span)?;
         let span = e.span;
@@ -305,233 +318,344 @@ impl<'e> Interp<'e> {
             EK::Const(v) => Ok(v.clone()),
             EK::Slot(s) => match &self.slots[*s] {
                 Some(v) => Ok(v.clone()),
-                None => {
-                    let name = self.slot_names.get(*s).map_or("?", String::as_str);
-                    let msg = match name {
-                        "state" => {
-                            "`state` is only defined in reducers (fns with `init`)".to_string()
-                        }
-                        "input" => "`input` is only defined in element functions".to_string(),
-                        _ => format!("name `{name}` is used before it is assigned"),
-                    };
-                    Err(EvalError::eval(msg, span))
-                }
+                None => Err(self.unbound(*s, span)),
             },
-            EK::CtxGet(k) => {
-                let k = self.key(k)?;
-                match self.dims().get(&*k) {
-                    Some(&v) => Ok(Value::Int(v)),
-                    None => Err(EvalError::new(
-                        DiagCode::E0602,
-                        format!("dimension `{k}` has no value"),
-                        span,
-                    )),
-                }
-            }
-            EK::DataGet(k) => {
-                let k = self.key(k)?;
-                match self.env.data.get(&*k) {
-                    Some(t) => Ok(Value::Tensor(t.clone())),
-                    None => Err(EvalError::new(
-                        DiagCode::E0602,
-                        format!("input_data has no tensor named '{k}'"),
-                        span,
-                    )),
-                }
-            }
-            EK::Attr(v, a) => {
-                let v = self.expr(v)?;
-                attr(v, *a, span)
-            }
+            EK::CtxGet(k) => self.ctx_get(k, span),
+            EK::DataGet(k) => self.data_get(k, span),
+            EK::Attr(v, a) => self.attr_expr(v, *a, span),
             EK::Call {
                 func,
                 recv,
                 args,
                 kwargs,
                 inplace,
-            } => {
-                let mut pos = Vec::with_capacity(args.len() + 1);
-                if let Some(r) = recv {
-                    pos.push(self.expr(r)?);
-                }
-                for a in args {
-                    pos.push(self.expr(a)?);
-                }
-                let kw = self.kwargs(kwargs)?;
-                let out = funcs::call(
-                    *func,
-                    Args {
-                        pos,
-                        kw,
-                        span,
-                        func: *func,
-                    },
-                    MAX_LIST,
-                )?;
-                self.charge(&out, span)?;
-                if let Some(s) = inplace {
-                    self.slots[*s] = Some(out.clone());
-                }
-                Ok(out)
-            }
-            EK::CallValue { func, args, kwargs } => {
-                let f = self.expr(func)?;
-                let pos = self.exprs(args)?;
-                let kw = self.kwargs(kwargs)?;
-                let out = match f {
-                    Value::Func(func) => funcs::call(
-                        func,
-                        Args {
-                            pos,
-                            kw,
+            } => self.call_expr(*func, recv.as_deref(), args, kwargs, *inplace, span),
+            EK::CallValue { func, args, kwargs } => self.call_value(func, args, kwargs, span),
+            EK::Subscript(base, items) => self.subscript_expr(base, items, span),
+            EK::Binary(op, l, r) => self.binary_expr(*op, l, r, span),
+            EK::Unary(op, x) => self.unary_expr(*op, x, span),
+            EK::Compare(first, rest) => self.compare_expr(first, rest, span),
+            EK::IfElse(c, a, b) => self.if_expr(c, a, b),
+            EK::List(items) => self.sequence(items, span, false),
+            EK::Tuple(items) => self.sequence(items, span, true),
+            EK::ListComp { elt, target, iter } => self.list_comp(elt, target, iter, span),
+            EK::FString(parts) => self.fstring(parts, span),
+        }
+    }
+
+    #[inline(never)]
+    fn sequence(&mut self, items: &[CExpr], span: Span, tuple: bool) -> Result<Value, EvalError> {
+        let v = self.exprs(items)?;
+        check_nesting(&v, span)?;
+        Ok(if tuple {
+            Value::tuple(v)
+        } else {
+            Value::list(v)
+        })
+    }
+
+    #[inline(never)]
+    fn unbound(&self, s: usize, span: Span) -> EvalError {
+        let name = self.slot_names.get(s).map_or("?", String::as_str);
+        let msg = match name {
+            "state" => "`state` is only defined in reducers (fns with `init`)".to_string(),
+            "input" => "`input` is only defined in element functions".to_string(),
+            _ => format!("name `{name}` is used before it is assigned"),
+        };
+        EvalError::eval(msg, span)
+    }
+
+    #[inline(never)]
+    fn ctx_get(&mut self, k: &Key, span: Span) -> Result<Value, EvalError> {
+        let k = self.key(k)?;
+        match self.dims().get(&*k) {
+            Some(&v) => Ok(Value::Int(v)),
+            None => Err(EvalError::new(
+                DiagCode::E0602,
+                format!("dimension `{k}` has no value"),
+                span,
+            )),
+        }
+    }
+
+    #[inline(never)]
+    fn data_get(&mut self, k: &Key, span: Span) -> Result<Value, EvalError> {
+        let k = self.key(k)?;
+        match self.env.data.get(&*k) {
+            Some(t) => Ok(Value::Tensor(t.clone())),
+            None => Err(EvalError::new(
+                DiagCode::E0602,
+                format!("input_data has no tensor named '{k}'"),
+                span,
+            )),
+        }
+    }
+
+    #[inline(never)]
+    fn attr_expr(&mut self, v: &CExpr, a: Attr, span: Span) -> Result<Value, EvalError> {
+        let v = self.expr(v)?;
+        attr(v, a, span)
+    }
+
+    #[inline(never)]
+    fn call_expr(
+        &mut self,
+        func: funcs::Func,
+        recv: Option<&CExpr>,
+        args: &[CExpr],
+        kwargs: &[(&'static str, CExpr)],
+        inplace: Option<usize>,
+        span: Span,
+    ) -> Result<Value, EvalError> {
+        let mut pos = Vec::with_capacity(args.len() + 1);
+        if let Some(r) = recv {
+            pos.push(self.expr(r)?);
+        }
+        for a in args {
+            pos.push(self.expr(a)?);
+        }
+        let kw = self.kwargs(kwargs)?;
+        let out = funcs::call(
+            func,
+            Args {
+                pos,
+                kw,
+                span,
+                func,
+            },
+            MAX_LIST,
+        )?;
+        self.charge(&out, span)?;
+        if let Some(s) = inplace {
+            self.slots[s] = Some(out.clone());
+        }
+        Ok(out)
+    }
+
+    #[inline(never)]
+    fn call_value(
+        &mut self,
+        func: &CExpr,
+        args: &[CExpr],
+        kwargs: &[(&'static str, CExpr)],
+        span: Span,
+    ) -> Result<Value, EvalError> {
+        let f = self.expr(func)?;
+        let pos = self.exprs(args)?;
+        let kw = self.kwargs(kwargs)?;
+        let out = match f {
+            Value::Func(func) => funcs::call(
+                func,
+                Args {
+                    pos,
+                    kw,
+                    span,
+                    func,
+                },
+                MAX_LIST,
+            )?,
+            Value::Module(m) => match pos.as_slice() {
+                [x] => {
+                    let t = to_tensor(x).ok_or_else(|| {
+                        EvalError::eval(
+                            format!("{}() expects a tensor, not {}", m.name(), x.type_name()),
                             span,
-                            func,
-                        },
-                        MAX_LIST,
-                    )?,
-                    Value::Module(m) => match pos.as_slice() {
-                        [x] => {
-                            let t = to_tensor(x).ok_or_else(|| {
-                                EvalError::eval(
-                                    format!(
-                                        "{}() expects a tensor, not {}",
-                                        m.name(),
-                                        x.type_name()
-                                    ),
-                                    span,
-                                )
-                            })?;
-                            funcs::apply_module(m, &t, span)?
-                        }
-                        _ => {
+                        )
+                    })?;
+                    funcs::apply_module(m, &t, span)?
+                }
+                _ => {
+                    return Err(EvalError::eval(
+                        format!("{}() takes exactly one tensor", m.name()),
+                        span,
+                    ));
+                }
+            },
+            other => {
+                return Err(EvalError::eval(
+                    format!("{} is not callable", other.type_name()),
+                    span,
+                ));
+            }
+        };
+        self.charge(&out, span)?;
+        Ok(out)
+    }
+
+    #[inline(never)]
+    fn subscript_expr(
+        &mut self,
+        base: &CExpr,
+        items: &[CIndex],
+        span: Span,
+    ) -> Result<Value, EvalError> {
+        let b = self.expr(base)?;
+        // Fast path for `input[0]` / `state[1]`: no index vector.
+        if let (Value::List(l) | Value::Tuple(l), [CIndex::Index(ie)]) = (&b, items) {
+            let iv = self.expr(ie)?;
+            if let Value::Int(i) = iv {
+                let n = l.len() as i64;
+                let j = if i < 0 { i + n } else { i };
+                return usize::try_from(j)
+                    .ok()
+                    .and_then(|j| l.get(j))
+                    .cloned()
+                    .ok_or_else(|| {
+                        EvalError::eval(
+                            format!("index {i} is out of range for a sequence of length {n}"),
+                            span,
+                        )
+                    });
+            }
+            let idx = Indices {
+                tensor: vec![index_of(&iv, ie.span)?],
+            };
+            return subscript(b, idx, span);
+        }
+        match b {
+            Value::Ctx | Value::InputData => {
+                let key = match items {
+                    [CIndex::Index(k)] => match self.expr(k)? {
+                        Value::Str(s) => s,
+                        other => {
                             return Err(EvalError::eval(
-                                format!("{}() takes exactly one tensor", m.name()),
-                                span,
+                                format!("keys must be strings, not {}", other.type_name()),
+                                k.span,
                             ));
                         }
                     },
-                    other => {
-                        return Err(EvalError::eval(
-                            format!("{} is not callable", other.type_name()),
-                            span,
-                        ));
-                    }
+                    _ => return Err(EvalError::eval("expected one key", span)),
                 };
+                let k = Key::Const(key);
+                let kind = if matches!(b, Value::Ctx) {
+                    EK::CtxGet(k)
+                } else {
+                    EK::DataGet(k)
+                };
+                self.expr(&CExpr { kind, span })
+            }
+            _ => {
+                let idx = self.indices(items)?;
+                let out = subscript(b, idx, span)?;
                 self.charge(&out, span)?;
                 Ok(out)
-            }
-            EK::Subscript(base, items) => {
-                let b = self.expr(base)?;
-                match b {
-                    Value::Ctx | Value::InputData => {
-                        let key = match items.as_slice() {
-                            [CIndex::Index(k)] => match self.expr(k)? {
-                                Value::Str(s) => s,
-                                other => {
-                                    return Err(EvalError::eval(
-                                        format!("keys must be strings, not {}", other.type_name()),
-                                        k.span,
-                                    ));
-                                }
-                            },
-                            _ => return Err(EvalError::eval("expected one key", span)),
-                        };
-                        let k = Key::Const(key);
-                        let kind = if matches!(b, Value::Ctx) {
-                            EK::CtxGet(k)
-                        } else {
-                            EK::DataGet(k)
-                        };
-                        self.expr(&CExpr { kind, span })
-                    }
-                    _ => {
-                        let idx = self.indices(items)?;
-                        let out = subscript(b, idx, span)?;
-                        self.charge(&out, span)?;
-                        Ok(out)
-                    }
-                }
-            }
-            EK::Binary(op, l, r) => {
-                let a = self.expr(l)?;
-                let b = self.expr(r)?;
-                let out = binop(*op, a, b, span)?;
-                self.charge(&out, span)?;
-                Ok(out)
-            }
-            EK::Unary(op, x) => {
-                let v = self.expr(x)?;
-                unop(*op, v, span)
-            }
-            EK::Compare(first, rest) => {
-                let mut left = self.expr(first)?;
-                for (op, e) in rest {
-                    let right = self.expr(e)?;
-                    let r = compare(*op, &left, &right, span)?;
-                    if rest.len() == 1 {
-                        return Ok(r);
-                    }
-                    // A chain `a < b < c` is `a < b and b < c`.
-                    if !py_truthy(&r, span)? {
-                        return Ok(Value::Bool(false));
-                    }
-                    left = right;
-                }
-                Ok(Value::Bool(true))
-            }
-            EK::IfElse(c, a, b) => {
-                let cv = self.expr(c)?;
-                if py_truthy(&cv, c.span)? {
-                    self.expr(a)
-                } else {
-                    self.expr(b)
-                }
-            }
-            EK::List(items) => Ok(Value::list(self.exprs(items)?)),
-            EK::Tuple(items) => Ok(Value::tuple(self.exprs(items)?)),
-            EK::ListComp { elt, target, iter } => {
-                let it = self.expr(iter)?;
-                let mut out = Vec::new();
-                if let Value::Range(a, b, s) = it {
-                    let n = funcs::range_len(a, b, s);
-                    // Fail before looping when the budget cannot cover the iterations.
-                    if n > self.fuel {
-                        return self.tick(n, span).map(|()| Value::None);
-                    }
-                    if n > MAX_LIST as u64 {
-                        return Err(EvalError::new(
-                            DiagCode::E0701,
-                            format!(
-                                "list comprehension of {n} items exceeds the limit of {MAX_LIST}"
-                            ),
-                            span,
-                        ));
-                    }
-                    for i in 0..n {
-                        self.tick(1, span)?;
-                        self.assign(target, Value::Int(a + (i as i64) * s))?;
-                        out.push(self.expr(elt)?);
-                    }
-                } else {
-                    for item in funcs::iter_items(&it, iter.span, MAX_LIST)? {
-                        self.tick(1, span)?;
-                        self.assign(target, item)?;
-                        out.push(self.expr(elt)?);
-                    }
-                }
-                Ok(Value::list(out))
-            }
-            EK::FString(parts) => {
-                let mut s = String::new();
-                for p in parts {
-                    match p {
-                        FPart::Lit(l) => s.push_str(l),
-                        FPart::Expr(e) => s.push_str(&self.expr(e)?.py_str()),
-                    }
-                }
-                Ok(Value::Str(Arc::from(s)))
             }
         }
+    }
+
+    #[inline(never)]
+    fn binary_expr(
+        &mut self,
+        op: BinOp,
+        l: &CExpr,
+        r: &CExpr,
+        span: Span,
+    ) -> Result<Value, EvalError> {
+        let a = self.expr(l)?;
+        let b = self.expr(r)?;
+        let out = binop(op, a, b, span)?;
+        self.charge(&out, span)?;
+        Ok(out)
+    }
+
+    #[inline(never)]
+    fn unary_expr(&mut self, op: UnOp, x: &CExpr, span: Span) -> Result<Value, EvalError> {
+        let v = self.expr(x)?;
+        unop(op, v, span)
+    }
+
+    #[inline(never)]
+    fn compare_expr(
+        &mut self,
+        first: &CExpr,
+        rest: &[(CmpOp, CExpr)],
+        span: Span,
+    ) -> Result<Value, EvalError> {
+        let mut left = self.expr(first)?;
+        for (op, e) in rest {
+            let right = self.expr(e)?;
+            let r = compare(*op, &left, &right, span)?;
+            if rest.len() == 1 {
+                return Ok(r);
+            }
+            // A chain `a < b < c` is `a < b and b < c`.
+            if !py_truthy(&r, span)? {
+                return Ok(Value::Bool(false));
+            }
+            left = right;
+        }
+        Ok(Value::Bool(true))
+    }
+
+    #[inline(never)]
+    fn if_expr(&mut self, c: &CExpr, a: &CExpr, b: &CExpr) -> Result<Value, EvalError> {
+        let cv = self.expr(c)?;
+        if py_truthy(&cv, c.span)? {
+            self.expr(a)
+        } else {
+            self.expr(b)
+        }
+    }
+
+    #[inline(never)]
+    fn list_comp(
+        &mut self,
+        elt: &CExpr,
+        target: &CTarget,
+        iter: &CExpr,
+        span: Span,
+    ) -> Result<Value, EvalError> {
+        let it = self.expr(iter)?;
+        let mut out = Vec::new();
+        if let Value::Range(a, b, s) = it {
+            let n = funcs::range_len(a, b, s);
+            // Fail before looping when the budget cannot cover the iterations.
+            if n > self.fuel {
+                return self.tick(n, span).map(|()| Value::None);
+            }
+            if n > MAX_LIST as u64 {
+                return Err(EvalError::new(
+                    DiagCode::E0701,
+                    format!("list comprehension of {n} items exceeds the limit of {MAX_LIST}"),
+                    span,
+                ));
+            }
+            for i in 0..n {
+                self.tick(1, span)?;
+                self.assign(target, Value::Int(a + (i as i64) * s))?;
+                out.push(self.expr(elt)?);
+            }
+        } else {
+            for item in funcs::iter_items(&it, iter.span, MAX_LIST)? {
+                self.tick(1, span)?;
+                self.assign(target, item)?;
+                out.push(self.expr(elt)?);
+            }
+        }
+        check_nesting(&out, span)?;
+        Ok(Value::list(out))
+    }
+
+    #[inline(never)]
+    fn fstring(&mut self, parts: &[FPart], span: Span) -> Result<Value, EvalError> {
+        let mut s = String::new();
+        for p in parts {
+            match p {
+                FPart::Lit(l) => s.push_str(l),
+                FPart::Expr(e) => s.push_str(&self.expr(e)?.py_str()),
+            }
+            if s.len() > MAX_LIST {
+                return Err(EvalError::new(
+                    DiagCode::E0701,
+                    format!(
+                        "a string of {} bytes exceeds the limit of {MAX_LIST}",
+                        s.len()
+                    ),
+                    span,
+                ));
+            }
+        }
+        Ok(Value::Str(Arc::from(s)))
     }
 
     fn kwargs(
@@ -544,13 +668,60 @@ impl<'e> Interp<'e> {
             .collect()
     }
 
-    /// Tensor work costs fuel too: one step per 1024 elements produced.
+    /// Tensor work costs fuel too: one step per 1024 elements produced; and the elements
+    /// produced by one evaluation are bounded in total.
     fn charge(&mut self, v: &Value, span: Span) -> Result<(), EvalError> {
         if let Value::Tensor(t) = v {
-            self.tick((t.numel() >> 10) as u64, span)?;
+            let n = t.numel() as u64;
+            self.tick(n >> 10, span)?;
+            self.produced = self.produced.saturating_add(n);
+            if self.produced > self.env.limits.max_produced {
+                return Err(EvalError::new(
+                    DiagCode::E0701,
+                    format!(
+                        "evaluation produced more than {} tensor elements in total",
+                        self.env.limits.max_produced
+                    ),
+                    span,
+                ));
+            }
         }
         Ok(())
     }
+}
+
+/// How deeply lists and tuples may nest at run time. `x = [x]` repeated over many statements
+/// would otherwise build a value whose recursive drop or printing overflows the stack.
+const MAX_VALUE_NEST: usize = 64;
+
+fn nest_depth(v: &Value, budget: usize) -> usize {
+    match v {
+        Value::List(l) | Value::Tuple(l) if budget > 0 => {
+            1 + l
+                .iter()
+                .map(|x| nest_depth(x, budget - 1))
+                .max()
+                .unwrap_or(0)
+        }
+        Value::List(_) | Value::Tuple(_) => 1,
+        _ => 0,
+    }
+}
+
+fn check_nesting(items: &[Value], span: Span) -> Result<(), EvalError> {
+    let deepest = items
+        .iter()
+        .filter(|v| matches!(v, Value::List(_) | Value::Tuple(_)))
+        .map(|v| nest_depth(v, MAX_VALUE_NEST))
+        .max()
+        .unwrap_or(0);
+    if deepest >= MAX_VALUE_NEST {
+        return Err(EvalError::eval(
+            format!("lists nest more than {MAX_VALUE_NEST} levels deep"),
+            span,
+        ));
+    }
+    Ok(())
 }
 
 pub(crate) struct Indices {
@@ -820,6 +991,24 @@ pub(crate) fn binop(op: BinOp, a: Value, b: Value, span: Span) -> Result<Value, 
             Some(bop) => x.binary(bop, &y).map(Value::tensor).map_err(te),
             None => x.matmul(&y).map(Value::tensor).map_err(te),
         };
+    }
+    let too_long = |n: usize| {
+        EvalError::new(
+            DiagCode::E0701,
+            format!("a sequence of {n} items exceeds the limit of {MAX_LIST}"),
+            span,
+        )
+    };
+    match (&a, &b) {
+        (Value::List(x), Value::List(y)) | (Value::Tuple(x), Value::Tuple(y))
+            if op == BinOp::Add && x.len() + y.len() > MAX_LIST =>
+        {
+            return Err(too_long(x.len() + y.len()));
+        }
+        (Value::Str(x), Value::Str(y)) if op == BinOp::Add && x.len() + y.len() > MAX_LIST => {
+            return Err(too_long(x.len() + y.len()));
+        }
+        _ => {}
     }
     match (op, &a, &b) {
         (BinOp::Add, Value::List(x), Value::List(y)) => {

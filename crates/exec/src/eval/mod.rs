@@ -41,6 +41,9 @@ pub struct EvalLimits {
     pub max_numel: usize,
     /// Multiply-adds of one contraction, comparisons of one sort.
     pub max_work: u64,
+    /// Elements all tensor operations of one evaluation may produce together: a bound on the
+    /// memory a single call can hold (a list of many large tensors).
+    pub max_produced: u64,
 }
 
 impl Default for EvalLimits {
@@ -49,6 +52,7 @@ impl Default for EvalLimits {
             fuel: 10_000_000,
             max_numel: limits::DEFAULT_MAX_NUMEL,
             max_work: limits::DEFAULT_MAX_WORK,
+            max_produced: 4 * limits::DEFAULT_MAX_NUMEL as u64,
         }
     }
 }

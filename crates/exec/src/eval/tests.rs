@@ -585,6 +585,14 @@ fn limits_fail_fast() {
     };
     let e = eval_block(&parse("torch.ones(200)"), &env).unwrap_err();
     assert_eq!(e.code, Code::E0701);
+    // Many tensors each within the per-tensor limit are bounded in total.
+    env.limits = EvalLimits {
+        max_produced: 10_000,
+        ..EvalLimits::default()
+    };
+    let e = eval_block(&parse("[torch.ones(1000) for i in range(100)]"), &env).unwrap_err();
+    assert_eq!(e.code, Code::E0701);
+    assert!(e.message.contains("in total"), "{}", e.message);
 }
 
 #[test]
@@ -631,24 +639,138 @@ fn compiled_function_is_reusable_and_fast() {
     assert!(v(&st[1])[0] > 0.0);
 }
 
+// ----- robustness ------------------------------------------------------------------------------
+
+/// Random expressions over tensors with random (often absurd) integer arguments.
+fn arb_expr() -> impl proptest::strategy::Strategy<Value = String> {
+    use proptest::prelude::*;
+    let int = prop_oneof![
+        (-4i64..6).prop_map(|i| i.to_string()),
+        Just("10**12".to_string()),
+        Just("-10**9".to_string()),
+        Just("M_value".to_string()),
+    ];
+    let leaf = prop_oneof![
+        Just("x".to_string()),
+        Just("y".to_string()),
+        Just("input_data['X']".to_string()),
+        Just("1.5".to_string()),
+        Just("torch.tensor(2.0)".to_string()),
+        int.clone().prop_map(|i| format!("torch.ones({i})")),
+        int.clone().prop_map(|i| format!("torch.arange({i})")),
+    ];
+    leaf.prop_recursive(3, 24, 2, move |inner| {
+        let i = int.clone();
+        prop_oneof![
+            (inner.clone(), inner.clone(), 0usize..7).prop_map(|(a, b, k)| {
+                let op = ["+", "-", "*", "/", "@", "**", ">"][k];
+                format!("({a} {op} {b})")
+            }),
+            (inner.clone(), i.clone(), 0usize..14).prop_map(|(a, n, k)| match k {
+                0 => format!("{a}.sum(dim={n}, keepdim=True)"),
+                1 => format!("{a}.view({n}, -1)"),
+                2 => format!("{a}.repeat({n}, 2)"),
+                3 => format!("{a}.unsqueeze({n})"),
+                4 => format!("{a}.chunk({n}, dim=-1)[0]"),
+                5 => format!("torch.topk({a}, {n}, dim=-1)[1]"),
+                6 => format!("{a}[{n}]"),
+                7 => format!("{a}[..., {n}::{n}]"),
+                8 => format!("{a}.movedim({n}, 0)"),
+                9 => format!("torch.softmax({a}, dim={n})"),
+                10 => format!("{a}.expand({n}, -1)"),
+                11 => format!("{a}.var(dim={n}, unbiased=False)"),
+                12 => format!("torch.cumprod({a}, dim={n})"),
+                _ => format!("{a}.flatten({n})"),
+            }),
+            (inner.clone(), inner.clone(), i.clone(), 0usize..5).prop_map(|(a, b, n, k)| match k {
+                0 => format!("torch.stack([{a}, {b}], dim={n})"),
+                1 => format!("torch.cat([{a}, {b}], dim={n})"),
+                2 => format!("torch.einsum('ij,jk->ik', {a}, {b})"),
+                3 => format!("{a}.scatter({n}, torch.tensor([[{n}]]), {b})"),
+                _ => format!("torch.max({a}, {b})"),
+            }),
+            (inner, i).prop_map(|(a, n)| format!("torch.stack([{a} for i in range({n})])")),
+        ]
+    })
+}
+
+proptest::proptest! {
+    #![proptest_config(proptest::prelude::ProptestConfig::with_cases(256))]
+
+    #[test]
+    fn random_snippets_never_panic(e in arb_expr()) {
+        let src = format!("x = torch.arange(12, dtype=torch.float).view(3, 4)\ny = torch.ones(4)\n{e}");
+        let p = stepforge_syntax::parse_block(&src);
+        proptest::prop_assert!(!p.has_errors(), "{src}: {:?}", p.diagnostics);
+        if let Some(block) = p.ok() {
+            let mut env = env();
+            env.limits = EvalLimits { fuel: 100_000, max_numel: 100_000, max_work: 10_000_000, max_produced: 1_000_000 };
+            let start = std::time::Instant::now();
+            let r = eval_block(&block, &env);
+            proptest::prop_assert!(start.elapsed().as_secs_f64() < 2.0, "{src} took {:?}", start.elapsed());
+            if let Err(e) = r {
+                proptest::prop_assert!(!e.message.is_empty());
+                proptest::prop_assert!(e.span.hi as usize <= src.len());
+            }
+        }
+    }
+}
+
 #[test]
-fn zz_timing_probe() {
-    let env = env();
-    let body = parse("x = input[0]\nm = torch.max(state[0], x.max())\nreturn [m, state[1] * torch.exp(state[0] - m) + torch.exp(x - m).sum()]");
-    let func = Function::compile("online_softmax", &body, &env).unwrap();
-    let mut st = vec![Tensor::scalar_f32(f32::NEG_INFINITY), Tensor::scalar_f32(0.0)];
-    let x = ar(&[16]);
-    let t0 = std::time::Instant::now();
-    for _ in 0..10000 {
-        st = func.call(&env, vec![x.clone()], Some(st)).unwrap();
-    }
-    let body2 = parse("return [gelu(input[0] @ input_data['W1big']) ]");
-    let mut env2 = env.clone();
-    env2.set_data("W1big", ar(&[16, 16]));
-    let f2 = Function::compile("ffn", &body2, &env2).unwrap();
-    let t1 = std::time::Instant::now();
-    for _ in 0..10000 {
-        let _ = f2.call(&env2, vec![x.clone()], None).unwrap();
-    }
-    eprintln!("online softmax step: {:?}/call; gelu(x@W 16x16): {:?}/call", (t1 - t0) / 10000, t1.elapsed() / 10000);
+fn deep_nesting_stays_on_the_stack() {
+    // Compiling and evaluating the deepest trees the evaluator accepts must fit in half of a
+    // test thread's 2 MiB stack even in debug builds; deeper ones are an error, not a crash.
+    let run = || {
+        let shapes: [(&str, &str, &str); 6] = [
+            ("[", "1", "]"),
+            ("torch.exp(", "torch.ones(2)", ")"),
+            ("(1 + ", "1", ")"),
+            ("-", "torch.ones(2)", ""),
+            ("", "torch.ones(2)", ".exp()"),
+            ("[", "torch.ones(2)", " for i in range(1)][0]"),
+        ];
+        for (open, mid, close) in shapes {
+            for depth in (5..=200).step_by(5) {
+                let src = format!("{}{mid}{}", open.repeat(depth), close.repeat(depth));
+                let Some(b) = stepforge_syntax::parse_block(&src).ok() else {
+                    break;
+                };
+                match eval_block(&b, &env()) {
+                    Ok(_) => {}
+                    Err(e) => {
+                        assert!(e.message.contains(" more than "), "{src}: {e}");
+                        assert!(depth > 30, "{src}: {e}");
+                    }
+                }
+            }
+        }
+    };
+    std::thread::Builder::new()
+        .stack_size(1 << 20)
+        .spawn(run)
+        .unwrap()
+        .join()
+        .unwrap();
+}
+
+#[test]
+fn runtime_list_nesting_is_bounded() {
+    let src = format!("x = [1]\n{}x", "x = [x]\n".repeat(5000));
+    let e = err(&src);
+    assert!(e.message.contains("nest more than"), "{e}");
+    let src = format!("x = [1]\n{}x", "x[0] = [x]\n".repeat(5000));
+    let e = err(&src);
+    assert!(e.message.contains("nest more than"), "{e}");
+    assert!(matches!(
+        val("x = [1]\nx = [x]\nx = [x]\nx[0][0]"),
+        Value::List(_)
+    ));
+}
+
+#[test]
+fn doubling_sequences_hit_the_limit() {
+    let e = err(&format!("x = [1]\n{}x", "x = x + x\n".repeat(40)));
+    assert_eq!(e.code, Code::E0701);
+    let e = err(&format!("s = 'ab'\n{}s", "s = s + s\n".repeat(40)));
+    assert_eq!(e.code, Code::E0701);
 }

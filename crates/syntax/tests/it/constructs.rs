@@ -37,16 +37,26 @@ fn round_trip_block(src: &str) {
     let b = block_ok(src);
     let printed = print::block(&b);
     let again = block_ok(&printed);
-    assert!(same_tree(&b, &again), "round trip changed the tree:\n{src}\n---\n{printed}");
+    assert!(
+        same_tree(&b, &again),
+        "round trip changed the tree:\n{src}\n---\n{printed}"
+    );
     assert_eq!(print::block(&again), printed, "printer is not idempotent");
 }
 
 fn round_trip_program(src: &str) {
     let p = program_ok(src);
-    assert_eq!(Some(&p), parse_program_via_grammar(src).value.as_ref(), "fast path differs");
+    assert_eq!(
+        Some(&p),
+        parse_program_via_grammar(src).value.as_ref(),
+        "fast path differs"
+    );
     let printed = print::program(&p);
     let again = program_ok(&printed);
-    assert!(same_tree(&p, &again), "round trip changed the tree:\n{src}\n---\n{printed}");
+    assert!(
+        same_tree(&p, &again),
+        "round trip changed the tree:\n{src}\n---\n{printed}"
+    );
 }
 
 /// Every construct DESIGN §7 lists, in one snippet.
@@ -93,28 +103,65 @@ fn every_python_construct_parses_and_round_trips() {
 fn precedence_follows_python() {
     // -x**2 == -(x**2)
     let e = expr_of("-x**2");
-    let ExprKind::Unary { op: UnOp::Neg, operand } = e.kind else { panic!() };
-    assert!(matches!(operand.kind, ExprKind::Binary { op: BinOp::Pow, .. }));
+    let ExprKind::Unary {
+        op: UnOp::Neg,
+        operand,
+    } = e.kind
+    else {
+        panic!()
+    };
+    assert!(matches!(
+        operand.kind,
+        ExprKind::Binary { op: BinOp::Pow, .. }
+    ));
     // 2**-1 == 2**(-1); ** is right-associative
     let e = expr_of("a ** b ** c");
-    let ExprKind::Binary { op: BinOp::Pow, rhs, .. } = e.kind else { panic!() };
+    let ExprKind::Binary {
+        op: BinOp::Pow,
+        rhs,
+        ..
+    } = e.kind
+    else {
+        panic!()
+    };
     assert!(matches!(rhs.kind, ExprKind::Binary { op: BinOp::Pow, .. }));
     // @ binds like *, left-associative
     let e = expr_of("a @ b * c");
-    let ExprKind::Binary { op: BinOp::Mul, lhs, .. } = e.kind else { panic!() };
-    assert!(matches!(lhs.kind, ExprKind::Binary { op: BinOp::MatMul, .. }));
+    let ExprKind::Binary {
+        op: BinOp::Mul,
+        lhs,
+        ..
+    } = e.kind
+    else {
+        panic!()
+    };
+    assert!(matches!(
+        lhs.kind,
+        ExprKind::Binary {
+            op: BinOp::MatMul,
+            ..
+        }
+    ));
     // + looser than *
     let e = expr_of("a + b * c");
     assert!(matches!(e.kind, ExprKind::Binary { op: BinOp::Add, .. }));
     // conditional is loosest; comparison inside its condition
     let e = expr_of("[a] if input[0] > 0.5 else [b]");
-    let ExprKind::IfElse { cond, .. } = e.kind else { panic!() };
+    let ExprKind::IfElse { cond, .. } = e.kind else {
+        panic!()
+    };
     assert!(matches!(cond.kind, ExprKind::Compare { .. }));
     // attribute chains
     let e = expr_of("torch.ops.aten.native_layer_norm.default(x)");
-    assert_eq!(print::expr(&e), "torch.ops.aten.native_layer_norm.default(x)");
+    assert_eq!(
+        print::expr(&e),
+        "torch.ops.aten.native_layer_norm.default(x)"
+    );
     // parenthesised subexpressions survive printing
-    assert_eq!(print::expr(&expr_of("(a + b) * -(c - d) ** 2")), "(a + b) * -(c - d) ** 2");
+    assert_eq!(
+        print::expr(&expr_of("(a + b) * -(c - d) ** 2")),
+        "(a + b) * -(c - d) ** 2"
+    );
     assert_eq!(print::expr(&expr_of("(-x) ** 2")), "(-x) ** 2");
     assert_eq!(print::expr(&expr_of("a - (b - c)")), "a - (b - c)");
 }
@@ -122,7 +169,9 @@ fn precedence_follows_python() {
 #[test]
 fn literals() {
     let e = expr_of("[1, 1e-5, .5, 2., True, False, None, 'it', \"q\\\"\"]");
-    let ExprKind::List(items) = e.kind else { panic!() };
+    let ExprKind::List(items) = e.kind else {
+        panic!()
+    };
     assert!(matches!(items[0].kind, ExprKind::Int(1)));
     assert!(matches!(&items[1].kind, ExprKind::Float(v, t) if *v == 1e-5 && t == "1e-5"));
     assert!(matches!(&items[2].kind, ExprKind::Float(v, _) if *v == 0.5));
@@ -136,10 +185,22 @@ fn literals() {
 fn fstring_holes_have_file_spans() {
     let src = "x = input_data[f\"{E}_value\"]";
     let b = block_ok(src);
-    let PyStmtKind::Assign { value, .. } = &b.stmts[0].kind else { panic!() };
-    let ExprKind::Subscript { index, .. } = &value.kind else { panic!() };
-    let SliceItem::Index(Expr { kind: ExprKind::FString(parts), .. }) = &index[0] else { panic!() };
-    let FStringPart::Expr(hole) = &parts[0] else { panic!() };
+    let PyStmtKind::Assign { value, .. } = &b.stmts[0].kind else {
+        panic!()
+    };
+    let ExprKind::Subscript { index, .. } = &value.kind else {
+        panic!()
+    };
+    let SliceItem::Index(Expr {
+        kind: ExprKind::FString(parts),
+        ..
+    }) = &index[0]
+    else {
+        panic!()
+    };
+    let FStringPart::Expr(hole) = &parts[0] else {
+        panic!()
+    };
     assert_eq!(&src[hole.span.range()], "E");
     assert!(matches!(&parts[1], FStringPart::Lit(l) if l == "_value"));
 }
@@ -185,7 +246,9 @@ fn every_program_construct_parses_and_round_trips() {
     let p = program_ok(ALL_STEP);
     assert_eq!(p.stmts.len(), 18);
     assert_eq!(p.ret.values.len(), 2);
-    let Rhs::Comp(c) = &p.stmts[14].rhs else { panic!() };
+    let Rhs::Comp(c) = &p.stmts[14].rhs else {
+        panic!()
+    };
     assert!(matches!(&c.iter, CompIter::Zip(xs, _) if xs.len() == 2));
     assert_eq!(c.vars.len(), 2);
     round_trip_program(ALL_STEP);
@@ -195,7 +258,10 @@ fn every_program_construct_parses_and_round_trips() {
 fn multi_line_statements_and_base_indent() {
     let src = "\n\n      E1 = step.Map(\n          fn=f,\n      ).apply(E0)\n      return E1\n";
     let p = program_ok(src);
-    assert_eq!(&src[p.stmts[0].span.range()], "E1 = step.Map(\n          fn=f,\n      ).apply(E0)");
+    assert_eq!(
+        &src[p.stmts[0].span.range()],
+        "E1 = step.Map(\n          fn=f,\n      ).apply(E0)"
+    );
 }
 
 #[test]
@@ -239,7 +305,10 @@ fn answers_keep_original_offsets() {
     let p = parse_answer(answer);
     assert!(p.diagnostics.is_empty(), "{}", rendered(answer, &p));
     let prog = p.value.unwrap();
-    assert_eq!(&answer[prog.stmts[0].span.range()], "E1 = step.Map(fn=f).apply(E0)");
+    assert_eq!(
+        &answer[prog.stmts[0].span.range()],
+        "E1 = step.Map(fn=f).apply(E0)"
+    );
     let bare = parse_answer("E1 = step.Map(fn=f).apply(E0)\nreturn E1");
     assert!(bare.diagnostics.is_empty());
     let none = parse_answer("Sorry, I can't help with that.");
@@ -252,7 +321,12 @@ fn recovery_reports_each_broken_line_once() {
     let src = "E1 = step.Map(fn=f).apply(E0\nE2 = step.Map(fn=g).apply(E1)\nE3 = = E2\nreturn E2\n";
     let p = parse_program(src);
     let codes: Vec<Code> = p.diagnostics.iter().map(|d| d.code).collect();
-    assert_eq!(codes, vec![Code::E0111, Code::E0110], "{}", rendered(src, &p));
+    assert_eq!(
+        codes,
+        vec![Code::E0111, Code::E0110],
+        "{}",
+        rendered(src, &p)
+    );
     // The good statement in the middle survived.
     assert_eq!(p.value.unwrap().stmts.len(), 1);
 }

@@ -2,5 +2,6 @@
 //! renderers, round-trip through the printer, and property tests.
 
 mod constructs;
+mod explain;
 mod props;
 mod snapshots;

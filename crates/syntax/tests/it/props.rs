@@ -9,8 +9,12 @@ use stepforge_syntax::*;
 const D: Span = Span::DUMMY;
 
 fn ident() -> impl Strategy<Value = Ident> {
-    select(&["x", "y", "input", "state", "torch", "E_value", "a1", "_t", "W", "fn_sum"][..])
-        .prop_map(|n| Ident::new(n, D))
+    select(
+        &[
+            "x", "y", "input", "state", "torch", "E_value", "a1", "_t", "W", "fn_sum",
+        ][..],
+    )
+    .prop_map(|n| Ident::new(n, D))
 }
 
 fn e(kind: ExprKind) -> Expr {
@@ -56,7 +60,12 @@ fn slice_item(inner: BoxedStrategy<Expr>) -> impl Strategy<Value = SliceItem> {
     prop_oneof![
         inner.clone().prop_map(SliceItem::Index),
         Just(SliceItem::Ellipsis(D)),
-        (o(), o(), o()).prop_map(|(lo, hi, step)| SliceItem::Slice { lo, hi, step, span: D }),
+        (o(), o(), o()).prop_map(|(lo, hi, step)| SliceItem::Slice {
+            lo,
+            hi,
+            step,
+            span: D
+        }),
     ]
 }
 
@@ -66,23 +75,38 @@ fn expr() -> impl Strategy<Value = Expr> {
         let v = |n| proptest::collection::vec(inner.clone(), 0..n);
         prop_oneof![
             (b(), ident()).prop_map(|(value, attr)| e(ExprKind::Attr { value, attr })),
-            (b(), v(3), proptest::collection::btree_map(
-                select(&["dim", "dtype", "keepdim", "unbiased"][..]),
-                inner.clone(),
-                0..3
-            ))
+            (
+                b(),
+                v(3),
+                proptest::collection::btree_map(
+                    select(&["dim", "dtype", "keepdim", "unbiased"][..]),
+                    inner.clone(),
+                    0..3
+                )
+            )
                 .prop_map(|(func, args, kw)| e(ExprKind::Call {
                     func,
                     args,
                     kwargs: kw.into_iter().map(|(k, v)| (Ident::new(k, D), v)).collect(),
                 })),
-            (b(), proptest::collection::vec(slice_item(inner.clone().boxed()), 1..4))
+            (
+                b(),
+                proptest::collection::vec(slice_item(inner.clone().boxed()), 1..4)
+            )
                 .prop_map(|(value, index)| e(ExprKind::Subscript { value, index })),
             (
-                select(&[
-                    BinOp::Add, BinOp::Sub, BinOp::Mul, BinOp::Div, BinOp::FloorDiv,
-                    BinOp::Mod, BinOp::Pow, BinOp::MatMul
-                ][..]),
+                select(
+                    &[
+                        BinOp::Add,
+                        BinOp::Sub,
+                        BinOp::Mul,
+                        BinOp::Div,
+                        BinOp::FloorDiv,
+                        BinOp::Mod,
+                        BinOp::Pow,
+                        BinOp::MatMul
+                    ][..]
+                ),
                 b(),
                 b()
             )
@@ -92,13 +116,28 @@ fn expr() -> impl Strategy<Value = Expr> {
             (
                 b(),
                 proptest::collection::vec(
-                    (select(&[CmpOp::Lt, CmpOp::Le, CmpOp::Gt, CmpOp::Ge, CmpOp::Eq, CmpOp::Ne][..]),
-                     inner.clone()),
+                    (
+                        select(
+                            &[
+                                CmpOp::Lt,
+                                CmpOp::Le,
+                                CmpOp::Gt,
+                                CmpOp::Ge,
+                                CmpOp::Eq,
+                                CmpOp::Ne
+                            ][..]
+                        ),
+                        inner.clone()
+                    ),
                     1..3
                 )
             )
                 .prop_map(|(first, rest)| e(ExprKind::Compare { first, rest })),
-            (b(), b(), b()).prop_map(|(cond, body, orelse)| e(ExprKind::IfElse { cond, body, orelse })),
+            (b(), b(), b()).prop_map(|(cond, body, orelse)| e(ExprKind::IfElse {
+                cond,
+                body,
+                orelse
+            })),
             v(4).prop_map(|xs| e(ExprKind::List(xs))),
             v(4).prop_map(|xs| e(ExprKind::Tuple(xs))),
             (b(), target_names(), b()).prop_map(|(elt, t, iter)| e(ExprKind::ListComp {
@@ -113,9 +152,15 @@ fn expr() -> impl Strategy<Value = Expr> {
 fn assign_target() -> impl Strategy<Value = Target> {
     let leaf_t = prop_oneof![
         ident().prop_map(Target::Name),
-        (expr(), proptest::collection::vec(slice_item(expr().boxed()), 1..3)).prop_map(
-            |(value, index)| Target::Subscript { value: Box::new(value), index, span: D }
-        ),
+        (
+            expr(),
+            proptest::collection::vec(slice_item(expr().boxed()), 1..3)
+        )
+            .prop_map(|(value, index)| Target::Subscript {
+                value: Box::new(value),
+                index,
+                span: D
+            }),
     ];
     leaf_t.prop_recursive(2, 8, 3, |inner| {
         proptest::collection::vec(inner, 1..4).prop_map(|v| Target::Tuple(v, D))
@@ -124,8 +169,7 @@ fn assign_target() -> impl Strategy<Value = Target> {
 
 fn py_stmt() -> impl Strategy<Value = PyStmt> {
     prop_oneof![
-        (assign_target(), expr())
-            .prop_map(|(target, value)| PyStmtKind::Assign { target, value }),
+        (assign_target(), expr()).prop_map(|(target, value)| PyStmtKind::Assign { target, value }),
         expr().prop_map(PyStmtKind::Return),
         expr().prop_map(PyStmtKind::Expr),
     ]
@@ -146,26 +190,35 @@ fn kwvalue() -> impl Strategy<Value = KwValue> {
 }
 
 fn arg() -> impl Strategy<Value = Arg> {
-    ident().prop_map(Arg::Name).prop_recursive(2, 8, 3, |inner| {
-        proptest::collection::vec(inner, 0..4).prop_map(|v| Arg::Tuple(v, D))
-    })
+    ident()
+        .prop_map(Arg::Name)
+        .prop_recursive(2, 8, 3, |inner| {
+            proptest::collection::vec(inner, 0..4).prop_map(|v| Arg::Tuple(v, D))
+        })
 }
 
 fn opcall() -> impl Strategy<Value = OpCall> {
-    (select(ops::OPS), proptest::collection::vec(kwvalue(), 3), arg()).prop_map(
-        |(info, values, arg)| OpCall {
+    (
+        select(ops::OPS),
+        proptest::collection::vec(kwvalue(), 3),
+        arg(),
+    )
+        .prop_map(|(info, values, arg)| OpCall {
             op: Ident::new(info.name, D),
             kwargs: info
                 .params
                 .iter()
                 .zip(values)
-                .map(|(p, value)| Kwarg { key: Ident::new(*p, D), value, span: D })
+                .map(|(p, value)| Kwarg {
+                    key: Ident::new(*p, D),
+                    value,
+                    span: D,
+                })
                 .collect(),
             arg,
             head_span: D,
             span: D,
-        },
-    )
+        })
 }
 
 fn program() -> impl Strategy<Value = Program> {
@@ -181,13 +234,29 @@ fn program() -> impl Strategy<Value = Program> {
                 proptest::collection::vec(ident(), 0..3).prop_map(|v| CompIter::Zip(v, D)),
             ]
         )
-            .prop_map(|(body, vars, iter)| Rhs::Comp(Comprehension { body, vars, iter, span: D })),
+            .prop_map(|(body, vars, iter)| Rhs::Comp(Comprehension {
+                body,
+                vars,
+                iter,
+                span: D
+            })),
     ];
     (
-        proptest::collection::vec((names(), rhs).prop_map(|(targets, rhs)| Stmt { targets, rhs, span: D }), 0..6),
+        proptest::collection::vec(
+            (names(), rhs).prop_map(|(targets, rhs)| Stmt {
+                targets,
+                rhs,
+                span: D,
+            }),
+            0..6,
+        ),
         names(),
     )
-        .prop_map(|(stmts, values)| Program { stmts, ret: Return { values, span: D }, span: D })
+        .prop_map(|(stmts, values)| Program {
+            stmts,
+            ret: Return { values, span: D },
+            span: D,
+        })
 }
 
 fn dim() -> impl Strategy<Value = DimExpr> {
@@ -197,7 +266,11 @@ fn dim() -> impl Strategy<Value = DimExpr> {
     ]
     .prop_recursive(3, 8, 2, |inner| {
         prop_oneof![
-            (inner.clone(), inner.clone()).prop_map(|(a, b)| DimExpr::Mul(Box::new(a), Box::new(b), D)),
+            (inner.clone(), inner.clone()).prop_map(|(a, b)| DimExpr::Mul(
+                Box::new(a),
+                Box::new(b),
+                D
+            )),
             (inner.clone(), inner).prop_map(|(a, b)| DimExpr::Div(Box::new(a), Box::new(b), D)),
         ]
     })
@@ -206,12 +279,19 @@ fn dim() -> impl Strategy<Value = DimExpr> {
 fn dtype() -> impl Strategy<Value = DtypeAst> {
     let elem = prop_oneof![
         Just(DtypeAst::Fp32(D)),
-        dim().prop_map(|len| DtypeAst::Multihot { elem: Box::new(DtypeAst::Fp32(D)), len, span: D }),
+        dim().prop_map(|len| DtypeAst::Multihot {
+            elem: Box::new(DtypeAst::Fp32(D)),
+            len,
+            span: D
+        }),
     ];
     let single = prop_oneof![
         elem.clone(),
-        (elem, proptest::collection::vec(dim(), 1..4))
-            .prop_map(|(e, dims)| DtypeAst::Buffer { elem: Box::new(e), dims, span: D }),
+        (elem, proptest::collection::vec(dim(), 1..4)).prop_map(|(e, dims)| DtypeAst::Buffer {
+            elem: Box::new(e),
+            dims,
+            span: D
+        }),
     ];
     prop_oneof![
         single.clone(),
@@ -229,7 +309,12 @@ fn check_spans<T>(text: &str, p: &Parsed<T>) {
             .chain(d.labels.iter().map(|l| l.span))
             .chain(d.fixes.iter().flat_map(|f| f.edits.iter().map(|e| e.span)));
         for s in spans {
-            assert!(s.lo <= s.hi && s.hi as usize <= text.len(), "{:?} outside {} bytes", s, text.len());
+            assert!(
+                s.lo <= s.hi && s.hi as usize <= text.len(),
+                "{:?} outside {} bytes",
+                s,
+                text.len()
+            );
             assert!(text.is_char_boundary(s.lo as usize) && text.is_char_boundary(s.hi as usize));
         }
         // Both renderers cope (the human one is slow in debug builds: sample it).
@@ -251,16 +336,79 @@ fn all_entry_points(text: &str) {
 }
 
 const SOUP: &[&str] = &[
-    "E1", "x", "step", ".", "Map", "Accum", "(", ")", "[", "]", "{", "}", "fn", "=", "==", ",",
-    ":", ";", "apply", "return", "for", "in", "zip", "if", "else", "not", "and", "1", "1e-5",
-    ".5", "'s'", "\"s", "f\"{E}_v\"", "f\"{", "}", "+", "-", "*", "**", "/", "//", "@", "%",
-    "...", "#c", "\\", "`", "$", "é", "import", "def", "```", "```python", "impl:", "impl: |",
-    "|", "torch", "None", "True", "lambda", "+=", "\t", "fp32", "Buffer", "Multihot",
+    "E1",
+    "x",
+    "step",
+    ".",
+    "Map",
+    "Accum",
+    "(",
+    ")",
+    "[",
+    "]",
+    "{",
+    "}",
+    "fn",
+    "=",
+    "==",
+    ",",
+    ":",
+    ";",
+    "apply",
+    "return",
+    "for",
+    "in",
+    "zip",
+    "if",
+    "else",
+    "not",
+    "and",
+    "1",
+    "1e-5",
+    ".5",
+    "'s'",
+    "\"s",
+    "f\"{E}_v\"",
+    "f\"{",
+    "}",
+    "+",
+    "-",
+    "*",
+    "**",
+    "/",
+    "//",
+    "@",
+    "%",
+    "...",
+    "#c",
+    "\\",
+    "`",
+    "$",
+    "é",
+    "import",
+    "def",
+    "```",
+    "```python",
+    "impl:",
+    "impl: |",
+    "|",
+    "torch",
+    "None",
+    "True",
+    "lambda",
+    "+=",
+    "\t",
+    "fp32",
+    "Buffer",
+    "Multihot",
 ];
 
 fn soup() -> impl Strategy<Value = String> {
     proptest::collection::vec(
-        (select(SOUP), select(&["", " ", "  ", "\n", "\n  ", "\n\t", "\r\n"][..])),
+        (
+            select(SOUP),
+            select(&["", " ", "  ", "\n", "\n  ", "\n\t", "\r\n"][..]),
+        ),
         0..40,
     )
     .prop_map(|v| v.into_iter().map(|(a, b)| format!("{a}{b}")).collect())
