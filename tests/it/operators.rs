@@ -52,12 +52,15 @@ fn task_names_are_unique() {
 
 /// Verifies each file's reference impl on seeds 0, 1, 2; returns one line per failure.
 fn verify_all(files: &[PathBuf]) -> Vec<String> {
-    let opts = VerifyOptions::with_seed_count(3);
+    verify_all_with(files, &VerifyOptions::with_seed_count(3))
+}
+
+fn verify_all_with(files: &[PathBuf], opts: &VerifyOptions) -> Vec<String> {
     let mut failures = Vec::new();
     for path in files {
         let task = load_task(path);
-        let r = verify(&task, None, &opts);
-        assert_eq!(r.seeds, vec![0, 1, 2], "{}", rel(path));
+        let r = verify(&task, None, opts);
+        assert_eq!(r.seeds, opts.seeds, "{}", rel(path));
         if !(r.verdict == Verdict::Pass && r.linear && r.passed()) {
             failures.push(format!(
                 "{}: verdict {}, linear {}\n{}",
@@ -98,6 +101,26 @@ fn every_sample_task_passes_and_is_linear_on_3_seeds() {
     assert!(failures.is_empty(), "{}", failures.join("\n"));
 }
 
+/// Both READMEs promise more than the 3 default seeds: 50 seeds, and small dims.
+#[test]
+fn every_task_also_passes_on_50_seeds_and_at_small_dims() {
+    let files: Vec<PathBuf> = all_operator_files()
+        .into_iter()
+        .chain(sample_tasks())
+        .collect();
+    let failures = verify_all_with(&files, &VerifyOptions::with_seed_count(50));
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+    let small = VerifyOptions {
+        dims: [("M", 3), ("N", 4), ("K", 5), ("D", 8)]
+            .iter()
+            .map(|&(k, v)| (k.to_string(), v))
+            .collect(),
+        ..VerifyOptions::with_seed_count(3)
+    };
+    let failures = verify_all_with(&files, &small);
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+}
+
 #[test]
 fn every_reference_impl_checks_clean_with_no_copies_needed() {
     let mut problems = Vec::new();
@@ -105,10 +128,13 @@ fn every_reference_impl_checks_clean_with_no_copies_needed() {
         let task = load_task(&path);
         let out = stepforge_check::check_task(&task)
             .unwrap_or_else(|| panic!("{} has no reference impl", rel(&path)));
-        if !(out.ok && out.linear && out.linear_compat && out.copies_needed == 0)
-            || !out.diagnostics.is_empty()
-            || !out.well_typed()
-        {
+        let clean = out.ok
+            && out.linear
+            && out.linear_compat
+            && out.copies_needed == 0
+            && out.diagnostics.is_empty()
+            && out.well_typed();
+        if !clean {
             let diags: String = out
                 .diagnostics
                 .iter()
@@ -211,7 +237,12 @@ fn readme_counts(readme: &Path, key_col: usize, count_col: usize) -> BTreeMap<St
     let text = std::fs::read_to_string(readme).unwrap();
     let mut out = BTreeMap::new();
     for line in text.lines() {
-        let cells: Vec<&str> = line.trim().trim_matches('|').split('|').map(str::trim).collect();
+        let cells: Vec<&str> = line
+            .trim()
+            .trim_matches('|')
+            .split('|')
+            .map(str::trim)
+            .collect();
         let (Some(key), Some(count)) = (cells.get(key_col), cells.get(count_col)) else {
             continue;
         };
@@ -318,14 +349,20 @@ fn sample_tasks_without_copies_need_the_documented_count_and_the_fix_repairs_the
 fn operators_without_copies_need_the_documented_count_and_the_fix_repairs_them() {
     // operators/README.md: | group | `kernel` | what | ops | Copies | pattern |
     let counts = readme_counts(&root().join("operators/README.md"), 1, 4);
-    assert_eq!(counts.len(), 26, "one README row per kernel, kernel names unique");
+    assert_eq!(
+        counts.len(),
+        26,
+        "one README row per kernel, kernel names unique"
+    );
     let mut problems = Vec::new();
     let mut seen = 0;
     for (group, files) in operator_groups() {
         for path in files {
             let kernel = path.file_stem().unwrap().to_string_lossy().into_owned();
             let Some(&want) = counts.get(&kernel) else {
-                problems.push(format!("{group}/{kernel} is missing from operators/README.md"));
+                problems.push(format!(
+                    "{group}/{kernel} is missing from operators/README.md"
+                ));
                 continue;
             };
             seen += 1;

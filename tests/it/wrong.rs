@@ -68,8 +68,17 @@ fn wrong_programs() -> Vec<Wrong> {
 impl Wrong {
     /// The name, the header and the task agree.
     fn checked(self, kind_from_name: &str) -> Wrong {
-        assert_eq!(self.kind, kind_from_name, "{}: kind header vs file name", self.file);
-        assert!(KINDS.contains(&self.kind.as_str()), "{}: unknown kind {}", self.file, self.kind);
+        assert_eq!(
+            self.kind, kind_from_name,
+            "{}: kind header vs file name",
+            self.file
+        );
+        assert!(
+            KINDS.contains(&self.kind.as_str()),
+            "{}: unknown kind {}",
+            self.file,
+            self.kind
+        );
         assert_eq!(
             self.task,
             format!("operators/{}/{}.yaml", self.group, self.kernel),
@@ -97,9 +106,10 @@ fn detail(r: &VerifyReport) -> String {
     {
         return format!("{name} first mismatch at {:?}", m.index);
     }
-    r.errors()
-        .next()
-        .map_or_else(|| "-".to_string(), |d| d.diagnostic.code.as_str().to_string())
+    r.errors().next().map_or_else(
+        || "-".to_string(),
+        |d| d.diagnostic.code.as_str().to_string(),
+    )
 }
 
 #[test]
@@ -107,7 +117,10 @@ fn every_group_has_each_kind_of_mistake() {
     let mut by_group: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
     let mut count: BTreeMap<String, usize> = BTreeMap::new();
     for w in wrong_programs() {
-        by_group.entry(w.group.clone()).or_default().insert(w.kind.clone());
+        by_group
+            .entry(w.group.clone())
+            .or_default()
+            .insert(w.kind.clone());
         *count.entry(w.group).or_default() += 1;
     }
     let all: BTreeSet<String> = KINDS.iter().map(ToString::to_string).collect();
@@ -140,7 +153,11 @@ fn every_wrong_program_gets_its_expected_verdict() {
             .entry(w.task.clone())
             .or_insert_with(|| load_task(&root().join(&w.task)));
         // the program really is a variant, not the reference itself
-        let reference = task.reference_impl.as_ref().map(|e| e.text.as_str()).unwrap_or("");
+        let reference = task
+            .reference_impl
+            .as_ref()
+            .map(|e| e.text.as_str())
+            .unwrap_or("");
         assert!(
             !w.text.contains(reference.trim()),
             "{}: identical to the reference impl",
@@ -163,7 +180,13 @@ fn every_wrong_program_gets_its_expected_verdict() {
             w.file,
             r.verdict
         );
-        table.push_str(&format!("{} | {} | {} | {}\n", w.file, w.kind, r.verdict, detail(&r)));
+        table.push_str(&format!(
+            "{} | {} | {} | {}\n",
+            w.file,
+            w.kind,
+            r.verdict,
+            detail(&r)
+        ));
     }
     assert!(problems.is_empty(), "{}", problems.join("\n"));
     insta::assert_snapshot!("wrong_verdicts", table);

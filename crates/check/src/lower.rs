@@ -286,8 +286,8 @@ pub(crate) struct Lowerer<'t> {
     pub fn_used: Vec<bool>,
     /// Every identifier the program mentions (fresh names for fixes avoid them).
     pub names: BTreeSet<String>,
-    scope: BTreeMap<String, Binding>,
-    comp_vars: Vec<(String, Value)>,
+    scope: BTreeMap<&'t str, Binding>,
+    comp_vars: Vec<(&'t str, Value)>,
     stmt_lo: u32,
     returned: Vec<Option<usize>>,
 }
@@ -333,7 +333,7 @@ impl<'t> Lowerer<'t> {
             }
             lw.names.insert(name.clone());
             lw.scope.insert(
-                name.clone(),
+                name.as_str(),
                 Binding {
                     value: if ty.is_some() {
                         Value::Stream(s)
@@ -410,7 +410,7 @@ impl<'t> Lowerer<'t> {
             .extend(p.ret.values.iter().map(|i| i.name.clone()));
     }
 
-    pub fn run(&mut self, p: &Program) {
+    pub fn run(&mut self, p: &'t Program) {
         let n = p.stmts.len() * 2 + p.ret.values.len() + 4;
         self.ops.reserve(n);
         self.streams.reserve(n);
@@ -465,8 +465,8 @@ impl<'t> Lowerer<'t> {
         id
     }
 
-    fn bind(&mut self, target: &Ident, value: Value) {
-        if let Some(prev) = self.scope.get(&target.name) {
+    fn bind(&mut self, target: &'t Ident, value: Value) {
+        if let Some(prev) = self.scope.get(target.name.as_str()) {
             let mut d = Diagnostic::new(
                 Code::W0201,
                 format!(
@@ -485,7 +485,7 @@ impl<'t> Lowerer<'t> {
             self.emit(d);
         }
         self.scope.insert(
-            target.name.clone(),
+            target.name.as_str(),
             Binding {
                 value,
                 span: Some(target.span),
@@ -493,7 +493,7 @@ impl<'t> Lowerer<'t> {
         );
     }
 
-    fn bind_single(&mut self, targets: &[Ident], v: Value, what: &str) {
+    fn bind_single(&mut self, targets: &'t [Ident], v: Value, what: &str) {
         match targets {
             [t] => self.bind(t, v),
             _ => {
@@ -513,7 +513,7 @@ impl<'t> Lowerer<'t> {
         }
     }
 
-    fn bind_outputs(&mut self, targets: &[Ident], outs: Option<Vec<usize>>, op: &str, span: Span) {
+    fn bind_outputs(&mut self, targets: &'t [Ident], outs: Option<Vec<usize>>, op: &str, span: Span) {
         let Some(outs) = outs else {
             for t in targets {
                 self.bind(t, Value::Error);
@@ -569,7 +569,7 @@ impl<'t> Lowerer<'t> {
     }
 
     fn lookup(&self, name: &str) -> Option<Value> {
-        if let Some((_, v)) = self.comp_vars.iter().rev().find(|(n, _)| n == name) {
+        if let Some((_, v)) = self.comp_vars.iter().rev().find(|(n, _)| *n == name) {
             return Some(v.clone());
         }
         self.scope.get(name).map(|b| b.value.clone())
@@ -580,8 +580,8 @@ impl<'t> Lowerer<'t> {
     }
 
     fn undefined(&mut self, id: &Ident, what: &str) {
-        let mut cands: Vec<&str> = self.scope.keys().map(String::as_str).collect();
-        cands.extend(self.comp_vars.iter().map(|(n, _)| n.as_str()));
+        let mut cands: Vec<&str> = self.scope.keys().copied().collect();
+        cands.extend(self.comp_vars.iter().map(|(n, _)| *n));
         let mut d =
             Diagnostic::new(Code::E0201, format!("undefined name `{}`", id.name)).at(id.span);
         if let Some(s) = did_you_mean(&id.name, &cands) {
@@ -965,7 +965,7 @@ impl<'t> Lowerer<'t> {
 
     /// Lowers one op call; returns its output streams (`None` when even their number is
     /// unknown).
-    fn op_call(&mut self, call: &OpCall) -> Option<Vec<usize>> {
+    fn op_call(&mut self, call: &'t OpCall) -> Option<Vec<usize>> {
         let Some(info) = ops::lookup(&call.op.name) else {
             let mut d = Diagnostic::new(
                 Code::E0112,
@@ -1341,7 +1341,7 @@ impl<'t> Lowerer<'t> {
         self.emit(d);
     }
 
-    fn list_literal(&mut self, ids: &[Ident], span: Span, target: Option<&Ident>) -> Value {
+    fn list_literal(&mut self, ids: &'t [Ident], span: Span, target: Option<&'t Ident>) -> Value {
         let mut streams = Vec::new();
         let mut fns = Vec::new();
         let mut bad = false;
@@ -1408,7 +1408,7 @@ impl<'t> Lowerer<'t> {
         Value::List(id)
     }
 
-    fn comprehension(&mut self, c: &Comprehension) -> Option<Vec<usize>> {
+    fn comprehension(&mut self, c: &'t Comprehension) -> Option<Vec<usize>> {
         let iters: Vec<&Ident> = match &c.iter {
             CompIter::Name(id) => vec![id],
             CompIter::Zip(ids, _) => ids.iter().collect(),
@@ -1503,7 +1503,7 @@ impl<'t> Lowerer<'t> {
                     It::Streams(l) => Value::Slot(*l, i),
                     It::Fns(fs) => fs.get(i).map_or(Value::Error, |f| Value::Fn(*f)),
                 };
-                self.comp_vars.push((v.name.clone(), val));
+                self.comp_vars.push((v.name.as_str(), val));
             }
             let outs = self.op_call(&c.body);
             self.comp_vars.truncate(depth);
@@ -1529,7 +1529,7 @@ impl<'t> Lowerer<'t> {
         (!failed).then_some(out)
     }
 
-    fn ret(&mut self, p: &Program) {
+    fn ret(&mut self, p: &'t Program) {
         let mut returned: Vec<(Option<usize>, Span)> = Vec::new();
         for id in &p.ret.values {
             match self.lookup(&id.name) {

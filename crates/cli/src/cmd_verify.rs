@@ -203,3 +203,44 @@ pub fn summary_table(reports: &[VerifyReport]) -> String {
     ));
     s
 }
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    use stepforge_exec::{Verdict, VerifyReport};
+    use stepforge_syntax::Source;
+
+    use super::{summary_table, task_files};
+
+    fn report(task: &str, verdict: Verdict, linear: bool) -> VerifyReport {
+        let mut r = VerifyReport::new(task, Source::new("t.yaml", ""), None, vec![0, 1, 2]);
+        r.verdict = verdict;
+        r.linear = linear;
+        r.elapsed_us = 42;
+        r
+    }
+
+    #[test]
+    fn summary_counts_pass_and_linear_separately() {
+        let t = summary_table(&[
+            report("a", Verdict::Pass, true),
+            report("b", Verdict::Pass, false),
+            report("c", Verdict::ValueMismatch, true),
+        ]);
+        assert!(t.starts_with("| task | verdict | linear | copies | max abs err | time (us) |"));
+        assert!(t.contains("| c | value_mismatch | true | 0 | - | 42 |"), "{t}");
+        assert!(t.ends_with("2/3 pass (1 pass and linear)"), "{t}");
+    }
+
+    #[test]
+    fn directories_are_walked_recursively_in_sorted_order() {
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../operators");
+        let files = task_files(&dir).unwrap();
+        assert!(files.len() >= 26, "{}", files.len());
+        let mut sorted = files.clone();
+        sorted.sort();
+        assert_eq!(files, sorted);
+        assert!(files.iter().all(|f| f.extension().is_some_and(|e| e == "yaml")));
+    }
+}

@@ -138,9 +138,9 @@ mod tests {
     #[test]
     fn dumps_are_stable() {
         let g = sample();
-        insta::assert_snapshot!(g.dump());
-        insta::assert_snapshot!(g.to_dot());
-        insta::assert_json_snapshot!(g.to_serde());
+        insta::assert_snapshot!("sample_text", g.dump());
+        insta::assert_snapshot!("sample_dot", g.to_dot());
+        insta::assert_json_snapshot!("sample_serde", g.to_serde());
     }
 
     #[test]

@@ -186,15 +186,18 @@ impl Diagnostic {
                 .iter()
                 .map(|e| {
                     let at = source.line_col(e.span.lo);
+                    // Fix texts often end in a newline (a whole inserted line); show it escaped so
+                    // the note stays on one line.
+                    let replacement = e.replacement.escape_debug();
                     if e.span.is_empty() {
-                        format!("insert `{}` at {}:{}", e.replacement, at.line, at.column)
+                        format!("insert `{replacement}` at {}:{}", at.line, at.column)
                     } else {
                         format!(
                             "replace `{}` at {}:{} with `{}`",
                             source.text.get(clamp(e.span, source)).unwrap_or(""),
                             at.line,
                             at.column,
-                            e.replacement
+                            replacement
                         )
                     }
                 })

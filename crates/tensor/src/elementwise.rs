@@ -148,7 +148,14 @@ fn zip_bcast<A: Copy, B: Copy, O>(
         return res;
     }
     let nd = out.len();
-    let mut idx = vec![0usize; nd];
+    let mut buf = [0usize; 8];
+    let mut heap = Vec::new();
+    let idx: &mut [usize] = if nd <= buf.len() {
+        &mut buf[..nd]
+    } else {
+        heap.resize(nd, 0);
+        &mut heap
+    };
     let (mut oa, mut ob) = (0isize, 0isize);
     for _ in 0..n {
         // Offsets stay inside the inputs by construction of the broadcast strides.

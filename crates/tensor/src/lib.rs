@@ -470,7 +470,23 @@ pub(crate) fn for_each_offset(
         return;
     }
     let nd = shape.len();
-    let mut idx = vec![0usize; nd];
+    if nd == 1 {
+        let mut off = offset;
+        for _ in 0..n {
+            f(off);
+            off += strides[0];
+        }
+        return;
+    }
+    // Small ranks (all real ones) keep the odometer on the stack.
+    let mut buf = [0usize; 8];
+    let mut heap = Vec::new();
+    let idx: &mut [usize] = if nd <= buf.len() {
+        &mut buf[..nd]
+    } else {
+        heap.resize(nd, 0);
+        &mut heap
+    };
     let mut off = offset;
     for _ in 0..n {
         f(off);
@@ -496,6 +512,22 @@ pub(crate) fn gather_view<T: Copy>(
     offset: isize,
 ) -> Result<Vec<T>> {
     let n = limits::checked_numel(shape)?;
+    if n == 0 {
+        return Ok(Vec::new());
+    }
+    // A view that is one contiguous run of the source (`x[1]`, a leading-dim slice) is a copy.
+    let mut expect = 1isize;
+    let contiguous = shape.iter().zip(strides).rev().all(|(&d, &st)| {
+        let ok = d == 1 || st == expect;
+        expect = expect.saturating_mul(d as isize);
+        ok
+    });
+    if contiguous && let Ok(start) = usize::try_from(offset) {
+        return match src.get(start..start.saturating_add(n)) {
+            Some(run) => Ok(run.to_vec()),
+            None => Err(TensorError::invalid("internal error: view out of bounds")),
+        };
+    }
     let mut out = Vec::with_capacity(n);
     let mut bad = false;
     for_each_offset(shape, strides, offset, |o| {

@@ -34,7 +34,9 @@ impl Tensor {
             }
         }
         let n: usize = normalized_shape.iter().product();
-        let rows = self.numel().checked_div(n).unwrap_or(0);
+        // Leading dims, not numel / n: with an empty normalised shape every row still has
+        // its (NaN) statistics.
+        let rows: usize = self.shape[..nd - k].iter().product();
         let x = self.to_f64_vec();
         let w = weight.map(Tensor::to_f64_vec);
         let b = bias.map(Tensor::to_f64_vec);

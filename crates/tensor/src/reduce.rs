@@ -373,6 +373,12 @@ impl Tensor {
     pub fn topk(&self, k: i64, dim: i64, largest: bool) -> Result<(Tensor, Tensor)> {
         let d = norm_dim(dim, self.ndim())?;
         let (outer, n, inner) = lanes(&self.shape, d);
+        // A 0-d tensor has one element and no dim to shrink, so only k = 1 keeps its shape.
+        if self.ndim() == 0 && k != 1 {
+            return Err(TensorError::invalid(format!(
+                "selected index k={k} out of range for a 0-d tensor"
+            )));
+        }
         let k = usize::try_from(k).ok().filter(|&k| k <= n).ok_or_else(|| {
             TensorError::invalid(format!(
                 "selected index k={k} out of range (dimension size {n})"

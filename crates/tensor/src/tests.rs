@@ -466,6 +466,9 @@ fn topk_and_ties() {
     assert_eq!(ix.as_i64(), Some(&[1, 1, 1, 1][..]));
     assert!(x.topk(5, -1, true).is_err());
     assert!(x.topk(-1, -1, true).is_err());
+    assert!(Tensor::scalar_f32(1.5).topk(0, -1, true).is_err());
+    let (v0, i0) = Tensor::scalar_f32(1.5).topk(1, 0, true).unwrap();
+    assert_eq!((v0.shape(), i0.as_i64()), (&[][..], Some(&[0i64][..])));
     let (mv, mi) = x.max_dim(-1, false, true).unwrap();
     assert_eq!(vals(&mv), vec![3., 6.]);
     assert_eq!(mi.as_i64(), Some(&[1, 2][..]));
@@ -1057,6 +1060,54 @@ proptest! {
     }
 
     #[test]
+    fn slicing_matches_python_lists(
+        shape in prop::collection::vec(1usize..5, 1..4),
+        sl in prop::collection::vec((prop::option::of(-6i64..6), prop::option::of(-6i64..6), prop::option::of(prop_oneof![-3i64..0, 1i64..4])), 1..4),
+    ) {
+        let n: usize = shape.iter().product();
+        let t = ar(&shape);
+        let k = sl.len().min(shape.len());
+        let items: Vec<Index> = sl[..k].iter().map(|&(a, b, c)| Index::Slice { start: a, stop: b, step: c }).collect();
+        let got = t.index(&items).unwrap();
+        // Python's slice rule, applied dim by dim to index lists.
+        let py = |size: usize, (a, b, c): (Option<i64>, Option<i64>, Option<i64>)| -> Vec<usize> {
+            let n = size as i64;
+            let step = c.unwrap_or(1);
+            let norm = |v: i64| if v < 0 { v + n } else { v };
+            let mut out = Vec::new();
+            if step > 0 {
+                let mut i = a.map_or(0, |v| norm(v).clamp(0, n));
+                let stop = b.map_or(n, |v| norm(v).clamp(0, n));
+                while i < stop { out.push(i as usize); i += step; }
+            } else {
+                let mut i = a.map_or(n - 1, |v| norm(v).clamp(-1, n - 1));
+                let stop = b.map_or(-1, |v| norm(v).clamp(-1, n - 1));
+                while i > stop { out.push(i as usize); i += step; }
+            }
+            out
+        };
+        let per_dim: Vec<Vec<usize>> = (0..shape.len())
+            .map(|d| if d < k { py(shape[d], sl[d]) } else { (0..shape[d]).collect() })
+            .collect();
+        let want_shape: Vec<usize> = per_dim.iter().map(Vec::len).collect();
+        prop_assert_eq!(got.shape(), &want_shape[..]);
+        let strides = t.strides();
+        let mut want = Vec::new();
+        let total: usize = want_shape.iter().product();
+        for flat in 0..total {
+            let mut rem = flat;
+            let mut off = 0;
+            for d in (0..shape.len()).rev() {
+                off += per_dim[d][rem % want_shape[d]] * strides[d];
+                rem /= want_shape[d];
+            }
+            prop_assert!(off < n);
+            want.push(off as f32);
+        }
+        prop_assert_eq!(got.to_f32_vec(), want);
+    }
+
+    #[test]
     fn movedim_roundtrip(t in prop::collection::vec(1usize..4, 1..4).prop_flat_map(tensor_of), a in 0i64..3, b in 0i64..3) {
         let n = t.ndim() as i64;
         let (a, b) = (a % n, b % n);
@@ -1065,7 +1116,11 @@ proptest! {
     }
 
     #[test]
-    fn absurd_inputs_never_panic(shape in prop::collection::vec(0usize..12, 0..5), dim in -6i64..6, k in -3i64..1_000_000_000_000) {
+    fn absurd_inputs_never_panic(
+        shape in prop::collection::vec(0usize..6, 0..5),
+        dim in -6i64..6,
+        k in prop_oneof![-3i64..5, Just(1_000_000_000_000i64), Just(i64::MIN), Just(i64::MAX)],
+    ) {
         let t = Tensor::ones(&shape, DType::F32);
         if let Ok(t) = t {
             let _ = t.sum(Some(&[dim]), false);
@@ -1075,13 +1130,37 @@ proptest! {
             let _ = t.chunk(k, dim);
             let _ = t.unsqueeze(dim);
             let _ = t.reshape(&[k, -1]);
-            let _ = t.index(&[Index::Int(k), Index::Slice { start: Some(-k), stop: Some(k), step: Some(-1) }]);
+            let _ = t.index(&[Index::Int(k), Index::Slice { start: Some(k.saturating_neg()), stop: Some(k), step: Some(-1) }]);
             let _ = t.softmax(dim);
             let _ = t.cumprod(dim);
             let _ = t.var(Some(&[dim]), true, false);
             let _ = t.movedim(&[dim], &[0]);
             let _ = t.flatten(dim, -1);
             let _ = Tensor::arange(0.0, k as f64, 1.0, DType::I64);
+            let idx = Tensor::full(&shape, Scalar::I64(k), DType::I64).unwrap();
+            let _ = t.scatter_value(dim, &idx, 1.0);
+            let _ = t.gather(dim, &idx);
+            let _ = t.scatter_add(dim, &idx, &t);
+            let _ = t.index(&[Index::Tensor(idx.clone())]);
+            let _ = t.index(&[Index::Ellipsis, Index::Tensor(t.compare(CmpOp::Gt, &Tensor::scalar_f32(0.5)).unwrap())]);
+            let mut u = t.clone();
+            let _ = u.index_put(&[Index::Int(k)], &Tensor::scalar_f32(2.0));
+            let _ = t.matmul(&t);
+            let _ = t.matmul(&t.t_all().unwrap());
+            let _ = Tensor::einsum("...i,...j->...ij", &[&t, &t]);
+            let _ = Tensor::einsum("ii", &[&t]);
+            let _ = Tensor::cat(&[&t, &t], dim);
+            let _ = Tensor::stack(&[&t, &t], dim);
+            let _ = t.split(k, dim);
+            let _ = t.narrow(0, k.max(0) as usize, 1);
+            let _ = t.native_layer_norm(&shape[shape.len().saturating_sub(1)..], None, None, 1e-5);
+            let _ = t.max_dim(dim, false, true);
+            let _ = t.argmax(None, false);
+            let _ = t.amax(None, false);
+            let _ = t.squeeze(Some(&[dim]));
+            let _ = t.transpose(dim, 0);
+            let _ = t.expand(&[k, -1]);
+            let _ = t.index_select(dim, &Tensor::from_i64(vec![1], vec![k]).unwrap());
         }
     }
 }

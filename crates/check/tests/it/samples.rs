@@ -81,5 +81,43 @@ fn sample_reference_impls_check_clean_and_need_the_hand_counted_copies() {
             count_copies(&stripped) + expected,
             "{file}"
         );
+
+        // The same inside the task file: the fix edits the YAML `impl:` block in place and
+        // keeps its indentation, so the fixed file loads and checks clean.
+        let yaml = replace_impl(&task.source.text, &text);
+        let t2 = load_task_text(file, &yaml);
+        let out = stepforge_check::check_task(&t2).unwrap();
+        assert_eq!(out.copies_needed, *expected, "{file}");
+        let fixed_yaml = apply_fixes(&yaml, &out.diagnostics, true);
+        let t3 = load_task_text(file, &fixed_yaml);
+        let out3 = stepforge_check::check_task(&t3).unwrap();
+        assert!(
+            out3.ok && out3.linear && out3.diagnostics.is_empty(),
+            "{file}:\n{fixed_yaml}\n{}",
+            render_all(&t3.source, &out3.diagnostics)
+        );
     }
+}
+
+/// The task file with its `impl: |` block replaced by `program`.
+fn replace_impl(yaml: &str, program: &str) -> String {
+    let mut out = String::new();
+    let mut lines = yaml.lines().peekable();
+    while let Some(l) = lines.next() {
+        if l.starts_with("impl:") {
+            out.push_str("impl: |\n");
+            for p in program.lines() {
+                out.push_str("  ");
+                out.push_str(p);
+                out.push('\n');
+            }
+            while lines.peek().is_some_and(|n| n.starts_with(' ') || n.is_empty()) {
+                lines.next();
+            }
+            continue;
+        }
+        out.push_str(l);
+        out.push('\n');
+    }
+    out
 }

@@ -5,7 +5,11 @@ use std::time::Duration;
 
 use crate::{fixture, stepforge};
 
-fn verify_json(task: &str, program: Option<&str>, extra: &[&str]) -> (crate::Run, serde_json::Value) {
+fn verify_json(
+    task: &str,
+    program: Option<&str>,
+    extra: &[&str],
+) -> (crate::Run, serde_json::Value) {
     let t = fixture(task);
     let p = program.map(fixture);
     let mut args = vec!["verify", t.as_str(), "--format", "json"];
@@ -76,7 +80,10 @@ fn assert_first_mismatch(j: &serde_json::Value) -> (f64, f64) {
     // Y is [D, N]: data (N, D), outermost first
     assert_eq!(index.len(), 2);
     assert!(index[0] < 7 && index[1] < 16, "{index:?}");
-    let (expected, found) = (m["expected"].as_f64().unwrap(), m["found"].as_f64().unwrap());
+    let (expected, found) = (
+        m["expected"].as_f64().unwrap(),
+        m["found"].as_f64().unwrap(),
+    );
     assert!((expected - found).abs() > 1e-5, "{m}");
     assert!(o["max_abs_err"].as_f64().unwrap() >= (expected - found).abs() - 1e-6);
     // the diagnostic says the same, in words
@@ -178,7 +185,11 @@ fn a_malformed_task_is_a_task_error_with_exit_1_and_located_diagnostics() {
     let f = fixture("malformed.yaml");
     let run = stepforge(&["check", f.as_str()]);
     assert_eq!(run.code, 1);
-    assert!(run.stderr.contains("malformed.yaml:12:18"), "{}", run.stderr);
+    assert!(
+        run.stderr.contains("malformed.yaml:12:18"),
+        "{}",
+        run.stderr
+    );
     let run = stepforge(&["check", f.as_str(), "--format", "json"]);
     assert_eq!(run.code, 1);
     assert_eq!(run.json()["ok"], false);
@@ -254,7 +265,14 @@ fn snapshot_human_malformed_task() {
 fn snapshot_json_value_mismatch() {
     let t = fixture("sub.yaml");
     let p = fixture("sub_wrong_fn.step");
-    let run = stepforge(&["verify", t.as_str(), "--impl", p.as_str(), "--format", "json"]);
+    let run = stepforge(&[
+        "verify",
+        t.as_str(),
+        "--impl",
+        p.as_str(),
+        "--format",
+        "json",
+    ]);
     let mut j = run.json();
     crate::redact_json(&mut j);
     insta::assert_json_snapshot!("verify_json_value_mismatch", j);
@@ -264,7 +282,14 @@ fn snapshot_json_value_mismatch() {
 fn snapshot_json_runtime_error() {
     let t = fixture("tile_sub.yaml");
     let p = fixture("tile_sub.step");
-    let run = stepforge(&["verify", t.as_str(), "--impl", p.as_str(), "--format", "json"]);
+    let run = stepforge(&[
+        "verify",
+        t.as_str(),
+        "--impl",
+        p.as_str(),
+        "--format",
+        "json",
+    ]);
     let mut j = run.json();
     crate::redact_json(&mut j);
     insta::assert_json_snapshot!("verify_json_runtime_error", j);

@@ -98,6 +98,12 @@ funcs! {
     Bmm => "bmm",
     Einsum => "torch.einsum",
     Outer => "outer",
+    RepeatInterleave => "repeat_interleave",
+    Argsort => "argsort",
+    Norm => "norm",
+    Unbind => "unbind",
+    OneHot => "one_hot",
+    Flip => "flip",
     Dot => "dot",
     // shape
     Reshape => "reshape",
@@ -251,6 +257,13 @@ fn common_fn(name: &str) -> Option<Func> {
         "mm" => Mm,
         "bmm" => Bmm,
         "outer" | "ger" => Outer,
+        "mv" => Matmul,
+        "repeat_interleave" => RepeatInterleave,
+        "argsort" => Argsort,
+        "norm" => Norm,
+        "unbind" => Unbind,
+        "one_hot" => OneHot,
+        "flip" => Flip,
         "dot" | "inner" => Dot,
         "reshape" => Reshape,
         "unsqueeze" => Unsqueeze,
@@ -414,6 +427,8 @@ pub(crate) const KEYWORDS: &[&str] = &[
     "reduce",
     "vec2",
     "data",
+    "p",
+    "num_classes",
 ];
 
 pub(crate) fn keyword(name: &str) -> Option<&'static str> {
@@ -700,6 +715,8 @@ pub(crate) fn tensor_from_value(
             span,
         ));
     }
+    // An empty literal is float32 in torch; otherwise the widest element kind wins.
+    let kind = if flat.is_empty() { DType::F32 } else { kind };
     let dtype = dtype.unwrap_or(kind);
     let t = match dtype {
         DType::F32 => Tensor::from_f32(shape, flat.into_iter().map(|x| x as f32).collect()),
@@ -1118,6 +1135,103 @@ pub(crate) fn call(f: Func, a: Args, max_items: usize) -> Result<Value, EvalErro
             let x = a.tensor(0, "input")?;
             let y = a.tensor(1, "mat2")?;
             t(x.bmm(&y))
+        }
+        RepeatInterleave => {
+            let x = a.tensor(0, "input")?;
+            let n = a.int(1, "repeats")?;
+            let n = usize::try_from(n).map_err(|_| a.err("`repeats` must be non-negative"))?;
+            let (src, dim) = match a.opt_int(2, "dim")? {
+                Some(d) => (x.clone(), d),
+                None => (Arc::new(x.reshape(&[-1]).map_err(te)?), 0),
+            };
+            let d = stepforge_tensor::norm_dim(dim, src.ndim()).map_err(te)?;
+            let size = src.shape().get(d).copied().unwrap_or(1);
+            if size.saturating_mul(n) > stepforge_tensor::limits::max_numel() {
+                return Err(EvalError::from_tensor(
+                    stepforge_tensor::TensorError::too_large(format!(
+                        "repeat_interleave would make a dim of {} elements",
+                        size.saturating_mul(n)
+                    )),
+                    span,
+                ));
+            }
+            let idx: Vec<i64> = (0..size as i64)
+                .flat_map(|i| std::iter::repeat_n(i, n))
+                .collect();
+            let idx = stepforge_tensor::Tensor::from_i64(vec![idx.len()], idx).map_err(te)?;
+            t(src.index_select(d as i64, &idx))
+        }
+        Argsort => {
+            let x = a.tensor(0, "input")?;
+            let dim = a.int_or(1, "dim", -1)?;
+            let desc = a.bool_or(2, "descending", false)?;
+            Ok(Value::tensor(x.sort(dim, desc).map_err(te)?.1))
+        }
+        Norm => {
+            let x = a.tensor(0, "input")?;
+            match a.get(1, "p") {
+                None | Some(Value::None) | Some(Value::Int(2)) => {}
+                Some(Value::Float(p)) if *p == 2.0 => {}
+                Some(Value::Str(s)) if &**s == "fro" => {}
+                Some(_) => return Err(a.err("only the 2-norm is supported")),
+            }
+            let dims = a.dims(2, "dim")?;
+            let keep = a.bool_or(3, "keepdim", false)?;
+            let sq = x.to_dtype(DType::F32).unary(UnaryOp::Square).map_err(te)?;
+            t(sq.sum(dims.as_deref(), keep).and_then(|s| s.sqrt()))
+        }
+        Unbind => {
+            let x = a.tensor(0, "input")?;
+            let d = a.int_or(1, "dim", 0)?;
+            if x.ndim() == 0 {
+                return Err(a.err("unbind() needs a tensor with at least one dimension"));
+            }
+            let dn = stepforge_tensor::norm_dim(d, x.ndim()).map_err(te)?;
+            let mut items = Vec::with_capacity(x.shape()[dn]);
+            for i in 0..x.shape()[dn] {
+                let mut idx = vec![stepforge_tensor::Index::full(); dn];
+                idx.push(stepforge_tensor::Index::Int(i as i64));
+                items.push(Value::tensor(x.index(&idx).map_err(te)?));
+            }
+            Ok(Value::tuple(items))
+        }
+        OneHot => {
+            let x = a.tensor(0, "input")?;
+            let Some(iv) = x.as_i64() else {
+                return Err(a.err("one_hot is only applicable to index tensors (int64)"));
+            };
+            if iv.iter().any(|&v| v < 0) {
+                return Err(a.err("Class values must be non-negative"));
+            }
+            let max = iv.iter().copied().max().map_or(0, |m| m + 1);
+            let c = match a.opt_int(1, "num_classes")? {
+                None | Some(-1) => max,
+                Some(c) if c >= max => c,
+                Some(_) => return Err(a.err("Class values must be smaller than num_classes")),
+            };
+            let classes =
+                stepforge_tensor::Tensor::arange(0.0, c as f64, 1.0, DType::I64).map_err(te)?;
+            let col = x.unsqueeze(-1).map_err(te)?;
+            let hot = col.compare(CmpOp::Eq, &classes).map_err(te)?;
+            t(Ok(hot.to_dtype(DType::I64)))
+        }
+        Flip => {
+            let x = a.tensor(0, "input")?;
+            let dims = a
+                .dims(1, "dims")?
+                .ok_or_else(|| a.err("missing argument `dims`"))?;
+            let mut idx = vec![stepforge_tensor::Index::full(); x.ndim()];
+            for d in dims {
+                let d = stepforge_tensor::norm_dim(d, x.ndim()).map_err(te)?;
+                if let Some(slot) = idx.get_mut(d) {
+                    *slot = stepforge_tensor::Index::Slice {
+                        start: None,
+                        stop: None,
+                        step: Some(-1),
+                    };
+                }
+            }
+            t(x.index(&idx))
         }
         Outer => {
             let x = a.tensor(0, "input")?;

@@ -1130,12 +1130,7 @@ pub(crate) fn compare(
             CmpOp::Ne => ord != Some(Equal),
         }));
     }
-    let eq = match (a, b) {
-        (Value::None, Value::None) => Some(true),
-        (Value::Str(x), Value::Str(y)) => Some(x == y),
-        (Value::DType(x), Value::DType(y)) => Some(x == y),
-        _ => None,
-    };
+    let eq = py_eq(a, b);
     match (op, eq) {
         (CmpOp::Eq, Some(e)) => Ok(Value::Bool(e)),
         (CmpOp::Ne, Some(e)) => Ok(Value::Bool(!e)),
@@ -1146,6 +1141,29 @@ pub(crate) fn compare(
             span,
         )),
     }
+}
+
+/// Python `==` on non-tensor values (sequences compare element by element; the nesting of
+/// values is bounded, so the recursion is too).
+fn py_eq(a: &Value, b: &Value) -> Option<bool> {
+    let f = |n: Num| match n {
+        Num::I(i) => i as f64,
+        Num::F(f) => f,
+    };
+    Some(match (a, b) {
+        (Value::None, Value::None) => true,
+        (Value::Str(x), Value::Str(y)) => x == y,
+        (Value::DType(x), Value::DType(y)) => x == y,
+        (Value::List(x), Value::List(y)) | (Value::Tuple(x), Value::Tuple(y)) => {
+            x.len() == y.len()
+                && x.iter().zip(y.iter()).all(|(p, q)| match (num(p), num(q)) {
+                    (Some(Num::I(i)), Some(Num::I(j))) => i == j,
+                    (Some(m), Some(n)) => f(m) == f(n),
+                    _ => py_eq(p, q).unwrap_or(false),
+                })
+        }
+        _ => return None,
+    })
 }
 
 pub(crate) enum CmpOpAny {

@@ -656,6 +656,9 @@ fn arb_expr() -> impl proptest::strategy::Strategy<Value = String> {
         Just("input_data['X']".to_string()),
         Just("1.5".to_string()),
         Just("torch.tensor(2.0)".to_string()),
+        Just("torch.zeros(0, 3)".to_string()),
+        Just("torch.tensor([[1, 0], [0, 1]])".to_string()),
+        Just("(x > 3)".to_string()),
         int.clone().prop_map(|i| format!("torch.ones({i})")),
         int.clone().prop_map(|i| format!("torch.arange({i})")),
     ];
@@ -688,6 +691,32 @@ fn arb_expr() -> impl proptest::strategy::Strategy<Value = String> {
                 2 => format!("torch.einsum('ij,jk->ik', {a}, {b})"),
                 3 => format!("{a}.scatter({n}, torch.tensor([[{n}]]), {b})"),
                 _ => format!("torch.max({a}, {b})"),
+            }),
+            (inner.clone(), i.clone(), 0usize..16).prop_map(|(a, n, k)| match k {
+                0 => format!("{a}.squeeze({n})"),
+                1 => format!("{a}.repeat_interleave({n}, dim=0)"),
+                2 => format!("torch.nn.functional.one_hot({a}, num_classes={n})"),
+                3 => format!("torch.flip({a}, dims=[{n}])"),
+                4 => format!("{a}.norm(dim={n})"),
+                5 => format!("{a}.unbind({n})[0]"),
+                6 => format!("{a}.gather({n}, torch.zeros(1, 1, dtype=torch.long))"),
+                7 => format!("{a}.permute({n}, 0)"),
+                8 => format!("{a}.transpose({n}, -1)"),
+                9 => format!("{a}.split({n}, dim=0)[-1]"),
+                10 => format!("torch.arange(0.5, {n}, 0.25)"),
+                11 => format!("{a}.max(dim={n})[1]"),
+                12 => format!("{a}.argmax({n})"),
+                13 => format!("{a}.cumsum({n})"),
+                14 => format!("torch.zeros_like({a}).scatter({n}, {a}.long(), 1.0)"),
+                _ => format!("{a}[{a}.long()]"),
+            }),
+            (inner.clone(), inner.clone(), 0usize..6).prop_map(|(a, b, k)| match k {
+                0 => format!("torch.where({a} > 0, {a}, {b})"),
+                1 => format!("torch.einsum('...i,...i->...', {a}, {b})"),
+                2 => format!("torch.einsum('ii->i', {a}) + {b}"),
+                3 => format!("torch.bmm({a}, {b})"),
+                4 => format!("{a}.expand_as({b})"),
+                _ => format!("torch.ops.aten.native_layer_norm.default({a}, [4], None, None, 1e-5)[2] + {b}"),
             }),
             (inner, i).prop_map(|(a, n)| format!("torch.stack([{a} for i in range({n})])")),
         ]
@@ -773,4 +802,55 @@ fn doubling_sequences_hit_the_limit() {
     assert_eq!(e.code, Code::E0701);
     let e = err(&format!("s = 'ab'\n{}s", "s = s + s\n".repeat(40)));
     assert_eq!(e.code, Code::E0701);
+}
+
+#[test]
+fn more_torch_functions() {
+    assert!(matches!(
+        val("torch.ones(2, 3).shape == (2, 3)"),
+        Value::Bool(true)
+    ));
+    assert!(matches!(val("[1, 2] == [1, 2.0]"), Value::Bool(true)));
+    assert!(matches!(val("(1, 2) != (1, 3)"), Value::Bool(true)));
+    assert_eq!(snip("torch.tensor([])").dtype(), DType::F32);
+    assert_eq!(snip("torch.tensor([True, False])").dtype(), DType::Bool);
+    assert_eq!(
+        snip("torch.arange(3).repeat_interleave(2)").as_i64(),
+        Some(&[0, 0, 1, 1, 2, 2][..])
+    );
+    assert_eq!(
+        snip("torch.arange(4).view(2, 2).repeat_interleave(2, dim=0)").as_i64(),
+        Some(&[0, 1, 0, 1, 2, 3, 2, 3][..])
+    );
+    assert_eq!(
+        err("torch.ones(3).repeat_interleave(10**12)").code,
+        Code::E0701
+    );
+    assert_eq!(
+        snip("torch.argsort(torch.tensor([3.0, 1.0, 2.0]))").as_i64(),
+        Some(&[1, 2, 0][..])
+    );
+    assert_eq!(v(&snip("torch.tensor([3.0, 4.0]).norm()")), vec![5.]);
+    assert_eq!(
+        v(&snip("torch.tensor([[3.0, 4.0], [0.0, 1.0]]).norm(dim=-1)")),
+        vec![5., 1.]
+    );
+    assert_eq!(
+        v(&snip(
+            "a, b = torch.tensor([[1.0, 2.0], [3.0, 4.0]]).unbind(1)\nb"
+        )),
+        vec![2., 4.]
+    );
+    assert_eq!(
+        snip("torch.nn.functional.one_hot(torch.tensor([2, 0]), num_classes=3)").as_i64(),
+        Some(&[0, 0, 1, 1, 0, 0][..])
+    );
+    assert_eq!(
+        snip("torch.flip(torch.arange(3), dims=[0])").as_i64(),
+        Some(&[2, 1, 0][..])
+    );
+    assert_eq!(
+        v(&snip("torch.mv(torch.ones(2, 3), torch.ones(3))")),
+        vec![3., 3.]
+    );
 }
