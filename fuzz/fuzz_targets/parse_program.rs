@@ -3,7 +3,9 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use stepforge_syntax::{Diagnostic, parse_answer, parse_program, parse_program_via_grammar, print, same_tree};
+use stepforge_syntax::{
+    Diagnostic, parse_answer, parse_program, parse_program_via_grammar, print, same_tree,
+};
 
 fn spans_inside(text: &str, diags: &[Diagnostic]) {
     for d in diags {
@@ -14,14 +16,19 @@ fn spans_inside(text: &str, diags: &[Diagnostic]) {
             .chain(d.labels.iter().map(|l| l.span))
             .chain(d.fixes.iter().flat_map(|f| f.edits.iter().map(|e| e.span)));
         for s in spans {
-            assert!(s.lo <= s.hi && s.hi as usize <= text.len(), "span {s:?} outside the text");
+            assert!(
+                s.lo <= s.hi && s.hi as usize <= text.len(),
+                "span {s:?} outside the text"
+            );
             assert!(text.is_char_boundary(s.lo as usize) && text.is_char_boundary(s.hi as usize));
         }
     }
 }
 
 fuzz_target!(|data: &[u8]| {
-    let Ok(text) = std::str::from_utf8(data) else { return };
+    let Ok(text) = std::str::from_utf8(data) else {
+        return;
+    };
     let answer = parse_answer(text);
     spans_inside(text, &answer.diagnostics);
 
@@ -36,7 +43,13 @@ fuzz_target!(|data: &[u8]| {
     {
         let printed = print::program(&p);
         let again = parse_program(&printed);
-        assert!(!again.has_errors(), "printed program does not parse:\n{printed}");
-        assert!(same_tree(&p, &again.value.unwrap()), "round trip changed:\n{printed}");
+        assert!(
+            !again.has_errors(),
+            "printed program does not parse:\n{printed}"
+        );
+        assert!(
+            same_tree(&p, &again.value.unwrap()),
+            "round trip changed:\n{printed}"
+        );
     }
 });

@@ -7,14 +7,24 @@ use stepforge_syntax::{Diagnostic, parse_dim, parse_dtype, parse_snippet, print,
 
 fn spans_inside(text: &str, diags: &[Diagnostic]) {
     for d in diags {
-        for s in d.span.iter().copied().chain(d.labels.iter().map(|l| l.span)) {
-            assert!(s.lo <= s.hi && s.hi as usize <= text.len(), "span {s:?} outside the text");
+        for s in d
+            .span
+            .iter()
+            .copied()
+            .chain(d.labels.iter().map(|l| l.span))
+        {
+            assert!(
+                s.lo <= s.hi && s.hi as usize <= text.len(),
+                "span {s:?} outside the text"
+            );
         }
     }
 }
 
 fuzz_target!(|data: &[u8]| {
-    let Ok(text) = std::str::from_utf8(data) else { return };
+    let Ok(text) = std::str::from_utf8(data) else {
+        return;
+    };
     let p = parse_snippet(text);
     spans_inside(text, &p.diagnostics);
     if !p.has_errors()
@@ -22,19 +32,31 @@ fuzz_target!(|data: &[u8]| {
     {
         let printed = print::block(&b);
         let again = parse_snippet(&printed);
-        assert!(!again.has_errors(), "printed block does not parse:\n{printed}");
-        assert!(same_tree(&b, &again.value.unwrap()), "round trip changed:\n{printed}");
+        assert!(
+            !again.has_errors(),
+            "printed block does not parse:\n{printed}"
+        );
+        assert!(
+            same_tree(&b, &again.value.unwrap()),
+            "round trip changed:\n{printed}"
+        );
     }
     let d = parse_dtype(text);
     spans_inside(text, &d.diagnostics);
     if let Some(t) = d.value {
         let printed = print::dtype(&t);
-        assert!(same_tree(&t, &parse_dtype(&printed).value.unwrap()), "{printed}");
+        assert!(
+            same_tree(&t, &parse_dtype(&printed).value.unwrap()),
+            "{printed}"
+        );
     }
     let d = parse_dim(text);
     spans_inside(text, &d.diagnostics);
     if let Some(t) = d.value {
         let printed = print::dim(&t);
-        assert!(same_tree(&t, &parse_dim(&printed).value.unwrap()), "{printed}");
+        assert!(
+            same_tree(&t, &parse_dim(&printed).value.unwrap()),
+            "{printed}"
+        );
     }
 });

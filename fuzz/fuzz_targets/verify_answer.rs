@@ -11,7 +11,9 @@ use stepforge_exec::{ExecLimits, Origin, VerifyOptions, verify};
 const TASK: &str = include_str!("../../tests/tasks/moe_top1_lists.yaml");
 
 fuzz_target!(|data: &[u8]| {
-    let Ok(text) = std::str::from_utf8(data) else { return };
+    let Ok(text) = std::str::from_utf8(data) else {
+        return;
+    };
     let loaded = stepforge_task::load_str("moe_top1_lists.yaml", TASK);
     let Some(task) = loaded.task else { return };
     let opts = VerifyOptions {
@@ -29,7 +31,10 @@ fuzz_target!(|data: &[u8]| {
     let r = verify(&task, Some(text), &opts);
     for d in r.diagnostics.iter().filter(|d| d.origin == Origin::Program) {
         if let Some(s) = d.diagnostic.span {
-            assert!(s.lo <= s.hi && s.hi as usize <= text.len(), "span {s:?} outside the text");
+            assert!(
+                s.lo <= s.hi && s.hi as usize <= text.len(),
+                "span {s:?} outside the text"
+            );
         }
     }
     let j = r.to_json();

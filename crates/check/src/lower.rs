@@ -513,7 +513,13 @@ impl<'t> Lowerer<'t> {
         }
     }
 
-    fn bind_outputs(&mut self, targets: &'t [Ident], outs: Option<Vec<usize>>, op: &str, span: Span) {
+    fn bind_outputs(
+        &mut self,
+        targets: &'t [Ident],
+        outs: Option<Vec<usize>>,
+        op: &str,
+        span: Span,
+    ) {
         let Some(outs) = outs else {
             for t in targets {
                 self.bind(t, Value::Error);

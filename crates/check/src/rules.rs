@@ -682,6 +682,14 @@ fn selector_x<'a>(op: &str, sel: &'a Operand, idx: usize) -> R<&'a Dim> {
     }
 }
 
+/// ` (E = 2)` for a symbolic dim with a value, else nothing.
+fn value_of(x: &Dim, env: &DimEnv) -> String {
+    match (x.as_int(), x.eval(env)) {
+        (None, Some(v)) => format!(" ({x} = {v})"),
+        _ => String::new(),
+    }
+}
+
 /// Largest branch count accepted (a Partition unrolls into that many streams).
 pub const MAX_BRANCHES: i64 = 4096;
 
@@ -714,8 +722,9 @@ pub fn partition(
             Code::E0313,
             Blame::Param("N"),
             format!(
-                "Partition(N={n}) must have one branch per selector bit, but {} is Multihot(fp32, {x})",
-                sel.name
+                "Partition(N={n}) must have one branch per selector bit, but {} is Multihot(fp32, {x}){}",
+                sel.name,
+                value_of(x, env)
             ),
         )
         .help(Some(format!("use Partition(N={x})"))));
@@ -768,8 +777,9 @@ pub fn merge(f: &FnSig, branches: &[Operand], sel: &Operand, env: &DimEnv) -> R<
             Code::E0313,
             Blame::Operand(0),
             format!(
-                "Merge needs one branch per selector bit: {} is Multihot(fp32, {x}), but {n} branch(es) were given",
-                sel.name
+                "Merge needs one branch per selector bit: {} is Multihot(fp32, {x}){}, but {n} branch(es) were given",
+                sel.name,
+                value_of(x, env)
             ),
         ));
     }

@@ -229,7 +229,10 @@ mod tests {
             report("c", Verdict::ValueMismatch, true),
         ]);
         assert!(t.starts_with("| task | verdict | linear | copies | max abs err | time (us) |"));
-        assert!(t.contains("| c | value_mismatch | true | 0 | - | 42 |"), "{t}");
+        assert!(
+            t.contains("| c | value_mismatch | true | 0 | - | 42 |"),
+            "{t}"
+        );
         assert!(t.ends_with("2/3 pass (1 pass and linear)"), "{t}");
     }
 
@@ -241,6 +244,10 @@ mod tests {
         let mut sorted = files.clone();
         sorted.sort();
         assert_eq!(files, sorted);
-        assert!(files.iter().all(|f| f.extension().is_some_and(|e| e == "yaml")));
+        assert!(
+            files
+                .iter()
+                .all(|f| f.extension().is_some_and(|e| e == "yaml"))
+        );
     }
 }

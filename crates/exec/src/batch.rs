@@ -2,16 +2,16 @@
 //!
 //! Calling the evaluator once per element costs about a microsecond of interpretation, which
 //! dominates verification of small kernels. An element function whose body is *elementwise*
-//! computes, for a batch tensor `(B, ..elem)`, exactly the `B` results it computes element by
-//! element: every operation acts on each scalar independently, and the only other operands are
-//! 0-d constants (which broadcast the same way with or without the batch axis). For such a
-//! body the executor stacks the elements of one Map (or the lanes of one Accum/Scan/Merge step)
-//! and calls the function once.
+//! computes, for a batch tensor `(..elem, B)` (the lanes on the *last* axis), exactly the `B`
+//! results it computes element by element: every operation acts on each scalar independently,
+//! operands of different element shapes broadcast right-aligned with the lanes aligned with
+//! each other, and the only other operands are 0-d constants (which broadcast the same way
+//! with or without the lane axis). For such a body the executor stacks the elements of one Map
+//! (or the lanes of one Accum/Scan/Merge step) and calls the function once.
 //!
 //! The analysis is deliberately conservative: anything it does not know to be elementwise —
-//! indexing into an element, reductions, matmul, `input_data`, conditionals, non-0-d globals,
-//! operands whose element shapes differ (their broadcast would change meaning with a leading
-//! batch axis) — makes the function per-element only. The executor also checks every batched
+//! indexing into an element, reductions, matmul, `input_data`, conditionals, non-0-d globals
+//! (they would align with the lane axis) — makes the function per-element only. The executor also checks every batched
 //! result's shape and falls back to per-element calls on any mismatch or error, so the
 //! per-element path keeps producing the exact diagnostics.
 
@@ -253,15 +253,36 @@ fn unary(k: Kind) -> Option<Kind> {
     }
 }
 
-/// Two operands of an elementwise op: per-element shapes must agree exactly (a broadcast
-/// between different element shapes would align differently once a batch axis is added).
+/// Two operands of an elementwise op: their element shapes broadcast (right-aligned, as in
+/// torch). The executor puts the batch lanes on the *last* axis, so the batched operands are
+/// `(..s, B)` and `(..t, B)`: the lanes align with each other and `s`, `t` align exactly as
+/// they do per element.
 fn combine(a: Kind, b: Kind) -> Option<Kind> {
     match (a, b) {
         (Kind::Scalar, Kind::Scalar) => Some(Kind::Scalar),
         (Kind::Elem(s), Kind::Scalar) | (Kind::Scalar, Kind::Elem(s)) => Some(Kind::Elem(s)),
-        (Kind::Elem(s), Kind::Elem(t)) if s == t => Some(Kind::Elem(s)),
+        (Kind::Elem(s), Kind::Elem(t)) => broadcast(&s, &t).map(Kind::Elem),
         _ => None,
     }
+}
+
+/// torch's broadcast of two shapes, or `None` when they do not broadcast.
+fn broadcast(s: &[usize], t: &[usize]) -> Option<Vec<usize>> {
+    let n = s.len().max(t.len());
+    let mut out = Vec::with_capacity(n);
+    for k in 0..n {
+        // k-th axis from the right
+        let a = s.iter().rev().nth(k).copied().unwrap_or(1);
+        let b = t.iter().rev().nth(k).copied().unwrap_or(1);
+        out.push(match (a, b) {
+            (x, y) if x == y => x,
+            (1, y) => y,
+            (x, 1) => x,
+            _ => return None,
+        });
+    }
+    out.reverse();
+    Some(out)
 }
 
 #[cfg(test)]
@@ -287,6 +308,9 @@ mod tests {
 
     #[test]
     fn elementwise_bodies_batch() {
+        // different element shapes broadcast as they would per element (lanes go last)
+        assert!(check("return [state[0] * input[0]]", &[vec![]], Some(&[vec![4]]), &[vec![4]]));
+        assert!(check("return [input[0] + input[1]]", &[vec![2, 1], vec![3]], None, &[vec![2, 3]]));
         let s = vec![vec![]];
         assert!(check(
             "return [input[0] * input[1]]",

@@ -625,8 +625,9 @@ impl Run<'_, '_> {
         Ok(res)
     }
 
-    /// Calls an elementwise function once on a batch; `None` (fall back to per-element calls)
-    /// when the evaluator fails or a result does not have the shape `(lanes, ..field)`.
+    /// Calls an elementwise function once on a batch whose lanes are the *last* axis (see
+    /// [`crate::batch`]); `None` (fall back to per-element calls) when the evaluator fails or a
+    /// result does not have the shape `(..field, lanes)`.
     fn call_batched(
         &mut self,
         plan: &FnPlan,
@@ -644,7 +645,10 @@ impl Run<'_, '_> {
         }
         for (t, (_, shape)) in res.iter().zip(&plan.out) {
             let ts = t.shape();
-            if ts.first() != Some(&lanes) || ts[1..] != shape[..] || t.as_f32().is_none() {
+            if ts.last() != Some(&lanes)
+                || ts[..ts.len() - 1] != shape[..]
+                || t.as_f32().is_none()
+            {
                 return Ok(None);
             }
         }
@@ -660,17 +664,20 @@ impl Run<'_, '_> {
     ) -> Result<Option<Vec<Vec<f32>>>, ExecError> {
         let mut args = Vec::with_capacity(fields.len());
         for f in fields {
-            let mut shape = vec![count];
-            shape.extend_from_slice(&f.elem_shape);
-            match Tensor::from_f32(shape, f.data.as_ref().clone()) {
-                Ok(t) => args.push(Arc::new(t)),
-                Err(_) => return Ok(None),
+            match lanes_last(&f.data, count, &f.elem_shape) {
+                Some(t) => args.push(Arc::new(t)),
+                None => return Ok(None),
             }
         }
         let Some(res) = self.call_batched(plan, args, None, count, span)? else {
             return Ok(None);
         };
-        Ok(Some(res.into_iter().map(into_f32).collect()))
+        Ok(Some(
+            res.iter()
+                .zip(&plan.out_len)
+                .map(|(t, &len)| rows_of(t.as_f32().unwrap_or(&[]), count, len))
+                .collect(),
+        ))
     }
 
     /// Accum/Scan with the `outer` independent folds as lanes of one batch: `inner` calls.
@@ -700,16 +707,19 @@ impl Run<'_, '_> {
             let mut args = Vec::with_capacity(input.fields.len());
             for f in &input.fields {
                 let len = f.elem_len();
-                let mut d = Vec::with_capacity(outer * len);
+                // lane o of step i is stream element o*inner + i; lanes are the last axis
+                let mut d = vec![0.0f32; outer * len];
                 for o in 0..outer {
                     let e = o * inner + i;
-                    match f.data.get(e * len..(e + 1) * len) {
-                        Some(x) => d.extend_from_slice(x),
-                        None => return Err(internal("stream element out of range", span)),
+                    let Some(x) = f.data.get(e * len..(e + 1) * len) else {
+                        return Err(internal("stream element out of range", span));
+                    };
+                    for (l, &v) in x.iter().enumerate() {
+                        d[l * outer + o] = v;
                     }
                 }
-                let mut shape = vec![outer];
-                shape.extend_from_slice(&f.elem_shape);
+                let mut shape = f.elem_shape.clone();
+                shape.push(outer);
                 match Tensor::from_f32(shape, d) {
                     Ok(t) => args.push(Arc::new(t)),
                     Err(_) => return Ok(None),
@@ -723,11 +733,12 @@ impl Run<'_, '_> {
                     let src = t.as_f32().unwrap_or(&[]);
                     for o in 0..outer {
                         let e = o * inner + i;
-                        if let (Some(d), Some(x)) = (
-                            dst.get_mut(e * len..(e + 1) * len),
-                            src.get(o * len..(o + 1) * len),
-                        ) {
-                            d.copy_from_slice(x);
+                        for l in 0..len {
+                            if let (Some(d), Some(&x)) =
+                                (dst.get_mut(e * len + l), src.get(l * outer + o))
+                            {
+                                *d = x;
+                            }
                         }
                     }
                 }
@@ -736,8 +747,9 @@ impl Run<'_, '_> {
         }
         if !scan {
             out = state
-                .into_iter()
-                .map(|t| into_f32(Arc::unwrap_or_clone(t)))
+                .iter()
+                .zip(&plan.out_len)
+                .map(|(t, &len)| rows_of(t.as_f32().unwrap_or(&[]), outer, len))
                 .collect();
         }
         Ok(Some(out))
@@ -768,11 +780,9 @@ impl Run<'_, '_> {
                 let Some(x) = f.data.get(at * w..(at + 1) * w) else {
                     return Err(internal("Merge chunk out of range", span));
                 };
-                let mut shape = vec![c];
-                shape.extend_from_slice(&f.elem_shape);
-                match Tensor::from_f32(shape, x.to_vec()) {
-                    Ok(t) => args.push(Arc::new(t)),
-                    Err(_) => return Ok(None),
+                match lanes_last(x, c, &f.elem_shape) {
+                    Some(t) => args.push(Arc::new(t)),
+                    None => return Ok(None),
                 }
             }
             let Some(res) = self.call_batched(plan, args, Some(state), c, span)? else {
@@ -782,8 +792,9 @@ impl Run<'_, '_> {
         }
         Ok(Some(
             state
-                .into_iter()
-                .map(|t| into_f32(Arc::unwrap_or_clone(t)))
+                .iter()
+                .zip(&plan.out_len)
+                .map(|(t, &len)| rows_of(t.as_f32().unwrap_or(&[]), c, len))
                 .collect(),
         ))
     }
@@ -1179,27 +1190,49 @@ impl Run<'_, '_> {
     }
 }
 
-/// The f32 data of a tensor (moved out when it already is f32).
-fn into_f32(t: Tensor) -> Vec<f32> {
-    match t.into_data() {
-        stepforge_tensor::Data::F32(v) => v,
-        other => Tensor::new(vec![other.len()], other)
-            .map(|t| t.to_f32_vec())
-            .unwrap_or_default(),
+/// `lanes` consecutive elements of shape `elem` (row-major rows) as one tensor of shape
+/// `(..elem, lanes)`: the lanes become the last axis, so elementwise broadcasting between
+/// fields of different element shapes aligns exactly as it does per element.
+fn lanes_last(rows: &[f32], lanes: usize, elem: &[usize]) -> Option<Tensor> {
+    let len: usize = elem.iter().product();
+    if rows.len() != lanes * len {
+        return None;
     }
+    let mut d = vec![0.0f32; rows.len()];
+    for (b, row) in rows.chunks_exact(len.max(1)).enumerate().take(lanes) {
+        for (l, &v) in row.iter().enumerate() {
+            d[l * lanes + b] = v;
+        }
+    }
+    let mut shape = elem.to_vec();
+    shape.push(lanes);
+    Tensor::from_f32(shape, d).ok()
 }
 
-/// The reducer's init state repeated for `lanes` lanes: `(lanes, ..field)` per field.
+/// The inverse of [`lanes_last`]: `(len, lanes)` column data back to `lanes` rows of `len`.
+fn rows_of(cols: &[f32], lanes: usize, len: usize) -> Vec<f32> {
+    let mut out = vec![0.0f32; lanes * len];
+    for l in 0..len {
+        for b in 0..lanes {
+            if let (Some(d), Some(&x)) = (out.get_mut(b * len + l), cols.get(l * lanes + b)) {
+                *d = x;
+            }
+        }
+    }
+    out
+}
+
+/// The reducer's init state for `lanes` lanes: `(..field, lanes)` per field.
 fn batch_init(init: &[Arc<Tensor>], lanes: usize) -> Option<Vec<Arc<Tensor>>> {
     init.iter()
         .map(|t| {
-            let mut shape = vec![lanes];
-            shape.extend_from_slice(t.shape());
             let v = t.as_f32()?;
             let mut d = Vec::with_capacity(lanes * v.len());
-            for _ in 0..lanes {
-                d.extend_from_slice(v);
+            for &x in v {
+                d.extend(std::iter::repeat_n(x, lanes));
             }
+            let mut shape = t.shape().to_vec();
+            shape.push(lanes);
             Tensor::from_f32(shape, d).ok().map(Arc::new)
         })
         .collect()

@@ -144,6 +144,54 @@ fn impl_key(s: &str) -> Option<usize> {
     Some(s.len() - rest_t.len() + 1)
 }
 
+/// `NAME (, NAME)* =` (not `==`), `return`, or a comment: how program lines start.
+fn starts_statement(s: &str) -> bool {
+    let t = s.trim_start();
+    if t.starts_with('#') || t == "return" || t.starts_with("return ") {
+        return true;
+    }
+    let mut rest = t;
+    loop {
+        let n = rest
+            .find(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+            .unwrap_or(rest.len());
+        if n == 0 || rest.as_bytes()[0].is_ascii_digit() {
+            return false;
+        }
+        rest = rest[n..].trim_start();
+        if let Some(r) = rest.strip_prefix(',') {
+            rest = r.trim_start();
+            continue;
+        }
+        return rest.starts_with('=') && !rest.starts_with("==");
+    }
+}
+
+/// The line range of a bare program with prose around it: from the first line that starts a
+/// statement to the last `return` line (or the last statement line), plus the lines that
+/// continue it (indented further, or starting with a closing bracket).
+fn trim_prose(ls: &[LineInfo<'_>]) -> (usize, usize) {
+    let Some(first) = ls.iter().position(|l| starts_statement(l.text)) else {
+        return (0, ls.len());
+    };
+    let last_stmt = ls
+        .iter()
+        .rposition(|l| l.text.trim_start().starts_with("return"))
+        .filter(|&r| r >= first)
+        .or_else(|| ls.iter().rposition(|l| starts_statement(l.text)))
+        .unwrap_or(first);
+    let base = indent(ls[first].text);
+    let mut end = last_stmt + 1;
+    while end < ls.len() {
+        let t = ls[end].text;
+        if is_blank(t) || !(indent(t) > base || t.trim_start().starts_with([')', ']', '}'])) {
+            break;
+        }
+        end += 1;
+    }
+    (first, end)
+}
+
 fn no_program(text: &str, why: &str) -> Diagnostic {
     let end = text.trim_end().len();
     let _ = end;
@@ -237,11 +285,16 @@ pub fn extract(answer: &str) -> Result<Extraction, Diagnostic> {
             lo_line = start;
             hi_line = e;
         }
-    } else if !fenced && !looks_like_program(&ls) {
-        return Err(no_program(
-            answer,
-            "it contains no `step.` operators and no `return`",
-        ));
+    } else if !fenced {
+        if !looks_like_program(&ls) {
+            return Err(no_program(
+                answer,
+                "it contains no `step.` operators and no `return`",
+            ));
+        }
+        // Unfenced prose around a bare program: drop the sentences before the first statement
+        // and after the `return` line.
+        (lo_line, hi_line) = trim_prose(&ls);
     }
 
     if lo_line >= hi_line || ls[lo_line..hi_line].iter().all(|l| is_blank(l.text)) {
@@ -289,6 +342,22 @@ mod tests {
         let x = extract(a).unwrap();
         assert_eq!(x.kind, AnswerKind::Yaml);
         assert_eq!(x.program(a), "  E1 = step.Map(fn=f).apply(E0)\n  return E1");
+    }
+
+    #[test]
+    fn prose_without_fences() {
+        let a = "Sure, here is the program.\nE1 = step.Map(fn=f).apply(E0)\nE2 = step.Accum(\n    fn=g, b=1).apply(E1)\nreturn E2\nThis sums each row.\n";
+        let x = extract(a).unwrap();
+        assert_eq!(x.kind, AnswerKind::Bare);
+        assert_eq!(
+            x.program(a),
+            "E1 = step.Map(fn=f).apply(E0)\nE2 = step.Accum(\n    fn=g, b=1).apply(E1)\nreturn E2"
+        );
+        assert!(starts_statement("a, b = x"));
+        assert!(starts_statement("# comment"));
+        assert!(!starts_statement("a == b"));
+        assert!(!starts_statement("1 = x"));
+        assert!(!starts_statement("Here is the program:"));
     }
 
     #[test]

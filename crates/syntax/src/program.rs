@@ -28,6 +28,8 @@ pub(crate) fn lower(
 ) -> Program {
     let mut out: Vec<Stmt> = Vec::with_capacity(items.len());
     let mut ret: Option<Return> = None;
+    // Targets of the last assignment if its right side was broken (so not in `out`).
+    let mut last_targets: Option<(Vec<Ident>, Span)> = None;
     for item in items {
         let span = match &item {
             Item::Py(s) => s.span,
@@ -45,6 +47,7 @@ pub(crate) fn lower(
         }
         let s = match item {
             Item::Fast(FastLine::Stmt(s)) => {
+                last_targets = None;
                 out.push(s);
                 continue;
             }
@@ -61,8 +64,11 @@ pub(crate) fn lower(
                     continue;
                 };
                 let Some(rhs) = lower_rhs(value, diags) else {
+                    // Remembered even though the right side is broken: the E0116 fix names it.
+                    last_targets = Some((targets, s.span));
                     continue;
                 };
+                last_targets = None;
                 out.push(Stmt {
                     targets,
                     rhs,
@@ -85,7 +91,12 @@ pub(crate) fn lower(
             .help(
                 "end the program with `return` and the output streams, in the task's output order",
             );
-        if let Some(Stmt { targets, span, .. }) = out.last() {
+        // The last assignment: a broken one remembered above, else the last good statement.
+        let last = last_targets
+            .as_ref()
+            .map(|(t, s)| (t, *s))
+            .or_else(|| out.last().map(|s| (&s.targets, s.span)));
+        if let Some((targets, span)) = last {
             let line_start = text
                 .get(..span.lo as usize)
                 .and_then(|t| t.rfind('\n'))
@@ -503,6 +514,28 @@ fn lower_kwvalue(e: &Expr, diags: &mut Vec<Diagnostic>) -> Option<KwValue> {
             } else {
                 KwValue::Tuple(vs, e.span)
             })
+        }
+        ExprKind::Str(name)
+            if !name.is_empty()
+                && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
+                && !name.starts_with(|c: char| c.is_ascii_digit()) =>
+        {
+            diags.push(
+                Diagnostic::new(
+                    Code::E0117,
+                    format!("operator parameters are names, not strings: write `{name}`"),
+                )
+                .at(e.span)
+                .fix(Fix {
+                    message: "remove the quotes".into(),
+                    applicability: Applicability::Safe,
+                    edits: vec![Edit {
+                        span: e.span,
+                        replacement: name.clone(),
+                    }],
+                }),
+            );
+            Some(KwValue::Name(Ident::new(name.clone(), e.span)))
         }
         _ => {
             diags.push(

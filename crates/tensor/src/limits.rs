@@ -55,17 +55,15 @@ impl Drop for LimitGuard {
 /// limit.
 pub fn checked_numel(shape: &[usize]) -> Result<usize> {
     let limit = max_numel();
+    // Zero dims count as 1 here: an empty tensor whose other dims are huge is refused too,
+    // because loops over its outer dims (and products of its dims) would still be huge.
     let mut n: usize = 1;
     let mut overflow = false;
     for &d in shape {
-        match n.checked_mul(d) {
+        match n.checked_mul(d.max(1)) {
             Some(m) => n = m,
             None => overflow = true,
         }
-    }
-    // A zero dim makes the tensor empty whatever the other dims are.
-    if shape.contains(&0) {
-        return Ok(0);
     }
     if overflow || n > limit {
         return Err(TensorError::too_large(format!(
@@ -73,7 +71,7 @@ pub fn checked_numel(shape: &[usize]) -> Result<usize> {
             fmt_shape(shape)
         )));
     }
-    Ok(n)
+    Ok(if shape.contains(&0) { 0 } else { n })
 }
 
 /// Checks an operation count (product of loop sizes) against the work limit.

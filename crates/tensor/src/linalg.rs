@@ -57,8 +57,6 @@ impl Tensor {
         let nbatch: usize = batch.iter().product();
         limits::check_work("matmul", &[nbatch, m, n, k])?;
         let dtype = a.dtype().promote(b.dtype());
-        let x = a.to_f64_vec();
-        let y = b.to_f64_vec();
         // Offsets of each batch's matrix in a and b.
         let sta = broadcast_strides(ba, &batch);
         let stb = broadcast_strides(bb, &batch);
@@ -66,25 +64,12 @@ impl Tensor {
         crate::for_each_offset(&batch, &sta, 0, |o| offs_a.push(o as usize * m * k));
         let mut offs_b = Vec::with_capacity(nbatch);
         crate::for_each_offset(&batch, &stb, 0, |o| offs_b.push(o as usize * k * n));
-        if batch.is_empty() {
-            offs_a.clear();
-            offs_a.push(0);
-            offs_b.clear();
-            offs_b.push(0);
-        }
-        let mut acc = vec![0f64; nbatch * m * n];
-        for (bi, (&oa, &ob)) in offs_a.iter().zip(&offs_b).enumerate() {
-            let out = &mut acc[bi * m * n..(bi + 1) * m * n];
-            for i in 0..m {
-                for p in 0..k {
-                    let av = x[oa + i * k + p];
-                    let row = &y[ob + p * n..ob + (p + 1) * n];
-                    for (o, &bv) in out[i * n..(i + 1) * n].iter_mut().zip(row) {
-                        *o += av * bv;
-                    }
-                }
-            }
-        }
+        let dims = MatDims { m, k, n };
+        let acc = match (&a.data, &b.data) {
+            // f32 operands are read in place (no f64 copies of a weight matrix per call).
+            (Data::F32(x), Data::F32(y)) => mm_kernel(x, y, &offs_a, &offs_b, dims),
+            _ => mm_kernel(&a.to_f64_vec(), &b.to_f64_vec(), &offs_a, &offs_b, dims),
+        };
         let mut shape = batch;
         if !a1 {
             shape.push(m);
@@ -254,6 +239,12 @@ impl Tensor {
         let out_shape: Vec<usize> = sizes[..out_labels.len()].to_vec();
         let out_n = limits::checked_numel(&out_shape)?;
         limits::check_work("einsum", &sizes)?;
+        if let [a, b] = operands
+            && let [la, lb] = &dim_labels[..]
+            && let Some(r) = einsum2_as_matmul(a, la, b, lb, &out_labels)?
+        {
+            return Ok(r);
+        }
         let inner: usize = sizes[out_labels.len()..].iter().product();
         // Per operand, per position in `order`: the stride (sum over repeated labels, 0 where
         // the operand lacks the label or broadcasts it).
@@ -314,4 +305,124 @@ fn label_name(l: usize) -> String {
         26..52 => ((b'a' + (l - 26) as u8) as char).to_string(),
         _ => "...".to_string(),
     }
+}
+
+/// The common two-operand contraction (`bij,bjk->bik` and its relatives) as one batched matmul:
+/// permute A to (batch, free A, contracted) and B to (batch, contracted, free B). Returns `None`
+/// when the equation needs the general loop (a repeated label, a label summed in only one
+/// operand, or size-1 broadcasting).
+fn einsum2_as_matmul(
+    a: &Tensor,
+    la: &[usize],
+    b: &Tensor,
+    lb: &[usize],
+    out: &[usize],
+) -> Result<Option<Tensor>> {
+    let distinct = |l: &[usize]| l.iter().enumerate().all(|(i, x)| !l[..i].contains(x));
+    if !distinct(la) || !distinct(lb) {
+        return Ok(None);
+    }
+    let size_of = |l: usize| -> Option<usize> {
+        let sa = la.iter().position(|&x| x == l).map(|d| a.shape[d]);
+        let sb = lb.iter().position(|&x| x == l).map(|d| b.shape[d]);
+        match (sa, sb) {
+            (Some(x), Some(y)) if x != y => None,
+            (Some(x), _) | (None, Some(x)) => Some(x),
+            (None, None) => None,
+        }
+    };
+    let (mut batch, mut contract, mut free_a, mut free_b) = (vec![], vec![], vec![], vec![]);
+    for &l in la {
+        match (lb.contains(&l), out.contains(&l)) {
+            (true, true) => batch.push(l),
+            (true, false) => contract.push(l),
+            (false, true) => free_a.push(l),
+            (false, false) => return Ok(None),
+        }
+    }
+    for &l in lb {
+        match (la.contains(&l), out.contains(&l)) {
+            (false, true) => free_b.push(l),
+            (false, false) => return Ok(None),
+            (true, _) => {}
+        }
+    }
+    let sz = |ls: &[usize]| -> Option<Vec<usize>> { ls.iter().map(|&l| size_of(l)).collect() };
+    let (Some(sb), Some(sc), Some(sfa), Some(sfb)) =
+        (sz(&batch), sz(&contract), sz(&free_a), sz(&free_b))
+    else {
+        return Ok(None);
+    };
+    let pos = |ls: &[usize], l: usize| ls.iter().position(|&x| x == l).unwrap_or(0);
+    let perm_a: Vec<usize> = batch
+        .iter()
+        .chain(&free_a)
+        .chain(&contract)
+        .map(|&l| pos(la, l))
+        .collect();
+    let perm_b: Vec<usize> = batch
+        .iter()
+        .chain(&contract)
+        .chain(&free_b)
+        .map(|&l| pos(lb, l))
+        .collect();
+    let prod = |v: &[usize]| v.iter().product::<usize>() as i64;
+    let a3 = a
+        .permute_usize(&perm_a)?
+        .into_reshape(&[prod(&sb), prod(&sfa), prod(&sc)])?;
+    let b3 = b
+        .permute_usize(&perm_b)?
+        .into_reshape(&[prod(&sb), prod(&sc), prod(&sfb)])?;
+    let r = a3.matmul(&b3)?;
+    let mid_labels: Vec<usize> = batch
+        .iter()
+        .chain(&free_a)
+        .chain(&free_b)
+        .copied()
+        .collect();
+    let mid_shape: Vec<i64> = sb
+        .iter()
+        .chain(&sfa)
+        .chain(&sfb)
+        .map(|&d| d as i64)
+        .collect();
+    let r = r.into_reshape(&mid_shape)?;
+    let perm_out: Vec<usize> = out.iter().map(|&l| pos(&mid_labels, l)).collect();
+    Ok(Some(r.permute_usize(&perm_out)?))
+}
+
+#[derive(Clone, Copy)]
+struct MatDims {
+    m: usize,
+    k: usize,
+    n: usize,
+}
+
+/// Batched `out[b] = x[b] · y[b]` with f64 accumulation; `offs_*` locate each batch's matrix.
+fn mm_kernel<T: Copy + Into<f64>>(
+    x: &[T],
+    y: &[T],
+    offs_a: &[usize],
+    offs_b: &[usize],
+    d: MatDims,
+) -> Vec<f64> {
+    let MatDims { m, k, n } = d;
+    let mut acc = vec![0f64; offs_a.len() * m * n];
+    let mut row = vec![0f64; n];
+    for (bi, (&oa, &ob)) in offs_a.iter().zip(offs_b).enumerate() {
+        let out = &mut acc[bi * m * n..(bi + 1) * m * n];
+        for i in 0..m {
+            let out_row = &mut out[i * n..(i + 1) * n];
+            for p in 0..k {
+                let av: f64 = x[oa + i * k + p].into();
+                for (r, &bv) in row.iter_mut().zip(&y[ob + p * n..ob + (p + 1) * n]) {
+                    *r = bv.into();
+                }
+                for (o, &bv) in out_row.iter_mut().zip(&row) {
+                    *o += av * bv;
+                }
+            }
+        }
+    }
+    acc
 }

@@ -10,6 +10,7 @@ impl Tensor {
     pub fn reshape(&self, shape: &[i64]) -> Result<Tensor> {
         let new_shape =
             resolve_shape(self.numel(), shape).ok_or_else(|| self.bad_reshape(shape))?;
+        limits::checked_numel(&new_shape)?;
         Ok(Tensor::raw(new_shape, self.data.clone()))
     }
 
@@ -17,6 +18,7 @@ impl Tensor {
     pub fn into_reshape(self, shape: &[i64]) -> Result<Tensor> {
         let new_shape =
             resolve_shape(self.numel(), shape).ok_or_else(|| self.bad_reshape(shape))?;
+        limits::checked_numel(&new_shape)?;
         Ok(Tensor::raw(new_shape, self.data))
     }
 
@@ -263,7 +265,12 @@ impl Tensor {
 
     /// `x.narrow(dim, start, len)`.
     pub fn narrow(&self, dim: usize, start: usize, len: usize) -> Result<Tensor> {
-        let size = self.shape.get(dim).copied().unwrap_or(0);
+        let Some(&size) = self.shape.get(dim) else {
+            return Err(TensorError::invalid(format!(
+                "narrow: dim {dim} is out of range for a tensor of rank {}",
+                self.ndim()
+            )));
+        };
         if start.checked_add(len).is_none_or(|e| e > size) {
             return Err(TensorError::invalid(format!(
                 "narrow: start ({start}) + length ({len}) exceeds dimension size ({size})"

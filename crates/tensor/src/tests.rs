@@ -49,6 +49,14 @@ fn huge_sizes_fail_before_allocating() {
     assert_eq!(e.kind, ErrorKind::TooLarge);
     let e = ar(&[2]).expand(&[1 << 40, 2]).unwrap_err();
     assert_eq!(e.kind, ErrorKind::TooLarge);
+    // Empty tensors with absurd other dims are refused too (loops over them would hang).
+    let e = Tensor::zeros(&[0, 1 << 50], DType::F32).unwrap_err();
+    assert_eq!(e.kind, ErrorKind::TooLarge);
+    let e = Tensor::zeros(&[0], DType::F32)
+        .unwrap()
+        .reshape(&[1 << 50, 0])
+        .unwrap_err();
+    assert_eq!(e.kind, ErrorKind::TooLarge);
     let e = Tensor::arange(0.0, 1e15, 1.0, DType::I64).unwrap_err();
     assert_eq!(e.kind, ErrorKind::TooLarge);
     let _g = limits::LimitGuard::new(100, 1000);
@@ -361,6 +369,7 @@ fn sort_select_split_narrow() {
         vec![1., 2., 5., 6.]
     );
     assert!(ar(&[2, 4]).narrow(1, 3, 2).is_err());
+    assert!(ar(&[2, 4]).narrow(2, 0, 0).is_err());
     let p = ar(&[2, 3, 4]).permute(&[1, 2, 0]).unwrap();
     assert_eq!(p.shape(), &[3, 4, 2]);
     assert_eq!(vals(&p)[1], 12.);

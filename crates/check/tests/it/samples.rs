@@ -111,7 +111,10 @@ fn replace_impl(yaml: &str, program: &str) -> String {
                 out.push_str(p);
                 out.push('\n');
             }
-            while lines.peek().is_some_and(|n| n.starts_with(' ') || n.is_empty()) {
+            while lines
+                .peek()
+                .is_some_and(|n| n.starts_with(' ') || n.is_empty())
+            {
                 lines.next();
             }
             continue;

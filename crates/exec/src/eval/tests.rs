@@ -716,7 +716,9 @@ fn arb_expr() -> impl proptest::strategy::Strategy<Value = String> {
                 2 => format!("torch.einsum('ii->i', {a}) + {b}"),
                 3 => format!("torch.bmm({a}, {b})"),
                 4 => format!("{a}.expand_as({b})"),
-                _ => format!("torch.ops.aten.native_layer_norm.default({a}, [4], None, None, 1e-5)[2] + {b}"),
+                _ => format!(
+                    "torch.ops.aten.native_layer_norm.default({a}, [4], None, None, 1e-5)[2] + {b}"
+                ),
             }),
             (inner, i).prop_map(|(a, n)| format!("torch.stack([{a} for i in range({n})])")),
         ]
@@ -853,4 +855,19 @@ fn more_torch_functions() {
         v(&snip("torch.mv(torch.ones(2, 3), torch.ones(3))")),
         vec![3., 3.]
     );
+}
+
+#[test]
+fn compiled_functions_can_be_shared_across_threads() {
+    fn assert_send_sync<T: Send + Sync>(_: &T) {}
+    let env = env();
+    let f = Function::compile("f", &parse("return [input[0] * 2]"), &env).unwrap();
+    assert_send_sync(&f);
+    assert_send_sync(&env);
+    let out = std::thread::scope(|s| {
+        s.spawn(|| f.call(&env, vec![ar(&[2])], None).unwrap())
+            .join()
+            .unwrap()
+    });
+    assert_eq!(v(&out[0]), vec![0., 2.]);
 }

@@ -17,7 +17,8 @@ const BODIES: &[&str] = &[
 
 fn env() -> Env {
     let mut env = Env::default();
-    env.names.insert("gelu".into(), Value::Module(Module::Gelu { tanh: false }));
+    env.names
+        .insert("gelu".into(), Value::Module(Module::Gelu { tanh: false }));
     env.names.insert("silu".into(), Value::Module(Module::Silu));
     env
 }

@@ -347,7 +347,9 @@ fn a_non_linear_program_still_runs_but_is_not_linear() {
     // A is read twice without a Copy: the executor shares the data, the report says non-linear
     let r = verify(
         &sub_task(),
-        Some("Y = step.Map(fn=fn_sub).apply((A, B))\nZ = step.Map(fn=fn_double).apply(A)\nreturn Y"),
+        Some(
+            "Y = step.Map(fn=fn_sub).apply((A, B))\nZ = step.Map(fn=fn_double).apply(A)\nreturn Y",
+        ),
         &VerifyOptions::default(),
     );
     assert_eq!(r.verdict, Verdict::Pass, "{:#?}", r.diagnostics);
@@ -370,7 +372,13 @@ fn a_huge_dim_used_only_by_an_fn_is_a_limit_before_allocating() {
         ..VerifyOptions::default()
     };
     let start = std::time::Instant::now();
-    let r = verify(&t, Some("R1 = step.Repeat(n=D).apply(X)\nR2 = step.Repeat(n=D).apply(R1)\nB = step.Bufferize(a=2).apply(R2)\nY = step.Map(fn=fn_wide).apply(B)\nreturn Y"), &opts);
+    let r = verify(
+        &t,
+        Some(
+            "R1 = step.Repeat(n=D).apply(X)\nR2 = step.Repeat(n=D).apply(R1)\nB = step.Bufferize(a=2).apply(R2)\nY = step.Map(fn=fn_wide).apply(B)\nreturn Y",
+        ),
+        &opts,
+    );
     assert_eq!(r.verdict, Verdict::LimitExceeded, "{:#?}", r.diagnostics);
     assert_eq!(codes(&r), vec![Code::E0701]);
     assert!(start.elapsed() < Duration::from_millis(500));

@@ -367,3 +367,27 @@ fn deep_nesting_is_bounded_not_a_stack_overflow() {
     let flat = format!("x = [{}]", "1.0, ".repeat(450));
     assert!(parse_block(&flat).diagnostics.is_empty());
 }
+
+#[test]
+fn safe_fixes_produce_clean_programs() {
+    let src = "E1 = step.Map(fn_sum).apply(E0)\nE2 = step.Accum(fn_acc, 1).apply(E1)\nE3 = step.Zip().apply(E1, E2)\nE4 = step.Map(fn=\"f\").apply([E3])\nE5 = step.Copy.apply(E4)\nreturn E5\n";
+    let p = parse_program(src);
+    assert!(p.has_errors());
+    let fixed = diag::apply_fixes(src, &p.diagnostics, true);
+    let again = parse_program(&fixed);
+    assert!(
+        again.diagnostics.is_empty(),
+        "{fixed}\n{}",
+        rendered(&fixed, &again)
+    );
+    assert_eq!(
+        fixed,
+        "E1 = step.Map(fn=fn_sum).apply(E0)\nE2 = step.Accum(fn=fn_acc, b=1).apply(E1)\nE3 = step.Zip().apply((E1, E2))\nE4 = step.Map(fn=f).apply((E3,))\nE5 = step.Copy().apply(E4)\nreturn E5\n"
+    );
+    // Unsafe fixes (did-you-mean) are applied only on request.
+    let src = "E1 = step.Mapp(fn=f).apply(E0)\nE2 = step.Accum(fn=g, bb=1).apply(E1)\n";
+    let p = parse_program(src);
+    assert_eq!(diag::apply_fixes(src, &p.diagnostics, true), src);
+    let fixed = diag::apply_fixes(src, &p.diagnostics, false);
+    assert!(parse_program(&fixed).diagnostics.is_empty(), "{fixed}");
+}

@@ -414,8 +414,23 @@ fn soup() -> impl Strategy<Value = String> {
     .prop_map(|v| v.into_iter().map(|(a, b)| format!("{a}{b}")).collect())
 }
 
+/// Fragments of program lines, so random sequences are often almost canonical: the fast
+/// path must either build the grammar's tree or step aside.
+const PROGRAM_BITS: &[&str] = &[
+    "E1", "x", "Xs", " = ", "=", "step", ".", "step.", "Map", "Accum", "Copy", "Zip", "Mapp",
+    "(", ")", "(fn=f)", "fn=", "b=", "L=", "n=", "N=", "f", "1", "-1", "1_0", "--1", "[", "]",
+    "[0, 1]", "(0,)", "(0)", ",", ", ", ".apply(", "apply", "x)", "(a, b)", "((a,), b)", "()",
+    " for ", "g, x", " in ", "zip(", "Fs, Xs", "return ", "return", "\n", "\n", "# c\n",
+    "  ", "\"f\"", "==", "step.Map(fn=f).apply(x)", "step.Accum(fn=f, b=1).apply(x)",
+];
+
+fn program_soup() -> impl Strategy<Value = String> {
+    proptest::collection::vec(select(PROGRAM_BITS), 0..30).prop_map(|v| v.concat())
+}
+
 proptest! {
-    #![proptest_config(ProptestConfig { cases: 256, ..ProptestConfig::default() })]
+    // 256 cases by default; `PROPTEST_CASES=N` runs more.
+    #![proptest_config(ProptestConfig::default())]
 
     #[test]
     fn blocks_round_trip(stmts in proptest::collection::vec(py_stmt(), 1..5)) {
@@ -461,6 +476,14 @@ proptest! {
         let slow = parse_program_via_grammar(&text);
         prop_assert!(fast.diagnostics.is_empty(), "{text}\n{:?}", fast.diagnostics);
         prop_assert_eq!(fast.value, slow.value, "{}", text);
+    }
+
+    #[test]
+    fn fast_path_agrees_on_near_misses(text in program_soup()) {
+        let fast = parse_program(&text);
+        let slow = parse_program_via_grammar(&text);
+        prop_assert_eq!(fast.value, slow.value, "{}", text);
+        prop_assert_eq!(fast.diagnostics, slow.diagnostics, "{}", text);
     }
 
     #[test]

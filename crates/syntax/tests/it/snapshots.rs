@@ -118,6 +118,11 @@ snap!(
     "I am not sure how to write this kernel; could you give more details?\n"
 );
 snap!(
+    prose_unfenced_error,
+    parse_answer,
+    "Here is the program you asked for:\nE1 = step.Map(fn_sum).apply(E0)\nE2 = step.Accum(fn=\"fn_acc\", b=1).apply(E1)\nreturn E2\nIt maps, then sums the rows.\n"
+);
+snap!(
     apply_several_args,
     parse_program,
     "E2 = step.Zip().apply(E0, E1)\nreturn E2\n"
