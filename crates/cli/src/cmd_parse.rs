@@ -40,7 +40,9 @@ pub fn run(args: &Args) -> Status {
         Kind::Task => parse_task(&name, &text, args.format),
         Kind::Program => emit(args.format, "program", Source::new(name, text.clone()), {
             let p = stepforge_syntax::parse_answer(&text);
-            map(p, |ast| (serde_json::to_value(ast).ok(), print::program(ast)))
+            map(p, |ast| {
+                (serde_json::to_value(ast).ok(), print::program(ast))
+            })
         }),
         Kind::Snippet => emit(args.format, "snippet", Source::new(name, text.clone()), {
             let p = stepforge_syntax::parse_snippet(&text);
@@ -170,7 +172,11 @@ fn parse_task(name: &str, text: &str, format: Format) -> Status {
                     task.parameters.len(),
                     task.fns.len(),
                     task.outputs.len(),
-                    if impl_pretty.is_some() { ", reference impl" } else { "" }
+                    if impl_pretty.is_some() {
+                        ", reference impl"
+                    } else {
+                        ""
+                    }
                 ));
                 if let Some(p) = &impl_pretty {
                     for l in p.lines() {

@@ -45,7 +45,11 @@ impl From<Status> for ExitCode {
 }
 
 #[derive(Debug, Parser)]
-#[command(name = "stepforge", version, about = "Toolchain for STeP (Streaming Tensor Programs) kernels")]
+#[command(
+    name = "stepforge",
+    version,
+    about = "Toolchain for STeP (Streaming Tensor Programs) kernels"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -72,7 +76,12 @@ fn main() -> ExitCode {
             let usage_error = e.use_stderr();
             // clap prints help/version to stdout and errors to stderr itself.
             let _ = e.print();
-            return if usage_error { Status::Usage } else { Status::Ok }.into();
+            return if usage_error {
+                Status::Usage
+            } else {
+                Status::Ok
+            }
+            .into();
         }
     };
     let status = match cli.command {

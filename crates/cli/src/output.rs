@@ -38,7 +38,10 @@ pub fn diagnostics_human(source: &Source, diags: &[Diagnostic]) {
 }
 
 pub fn diagnostics_json(source: &Source, diags: &[Diagnostic]) -> Vec<serde_json::Value> {
-    sorted(diags).into_iter().map(|d| d.to_json(source)).collect()
+    sorted(diags)
+        .into_iter()
+        .map(|d| d.to_json(source))
+        .collect()
 }
 
 pub fn sorted(diags: &[Diagnostic]) -> Vec<&Diagnostic> {

@@ -1,23 +1,30 @@
-//! Which element functions may be run on a whole batch of elements in one call.
+//! Which element functions may be run on a whole batch of elements in one call, and the
+//! body that does it.
 //!
 //! Calling the evaluator once per element costs about a microsecond of interpretation, which
-//! dominates verification of small kernels. An element function whose body is *elementwise*
-//! computes, for a batch tensor `(..elem, B)` (the lanes on the *last* axis), exactly the `B`
-//! results it computes element by element: every operation acts on each scalar independently,
-//! operands of different element shapes broadcast right-aligned with the lanes aligned with
-//! each other, and the only other operands are 0-d constants (which broadcast the same way
-//! with or without the lane axis). For such a body the executor stacks the elements of one Map
-//! (or the lanes of one Accum/Scan/Merge step) and calls the function once.
+//! dominates verification of small kernels. Many element functions are *lane-parallel*: given
+//! a batch tensor `(..elem, B)` per field (the lanes on the *last* axis) they compute exactly
+//! the `B` results they compute element by element. That holds for
+//! - elementwise operations: operands of different element shapes broadcast right-aligned, so
+//!   the lane axes align with each other and the element axes align as they do per element;
+//!   other operands must be 0-d constants (a non-0-d constant would align with the lane axis);
+//! - reductions and softmax over one literal dim of an element (`x.mean(dim=-1)`,
+//!   `x.var(-1, unbiased=False)`, `torch.softmax(x, dim=0)`), once a negative dim is shifted
+//!   by one so it skips the lane axis (positive dims already index the same axes);
+//! - `x.size(d)` with the same shift.
 //!
-//! The analysis is deliberately conservative: anything it does not know to be elementwise —
-//! indexing into an element, reductions, matmul, `input_data`, conditionals, non-0-d globals
-//! (they would align with the lane axis) — makes the function per-element only. The executor also checks every batched
-//! result's shape and falls back to per-element calls on any mismatch or error, so the
-//! per-element path keeps producing the exact diagnostics.
+//! [`batched_body`] proves that for a body and returns the rewritten body (negative dims
+//! shifted). It is deliberately conservative: indexing into an element, matmul, `input_data`,
+//! conditionals, full reductions, non-0-d globals and anything it does not know make the
+//! function per-element only. The executor also checks every batched result's shape and falls
+//! back to per-element calls on any mismatch or error, so the per-element path keeps producing
+//! the exact diagnostics; a property test checks batched and per-element results bit for bit.
 
 use std::collections::BTreeMap;
 
-use stepforge_syntax::ast::{BinOp, Block, Expr, ExprKind, PyStmtKind, SliceItem, Target, UnOp};
+use stepforge_syntax::ast::{
+    BinOp, Block, Expr, ExprKind, Ident, PyStmtKind, SliceItem, Target, UnOp,
+};
 
 use crate::eval::{Env, Module, Value};
 
@@ -36,7 +43,7 @@ struct Cx<'a> {
     env: &'a Env,
     inputs: &'a [Vec<usize>],
     state: Option<&'a [Vec<usize>]>,
-    locals: BTreeMap<&'a str, Kind>,
+    locals: BTreeMap<String, Kind>,
 }
 
 const TORCH_UNARY: &[&str] = &[
@@ -73,25 +80,28 @@ const METHOD_UNARY: &[&str] = &[
     "square",
 ];
 const TORCH_BINARY: &[&str] = &["max", "maximum", "min", "minimum"];
+const REDUCTIONS: &[&str] = &["sum", "mean", "var", "std", "amax", "amin"];
 
-/// True when `body`, called with element fields of shapes `inputs` (and reducer state of
-/// shapes `state`), is elementwise and returns fields of exactly `outputs`' shapes.
-pub fn is_batchable(
+/// The lane-parallel form of `body` (see the module doc) when `body`, called with element
+/// fields of shapes `inputs` (and reducer state of shapes `state`), is lane-parallel and
+/// returns fields of exactly `outputs`' shapes; `None` otherwise.
+pub fn batched_body(
     body: &Block,
     env: &Env,
     inputs: &[Vec<usize>],
     state: Option<&[Vec<usize>]>,
     outputs: &[Vec<usize>],
-) -> bool {
+) -> Option<Block> {
     let mut cx = Cx {
         env,
         inputs,
         state,
         locals: BTreeMap::new(),
     };
+    let mut body = body.clone();
     let n = body.stmts.len();
-    for (i, stmt) in body.stmts.iter().enumerate() {
-        match &stmt.kind {
+    for (i, stmt) in body.stmts.iter_mut().enumerate() {
+        match &mut stmt.kind {
             PyStmtKind::Assign {
                 target: Target::Name(id),
                 value,
@@ -100,34 +110,34 @@ pub fn is_batchable(
                     id.name.as_str(),
                     "input" | "state" | "torch" | "input_data" | "ctx"
                 ) {
-                    return false;
+                    return None;
                 }
-                let Some(k) = cx.expr(value) else {
-                    return false;
-                };
-                cx.locals.insert(id.name.as_str(), k);
+                let k = cx.expr(value)?;
+                cx.locals.insert(id.name.clone(), k);
             }
             PyStmtKind::Return(e) if i + 1 == n => {
-                let ExprKind::List(items) = &e.kind else {
-                    return false;
+                let ExprKind::List(items) = &mut e.kind else {
+                    return None;
                 };
                 if items.len() != outputs.len() {
-                    return false;
+                    return None;
                 }
-                return items
-                    .iter()
-                    .zip(outputs)
-                    .all(|(it, shape)| cx.expr(it) == Some(Kind::Elem(shape.clone())));
+                for (it, shape) in items.iter_mut().zip(outputs) {
+                    if cx.expr(it)? != Kind::Elem(shape.clone()) {
+                        return None;
+                    }
+                }
+                return Some(body);
             }
-            _ => return false,
+            _ => return None,
         }
     }
-    false
+    None
 }
 
 impl Cx<'_> {
-    fn expr(&self, e: &Expr) -> Option<Kind> {
-        match &e.kind {
+    fn expr(&self, e: &mut Expr) -> Option<Kind> {
+        match &mut e.kind {
             ExprKind::Int(_) | ExprKind::Float(..) | ExprKind::Bool(_) => Some(Kind::Scalar),
             ExprKind::Name(n) => self.name(n),
             ExprKind::Subscript { value, index } => self.field(value, index),
@@ -137,18 +147,10 @@ impl Cx<'_> {
                 rhs,
             } => combine(self.expr(lhs)?, self.expr(rhs)?),
             ExprKind::Unary { op, operand } => match op {
-                UnOp::Neg | UnOp::Pos => match self.expr(operand)? {
-                    Kind::Module => None,
-                    k => Some(k),
-                },
+                UnOp::Neg | UnOp::Pos => unary(self.expr(operand)?),
                 UnOp::Not => None,
             },
-            ExprKind::Call { func, args, kwargs } => {
-                if !kwargs.is_empty() {
-                    return None;
-                }
-                self.call(func, args)
-            }
+            ExprKind::Call { func, args, kwargs } => self.call(func, args, kwargs),
             _ => None,
         }
     }
@@ -191,42 +193,69 @@ impl Cx<'_> {
         shapes.get(i).map(|s| Kind::Elem(s.clone()))
     }
 
-    fn call(&self, func: &Expr, args: &[Expr]) -> Option<Kind> {
-        match &func.kind {
-            // A module object bound in `global`, or a local alias of one.
-            ExprKind::Name(_) => match (self.expr(func)?, args) {
-                (Kind::Module, [x]) => unary(self.expr(x)?),
+    fn call(
+        &self,
+        func: &mut Expr,
+        args: &mut [Expr],
+        kwargs: &mut [(Ident, Expr)],
+    ) -> Option<Kind> {
+        // A module object bound in `global`, or a local alias of one.
+        if matches!(func.kind, ExprKind::Name(_)) {
+            return match (self.expr(func)?, args) {
+                (Kind::Module, [x]) if kwargs.is_empty() => unary(self.expr(x)?),
                 _ => None,
-            },
+            };
+        }
+        match &mut func.kind {
             ExprKind::Attr { value, attr } => {
                 let name = attr.name.as_str();
                 if is_torch(value) && !self.locals.contains_key("torch") {
-                    return match args {
-                        [x] if TORCH_UNARY.contains(&name) => unary(self.expr(x)?),
+                    return match (name, args) {
+                        (n, [x]) if TORCH_UNARY.contains(&n) && kwargs.is_empty() => {
+                            unary(self.expr(x)?)
+                        }
                         // `torch.tensor(1.0)`: a 0-d constant.
-                        [x] if name == "tensor" => {
+                        ("tensor", [x]) if kwargs.is_empty() => {
                             matches!(x.kind, ExprKind::Int(_) | ExprKind::Float(..))
                                 .then_some(Kind::Scalar)
                         }
-                        [a, b] if TORCH_BINARY.contains(&name) => {
+                        (n, [a, b]) if TORCH_BINARY.contains(&n) && kwargs.is_empty() => {
                             // `torch.max(x, 1)` would reduce over dim 1: both must be tensors.
-                            let (ka, kb) = (self.expr(a)?, self.expr(b)?);
                             if is_literal(a) || is_literal(b) {
                                 return None;
                             }
-                            combine(ka, kb)
+                            combine(self.expr(a)?, self.expr(b)?)
+                        }
+                        ("sum" | "mean", [x, rest @ ..]) => {
+                            let k = self.expr(x)?;
+                            reduce(k, rest, kwargs, false, false)
+                        }
+                        ("softmax", [x, rest @ ..]) => {
+                            let k = self.expr(x)?;
+                            reduce(k, rest, kwargs, false, true)
                         }
                         _ => None,
                     };
                 }
-                // Methods on a value: `x.exp()`, `x.pow(2)`.
+                // Methods on a value: `x.exp()`, `x.pow(2)`, `x.mean(dim=-1)`.
                 let recv = self.expr(value)?;
                 match (name, args) {
-                    (m, []) if METHOD_UNARY.contains(&m) => unary(recv),
-                    ("pow", [p]) => match self.expr(p)? {
+                    (m, []) if METHOD_UNARY.contains(&m) && kwargs.is_empty() => unary(recv),
+                    ("pow", [p]) if kwargs.is_empty() => match self.expr(p)? {
                         Kind::Scalar => unary(recv),
                         _ => None,
                     },
+                    (m, rest) if REDUCTIONS.contains(&m) => {
+                        reduce(recv, rest, kwargs, matches!(m, "var" | "std"), false)
+                    }
+                    ("softmax", rest) => reduce(recv, rest, kwargs, false, true),
+                    ("size", [d]) if kwargs.is_empty() => {
+                        let Kind::Elem(shape) = recv else {
+                            return None;
+                        };
+                        shift_dim(d, shape.len())?;
+                        Some(Kind::Scalar)
+                    }
                     _ => None,
                 }
             }
@@ -251,6 +280,82 @@ fn unary(k: Kind) -> Option<Kind> {
         Kind::Module => None,
         k => Some(k),
     }
+}
+
+/// An integer literal (`2`, `-1`).
+fn int_literal(e: &Expr) -> Option<i64> {
+    match &e.kind {
+        ExprKind::Int(v) => Some(*v),
+        ExprKind::Unary {
+            op: UnOp::Neg,
+            operand,
+        } => match operand.kind {
+            ExprKind::Int(v) => v.checked_neg(),
+            _ => None,
+        },
+        _ => None,
+    }
+}
+
+fn bool_literal(e: &Expr) -> Option<bool> {
+    match e.kind {
+        ExprKind::Bool(b) => Some(b),
+        _ => None,
+    }
+}
+
+/// Checks a literal dim of an element of rank `rank` and rewrites a negative one to skip the
+/// lane axis. Returns the element axis it names.
+fn shift_dim(d: &mut Expr, rank: usize) -> Option<usize> {
+    let v = int_literal(d)?;
+    let r = i64::try_from(rank).ok()?;
+    if v < 0 {
+        let axis = usize::try_from(r + v).ok()?;
+        d.kind = ExprKind::Int(v - 1);
+        Some(axis)
+    } else {
+        (v < r).then(|| usize::try_from(v).ok())?
+    }
+}
+
+/// A reduction (or, with `keep_shape`, softmax) over one literal dim of an element: the dim
+/// comes positionally or as `dim=`; `keepdim=` (and for var/std `unbiased=`) must be literals.
+fn reduce(
+    recv: Kind,
+    args: &mut [Expr],
+    kwargs: &mut [(Ident, Expr)],
+    allow_unbiased: bool,
+    keep_shape: bool,
+) -> Option<Kind> {
+    let Kind::Elem(mut shape) = recv else {
+        return None;
+    };
+    let mut keepdim = false;
+    let mut dim: Option<&mut Expr> = None;
+    match args {
+        [] => {}
+        [d] => dim = Some(d),
+        _ => return None,
+    }
+    for (k, v) in kwargs.iter_mut() {
+        match k.name.as_str() {
+            "dim" if dim.is_none() => dim = Some(v),
+            "keepdim" if !keep_shape => keepdim = bool_literal(v)?,
+            "unbiased" if allow_unbiased => {
+                bool_literal(v)?;
+            }
+            _ => return None,
+        }
+    }
+    let axis = shift_dim(dim?, shape.len())?;
+    if !keep_shape {
+        if keepdim {
+            *shape.get_mut(axis)? = 1;
+        } else {
+            shape.remove(axis);
+        }
+    }
+    Some(Kind::Elem(shape))
 }
 
 /// Two operands of an elementwise op: their element shapes broadcast (right-aligned, as in
@@ -303,14 +408,24 @@ mod tests {
             "softmax".into(),
             Value::Module(Module::Softmax { dim: Some(-1) }),
         );
-        is_batchable(&b, &env, inputs, state, out)
+        batched_body(&b, &env, inputs, state, out).is_some()
     }
 
     #[test]
     fn elementwise_bodies_batch() {
         // different element shapes broadcast as they would per element (lanes go last)
-        assert!(check("return [state[0] * input[0]]", &[vec![]], Some(&[vec![4]]), &[vec![4]]));
-        assert!(check("return [input[0] + input[1]]", &[vec![2, 1], vec![3]], None, &[vec![2, 3]]));
+        assert!(check(
+            "return [state[0] * input[0]]",
+            &[vec![]],
+            Some(&[vec![4]]),
+            &[vec![4]]
+        ));
+        assert!(check(
+            "return [input[0] + input[1]]",
+            &[vec![2, 1], vec![3]],
+            None,
+            &[vec![2, 3]]
+        ));
         let s = vec![vec![]];
         assert!(check(
             "return [input[0] * input[1]]",
@@ -345,7 +460,56 @@ mod tests {
     }
 
     #[test]
+    fn reductions_over_one_literal_dim_batch_with_negative_dims_shifted() {
+        let body = "x = input[0]\nmu = x.mean(dim=-1)\nv = x.var(-1, unbiased=False)\nreturn [(x - mu) / torch.sqrt(v + 1e-5) + x.sum(0, keepdim=True) / x.size(-1)]";
+        let b = stepforge_syntax::parse_block(body).ok().unwrap();
+        let out = batched_body(&b, &Env::default(), &[vec![4]], None, &[vec![4]]).unwrap();
+        let printed = stepforge_syntax::print::block(&out);
+        assert!(printed.contains("mean(dim=-2)"), "{printed}");
+        assert!(printed.contains("var(-2, unbiased=False)"), "{printed}");
+        assert!(printed.contains("sum(0, keepdim=True)"), "{printed}");
+        assert!(printed.contains("size(-2)"), "{printed}");
+        assert!(check(
+            "return [torch.softmax(input[0], dim=-1)]",
+            &[vec![2, 3]],
+            None,
+            &[vec![2, 3]]
+        ));
+        assert!(check(
+            "return [input[0].amax(dim=1)]",
+            &[vec![2, 3]],
+            None,
+            &[vec![2]]
+        ));
+    }
+
+    #[test]
     fn anything_else_does_not() {
+        // full reductions, dims out of range, non-literal dims
+        assert!(!check(
+            "return [input[0].sum()]",
+            &[vec![4]],
+            None,
+            &[vec![]]
+        ));
+        assert!(!check(
+            "return [input[0].sum(dim=1)]",
+            &[vec![4]],
+            None,
+            &[vec![]]
+        ));
+        assert!(!check(
+            "return [input[0].mean(dim=-1)]",
+            &[vec![]],
+            None,
+            &[vec![]]
+        ));
+        assert!(!check(
+            "d = 0\nreturn [input[0].sum(dim=d)]",
+            &[vec![4]],
+            None,
+            &[vec![]]
+        ));
         let s = vec![vec![]];
         // reductions, matmul, indexing into an element, data, conditionals
         assert!(!check("return [input[0].sum()]", &[vec![4]], None, &s));
@@ -374,11 +538,11 @@ mod tests {
             None,
             &s
         ));
-        // element shapes that broadcast against each other
+        // element shapes that do not broadcast
         assert!(!check(
-            "return [state[0] * input[0]]",
-            &[vec![]],
-            Some(&[vec![4]]),
+            "return [input[0] * input[1]]",
+            &[vec![3], vec![4]],
+            None,
             &[vec![4]]
         ));
         // a declared output shape the body does not produce

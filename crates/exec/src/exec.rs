@@ -37,8 +37,9 @@ struct FnPlan {
     out_len: Vec<usize>,
     /// Reducers: the initial state, one tensor per output field (shared, never mutated).
     init: Option<Vec<Arc<Tensor>>>,
-    /// The body is elementwise: many elements may go through one call ([`crate::batch`]).
-    batch: bool,
+    /// The lane-parallel form of the body, when it has one: many elements go through one
+    /// call ([`crate::batch`]).
+    batched: Option<Function>,
 }
 
 /// A graph prepared for execution under one set of dimension values: element functions
@@ -163,20 +164,21 @@ impl<'g> Prepared<'g> {
                 in_shapes.push(shape);
             }
             let out_shapes: Vec<Vec<usize>> = out.iter().map(|(_, s)| s.clone()).collect();
-            let batch = crate::batch::is_batchable(
+            let batched = crate::batch::batched_body(
                 &decl.body,
                 env,
                 &in_shapes,
                 init.is_some().then_some(&out_shapes[..]),
                 &out_shapes,
-            );
+            )
+            .and_then(|body| Function::compile(sig.name.clone(), &body, env).ok());
             *slot = Some(FnPlan {
                 name: sig.name.clone(),
                 func,
                 out,
                 out_len,
                 init,
-                batch,
+                batched,
             });
         }
         Ok(Prepared { graph, fns, dims })
@@ -637,7 +639,10 @@ impl Run<'_, '_> {
         span: Span,
     ) -> Result<Option<Vec<Tensor>>, ExecError> {
         self.clock.tick(span)?;
-        let Ok(res) = plan.func.call_shared(self.env, args, state) else {
+        let Some(func) = &plan.batched else {
+            return Ok(None);
+        };
+        let Ok(res) = func.call_shared(self.env, args, state) else {
             return Ok(None);
         };
         if res.len() != plan.out.len() {
@@ -645,9 +650,7 @@ impl Run<'_, '_> {
         }
         for (t, (_, shape)) in res.iter().zip(&plan.out) {
             let ts = t.shape();
-            if ts.last() != Some(&lanes)
-                || ts[..ts.len() - 1] != shape[..]
-                || t.as_f32().is_none()
+            if ts.last() != Some(&lanes) || ts[..ts.len() - 1] != shape[..] || t.as_f32().is_none()
             {
                 return Ok(None);
             }
@@ -811,7 +814,7 @@ impl Run<'_, '_> {
         let count = first.count();
         let fields: Vec<&FieldData> = ins.iter().flat_map(|s| s.fields.iter()).collect();
         let mut out = self.alloc_outputs(plan, count, ins, span)?;
-        let batched = match plan.batch && count > 1 {
+        let batched = match plan.batched.is_some() && count > 1 {
             true => self.map_batched(plan, &fields, count, span)?,
             false => None,
         };
@@ -866,7 +869,7 @@ impl Run<'_, '_> {
         };
         let held = std::slice::from_ref(&input);
         let mut out = self.alloc_outputs(plan, count, held, span)?;
-        if plan.batch
+        if plan.batched.is_some()
             && outer > 1
             && let Some(res) = self.fold_batched(plan, init, &input, inner, outer, scan, span)?
         {
@@ -1125,7 +1128,7 @@ impl Run<'_, '_> {
                     .map_diag(|d| d.help("the Merge selector must route exactly the chunks its Partition produced")));
                 }
             }
-            if plan.batch
+            if plan.batched.is_some()
                 && c > 1
                 && !chosen.is_empty()
                 && let Some(res) =

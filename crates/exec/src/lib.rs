@@ -9,7 +9,7 @@
 //!
 //! [`Diagnostic`]: stepforge_syntax::Diagnostic
 
-mod batch;
+pub mod batch;
 pub mod compare;
 pub mod error;
 pub mod eval;

@@ -20,7 +20,8 @@ use crate::span::Span;
 
 /// What logos sees. Keywords are classified afterwards (cheaper than one DFA arm each).
 #[derive(Logos, Debug, Clone, Copy, PartialEq, Eq)]
-#[logos(skip r"[ \t\f]+")]
+// `\r` alone (old Mac line ends) and a byte-order mark are plain whitespace.
+#[logos(skip r"[ \t\f\r\u{feff}]+")]
 #[logos(skip(r"#[^\r\n]*", allow_greedy = true))]
 #[logos(skip r"\\[ \t\f]*\r?\n")]
 enum Raw {
@@ -484,7 +485,11 @@ impl Layout<'_> {
     /// nested).
     fn indentation(&mut self, first: usize, diags: &mut Vec<Diagnostic>) -> (usize, bool) {
         let ls = line_start(self.text, first);
-        let ws = self.text.get(ls..first).unwrap_or("");
+        let ws = self
+            .text
+            .get(ls..first)
+            .unwrap_or("")
+            .trim_start_matches(['\u{feff}', '\r']);
         let width = ws.len();
         let ws_span = Span::new(ls, first);
         let has_tab = ws.contains('\t');
@@ -825,6 +830,13 @@ mod tests {
         assert_eq!(lx.diagnostics.len(), 1);
         assert_eq!(lx.diagnostics[0].code, Code::E0111);
         assert_eq!(lx.diagnostics[0].labels[0].span, Span::new(5, 6));
+    }
+
+    #[test]
+    fn crlf_and_bom() {
+        let lx = lex("\u{feff}a = 1\r\nb = 2\r\n");
+        assert!(lx.diagnostics.is_empty(), "{:?}", lx.diagnostics);
+        assert_eq!(lx.lines.len(), 2);
     }
 
     #[test]

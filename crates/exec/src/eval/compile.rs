@@ -158,6 +158,44 @@ fn unsupported(what: String, span: Span) -> EvalError {
     EvalError::new(Code::E0602, what, span)
 }
 
+/// Levenshtein distance (names are short; a two-row table is plenty).
+fn edit_distance(a: &str, b: &str) -> usize {
+    let b: Vec<char> = b.chars().collect();
+    let mut prev: Vec<usize> = (0..=b.len()).collect();
+    let mut cur = vec![0; b.len() + 1];
+    for (i, ca) in a.chars().enumerate() {
+        cur[0] = i + 1;
+        for (j, &cb) in b.iter().enumerate() {
+            let sub = prev[j] + usize::from(ca != cb);
+            cur[j + 1] = sub.min(prev[j + 1] + 1).min(cur[j] + 1);
+        }
+        std::mem::swap(&mut prev, &mut cur);
+    }
+    prev[b.len()]
+}
+
+/// The closest known name, if it is close enough to be a likely typo.
+pub(crate) fn closest<'a>(
+    name: &str,
+    candidates: impl IntoIterator<Item = &'a str>,
+) -> Option<&'a str> {
+    let limit = (name.chars().count() / 3).max(1);
+    candidates
+        .into_iter()
+        // Case-insensitive: `nn.Gelu` means `nn.GELU`.
+        .map(|c| (edit_distance(&name.to_lowercase(), &c.to_lowercase()), c))
+        .filter(|(d, _)| *d <= limit)
+        .min()
+        .map(|(_, c)| c)
+}
+
+pub(crate) fn did_you_mean(e: EvalError, suggestion: Option<String>) -> EvalError {
+    match suggestion {
+        Some(s) => e.with_help(format!("did you mean `{s}`?")),
+        None => e,
+    }
+}
+
 pub(crate) fn compile(block: &Block, env: &Env, mode: Mode) -> Result<Compiled, EvalError> {
     let mut c = Compiler {
         depth: 0,
@@ -274,7 +312,20 @@ impl Compiler<'_> {
         };
         match found {
             Some(p) => Ok(Some(p)),
-            None => Err(unsupported(format!("unsupported name `{full}`"), span)),
+            None => {
+                let last = rest.last().copied().unwrap_or(root);
+                let prefix = p[..p.len() - 1].join(".");
+                let list: &[&str] = match (root, rest) {
+                    ("torch", ["nn", _]) => funcs::NN_NAMES,
+                    ("math", _) => funcs::MATH_NAMES,
+                    _ => funcs::TORCH_NAMES,
+                };
+                let hint = closest(last, list.iter().copied()).map(|c| format!("{prefix}.{c}"));
+                Err(did_you_mean(
+                    unsupported(format!("unsupported name `{full}`"), span),
+                    hint,
+                ))
+            }
         }
     }
 
@@ -300,13 +351,25 @@ impl Compiler<'_> {
             }
         } else if let Some(f) = funcs::builtin(n) {
             EK::Const(Value::Func(f))
+        } else if self.env.dims.contains_key(n) {
+            // A bare dimension symbol is its own name, as a key: `f"{E}_value"` is "E_value"
+            // (the benchmark's harness binds symbols that print as their names).
+            EK::Const(Value::Str(Arc::from(n)))
         } else if n == "input" || n == "state" {
             return Err(unsupported(
                 format!("`{n}` is only available inside element functions"),
                 span,
             ));
         } else {
-            return Err(unsupported(format!("unknown name `{n}`"), span));
+            let mut known: Vec<&str> = self.slots.keys().map(String::as_str).collect();
+            known.extend(self.env.names.keys().map(String::as_str));
+            known.extend(funcs::BUILTIN_NAMES.iter().copied());
+            known.extend(["input", "state", "input_data", "ctx"]);
+            let hint = closest(n, known).map(str::to_string);
+            return Err(did_you_mean(
+                unsupported(format!("unknown name `{n}`"), span),
+                hint,
+            ));
         };
         Ok(CExpr { kind, span })
     }
@@ -389,9 +452,14 @@ impl Compiler<'_> {
         kwargs
             .iter()
             .map(|(k, v)| {
-                let key = funcs::keyword(&k.name).ok_or_else(|| {
-                    unsupported(format!("unsupported keyword argument `{}`", k.name), k.span)
-                })?;
+                let Some(key) = funcs::keyword(&k.name) else {
+                    let hint =
+                        closest(&k.name, funcs::KEYWORDS.iter().copied()).map(str::to_string);
+                    return Err(did_you_mean(
+                        unsupported(format!("unsupported keyword argument `{}`", k.name), k.span),
+                        hint,
+                    ));
+                };
                 Ok((key, self.expr(v)?))
             })
             .collect()
@@ -504,7 +572,11 @@ impl Compiler<'_> {
                 } else {
                     format!("unsupported attribute `.{other}`")
                 };
-                return Err(unsupported(msg, attr.span));
+                const ATTRS: &[&str] = &[
+                    "T", "mT", "shape", "dtype", "ndim", "data", "values", "indices",
+                ];
+                let hint = closest(other, ATTRS.iter().copied()).map(|c| format!(".{c}"));
+                return Err(did_you_mean(unsupported(msg, attr.span), hint));
             }
         };
         Ok(CExpr {
@@ -607,8 +679,14 @@ impl Compiler<'_> {
                 Some(b) if !b.is_empty() && !b.ends_with('_') => (b, true),
                 _ => (name, false),
             };
-            let f = funcs::method(base)
-                .ok_or_else(|| unsupported(format!("unsupported method `.{name}()`"), attr.span))?;
+            let Some(f) = funcs::method(base) else {
+                let hint =
+                    closest(name, funcs::METHOD_NAMES.iter().copied()).map(|c| format!(".{c}()"));
+                return Err(did_you_mean(
+                    unsupported(format!("unsupported method `.{name}()`"), attr.span),
+                    hint,
+                ));
+            };
             let recv = self.bx(value)?;
             let inplace = match (&recv.kind, inplace) {
                 (EK::Slot(s), true) => Some(*s),

@@ -368,7 +368,12 @@ impl<'e> Interp<'e> {
     #[inline(never)]
     fn ctx_get(&mut self, k: &Key, span: Span) -> Result<Value, EvalError> {
         let k = self.key(k)?;
-        match self.dims().get(&*k) {
+        // `ctx["E_value"]` (a key built as f"{E}_value") means dimension E.
+        let found = self
+            .dims()
+            .get(&*k)
+            .or_else(|| k.strip_suffix("_value").and_then(|d| self.dims().get(d)));
+        match found {
             Some(&v) => Ok(Value::Int(v)),
             None => Err(EvalError::new(
                 DiagCode::E0602,
@@ -383,11 +388,16 @@ impl<'e> Interp<'e> {
         let k = self.key(k)?;
         match self.env.data.get(&*k) {
             Some(t) => Ok(Value::Tensor(t.clone())),
-            None => Err(EvalError::new(
-                DiagCode::E0602,
-                format!("input_data has no tensor named '{k}'"),
-                span,
-            )),
+            None => {
+                let names = self.env.data.keys().map(String::as_str);
+                let hint = super::compile::closest(&k, names).map(|c| format!("input_data['{c}']"));
+                let e = EvalError::new(
+                    DiagCode::E0602,
+                    format!("input_data has no tensor named '{k}'"),
+                    span,
+                );
+                Err(super::compile::did_you_mean(e, hint))
+            }
         }
     }
 
@@ -1038,15 +1048,27 @@ pub(crate) fn binop(op: BinOp, a: Value, b: Value, span: Span) -> Result<Value, 
                     .collect(),
             ))
         }
-        _ => Err(EvalError::eval(
-            format!(
-                "unsupported operand types for {}: {} and {}",
-                op_str(op),
-                a.type_name(),
-                b.type_name()
-            ),
-            span,
-        )),
+        _ => {
+            let e = EvalError::eval(
+                format!(
+                    "unsupported operand types for {}: {} and {}",
+                    op_str(op),
+                    a.type_name(),
+                    b.type_name()
+                ),
+                span,
+            );
+            let sym = [&a, &b].into_iter().find_map(|v| match v {
+                Value::Str(s) if s.chars().all(|c| c.is_alphanumeric() || c == '_') => Some(s),
+                _ => None,
+            });
+            Err(match sym {
+                Some(s) => e.with_help(format!(
+                    "a bare dimension name is a symbol; its value is `{s}_value` or `ctx[{s}]`"
+                )),
+                None => e,
+            })
+        }
     }
 }
 

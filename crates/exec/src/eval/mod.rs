@@ -2,7 +2,7 @@
 //! blocks and reference snippets, over `stepforge-tensor` tensors.
 //!
 //! Design for speed: a block is first *compiled* against an [`Env`] ([`Function::compile`]):
-//! local names become frame slots, `torch.*` paths and method names become [`funcs::Func`]
+//! local names become frame slots, `torch.*` paths and method names become `Func`
 //! values, keyword names become `&'static str`, global names and `X_value`s become constants.
 //! Unsupported names and methods are found here, once, before anything runs. Calling a
 //! compiled function then walks a small tree with no string allocation and no tensor copies
@@ -11,7 +11,10 @@
 //! Safety: every evaluation has a step budget ("fuel", E0702) and runs under the tensor
 //! crate's per-thread size and work limits (E0701), so a hostile snippet such as
 //! `torch.ones(10**12)` or `[0 for i in range(10**12)]` fails in microseconds. Errors are values
-//! ([`EvalError`]) with a code and a span, convertible to a [`Diagnostic`].
+//! ([`EvalError`]) with a code and a span, convertible to a [`Diagnostic`]. Expressions nest
+//! at most 100 levels and runtime lists 64, Python lists and strings hold at most 2^20 items,
+//! and one evaluation produces a bounded total of tensor elements, so neither the stack nor
+//! memory can be exhausted by task code.
 
 mod compile;
 mod funcs;
@@ -64,6 +67,8 @@ pub struct EvalError {
     pub message: String,
     pub span: Span,
     pub notes: Vec<String>,
+    /// A suggested fix ("did you mean `.squeeze()`?").
+    pub help: Option<String>,
 }
 
 impl EvalError {
@@ -73,6 +78,7 @@ impl EvalError {
             message: message.into(),
             span,
             notes: Vec::new(),
+            help: None,
         }
     }
 
@@ -89,6 +95,11 @@ impl EvalError {
         EvalError::new(code, e.message, span)
     }
 
+    pub fn with_help(mut self, help: impl Into<String>) -> EvalError {
+        self.help = Some(help.into());
+        self
+    }
+
     pub fn with_note(mut self, note: impl Into<String>) -> EvalError {
         self.notes.push(note.into());
         self
@@ -103,6 +114,9 @@ impl EvalError {
         let mut d = Diagnostic::new(self.code, self.message.clone()).at(self.span);
         for n in &self.notes {
             d = d.note(n.clone());
+        }
+        if let Some(h) = &self.help {
+            d = d.help(h.clone());
         }
         d
     }

@@ -871,3 +871,64 @@ fn compiled_functions_can_be_shared_across_threads() {
     });
     assert_eq!(v(&out[0]), vec![0., 2.]);
 }
+
+#[test]
+fn unsupported_names_suggest_the_closest() {
+    let e = err("torch.ones(2, 1).sqeeze(-1)");
+    assert_eq!(e.message, "unsupported method `.sqeeze()`");
+    assert_eq!(e.help.as_deref(), Some("did you mean `.squeeze()`?"));
+    assert_eq!(
+        e.to_diagnostic().help.as_deref(),
+        Some("did you mean `.squeeze()`?")
+    );
+    let e = err("torch.softmaxx(torch.ones(2), dim=0)");
+    assert_eq!(e.help.as_deref(), Some("did you mean `torch.softmax`?"));
+    let e = err("torch.nn.Gelu()");
+    assert_eq!(e.help.as_deref(), Some("did you mean `torch.nn.GELU`?"));
+    let e = err("torch.ones(2).sum(dimm=0)");
+    assert_eq!(e.help.as_deref(), Some("did you mean `dim`?"));
+    let e = err("inputdata['X']");
+    assert_eq!(e.help.as_deref(), Some("did you mean `input_data`?"));
+    let e = err("torch.ones(2).shap");
+    assert_eq!(e.help.as_deref(), Some("did you mean `.shape`?"));
+    let e = err("input_data['w']");
+    assert_eq!(e.help.as_deref(), Some("did you mean `input_data['W']`?"));
+    // Nothing close: no guess.
+    let e = err("torch.ones(2).frobnicate()");
+    assert_eq!(e.help, None);
+}
+
+#[test]
+fn suggestion_lists_only_name_supported_things() {
+    for n in funcs::TORCH_NAMES {
+        assert!(funcs::torch_fn(n).is_some(), "torch.{n}");
+    }
+    for n in funcs::METHOD_NAMES {
+        assert!(funcs::method(n).is_some(), ".{n}");
+    }
+    for n in funcs::NN_NAMES {
+        assert!(funcs::nn_module(n).is_some(), "torch.nn.{n}");
+    }
+    for n in funcs::BUILTIN_NAMES {
+        assert!(funcs::builtin(n).is_some(), "{n}");
+    }
+    for n in funcs::MATH_NAMES {
+        assert!(funcs::math_fn(n).is_some(), "math.{n}");
+    }
+}
+
+#[test]
+fn dimension_symbols_work_as_keys() {
+    assert!(matches!(val("f\"{E}_value\""), Value::Str(s) if &*s == "E_value"));
+    assert_eq!(int(val("ctx[f\"{E}_value\"]")), 3);
+    assert_eq!(int(val("ctx['D']")), 16);
+    let e = err("torch.ones(2) / D");
+    assert_eq!(
+        e.message,
+        "unsupported operand types for /: a tensor and a str"
+    );
+    assert_eq!(
+        e.help.as_deref(),
+        Some("a bare dimension name is a symbol; its value is `D_value` or `ctx[D]`")
+    );
+}

@@ -1,15 +1,22 @@
-//! The executor runs elementwise element functions on whole batches; the results must be
-//! bit-identical to calling the function element by element.
+//! The executor runs elementwise element functions on whole batches, with the batch lanes on
+//! the last axis; the results must be bit-identical to calling the function element by element,
+//! also when the fields have different element shapes (a scalar times a row).
 
 use std::sync::Arc;
 
 use proptest::prelude::*;
+use stepforge_exec::batch::batched_body;
 use stepforge_exec::eval::{Env, Function, Module, Value};
 use stepforge_tensor::Tensor;
 
 const BODIES: &[&str] = &[
+    "x = input[0]\nmu = x.mean(dim=-1)\nvar = x.var(dim=-1, unbiased=False)\nreturn [(x - mu) / torch.sqrt(var + 1e-5) * input[1]]",
+    "return [torch.softmax(input[0], dim=-1) + input[1]]",
+    "return [input[0] / input[0].sum(-1, keepdim=True) - input[1]]",
+    "return [input[0].var(dim=0, unbiased=True) * input[1]]",
+    "d = input[0].size(-1)\nreturn [input[0] * d + input[1].pow(2).mean(-1)]",
     "return [input[0] * input[1]]",
-    "return [torch.tensor(1.0) + 0.1 * input[0]]",
+    "return [torch.tensor(1.0) + 0.1 * input[0] - input[1]]",
     "y = gelu(input[0])\nreturn [y / (input[1] - 3.5)]",
     "m = torch.max(input[0], input[1])\nreturn [torch.exp(input[0] - m) + input[1].pow(2)]",
     "return [silu(-input[0]) - torch.sqrt(input[1] * input[1] + 1e-5)]",
@@ -23,53 +30,83 @@ fn env() -> Env {
     env
 }
 
+/// Per-lane values of one field as a lanes-last tensor `(..shape, n)`.
+fn lanes_last(vals: &[Vec<f32>], shape: &[usize]) -> Tensor {
+    let n = vals.len();
+    let len = vals.first().map_or(0, Vec::len);
+    let mut d = vec![0.0; n * len];
+    for (b, v) in vals.iter().enumerate() {
+        for (l, &x) in v.iter().enumerate() {
+            d[l * n + b] = x;
+        }
+    }
+    let mut s = shape.to_vec();
+    s.push(n);
+    Tensor::from_f32(s, d).unwrap()
+}
+
 proptest! {
-    #![proptest_config(ProptestConfig::with_cases(32))]
+    #![proptest_config(ProptestConfig::with_cases(256))]
 
     #[test]
     fn batched_calls_equal_per_element_calls(
         body in 0usize..BODIES.len(),
-        xs in prop::collection::vec((-8.0f32..8.0, -8.0f32..8.0), 1..12),
-        elem in 0usize..3,
+        xs in prop::collection::vec(prop::collection::vec(-8.0f32..8.0, 8), 1..10),
+        elem in 1usize..4,
+        scalar_a in prop::bool::ANY,
+        scalar_b in prop::bool::ANY,
     ) {
         let env = env();
         let block = stepforge_syntax::parse_block(BODIES[body]).ok().unwrap();
         let f = Function::compile("f", &block, &env).unwrap();
-        // elements of shape (elem,) (or scalars when elem == 0), as in a Buffer stream
-        let shape: Vec<usize> = if elem == 0 { vec![] } else { vec![elem] };
-        let len = elem.max(1);
-        let a: Vec<f32> = xs.iter().flat_map(|p| std::iter::repeat_n(p.0, len)).collect();
-        let b: Vec<f32> = xs.iter().flat_map(|p| std::iter::repeat_n(p.1, len)).collect();
+        let sa: Vec<usize> = if scalar_a { vec![] } else { vec![elem] };
+        let sb: Vec<usize> = if scalar_b { vec![] } else { vec![elem] };
+        let la = if scalar_a { 1 } else { elem };
+        let lb = if scalar_b { 1 } else { elem };
+        let a: Vec<Vec<f32>> = xs.iter().map(|v| v[..la].to_vec()).collect();
+        let b: Vec<Vec<f32>> = xs.iter().map(|v| v[4..4 + lb].to_vec()).collect();
         let n = xs.len();
-        let mut bshape = vec![n];
-        bshape.extend(&shape);
-        let batched = f
-            .call_shared(
-                &env,
-                vec![
-                    Arc::new(Tensor::from_f32(bshape.clone(), a.clone()).unwrap()),
-                    Arc::new(Tensor::from_f32(bshape.clone(), b.clone()).unwrap()),
-                ],
-                None,
-            )
-            .unwrap();
-        prop_assert_eq!(batched[0].shape(), &bshape[..]);
-        let got = batched[0].as_f32().unwrap();
-        for e in 0..n {
-            let one = f
-                .call(
+        let per_element: Vec<Vec<Tensor>> = (0..n)
+            .map(|e| {
+                f.call(
                     &env,
                     vec![
-                        Tensor::from_f32(shape.clone(), a[e * len..(e + 1) * len].to_vec()).unwrap(),
-                        Tensor::from_f32(shape.clone(), b[e * len..(e + 1) * len].to_vec()).unwrap(),
+                        Tensor::from_f32(sa.clone(), a[e].clone()).unwrap(),
+                        Tensor::from_f32(sb.clone(), b[e].clone()).unwrap(),
                     ],
                     None,
                 )
-                .unwrap();
+            })
+            .collect::<Result<_, _>>()
+            .unwrap_or_default();
+        // a body that fails per element on these shapes has nothing to compare
+        prop_assume!(!per_element.is_empty());
+        let out_shape = per_element[0][0].shape().to_vec();
+        // reductions need a non-scalar operand: on scalars those bodies run per element
+        let Some(rewritten) =
+            batched_body(&block, &env, &[sa.clone(), sb.clone()], None, &[out_shape.clone()])
+        else {
+            prop_assert!(scalar_a || scalar_b, "body {body} should batch");
+            return Ok(());
+        };
+        let lanes = Function::compile("g", &rewritten, &env).unwrap();
+        let batched = lanes
+            .call_shared(&env, vec![Arc::new(lanes_last(&a, &sa)), Arc::new(lanes_last(&b, &sb))], None)
+            .unwrap();
+        let mut want_shape = out_shape.clone();
+        want_shape.push(n);
+        prop_assert_eq!(batched[0].shape(), &want_shape[..]);
+        let got = batched[0].as_f32().unwrap();
+        let out_len: usize = out_shape.iter().product();
+        for (e, one) in per_element.iter().enumerate() {
             let want = one[0].as_f32().unwrap();
+            prop_assert_eq!(want.len(), out_len);
             for (k, w) in want.iter().enumerate() {
-                let g = got[e * len + k];
-                prop_assert!(g.to_bits() == w.to_bits() || (g.is_nan() && w.is_nan()), "element {e}: {g} vs {w}");
+                let g = got[k * n + e];
+                prop_assert!(
+                    g.to_bits() == w.to_bits() || (g.is_nan() && w.is_nan()),
+                    "lane {e}, element {k}: {g} vs {w}"
+                );
             }
         }
     }
