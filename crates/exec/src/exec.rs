@@ -5,7 +5,10 @@
 //! and only Map/Accum/Scan/Merge (element-function calls), Repeat/RepeatRef and Partition write
 //! data. Element functions are compiled once per verification ([`Prepared`]) and called per
 //! element in stream order (innermost fastest); each result is checked against the function's
-//! declared output type (shape and arity) before it is used.
+//! declared output type (shape and arity) before it is used. Functions with a lane-parallel
+//! form ([`crate::batch`]: elementwise bodies, reductions over one element dim) instead take a
+//! whole Map, one step of all independent Accum/Scan folds, or one Merge chunk per call, with
+//! a per-element retry whenever the batched call fails or returns an unexpected shape.
 //!
 //! Every output buffer is sized and checked against [`ExecLimits`] before it is allocated, and
 //! the clock is consulted every `check_every` element calls.

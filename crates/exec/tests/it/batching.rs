@@ -84,7 +84,7 @@ proptest! {
         let out_shape = per_element[0][0].shape().to_vec();
         // reductions need a non-scalar operand: on scalars those bodies run per element
         let Some(rewritten) =
-            batched_body(&block, &env, &[sa.clone(), sb.clone()], None, &[out_shape.clone()])
+            batched_body(&block, &env, &[sa.clone(), sb.clone()], None, std::slice::from_ref(&out_shape))
         else {
             prop_assert!(scalar_a || scalar_b, "body {body} should batch");
             return Ok(());
