@@ -14,7 +14,7 @@ pub mod rules;
 use serde::Serialize;
 use stepforge_ir::{Graph, StreamType};
 use stepforge_syntax::ast::Program;
-use stepforge_syntax::{Diagnostic, Source};
+use stepforge_syntax::{Diagnostic, Parsed, Source};
 use stepforge_task::Task;
 
 pub use linear::Linearity;
@@ -175,26 +175,15 @@ pub fn check_answer(task: &Task, text: &str) -> (Source, CheckOutput) {
 
 pub fn check_answer_with(task: &Task, text: &str, dims: &[(String, i64)]) -> (Source, CheckOutput) {
     let source = Source::new("answer", text);
-    let parsed = stepforge_syntax::parse_answer(text);
-    let has_errors = parsed.has_errors();
-    let out = match (parsed.value, has_errors) {
-        (Some(p), false) => {
-            let mut out = check_program_with(
-                task,
-                &p,
-                &CheckOptions {
-                    text: Some(text),
-                    dims,
-                    same_source: false,
-                },
-            );
-            let mut all = parsed.diagnostics;
-            all.append(&mut out.diagnostics);
-            out.diagnostics = all;
-            out
-        }
-        _ => CheckOutput::failed(parsed.diagnostics),
-    };
+    let out = check_parsed(
+        task,
+        stepforge_syntax::parse_answer(text),
+        &CheckOptions {
+            text: Some(text),
+            dims,
+            same_source: false,
+        },
+    );
     (source, out)
 }
 
@@ -206,24 +195,29 @@ pub fn check_task(task: &Task) -> Option<CheckOutput> {
 
 pub fn check_task_with(task: &Task, dims: &[(String, i64)]) -> Option<CheckOutput> {
     task.reference_impl.as_ref()?;
-    let parsed = stepforge_task::parse_impl(task);
+    Some(check_parsed(
+        task,
+        stepforge_task::parse_impl(task),
+        &CheckOptions {
+            text: Some(&task.source.text),
+            dims,
+            same_source: true,
+        },
+    ))
+}
+
+/// Checks a parse result: the parser's diagnostics come first; a program with parse errors is
+/// not checked at all.
+fn check_parsed(task: &Task, parsed: Parsed<Program>, opts: &CheckOptions) -> CheckOutput {
     let has_errors = parsed.has_errors();
-    Some(match (parsed.value, has_errors) {
+    match (parsed.value, has_errors) {
         (Some(p), false) => {
-            let mut out = check_program_with(
-                task,
-                &p,
-                &CheckOptions {
-                    text: Some(&task.source.text),
-                    dims,
-                    same_source: true,
-                },
-            );
+            let mut out = check_program_with(task, &p, opts);
             let mut all = parsed.diagnostics;
             all.append(&mut out.diagnostics);
             out.diagnostics = all;
             out
         }
         _ => CheckOutput::failed(parsed.diagnostics),
-    })
+    }
 }

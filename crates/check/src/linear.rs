@@ -9,6 +9,7 @@ use std::collections::BTreeSet;
 
 use stepforge_syntax::codes::Code;
 use stepforge_syntax::diag::{Applicability, Edit, Fix};
+use stepforge_syntax::span::line_start_at;
 use stepforge_syntax::{Diagnostic, Span};
 
 use crate::lower::{Lowerer, UseRec};
@@ -48,7 +49,7 @@ impl Fresh<'_> {
 fn indent_at(text: &str, lo: u32) -> Option<&str> {
     let lo = lo as usize;
     let head = text.get(..lo)?;
-    let start = head.rfind('\n').map_or(0, |i| i + 1);
+    let start = line_start_at(text, lo);
     let indent = head.get(start..)?;
     indent
         .chars()

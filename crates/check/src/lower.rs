@@ -14,7 +14,7 @@ use stepforge_ir::{
 };
 use stepforge_syntax::ast::{Arg, CompIter, Comprehension, Ident, KwValue, OpCall, Program, Rhs};
 use stepforge_syntax::codes::Code;
-use stepforge_syntax::diag::{Applicability, Edit, Fix};
+use stepforge_syntax::diag::{Applicability, Fix};
 use stepforge_syntax::ops::{self, did_you_mean};
 use stepforge_syntax::{Diagnostic, Span};
 use stepforge_task::Task;
@@ -35,6 +35,13 @@ pub struct TaskEnv {
     pub diagnostics: Vec<Diagnostic>,
 }
 
+/// An E0315 about a task declaration. It is located only when the program's spans point into
+/// the task file: otherwise a task span would be read as a place in the program.
+fn decl_error(message: String, at: Span, same_source: bool) -> Diagnostic {
+    let d = Diagnostic::new(Code::E0315, message);
+    if same_source { d.at(at) } else { d }
+}
+
 fn decl_type(
     dtype: &stepforge_syntax::ast::DtypeAst,
     dims: &[stepforge_syntax::ast::DimExpr],
@@ -43,44 +50,26 @@ fn decl_type(
     same_source: bool,
     span: Span,
 ) -> Option<StreamType> {
+    let mut fail = |message: String, at: Span| {
+        diags.push(decl_error(message, at, same_source));
+        None
+    };
     let elem = match ElemType::from_ast(dtype) {
         Ok(e) => e,
-        Err(e) => {
-            let mut d = Diagnostic::new(Code::E0315, format!("{what}: {}", e.message));
-            if same_source {
-                d = d.at(e.span);
-            }
-            diags.push(d);
-            return None;
-        }
+        Err(e) => return fail(format!("{what}: {}", e.message), e.span),
     };
     let mut out = Vec::with_capacity(dims.len());
     for d in dims {
         match Dim::from_ast(d) {
             Some(x) => out.push(x),
             None => {
-                let mut diag = Diagnostic::new(
-                    Code::E0315,
-                    format!("{what}: a dimension overflows or divides by zero"),
-                );
-                if same_source {
-                    diag = diag.at(d.span());
-                }
-                diags.push(diag);
-                return None;
+                let msg = format!("{what}: a dimension overflows or divides by zero");
+                return fail(msg, d.span());
             }
         }
     }
     if out.is_empty() {
-        let mut d = Diagnostic::new(
-            Code::E0315,
-            format!("{what}: a stream needs at least one dim"),
-        );
-        if same_source {
-            d = d.at(span);
-        }
-        diags.push(d);
-        return None;
+        return fail(format!("{what}: a stream needs at least one dim"), span);
     }
     Some(StreamType::new(elem, out))
 }
@@ -109,17 +98,13 @@ impl TaskEnv {
             let id = FnId::new(i);
             fn_by_name.entry(f.func_name.name.clone()).or_insert(id);
             let what = |which: &str| format!("the {which} type of function {}", f.func_name.name);
-            let conv = |t, which: &str, diags: &mut Vec<Diagnostic>| match ElemType::from_ast(t) {
-                Ok(e) => Some(e),
-                Err(e) => {
-                    let mut d =
-                        Diagnostic::new(Code::E0315, format!("{}: {}", what(which), e.message));
-                    if same_source {
-                        d = d.at(e.span);
-                    }
-                    diags.push(d);
-                    None
-                }
+            let conv = |t, which: &str, diags: &mut Vec<Diagnostic>| {
+                ElemType::from_ast(t)
+                    .map_err(|e| {
+                        let msg = format!("{}: {}", what(which), e.message);
+                        diags.push(decl_error(msg, e.span, same_source));
+                    })
+                    .ok()
             };
             let input = conv(&f.input_dtype, "input", &mut diagnostics);
             let output = conv(&f.output_dtype, "output", &mut diagnostics);
@@ -143,19 +128,15 @@ impl TaskEnv {
             };
             fns.push(sig);
         }
+        let mut stream_type = |what: String, dtype, dims: &[_], span| {
+            decl_type(dtype, dims, &what, &mut diagnostics, same_source, span)
+        };
         let inputs = task
             .inputs
             .iter()
             .map(|i| {
                 let what = format!("task input {}", i.name.name);
-                let ty = decl_type(
-                    &i.dtype,
-                    &i.dims,
-                    &what,
-                    &mut diagnostics,
-                    same_source,
-                    i.span,
-                );
+                let ty = stream_type(what, &i.dtype, &i.dims, i.span);
                 (i.name.name.clone(), ty, i.name.span)
             })
             .collect();
@@ -164,14 +145,7 @@ impl TaskEnv {
             .iter()
             .map(|o| {
                 let what = format!("task output {}", o.name.name);
-                let ty = decl_type(
-                    &o.dtype,
-                    &o.dims,
-                    &what,
-                    &mut diagnostics,
-                    same_source,
-                    o.span,
-                );
+                let ty = stream_type(what, &o.dtype, &o.dims, o.span);
                 (o.name.name.clone(), ty)
             })
             .collect();
@@ -592,14 +566,12 @@ impl<'t> Lowerer<'t> {
             Diagnostic::new(Code::E0201, format!("undefined name `{}`", id.name)).at(id.span);
         if let Some(s) = did_you_mean(&id.name, &cands) {
             let s = s.to_string();
-            d = d.help(format!("did you mean `{s}`?")).fix(Fix {
-                message: format!("use `{s}`"),
-                applicability: Applicability::Unsafe,
-                edits: vec![Edit {
-                    span: id.span,
-                    replacement: s,
-                }],
-            });
+            d = d.help(format!("did you mean `{s}`?")).fix(Fix::replace(
+                format!("use `{s}`"),
+                Applicability::Unsafe,
+                id.span,
+                s,
+            ));
         }
         let inputs: Vec<String> = self
             .te
@@ -922,14 +894,12 @@ impl<'t> Lowerer<'t> {
         .note(format!("the task's functions are: {}", names.join(", ")));
         if let Some(s) = did_you_mean(&id.name, &names) {
             let s = s.to_string();
-            d = d.help(format!("did you mean `{s}`?")).fix(Fix {
-                message: format!("use `{s}`"),
-                applicability: Applicability::Unsafe,
-                edits: vec![Edit {
-                    span: id.span,
-                    replacement: s,
-                }],
-            });
+            d = d.help(format!("did you mean `{s}`?")).fix(Fix::replace(
+                format!("use `{s}`"),
+                Applicability::Unsafe,
+                id.span,
+                s,
+            ));
         }
         self.emit(d);
         None
@@ -1294,14 +1264,12 @@ impl<'t> Lowerer<'t> {
             })
             .collect();
         match good.as_slice() {
-            [alt] => Some(Fix {
-                message: format!("use Bufferize(a={alt}) so that {} gets {}", f.name, f.input),
-                applicability: Applicability::Safe,
-                edits: vec![Edit {
-                    span,
-                    replacement: alt.to_string(),
-                }],
-            }),
+            [alt] => Some(Fix::replace(
+                format!("use Bufferize(a={alt}) so that {} gets {}", f.name, f.input),
+                Applicability::Safe,
+                span,
+                alt.to_string(),
+            )),
             _ => None,
         }
     }

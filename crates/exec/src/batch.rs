@@ -1,42 +1,101 @@
 //! Which element functions may be run on a whole batch of elements in one call, and the
 //! body that does it.
 //!
-//! Calling the evaluator once per element costs about a microsecond of interpretation, which
+//! Calling the evaluator once per element costs a few microseconds of interpretation, which
 //! dominates verification of small kernels. Many element functions are *lane-parallel*: given
 //! a batch tensor `(..elem, B)` per field (the lanes on the *last* axis) they compute exactly
 //! the `B` results they compute element by element. That holds for
-//! - elementwise operations: operands of different element shapes broadcast right-aligned, so
-//!   the lane axes align with each other and the element axes align as they do per element;
-//!   other operands must be 0-d constants (a non-0-d constant would align with the lane axis);
-//! - reductions and softmax over one literal dim of an element (`x.mean(dim=-1)`,
-//!   `x.var(-1, unbiased=False)`, `torch.softmax(x, dim=0)`), once a negative dim is shifted
-//!   by one so it skips the lane axis (positive dims already index the same axes);
-//! - `x.size(d)` with the same shift.
+//! - elementwise operations and comparisons: operands of different element shapes broadcast
+//!   right-aligned, so the lane axes align with each other and the element axes align as they
+//!   do per element. A lane-invariant tensor operand of shape `c` is given a trailing unit
+//!   axis, `(..c, 1)`, so it too aligns with the element axes and not with the lanes;
+//! - reductions, softmax, `topk`, `chunk` and `cat` over one literal dim of an element, once a
+//!   negative dim is shifted by one so it skips the lane axis (positive dims already index the
+//!   same axes); `stack` and `unsqueeze`, whose new axis is counted the same way; `flatten`
+//!   with its (normalised, non-negative) start and end dims;
+//! - indexing an element with literal integers and slices: they address the leading element
+//!   axes, and after an `...` a trailing `:` keeps the lane axis out of reach;
+//! - `a if c else b` with a per-element 0-d comparison `c` and branches of one element shape:
+//!   `torch.where(c, a, b)` picks, lane by lane, the value the selected branch computes.
 //!
-//! [`batched_body`] proves that for a body and returns the rewritten body (negative dims
-//! shifted). It is deliberately conservative: indexing into an element, matmul, `input_data`,
-//! conditionals, full reductions, non-0-d globals and anything it does not know make the
-//! function per-element only. The executor also checks every batched result's shape and falls
-//! back to per-element calls on any mismatch or error, so the per-element path keeps producing
-//! the exact diagnostics; a property test checks batched and per-element results bit for bit.
+//! *Lane-invariant* subexpressions (no element data: literals, globals, `torch.arange(..)`,
+//! `x.size(-1)` of an element of known shape) are evaluated once here, on stand-in elements of
+//! the right shapes, and replaced by their value: a literal for a Python number, else a
+//! constant the batched function is compiled with ([`Batched::compile`]).
+//!
+//! [`batched_body`] proves that for a body and returns the rewritten body. It is deliberately
+//! conservative: matmul, `input_data`, chained comparisons, full reductions, non-literal dims
+//! and anything it does not know make the function per-element only. The executor also checks
+//! every batched result's shape and falls back to per-element calls on any mismatch or error,
+//! so the per-element path keeps producing the exact diagnostics; a property test checks
+//! batched and per-element results bit for bit.
 
 use std::collections::BTreeMap;
 
+use stepforge_syntax::Span;
 use stepforge_syntax::ast::{
-    BinOp, Block, Expr, ExprKind, Ident, PyStmtKind, SliceItem, Target, UnOp,
+    BinOp, Block, Expr, ExprKind, Ident, PyStmt, PyStmtKind, SliceItem, Target, UnOp,
 };
+use stepforge_tensor::{DType, Tensor};
 
-use crate::eval::{Env, Module, Value};
+use crate::eval::{self, Env, EvalError, Function, Module, Value};
+
+/// A batched body and the lane-invariant constants it names.
+#[derive(Debug, Clone)]
+pub struct Batched {
+    pub body: Block,
+    /// Names the parser cannot produce (`#c0`, ..), so no user name can shadow them.
+    pub consts: Vec<(String, Value)>,
+}
+
+impl Batched {
+    /// Compiles the batched body against `env` plus its constants. The result is called with
+    /// `env` itself: constants are baked in at compile time.
+    pub fn compile(&self, name: impl Into<String>, env: &Env) -> Result<Function, EvalError> {
+        if self.consts.is_empty() {
+            return Function::compile(name, &self.body, env);
+        }
+        let mut names = env.names.clone();
+        names.extend(self.consts.iter().cloned());
+        let with_consts = Env {
+            dims: env.dims.clone(),
+            names,
+            data: BTreeMap::new(),
+            limits: env.limits,
+        };
+        Function::compile(name, &self.body, &with_consts)
+    }
+}
 
 /// What the analysis knows about a value.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone)]
 enum Kind {
-    /// A number or 0-d tensor that is the same for every element.
-    Scalar,
+    /// The same for every element, and known: a Python number or bool, or a tensor.
+    Const(Value),
     /// A per-element value with this element shape.
     Elem(Vec<usize>),
     /// An elementwise callable (module object).
-    Module,
+    Module(Module),
+    /// A tuple of per-element values (`x.chunk(..)`, `x.topk(..)`).
+    Tuple(Vec<Kind>),
+}
+
+impl Kind {
+    /// A lane-invariant value that broadcasts against anything without alignment.
+    fn is_scalar(&self) -> bool {
+        match self {
+            Kind::Const(Value::Int(_) | Value::Float(_) | Value::Bool(_)) => true,
+            Kind::Const(Value::Tensor(t)) => t.ndim() == 0,
+            _ => false,
+        }
+    }
+
+    fn elem(&self) -> Option<&[usize]> {
+        match self {
+            Kind::Elem(s) => Some(s),
+            _ => None,
+        }
+    }
 }
 
 struct Cx<'a> {
@@ -44,6 +103,10 @@ struct Cx<'a> {
     inputs: &'a [Vec<usize>],
     state: Option<&'a [Vec<usize>]>,
     locals: BTreeMap<String, Kind>,
+    /// Where lane-invariant subexpressions are evaluated: the globals, `input`/`state` and
+    /// every local bound to a stand-in of its kind (zeros of an element's shape).
+    probe_env: Env,
+    consts: Vec<(String, Value)>,
 }
 
 const TORCH_UNARY: &[&str] = &[
@@ -81,6 +144,7 @@ const METHOD_UNARY: &[&str] = &[
 ];
 const TORCH_BINARY: &[&str] = &["max", "maximum", "min", "minimum"];
 const REDUCTIONS: &[&str] = &["sum", "mean", "var", "std", "amax", "amin"];
+const RESERVED: &[&str] = &["input", "state", "torch", "input_data", "ctx"];
 
 /// The lane-parallel form of `body` (see the module doc) when `body`, called with element
 /// fields of shapes `inputs` (and reducer state of shapes `state`), is lane-parallel and
@@ -91,31 +155,52 @@ pub fn batched_body(
     inputs: &[Vec<usize>],
     state: Option<&[Vec<usize>]>,
     outputs: &[Vec<usize>],
-) -> Option<Block> {
+) -> Option<Batched> {
+    let mut names = env.names.clone();
+    names.insert("input".into(), stand_ins(inputs, env)?);
+    if let Some(s) = state {
+        names.insert("state".into(), stand_ins(s, env)?);
+    }
     let mut cx = Cx {
         env,
         inputs,
         state,
         locals: BTreeMap::new(),
+        probe_env: Env {
+            dims: env.dims.clone(),
+            names,
+            data: BTreeMap::new(),
+            limits: env.limits,
+        },
+        consts: Vec::new(),
     };
     let mut body = body.clone();
     let n = body.stmts.len();
     for (i, stmt) in body.stmts.iter_mut().enumerate() {
         match &mut stmt.kind {
-            PyStmtKind::Assign {
-                target: Target::Name(id),
-                value,
-            } if i + 1 < n => {
-                if matches!(
-                    id.name.as_str(),
-                    "input" | "state" | "torch" | "input_data" | "ctx"
-                ) {
-                    return None;
-                }
+            PyStmtKind::Assign { target, value } if i + 1 < n => {
                 let k = cx.expr(value)?;
-                cx.locals.insert(id.name.clone(), k);
+                match target {
+                    Target::Name(id) => cx.bind(&id.name, k)?,
+                    Target::Tuple(ts, _) => {
+                        let Kind::Tuple(ks) = k else {
+                            return None;
+                        };
+                        if ks.len() != ts.len() {
+                            return None;
+                        }
+                        for (t, k) in ts.iter().zip(ks) {
+                            let Target::Name(id) = t else {
+                                return None;
+                            };
+                            cx.bind(&id.name, k)?;
+                        }
+                    }
+                    Target::Subscript { .. } => return None,
+                }
             }
             PyStmtKind::Return(e) if i + 1 == n => {
+                distribute_if(e);
                 let ExprKind::List(items) = &mut e.kind else {
                     return None;
                 };
@@ -123,11 +208,15 @@ pub fn batched_body(
                     return None;
                 }
                 for (it, shape) in items.iter_mut().zip(outputs) {
-                    if cx.expr(it)? != Kind::Elem(shape.clone()) {
-                        return None;
+                    match cx.expr(it)? {
+                        Kind::Elem(s) if s == *shape => {}
+                        _ => return None,
                     }
                 }
-                return Some(body);
+                return Some(Batched {
+                    body,
+                    consts: cx.consts,
+                });
             }
             _ => return None,
         }
@@ -135,36 +224,282 @@ pub fn batched_body(
     None
 }
 
+/// Zeros of each shape, as the `input`/`state` list probes see.
+fn stand_ins(shapes: &[Vec<usize>], env: &Env) -> Option<Value> {
+    let mut items = Vec::with_capacity(shapes.len());
+    for s in shapes {
+        items.push(Value::tensor(zeros(s, env)?));
+    }
+    Some(Value::list(items))
+}
+
+/// Zeros of an element's shape, unless the shape is over the evaluation's size limit.
+fn zeros(shape: &[usize], env: &Env) -> Option<Tensor> {
+    let n = shape
+        .iter()
+        .try_fold(1usize, |acc, &d| acc.checked_mul(d))?;
+    if n > env.limits.max_numel {
+        return None;
+    }
+    Tensor::zeros(shape, DType::F32).ok()
+}
+
+/// `return [a] if c else [b]` is `return [a if c else b]` (both branches the same length).
+fn distribute_if(e: &mut Expr) {
+    let ExprKind::IfElse { body, orelse, .. } = &e.kind else {
+        return;
+    };
+    let (ExprKind::List(a), ExprKind::List(b)) = (&body.kind, &orelse.kind) else {
+        return;
+    };
+    if a.len() != b.len() {
+        return;
+    }
+    let old = std::mem::replace(&mut e.kind, ExprKind::None);
+    let ExprKind::IfElse { cond, body, orelse } = old else {
+        e.kind = old;
+        return;
+    };
+    let (ExprKind::List(a), ExprKind::List(b)) = (body.kind, orelse.kind) else {
+        return;
+    };
+    e.kind = ExprKind::List(
+        a.into_iter()
+            .zip(b)
+            .map(|(x, y)| Expr {
+                span: x.span.to(y.span),
+                kind: ExprKind::IfElse {
+                    cond: cond.clone(),
+                    body: Box::new(x),
+                    orelse: Box::new(y),
+                },
+            })
+            .collect(),
+    );
+}
+
 impl Cx<'_> {
-    fn expr(&self, e: &mut Expr) -> Option<Kind> {
+    /// Records a local's kind, and its stand-in for later probes.
+    fn bind(&mut self, name: &str, k: Kind) -> Option<()> {
+        if RESERVED.contains(&name) {
+            return None;
+        }
+        let v = self.stand_in(&k)?;
+        self.probe_env.names.insert(name.to_string(), v);
+        self.locals.insert(name.to_string(), k);
+        Some(())
+    }
+
+    fn stand_in(&self, k: &Kind) -> Option<Value> {
+        Some(match k {
+            Kind::Const(v) => v.clone(),
+            Kind::Elem(s) => Value::tensor(zeros(s, self.env)?),
+            Kind::Module(m) => Value::Module(*m),
+            Kind::Tuple(ks) => {
+                let mut items = Vec::with_capacity(ks.len());
+                for k in ks {
+                    items.push(self.stand_in(k)?);
+                }
+                Value::tuple(items)
+            }
+        })
+    }
+
+    /// Evaluates a (per-element form of an) expression on the stand-ins.
+    fn probe(&self, e: &Expr) -> Option<Value> {
+        let block = Block {
+            stmts: vec![PyStmt {
+                kind: PyStmtKind::Return(e.clone()),
+                span: e.span,
+            }],
+            span: e.span,
+        };
+        eval::eval_block(&block, &self.probe_env).ok()
+    }
+
+    /// The kind of a probed per-element value: an element or a tuple of elements.
+    fn probe_kind(&self, e: &Expr) -> Option<Kind> {
+        fn kind(v: &Value) -> Option<Kind> {
+            match v {
+                Value::Tensor(t) => Some(Kind::Elem(t.shape().to_vec())),
+                Value::Tuple(items) => items.iter().map(kind).collect::<Option<_>>().map(Kind::Tuple),
+                _ => None,
+            }
+        }
+        kind(&self.probe(e)?)
+    }
+
+    /// Evaluates a lane-invariant expression once and puts its value in its place.
+    fn fold(&mut self, e: &mut Expr) -> Option<Kind> {
+        let v = self.probe(e)?;
+        e.kind = match &v {
+            Value::Int(x) => ExprKind::Int(*x),
+            Value::Float(x) => ExprKind::Float(*x, format!("{x:?}")),
+            Value::Bool(b) => ExprKind::Bool(*b),
+            Value::Tensor(_) => ExprKind::Name(self.constant(v.clone())),
+            _ => return None,
+        };
+        Some(Kind::Const(v))
+    }
+
+    fn constant(&mut self, v: Value) -> String {
+        let name = format!("#c{}", self.consts.len());
+        self.consts.push((name.clone(), v));
+        name
+    }
+
+    /// Whether `e`'s value is the same for every element (it reads no element data; the
+    /// shape of an element is known).
+    fn invariant(&self, e: &Expr) -> bool {
+        let opt = |x: &Option<Expr>| x.as_ref().is_none_or(|x| self.invariant(x));
+        match &e.kind {
+            ExprKind::Int(_)
+            | ExprKind::Float(..)
+            | ExprKind::Bool(_)
+            | ExprKind::None
+            | ExprKind::Str(_) => true,
+            ExprKind::Name(n) => match self.locals.get(n.as_str()) {
+                Some(k) => matches!(k, Kind::Const(_) | Kind::Module(_)),
+                None => !matches!(n.as_str(), "input" | "state" | "input_data" | "ctx"),
+            },
+            ExprKind::Attr { value, attr } => {
+                (matches!(attr.name.as_str(), "shape" | "ndim") && self.shape_known(value))
+                    || self.invariant(value)
+            }
+            ExprKind::Call { func, args, kwargs } => {
+                let head = match &func.kind {
+                    ExprKind::Attr { value, attr }
+                        if matches!(attr.name.as_str(), "size" | "dim" | "numel") =>
+                    {
+                        self.shape_known(value)
+                    }
+                    _ => self.invariant(func),
+                };
+                head && args.iter().all(|a| self.invariant(a))
+                    && kwargs.iter().all(|(_, v)| self.invariant(v))
+            }
+            ExprKind::Subscript { value, index } => {
+                self.invariant(value)
+                    && index.iter().all(|i| match i {
+                        SliceItem::Index(x) => self.invariant(x),
+                        SliceItem::Slice { lo, hi, step, .. } => opt(lo) && opt(hi) && opt(step),
+                        SliceItem::Ellipsis(_) => true,
+                    })
+            }
+            ExprKind::Binary { lhs, rhs, .. } => self.invariant(lhs) && self.invariant(rhs),
+            ExprKind::Unary { operand, .. } => self.invariant(operand),
+            ExprKind::Compare { first, rest } => {
+                self.invariant(first) && rest.iter().all(|(_, x)| self.invariant(x))
+            }
+            ExprKind::IfElse { cond, body, orelse } => {
+                self.invariant(cond) && self.invariant(body) && self.invariant(orelse)
+            }
+            ExprKind::List(xs) | ExprKind::Tuple(xs) => xs.iter().all(|x| self.invariant(x)),
+            ExprKind::ListComp { .. } | ExprKind::FString(_) => false,
+        }
+    }
+
+    /// Whether the shape of `e` is known (its stand-in has the element's shape).
+    fn shape_known(&self, e: &Expr) -> bool {
+        match &e.kind {
+            ExprKind::Name(n) if matches!(self.locals.get(n.as_str()), Some(Kind::Elem(_))) => {
+                true
+            }
+            ExprKind::Subscript { value, index } if self.field(value, index).is_some() => true,
+            _ => self.invariant(e),
+        }
+    }
+
+    fn expr(&mut self, e: &mut Expr) -> Option<Kind> {
+        match &e.kind {
+            ExprKind::Int(v) => return Some(Kind::Const(Value::Int(*v))),
+            ExprKind::Float(v, _) => return Some(Kind::Const(Value::Float(*v))),
+            ExprKind::Bool(b) => return Some(Kind::Const(Value::Bool(*b))),
+            ExprKind::Name(n) => return self.name(n),
+            _ if self.invariant(e) => return self.fold(e),
+            _ => {}
+        }
         match &mut e.kind {
-            ExprKind::Int(_) | ExprKind::Float(..) | ExprKind::Bool(_) => Some(Kind::Scalar),
-            ExprKind::Name(n) => self.name(n),
-            ExprKind::Subscript { value, index } => self.field(value, index),
+            ExprKind::Subscript { value, index } => {
+                if let Some(k) = self.field(value, index) {
+                    return Some(k);
+                }
+                let orig = e.clone();
+                let ExprKind::Subscript { value, index } = &mut e.kind else {
+                    return None;
+                };
+                match self.expr(value)? {
+                    Kind::Tuple(items) => {
+                        let [SliceItem::Index(i)] = &index[..] else {
+                            return None;
+                        };
+                        let i = int_literal(i)?;
+                        let n = i64::try_from(items.len()).ok()?;
+                        let i = usize::try_from(if i < 0 { i + n } else { i }).ok()?;
+                        items.into_iter().nth(i)
+                    }
+                    Kind::Elem(shape) => {
+                        self.index(index, shape.len(), orig.span)?;
+                        self.probe_kind(&orig)
+                    }
+                    _ => None,
+                }
+            }
             ExprKind::Binary {
                 op: BinOp::Add | BinOp::Sub | BinOp::Mul | BinOp::Div | BinOp::Pow,
                 lhs,
                 rhs,
-            } => combine(self.expr(lhs)?, self.expr(rhs)?),
+            } => self.combine(lhs, rhs),
+            ExprKind::Compare { first, rest } => match &mut rest[..] {
+                [(_, rhs)] => self.combine(first, rhs),
+                _ => None,
+            },
             ExprKind::Unary { op, operand } => match op {
                 UnOp::Neg | UnOp::Pos => unary(self.expr(operand)?),
                 UnOp::Not => None,
             },
-            ExprKind::Call { func, args, kwargs } => self.call(func, args, kwargs),
+            ExprKind::IfElse { cond, body, orelse } => {
+                if !matches!(&cond.kind, ExprKind::Compare { rest, .. } if rest.len() == 1) {
+                    return None;
+                }
+                if !self.expr(cond)?.elem()?.is_empty() {
+                    return None;
+                }
+                let a = self.expr(body)?;
+                let b = self.expr(orelse)?;
+                let shape = a.elem()?.to_vec();
+                if b.elem()? != &shape[..] {
+                    return None;
+                }
+                let span = e.span;
+                let ExprKind::IfElse { cond, body, orelse } =
+                    std::mem::replace(&mut e.kind, ExprKind::None)
+                else {
+                    return None;
+                };
+                e.kind = ExprKind::Call {
+                    func: Box::new(torch_attr("where", span)),
+                    args: vec![*cond, *body, *orelse],
+                    kwargs: Vec::new(),
+                };
+                Some(Kind::Elem(shape))
+            }
+            ExprKind::Call { .. } => self.call(e),
             _ => None,
         }
     }
 
-    fn name(&self, n: &str) -> Option<Kind> {
+    fn name(&mut self, n: &str) -> Option<Kind> {
         if let Some(k) = self.locals.get(n) {
             return Some(k.clone());
         }
         match self.env.names.get(n)? {
-            Value::Int(_) | Value::Float(_) | Value::Bool(_) => Some(Kind::Scalar),
-            Value::Tensor(t) if t.ndim() == 0 => Some(Kind::Scalar),
+            v @ (Value::Int(_) | Value::Float(_) | Value::Bool(_) | Value::Tensor(_)) => {
+                Some(Kind::Const(v.clone()))
+            }
             Value::Module(m) => match m {
                 Module::Softmax { .. } | Module::LogSoftmax { .. } => None,
-                _ => Some(Kind::Module),
+                m => Some(Kind::Module(*m)),
             },
             _ => None,
         }
@@ -193,74 +528,351 @@ impl Cx<'_> {
         shapes.get(i).map(|s| Kind::Elem(s.clone()))
     }
 
-    fn call(
-        &self,
-        func: &mut Expr,
-        args: &mut [Expr],
-        kwargs: &mut [(Ident, Expr)],
-    ) -> Option<Kind> {
-        // A module object bound in `global`, or a local alias of one.
-        if matches!(func.kind, ExprKind::Name(_)) {
-            return match (self.expr(func)?, args) {
-                (Kind::Module, [x]) if kwargs.is_empty() => unary(self.expr(x)?),
-                _ => None,
-            };
-        }
-        match &mut func.kind {
-            ExprKind::Attr { value, attr } => {
-                let name = attr.name.as_str();
-                if is_torch(value) && !self.locals.contains_key("torch") {
-                    return match (name, args) {
-                        (n, [x]) if TORCH_UNARY.contains(&n) && kwargs.is_empty() => {
-                            unary(self.expr(x)?)
-                        }
-                        // `torch.tensor(1.0)`: a 0-d constant.
-                        ("tensor", [x]) if kwargs.is_empty() => {
-                            matches!(x.kind, ExprKind::Int(_) | ExprKind::Float(..))
-                                .then_some(Kind::Scalar)
-                        }
-                        (n, [a, b]) if TORCH_BINARY.contains(&n) && kwargs.is_empty() => {
-                            // `torch.max(x, 1)` would reduce over dim 1: both must be tensors.
-                            if is_literal(a) || is_literal(b) {
-                                return None;
-                            }
-                            combine(self.expr(a)?, self.expr(b)?)
-                        }
-                        ("sum" | "mean", [x, rest @ ..]) => {
-                            let k = self.expr(x)?;
-                            reduce(k, rest, kwargs, false, false)
-                        }
-                        ("softmax", [x, rest @ ..]) => {
-                            let k = self.expr(x)?;
-                            reduce(k, rest, kwargs, false, true)
-                        }
-                        _ => None,
-                    };
-                }
-                // Methods on a value: `x.exp()`, `x.pow(2)`, `x.mean(dim=-1)`.
-                let recv = self.expr(value)?;
-                match (name, args) {
-                    (m, []) if METHOD_UNARY.contains(&m) && kwargs.is_empty() => unary(recv),
-                    ("pow", [p]) if kwargs.is_empty() => match self.expr(p)? {
-                        Kind::Scalar => unary(recv),
-                        _ => None,
-                    },
-                    (m, rest) if REDUCTIONS.contains(&m) => {
-                        reduce(recv, rest, kwargs, matches!(m, "var" | "std"), false)
+    /// Checks the index of an element of rank `rank`: literal integers and slices on its
+    /// axes, at most one `...`, after which a `:` is appended for the lane axis.
+    fn index(&mut self, index: &mut Vec<SliceItem>, rank: usize, span: Span) -> Option<()> {
+        let mut axes = 0;
+        let mut ellipsis = false;
+        for item in index.iter_mut() {
+            match item {
+                SliceItem::Index(x) => {
+                    if !matches!(self.expr(x)?, Kind::Const(Value::Int(_))) {
+                        return None;
                     }
-                    ("softmax", rest) => reduce(recv, rest, kwargs, false, true),
-                    ("size", [d]) if kwargs.is_empty() => {
-                        let Kind::Elem(shape) = recv else {
+                    axes += 1;
+                }
+                SliceItem::Slice { lo, hi, step, .. } => {
+                    for p in [lo, hi, step].into_iter().flatten() {
+                        if !matches!(self.expr(p)?, Kind::Const(Value::Int(_))) {
                             return None;
-                        };
-                        shift_dim(d, shape.len())?;
-                        Some(Kind::Scalar)
+                        }
                     }
-                    _ => None,
+                    axes += 1;
                 }
+                SliceItem::Ellipsis(_) if !ellipsis => ellipsis = true,
+                SliceItem::Ellipsis(_) => return None,
+            }
+        }
+        if axes > rank {
+            return None;
+        }
+        if ellipsis {
+            index.push(SliceItem::Slice {
+                lo: None,
+                hi: None,
+                step: None,
+                span,
+            });
+        }
+        Some(())
+    }
+
+    /// Two operands of an elementwise op: their element shapes broadcast (right-aligned, as in
+    /// torch). The executor puts the batch lanes on the *last* axis, so the batched operands
+    /// are `(..s, B)` and `(..t, B)`: the lanes align with each other and `s`, `t` align
+    /// exactly as they do per element. A lane-invariant tensor gets a unit lane axis.
+    fn combine(&mut self, a: &mut Expr, b: &mut Expr) -> Option<Kind> {
+        let ka = self.expr(a)?;
+        let kb = self.expr(b)?;
+        self.combine_kinds(a, ka, b, kb)
+    }
+
+    fn combine_kinds(&mut self, a: &mut Expr, ka: Kind, b: &mut Expr, kb: Kind) -> Option<Kind> {
+        let sa = self.operand(a, &ka, kb.elem().is_some())?;
+        let sb = self.operand(b, &kb, ka.elem().is_some())?;
+        match (sa, sb) {
+            (Some(s), Some(t)) => broadcast(&s, &t).map(Kind::Elem),
+            (Some(s), None) | (None, Some(s)) => Some(Kind::Elem(s)),
+            (None, None) => None,
+        }
+    }
+
+    /// The element shape an operand contributes (`None` for a scalar), aligning a
+    /// lane-invariant tensor that meets an element.
+    fn operand(&mut self, e: &mut Expr, k: &Kind, other_elem: bool) -> Option<Option<Vec<usize>>> {
+        if k.is_scalar() {
+            return Some(None);
+        }
+        match k {
+            Kind::Elem(s) => Some(Some(s.clone())),
+            Kind::Const(Value::Tensor(t)) if other_elem => {
+                let aligned = t.unsqueeze(-1).ok()?;
+                let shape = t.shape().to_vec();
+                e.kind = ExprKind::Name(self.constant(Value::tensor(aligned)));
+                Some(Some(shape))
             }
             _ => None,
         }
+    }
+
+    fn call(&mut self, e: &mut Expr) -> Option<Kind> {
+        let orig = e.clone();
+        let ExprKind::Call { func, args, kwargs } = &mut e.kind else {
+            return None;
+        };
+        // A module object bound in `global`, or a local alias of one.
+        if matches!(func.kind, ExprKind::Name(_)) {
+            return match (self.expr(func)?, &mut args[..]) {
+                (Kind::Module(_), [x]) if kwargs.is_empty() => unary(self.expr(x)?),
+                _ => None,
+            };
+        }
+        let ExprKind::Attr { value, attr } = &mut func.kind else {
+            return None;
+        };
+        let name = attr.name.clone();
+        let name = name.as_str();
+        // `torch.f(x, ..)` is `x.f(..)`: `off` is where the arguments after `x` start.
+        let (recv, off) = if is_torch(value) && !self.locals.contains_key("torch") {
+            match (name, &mut args[..]) {
+                (n, [x]) if TORCH_UNARY.contains(&n) && kwargs.is_empty() => {
+                    return unary(self.expr(x)?);
+                }
+                (n, [a, b]) if TORCH_BINARY.contains(&n) && kwargs.is_empty() => {
+                    // `torch.max(x, 1)` would reduce over dim 1: both must be tensors.
+                    let ka = self.expr(a)?;
+                    let kb = self.expr(b)?;
+                    if is_number(&ka) || is_number(&kb) {
+                        return None;
+                    }
+                    return self.combine_kinds(a, ka, b, kb);
+                }
+                ("cat" | "stack", [list, rest @ ..]) => {
+                    return self.join(name == "stack", list, rest, kwargs, &orig);
+                }
+                (
+                    "sum" | "mean" | "softmax" | "topk" | "chunk" | "flatten" | "unsqueeze",
+                    [x, ..],
+                ) => (self.expr(x)?, 1),
+                _ => return None,
+            }
+        } else {
+            (self.expr(value)?, 0)
+        };
+        match name {
+            m if METHOD_UNARY.contains(&m) && args.len() == off && kwargs.is_empty() => {
+                unary(recv)
+            }
+            "pow" if off == 0 && kwargs.is_empty() => {
+                let [p] = &mut args[..] else {
+                    return None;
+                };
+                if !self.expr(p)?.is_scalar() {
+                    return None;
+                }
+                unary(recv)
+            }
+            m if REDUCTIONS.contains(&m) => {
+                let torch_ok = off == 0 || matches!(m, "sum" | "mean");
+                torch_ok.then_some(())?;
+                reduce(recv, &mut args[off..], kwargs, matches!(m, "var" | "std"), false)
+            }
+            "softmax" => reduce(recv, &mut args[off..], kwargs, false, true),
+            "topk" => self.topk(recv, args, off, kwargs, &orig),
+            "chunk" => self.chunk(recv, args, off, kwargs, &orig),
+            "flatten" => flatten(recv, args, off, kwargs, orig.span).and_then(|()| self.probe_kind(&orig)),
+            "unsqueeze" => {
+                let rank = recv.elem()?.len();
+                match (&mut args[off..], &mut kwargs[..]) {
+                    ([d], []) => shift_new_dim(d, rank + 1)?,
+                    ([], [(k, d)]) if k.name == "dim" => shift_new_dim(d, rank + 1)?,
+                    _ => return None,
+                }
+                self.probe_kind(&orig)
+            }
+            _ => None,
+        }
+    }
+
+    /// `x.topk(k, dim, largest)`: `k` lane-invariant, `dim` literal (made explicit, since its
+    /// default -1 would name the lane axis).
+    fn topk(
+        &mut self,
+        recv: Kind,
+        args: &mut [Expr],
+        off: usize,
+        kwargs: &mut Vec<(Ident, Expr)>,
+        orig: &Expr,
+    ) -> Option<Kind> {
+        let rank = recv.elem()?.len();
+        if rank == 0 {
+            return None;
+        }
+        let (k, more) = args.get_mut(off..)?.split_first_mut()?;
+        if !matches!(self.expr(k)?, Kind::Const(Value::Int(_))) {
+            return None;
+        }
+        let mut has_dim = false;
+        match more {
+            [] => {}
+            [d] => {
+                shift_dim(d, rank)?;
+                has_dim = true;
+            }
+            [d, l] => {
+                shift_dim(d, rank)?;
+                bool_literal(l)?;
+                has_dim = true;
+            }
+            _ => return None,
+        }
+        for (name, v) in kwargs.iter_mut() {
+            match name.name.as_str() {
+                "dim" if !has_dim => {
+                    shift_dim(v, rank)?;
+                    has_dim = true;
+                }
+                "largest" => {
+                    bool_literal(v)?;
+                }
+                _ => return None,
+            }
+        }
+        if !has_dim {
+            let span = orig.span;
+            kwargs.push((
+                Ident {
+                    name: "dim".into(),
+                    span,
+                },
+                Expr {
+                    kind: ExprKind::Int(-2),
+                    span,
+                },
+            ));
+        }
+        self.probe_kind(orig)
+    }
+
+    /// `x.chunk(n, dim)`: `n` lane-invariant, `dim` literal.
+    fn chunk(
+        &mut self,
+        recv: Kind,
+        args: &mut [Expr],
+        off: usize,
+        kwargs: &mut [(Ident, Expr)],
+        orig: &Expr,
+    ) -> Option<Kind> {
+        let rank = recv.elem()?.len();
+        if rank == 0 {
+            return None;
+        }
+        let (n, more) = args.get_mut(off..)?.split_first_mut()?;
+        if !matches!(self.expr(n)?, Kind::Const(Value::Int(_))) {
+            return None;
+        }
+        match (more, kwargs) {
+            ([], []) => {}
+            ([d], []) => {
+                shift_dim(d, rank)?;
+            }
+            ([], [(k, d)]) if k.name == "dim" => {
+                shift_dim(d, rank)?;
+            }
+            _ => return None,
+        }
+        self.probe_kind(orig)
+    }
+
+    /// `torch.cat([..], dim)` / `torch.stack([..], dim)` of elements of one rank.
+    fn join(
+        &mut self,
+        stack: bool,
+        list: &mut Expr,
+        rest: &mut [Expr],
+        kwargs: &mut [(Ident, Expr)],
+        orig: &Expr,
+    ) -> Option<Kind> {
+        let (ExprKind::List(items) | ExprKind::Tuple(items)) = &mut list.kind else {
+            return None;
+        };
+        let mut rank = None;
+        for it in items.iter_mut() {
+            let r = self.expr(it)?.elem()?.len();
+            if rank.replace(r).is_some_and(|q| q != r) {
+                return None;
+            }
+        }
+        let rank = rank?;
+        let dim = match (rest, kwargs) {
+            ([], []) => None,
+            ([d], []) => Some(d),
+            ([], [(k, d)]) if k.name == "dim" => Some(d),
+            _ => return None,
+        };
+        match dim {
+            Some(d) if stack => shift_new_dim(d, rank + 1)?,
+            Some(d) => {
+                shift_dim(d, rank)?;
+            }
+            None if stack || rank > 0 => {}
+            None => return None,
+        }
+        self.probe_kind(orig)
+    }
+}
+
+/// `x.flatten(start, end)` of an element: both dims made explicit and non-negative, so they
+/// keep naming element axes (the default end -1 would name the lane axis).
+fn flatten(
+    recv: Kind,
+    args: &mut Vec<Expr>,
+    off: usize,
+    kwargs: &mut Vec<(Ident, Expr)>,
+    span: Span,
+) -> Option<()> {
+    let rank = i64::try_from(recv.elem()?.len()).ok()?;
+    if rank == 0 {
+        return None;
+    }
+    let mut start = 0;
+    let mut end = -1;
+    for (i, a) in args.get(off..)?.iter().enumerate() {
+        match i {
+            0 => start = int_literal(a)?,
+            1 => end = int_literal(a)?,
+            _ => return None,
+        }
+    }
+    for (k, v) in kwargs.iter() {
+        match k.name.as_str() {
+            "start_dim" if args.len() == off => start = int_literal(v)?,
+            "end_dim" if args.len() <= off + 1 => end = int_literal(v)?,
+            _ => return None,
+        }
+    }
+    let norm = |d: i64| {
+        let d = if d < 0 { d + rank } else { d };
+        (0..rank).contains(&d).then_some(d)
+    };
+    let (start, end) = (norm(start)?, norm(end)?);
+    if start > end {
+        return None;
+    }
+    args.truncate(off);
+    kwargs.clear();
+    for d in [start, end] {
+        args.push(Expr {
+            kind: ExprKind::Int(d),
+            span,
+        });
+    }
+    Some(())
+}
+
+fn torch_attr(name: &str, span: Span) -> Expr {
+    Expr {
+        kind: ExprKind::Attr {
+            value: Box::new(Expr {
+                kind: ExprKind::Name("torch".into()),
+                span,
+            }),
+            attr: Ident {
+                name: name.into(),
+                span,
+            },
+        },
+        span,
     }
 }
 
@@ -268,16 +880,17 @@ fn is_torch(e: &Expr) -> bool {
     matches!(&e.kind, ExprKind::Name(n) if n == "torch")
 }
 
-fn is_literal(e: &Expr) -> bool {
+/// A Python number (not a tensor).
+fn is_number(k: &Kind) -> bool {
     matches!(
-        e.kind,
-        ExprKind::Int(_) | ExprKind::Float(..) | ExprKind::Bool(_)
+        k,
+        Kind::Const(Value::Int(_) | Value::Float(_) | Value::Bool(_))
     )
 }
 
 fn unary(k: Kind) -> Option<Kind> {
     match k {
-        Kind::Module => None,
+        Kind::Module(_) | Kind::Tuple(_) => None,
         k => Some(k),
     }
 }
@@ -318,6 +931,11 @@ fn shift_dim(d: &mut Expr, rank: usize) -> Option<usize> {
     }
 }
 
+/// Like [`shift_dim`] for the new axis of `stack`/`unsqueeze`, whose result has rank `rank`.
+fn shift_new_dim(d: &mut Expr, rank: usize) -> Option<()> {
+    shift_dim(d, rank).map(|_| ())
+}
+
 /// A reduction (or, with `keep_shape`, softmax) over one literal dim of an element: the dim
 /// comes positionally or as `dim=`; `keepdim=` (and for var/std `unbiased=`) must be literals.
 fn reduce(
@@ -356,19 +974,6 @@ fn reduce(
         }
     }
     Some(Kind::Elem(shape))
-}
-
-/// Two operands of an elementwise op: their element shapes broadcast (right-aligned, as in
-/// torch). The executor puts the batch lanes on the *last* axis, so the batched operands are
-/// `(..s, B)` and `(..t, B)`: the lanes align with each other and `s`, `t` align exactly as
-/// they do per element.
-fn combine(a: Kind, b: Kind) -> Option<Kind> {
-    match (a, b) {
-        (Kind::Scalar, Kind::Scalar) => Some(Kind::Scalar),
-        (Kind::Elem(s), Kind::Scalar) | (Kind::Scalar, Kind::Elem(s)) => Some(Kind::Elem(s)),
-        (Kind::Elem(s), Kind::Elem(t)) => broadcast(&s, &t).map(Kind::Elem),
-        _ => None,
-    }
 }
 
 /// torch's broadcast of two shapes, or `None` when they do not broadcast.
@@ -464,11 +1069,12 @@ mod tests {
         let body = "x = input[0]\nmu = x.mean(dim=-1)\nv = x.var(-1, unbiased=False)\nreturn [(x - mu) / torch.sqrt(v + 1e-5) + x.sum(0, keepdim=True) / x.size(-1)]";
         let b = stepforge_syntax::parse_block(body).ok().unwrap();
         let out = batched_body(&b, &Env::default(), &[vec![4]], None, &[vec![4]]).unwrap();
-        let printed = stepforge_syntax::print::block(&out);
+        let printed = stepforge_syntax::print::block(&out.body);
         assert!(printed.contains("mean(dim=-2)"), "{printed}");
         assert!(printed.contains("var(-2, unbiased=False)"), "{printed}");
         assert!(printed.contains("sum(0, keepdim=True)"), "{printed}");
-        assert!(printed.contains("size(-2)"), "{printed}");
+        // the element's size is lane-invariant: it becomes a literal
+        assert!(printed.contains("/ 4"), "{printed}");
         assert!(check(
             "return [torch.softmax(input[0], dim=-1)]",
             &[vec![2, 3]],
@@ -480,6 +1086,48 @@ mod tests {
             &[vec![2, 3]],
             None,
             &[vec![2]]
+        ));
+    }
+
+    #[test]
+    fn conditionals_indexing_and_shape_ops_batch() {
+        let s = vec![vec![]];
+        assert!(check(
+            "return [input[0] if input[0] > 0 else -input[0]]",
+            &[vec![]],
+            None,
+            &s
+        ));
+        assert!(check(
+            "x = input[0]\nreturn [x.exp()] if (input[1] > 0.5) else [x * 2]",
+            &[vec![4], vec![]],
+            None,
+            &[vec![4]]
+        ));
+        assert!(check("return [input[0][0]]", &[vec![4]], None, &s));
+        assert!(check(
+            "x = input[0]\nreturn [x[..., ::2] * x[..., 1::2]]",
+            &[vec![4]],
+            None,
+            &[vec![2]]
+        ));
+        assert!(check(
+            "x1, x2 = input[0].chunk(2, dim=-1)\nreturn [torch.cat([-x2, x1], dim=-1)]",
+            &[vec![4]],
+            None,
+            &[vec![4]]
+        ));
+        assert!(check(
+            "idx = torch.topk(input[0], 1, dim=0)[1]\nreturn [(torch.arange(input[0].size(0)) == idx).float()]",
+            &[vec![4]],
+            None,
+            &[vec![4]]
+        ));
+        assert!(check(
+            "d = input[0].size(-1)\ninv = torch.arange(d, dtype=torch.float)[::2] / d\na = input[1] * inv\nreturn [torch.stack([a.cos(), a.sin()], dim=-1).flatten()]",
+            &[vec![4], vec![]],
+            None,
+            &[vec![4]]
         ));
     }
 
@@ -519,18 +1167,40 @@ mod tests {
             None,
             &[vec![4]]
         ));
-        assert!(!check("return [input[0][0]]", &[vec![4]], None, &s));
+
         assert!(!check(
             "return [softmax(input[0])]",
             &[vec![4]],
             None,
             &[vec![4]]
         ));
+        // a conditional on a whole element, branches of different shapes, a chained condition
         assert!(!check(
-            "return [input[0] if input[0] > 0 else -input[0]]",
-            &[vec![]],
+            "return [input[0] if input[1] > 0 else -input[0]]",
+            &[vec![4], vec![4]],
             None,
-            &s
+            &[vec![4]]
+        ));
+        assert!(!check(
+            "return [input[0] if input[1] > 0 else input[0].sum(0, keepdim=True)]",
+            &[vec![4], vec![]],
+            None,
+            &[vec![4]]
+        ));
+        assert!(!check(
+            "return [input[0] if 0 < input[1] < 1 else -input[0]]",
+            &[vec![4], vec![]],
+            None,
+            &[vec![4]]
+        ));
+        // indexing past the element's rank would reach the lane axis
+        assert!(!check("return [input[0][0, 1]]", &[vec![4]], None, &s));
+        // a lane-invariant tensor where an element belongs
+        assert!(!check(
+            "return [torch.cat([input[0], torch.zeros(2)], dim=0)]",
+            &[vec![4]],
+            None,
+            &[vec![6]]
         ));
         assert!(!check(
             "return [torch.max(input[0], 0)]",

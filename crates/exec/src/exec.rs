@@ -174,7 +174,7 @@ impl<'g> Prepared<'g> {
                 init.is_some().then_some(&out_shapes[..]),
                 &out_shapes,
             )
-            .and_then(|body| Function::compile(sig.name.clone(), &body, env).ok());
+            .and_then(|b| b.compile(sig.name.clone(), env).ok());
             *slot = Some(FnPlan {
                 name: sig.name.clone(),
                 func,

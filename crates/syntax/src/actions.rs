@@ -152,21 +152,15 @@ pub fn string(s: &str, lo: usize, hi: usize) -> Result<Expr, Diagnostic> {
 /// entry point of the grammar, so its spans are file offsets like everything else.
 pub fn fstring(src: &str, s: &str, lo: usize, hi: usize) -> Result<Expr, Diagnostic> {
     let (b, base) = body(s, lo);
-    let quote = s
-        .trim_start_matches(['f', 'F'])
-        .chars()
-        .next()
-        .unwrap_or('"');
     let bytes = b.as_bytes();
     let mut parts = Vec::new();
     let mut lit_start = 0;
     let mut lit = String::new();
     let mut i = 0;
-    let flush = |lit: &mut String, parts: &mut Vec<FStringPart>| -> Result<(), Diagnostic> {
+    let flush = |lit: &mut String, parts: &mut Vec<FStringPart>| {
         if !lit.is_empty() {
             parts.push(FStringPart::Lit(std::mem::take(lit)));
         }
-        Ok(())
     };
     while i < bytes.len() {
         match bytes[i] {
@@ -198,7 +192,7 @@ pub fn fstring(src: &str, s: &str, lo: usize, hi: usize) -> Result<Expr, Diagnos
                     b.get(lit_start..i).unwrap_or(""),
                     base + lit_start,
                 )?);
-                flush(&mut lit, &mut parts)?;
+                flush(&mut lit, &mut parts);
                 let open = i;
                 let mut depth = 0usize;
                 let mut j = i + 1;
@@ -246,7 +240,6 @@ pub fn fstring(src: &str, s: &str, lo: usize, hi: usize) -> Result<Expr, Diagnos
                         .at(Span::new(base + open, base + close + 1))
                         .help("put an expression between the braces, or write `{{}}`"));
                 }
-                let _ = quote;
                 let e = crate::parse::parse_expr_tokens(src, &toks, hhi)?;
                 parts.push(FStringPart::Expr(e));
                 i = close + 1;
@@ -259,7 +252,7 @@ pub fn fstring(src: &str, s: &str, lo: usize, hi: usize) -> Result<Expr, Diagnos
         b.get(lit_start..).unwrap_or(""),
         base + lit_start,
     )?);
-    flush(&mut lit, &mut parts)?;
+    flush(&mut lit, &mut parts);
     Ok(Expr {
         kind: ExprKind::FString(parts),
         span: Span::new(lo, hi),

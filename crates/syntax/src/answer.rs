@@ -192,9 +192,7 @@ fn trim_prose(ls: &[LineInfo<'_>]) -> (usize, usize) {
     (first, end)
 }
 
-fn no_program(text: &str, why: &str) -> Diagnostic {
-    let end = text.trim_end().len();
-    let _ = end;
+fn no_program(why: &str) -> Diagnostic {
     Diagnostic::new(Code::E0118, format!("no program found in the answer: {why}"))
         .help("answer with the program itself, in a ```python fenced block or as YAML `impl: |` followed by the indented program")
 }
@@ -203,7 +201,7 @@ fn no_program(text: &str, why: &str) -> Diagnostic {
 pub fn extract(answer: &str) -> Result<Extraction, Diagnostic> {
     let ls = lines(answer);
     if is_blank(answer) {
-        return Err(no_program(answer, "the answer is empty"));
+        return Err(no_program("the answer is empty"));
     }
     let blocks = fenced_blocks(&ls);
     let (mut lo_line, mut hi_line, fenced) = if blocks.is_empty() {
@@ -223,7 +221,7 @@ pub fn extract(answer: &str) -> Result<Extraction, Diagnostic> {
             });
         match pick {
             Some((s, e, _)) => (*s, *e, true),
-            None => return Err(no_program(answer, "no fenced block holds a program")),
+            None => return Err(no_program("no fenced block holds a program")),
         }
     };
     let mut diags = Vec::new();
@@ -279,8 +277,9 @@ pub fn extract(answer: &str) -> Result<Extraction, Diagnostic> {
                 }
             }
             if ls[start..e].iter().all(|l| is_blank(l.text)) {
-                return Err(no_program(answer, "`impl:` is empty")
-                    .at(Span::new(key.lo + key_indent, key.hi)));
+                return Err(
+                    no_program("`impl:` is empty").at(Span::new(key.lo + key_indent, key.hi))
+                );
             }
             lo_line = start;
             hi_line = e;
@@ -288,7 +287,6 @@ pub fn extract(answer: &str) -> Result<Extraction, Diagnostic> {
     } else if !fenced {
         if !looks_like_program(&ls) {
             return Err(no_program(
-                answer,
                 "it contains no `step.` operators and no `return`",
             ));
         }
@@ -298,7 +296,7 @@ pub fn extract(answer: &str) -> Result<Extraction, Diagnostic> {
     }
 
     if lo_line >= hi_line || ls[lo_line..hi_line].iter().all(|l| is_blank(l.text)) {
-        return Err(no_program(answer, "the code block is empty"));
+        return Err(no_program("the code block is empty"));
     }
     let lo = ls[lo_line].lo + first_col.unwrap_or(0);
     let hi = ls[hi_line - 1].hi;

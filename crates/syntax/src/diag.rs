@@ -65,6 +65,25 @@ pub struct Diagnostic {
     pub fixes: Vec<Fix>,
 }
 
+impl Fix {
+    /// A fix with one edit: `replacement` in place of `span` (an empty span inserts).
+    pub fn replace(
+        message: impl Into<String>,
+        applicability: Applicability,
+        span: Span,
+        replacement: impl Into<String>,
+    ) -> Fix {
+        Fix {
+            message: message.into(),
+            applicability,
+            edits: vec![Edit {
+                span,
+                replacement: replacement.into(),
+            }],
+        }
+    }
+}
+
 impl Diagnostic {
     /// An error with the code's default severity.
     pub fn new(code: Code, message: impl Into<String>) -> Diagnostic {

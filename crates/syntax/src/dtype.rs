@@ -3,7 +3,7 @@
 
 use crate::ast::*;
 use crate::codes::Code;
-use crate::diag::{Applicability, Diagnostic, Edit, Fix};
+use crate::diag::{Applicability, Diagnostic, Fix};
 use crate::ops::did_you_mean;
 use crate::span::Span;
 
@@ -14,14 +14,12 @@ fn bad(msg: impl Into<String>, span: Span) -> Diagnostic {
 }
 
 fn rename(d: Diagnostic, span: Span, to: &str) -> Diagnostic {
-    d.fix(Fix {
-        message: format!("replace with `{to}`"),
-        applicability: Applicability::Unsafe,
-        edits: vec![Edit {
-            span,
-            replacement: to.to_string(),
-        }],
-    })
+    d.fix(Fix::replace(
+        format!("replace with `{to}`"),
+        Applicability::Unsafe,
+        span,
+        to,
+    ))
 }
 
 /// Which constructor a name spells, with a diagnostic for near misses.

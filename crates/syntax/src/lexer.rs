@@ -16,7 +16,7 @@ use logos::Logos;
 
 use crate::codes::Code;
 use crate::diag::Diagnostic;
-use crate::span::Span;
+use crate::span::{Span, line_start_at};
 
 /// What logos sees. Keywords are classified afterwards (cheaper than one DFA arm each).
 #[derive(Logos, Debug, Clone, Copy, PartialEq, Eq)]
@@ -443,13 +443,6 @@ fn unterminated_in_line(diags: &[Diagnostic], from: usize) -> bool {
         .any(|d| d.code == Code::E0102)
 }
 
-/// Start of the physical line holding byte `pos`.
-fn line_start(text: &str, pos: usize) -> usize {
-    text.get(..pos)
-        .and_then(|t| t.rfind('\n'))
-        .map_or(0, |i| i + 1)
-}
-
 /// Lexes `text` into logical lines. Never fails: problems become diagnostics.
 pub fn lex(text: &str) -> Lexed<'_> {
     let mut diags = Vec::new();
@@ -484,7 +477,7 @@ impl Layout<'_> {
     /// Checks the indentation of a line whose first token starts at `first`; returns (width,
     /// nested).
     fn indentation(&mut self, first: usize, diags: &mut Vec<Diagnostic>) -> (usize, bool) {
-        let ls = line_start(self.text, first);
+        let ls = line_start_at(self.text, first);
         let ws = self
             .text
             .get(ls..first)
@@ -520,7 +513,7 @@ impl Layout<'_> {
                         )
                         .at(ws_span)
                         .label(
-                            Span::new(line_start(self.text, at), at),
+                            Span::new(line_start_at(self.text, at), at),
                             "indented differently here",
                         )
                         .help("indent with spaces only"),
@@ -569,7 +562,7 @@ impl Layout<'_> {
             return false;
         };
         let Some(base) = self.base else { return false };
-        let col = first.lo - line_start(self.text, first.lo);
+        let col = first.lo - line_start_at(self.text, first.lo);
         if col > base {
             return false;
         }
@@ -732,7 +725,6 @@ fn layout<'a>(text: &'a str, raw: Vec<RawTok<'a>>, mut diags: Vec<Diagnostic>) -
         cur_broken = true;
     }
     finish_line!();
-    let _ = at_line_start;
     Lexed {
         toks,
         lines,

@@ -11,7 +11,7 @@ use crate::fast::FastLine;
 use crate::ops;
 use crate::parse::PROGRAM_HELP;
 use crate::print;
-use crate::span::Span;
+use crate::span::{Span, line_start_at};
 
 /// One program line as the driver delivers it: matched by the fast path, or parsed by the
 /// grammar as a Python statement still to be narrowed.
@@ -97,23 +97,18 @@ pub(crate) fn lower(
             .map(|(t, s)| (t, *s))
             .or_else(|| out.last().map(|s| (&s.targets, s.span)));
         if let Some((targets, span)) = last {
-            let line_start = text
-                .get(..span.lo as usize)
-                .and_then(|t| t.rfind('\n'))
-                .map_or(0, |i| i + 1);
+            let line_start = line_start_at(text, span.lo as usize);
             let indent = text.get(line_start..span.lo as usize).unwrap_or("");
             let names: Vec<&str> = targets.iter().map(|t| t.name.as_str()).collect();
-            d = d.fix(Fix {
-                message: format!(
+            d = d.fix(Fix::replace(
+                format!(
                     "return the last assigned stream{}",
                     if names.len() > 1 { "s" } else { "" }
                 ),
-                applicability: Applicability::Unsafe,
-                edits: vec![Edit {
-                    span: Span::new(end, end),
-                    replacement: format!("\n{indent}return {}", names.join(", ")),
-                }],
-            });
+                Applicability::Unsafe,
+                Span::new(end, end),
+                format!("\n{indent}return {}", names.join(", ")),
+            ));
         }
         diags.push(d);
         Return {
@@ -355,7 +350,7 @@ fn lower_opcall(e: Expr, diags: &mut Vec<Diagnostic>) -> Option<OpCall> {
                         && let ExprKind::Attr { attr, .. } = func.kind
                     {
                         let info = check_op_name(&attr, diags);
-                        let _ = lower_params(&attr, info, args, kwargs, e.span, diags);
+                        let _ = lower_params(info, args, kwargs, e.span, diags);
                     }
                     return None;
                 }
@@ -393,14 +388,12 @@ fn lower_opcall(e: Expr, diags: &mut Vec<Diagnostic>) -> Option<OpCall> {
                     .help(format!(
                         "write `{txt}(...)` before `.apply`, even with no parameters"
                     ))
-                    .fix(Fix {
-                        message: "insert `()`".into(),
-                        applicability: Applicability::Safe,
-                        edits: vec![Edit {
-                            span: Span::new(head.span.hi as usize, head.span.hi as usize),
-                            replacement: "()".into(),
-                        }],
-                    }),
+                    .fix(Fix::replace(
+                        "insert `()`",
+                        Applicability::Safe,
+                        Span::new(head.span.hi as usize, head.span.hi as usize),
+                        "()",
+                    )),
                 );
                 return None;
             }
@@ -409,7 +402,7 @@ fn lower_opcall(e: Expr, diags: &mut Vec<Diagnostic>) -> Option<OpCall> {
         }
     };
     let info = check_op_name(&op, diags);
-    let kwargs_out = lower_params(&op, info, params_pos, params_kw, head_span, diags);
+    let kwargs_out = lower_params(info, params_pos, params_kw, head_span, diags);
     let arg = lower_apply_arg(args, kwargs, span, diags)?;
     Some(OpCall {
         op,
@@ -475,14 +468,14 @@ fn check_op_name(op: &Ident, diags: &mut Vec<Diagnostic>) -> Option<&'static ops
     .at(op.span);
     match ops::suggest_op(&op.name) {
         Some(s) => {
-            d = d.help(format!("did you mean `step.{s}`?")).fix(Fix {
-                message: format!("replace with `{s}`"),
-                applicability: Applicability::Unsafe,
-                edits: vec![Edit {
-                    span: op.span,
-                    replacement: s.to_string(),
-                }],
-            });
+            d = d
+                .help(format!("did you mean `step.{s}`?"))
+                .fix(Fix::replace(
+                    format!("replace with `{s}`"),
+                    Applicability::Unsafe,
+                    op.span,
+                    s,
+                ));
         }
         None => {
             let all: Vec<&str> = ops::names().collect();
@@ -526,14 +519,12 @@ fn lower_kwvalue(e: &Expr, diags: &mut Vec<Diagnostic>) -> Option<KwValue> {
                     format!("operator parameters are names, not strings: write `{name}`"),
                 )
                 .at(e.span)
-                .fix(Fix {
-                    message: "remove the quotes".into(),
-                    applicability: Applicability::Safe,
-                    edits: vec![Edit {
-                        span: e.span,
-                        replacement: name.clone(),
-                    }],
-                }),
+                .fix(Fix::replace(
+                    "remove the quotes",
+                    Applicability::Safe,
+                    e.span,
+                    name.clone(),
+                )),
             );
             Some(KwValue::Name(Ident::new(name.clone(), e.span)))
         }
@@ -548,7 +539,6 @@ fn lower_kwvalue(e: &Expr, diags: &mut Vec<Diagnostic>) -> Option<KwValue> {
 }
 
 fn lower_params(
-    op: &Ident,
     info: Option<&'static ops::OpInfo>,
     pos: Vec<Expr>,
     kws: Vec<(Ident, Expr)>,
@@ -572,14 +562,12 @@ fn lower_params(
                     .help(format!(
                         "operator parameters are keywords: write `{p}={shown}`"
                     ))
-                    .fix(Fix {
-                        message: format!("insert `{p}=`"),
-                        applicability: Applicability::Safe,
-                        edits: vec![Edit {
-                            span: Span::new(e.span.lo as usize, e.span.lo as usize),
-                            replacement: format!("{p}="),
-                        }],
-                    }),
+                    .fix(Fix::replace(
+                        format!("insert `{p}=`"),
+                        Applicability::Safe,
+                        Span::new(e.span.lo as usize, e.span.lo as usize),
+                        format!("{p}="),
+                    )),
                 );
                 if let Some(v) = value {
                     out.push(Kwarg {
@@ -630,14 +618,12 @@ fn lower_params(
                 format!("`{}` takes: {}", inf.name, inf.params.join(", "))
             });
             if let Some(s) = ops::did_you_mean(&k.name, inf.params) {
-                d = d.help(format!("did you mean `{s}`?")).fix(Fix {
-                    message: format!("replace with `{s}`"),
-                    applicability: Applicability::Unsafe,
-                    edits: vec![Edit {
-                        span: k.span,
-                        replacement: s.to_string(),
-                    }],
-                });
+                d = d.help(format!("did you mean `{s}`?")).fix(Fix::replace(
+                    format!("replace with `{s}`"),
+                    Applicability::Unsafe,
+                    k.span,
+                    s,
+                ));
             }
             diags.push(d);
             ok = false;
@@ -661,7 +647,6 @@ fn lower_params(
             None => ok = false,
         }
     }
-    let _ = op;
     ok.then_some(out)
 }
 

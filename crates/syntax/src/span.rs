@@ -55,6 +55,15 @@ impl Span {
     }
 }
 
+/// Byte offset of the start of the line holding byte `pos` of `text`: for the places that need
+/// one line's indentation without building a [`Source`]. 0 when `pos` is not a char boundary
+/// inside `text`.
+pub fn line_start_at(text: &str, pos: usize) -> usize {
+    text.get(..pos)
+        .and_then(|t| t.rfind('\n'))
+        .map_or(0, |i| i + 1)
+}
+
 /// A 1-based line/column position. Columns count characters, not bytes, because that is what
 /// editors and LLMs count.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]

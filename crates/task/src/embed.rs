@@ -14,6 +14,7 @@
 //! diagnostic span is clamped to the value's text in the file.
 
 use stepforge_syntax::codes::Code;
+use stepforge_syntax::span::line_start_at;
 use stepforge_syntax::{Diagnostic, Parsed, Source, Span};
 
 use crate::model::EmbeddedText;
@@ -78,10 +79,7 @@ fn place(text: &str, raw: Span, decoded: &str) -> Placement {
 /// Whether the file bytes `lo..hi`, seen with everything before `lo` blanked, have the same
 /// non-blank lines with the same relative indentation as `decoded`.
 fn same_layout(text: &str, lo: usize, hi: usize, decoded: &str) -> bool {
-    let line_start = text
-        .get(..lo)
-        .and_then(|s| s.rfind('\n'))
-        .map_or(0, |i| i + 1);
+    let line_start = line_start_at(text, lo);
     let Some(region) = text.get(lo..hi) else {
         return false;
     };
@@ -159,11 +157,7 @@ pub(crate) fn parse_at<T>(
             parse(&buf)
         }
         Placement::Approx { lo, limit } => {
-            let line_start = text
-                .get(..lo)
-                .and_then(|s| s.rfind('\n'))
-                .map_or(0, |i| i + 1);
-            let col = lo - line_start;
+            let col = lo - line_start_at(text, lo);
             let mut buf = blank_prefix(text, lo);
             for (i, line) in decoded.split('\n').enumerate() {
                 if i > 0 {

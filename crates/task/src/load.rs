@@ -11,7 +11,7 @@ use std::path::Path;
 
 use stepforge_syntax::ast::{Block, DimExpr, DtypeAst, Ident};
 use stepforge_syntax::codes::Code;
-use stepforge_syntax::diag::{Applicability, Edit, Fix};
+use stepforge_syntax::diag::{Applicability, Fix};
 use stepforge_syntax::{Diagnostic, Parsed, Source, Span};
 
 use crate::embed::{self, EmbedBudget};
@@ -246,14 +246,12 @@ impl<'s> Cx<'s> {
                 let taken = entries.iter().any(|(k2, _)| k2.as_str() == Some(s));
                 d = d.help(format!("did you mean `{s}`?"));
                 if !taken {
-                    d = d.fix(Fix {
-                        message: format!("rename `{key}` to `{s}`"),
-                        applicability: Applicability::Unsafe,
-                        edits: vec![Edit {
-                            span: k.span,
-                            replacement: s.to_owned(),
-                        }],
-                    });
+                    d = d.fix(Fix::replace(
+                        format!("rename `{key}` to `{s}`"),
+                        Applicability::Unsafe,
+                        k.span,
+                        s,
+                    ));
                 }
             }
             self.error(d);
@@ -385,20 +383,45 @@ impl<'s> Cx<'s> {
             .collect()
     }
 
-    fn input(&mut self, i: usize, node: &YNode) -> Option<StreamDecl> {
-        let path = format!("inputs[{i}]");
-        let f = self.fields(node, &format!("input #{}", i + 1), &path, INPUT_FIELDS)?;
-        let owner = owner_name("input", i, &f);
+    /// What inputs and parameters share (`kind` is `input` or `parameter`; an input is a
+    /// parameter plus hot-bit bounds): the entry's fields, the name diagnostics call it by, and
+    /// the declaration if every shared field could be read.
+    fn stream_fields<'n>(
+        &mut self,
+        kind: &str,
+        i: usize,
+        node: &'n YNode,
+        known: &[&str],
+        allow_empty_dims: bool,
+    ) -> Option<(Fields<'n>, String, Option<ParamDecl>)> {
+        let path = format!("{kind}s[{i}]");
+        let f = self.fields(node, &format!("{kind} #{}", i + 1), &path, known)?;
+        let owner = owner_name(kind, i, &f);
         let name = self
             .required(&f, "name", &owner)
-            .and_then(|n| self.ident(n, "input `name`"));
+            .and_then(|n| self.ident(n, &format!("{kind} `name`")));
         let dtype = self
             .required(&f, "dtype", &owner)
             .and_then(|n| self.dtype(n, &format!("`dtype` of {owner}")));
         let dims = self
             .required(&f, "dims", &owner)
-            .and_then(|n| self.dims(n, &owner, false));
+            .and_then(|n| self.dims(n, &owner, allow_empty_dims));
         let data_gen = self.data_gen(&f);
+        let decl = match (name, dtype, dims, data_gen) {
+            (Some(name), Some(dtype), Some(dims), Some(data_gen)) => Some(ParamDecl {
+                name,
+                dtype,
+                dims,
+                data_gen,
+                span: node.extent(),
+            }),
+            _ => None,
+        };
+        Some((f, owner, decl))
+    }
+
+    fn input(&mut self, i: usize, node: &YNode) -> Option<StreamDecl> {
+        let (f, owner, decl) = self.stream_fields("input", i, node, INPUT_FIELDS, false)?;
         let min = f.get("min").and_then(|n| self.hot_bound(n, "min"));
         let max = f.get("max").and_then(|n| self.hot_bound(n, "max"));
         let hot = match (min, max) {
@@ -422,37 +445,20 @@ impl<'s> Cx<'s> {
                 Some((lo_v, hi_v))
             }
         };
+        let p = decl?;
         Some(StreamDecl {
-            name: name?,
-            dtype: dtype?,
-            dims: dims?,
-            data_gen: data_gen?,
+            name: p.name,
+            dtype: p.dtype,
+            dims: p.dims,
+            data_gen: p.data_gen,
             hot,
-            span: node.extent(),
+            span: p.span,
         })
     }
 
     fn parameter(&mut self, i: usize, node: &YNode) -> Option<ParamDecl> {
-        let path = format!("parameters[{i}]");
-        let f = self.fields(node, &format!("parameter #{}", i + 1), &path, PARAM_FIELDS)?;
-        let owner = owner_name("parameter", i, &f);
-        let name = self
-            .required(&f, "name", &owner)
-            .and_then(|n| self.ident(n, "parameter `name`"));
-        let dtype = self
-            .required(&f, "dtype", &owner)
-            .and_then(|n| self.dtype(n, &format!("`dtype` of {owner}")));
-        let dims = self
-            .required(&f, "dims", &owner)
-            .and_then(|n| self.dims(n, &owner, true));
-        let data_gen = self.data_gen(&f);
-        Some(ParamDecl {
-            name: name?,
-            dtype: dtype?,
-            dims: dims?,
-            data_gen: data_gen?,
-            span: node.extent(),
-        })
+        self.stream_fields("parameter", i, node, PARAM_FIELDS, true)?
+            .2
     }
 
     fn function(&mut self, i: usize, node: &YNode) -> Option<FnDecl> {
@@ -780,14 +786,12 @@ impl<'s> Cx<'s> {
             .at(node.span)
             .note(format!("known generators: {}", DataGen::NAMES.join(", ")));
         if let Some(sug) = did_you_mean(s, DataGen::NAMES) {
-            d = d.help(format!("did you mean `{sug}`?")).fix(Fix {
-                message: format!("use `{sug}`"),
-                applicability: Applicability::Unsafe,
-                edits: vec![Edit {
-                    span: node.span,
-                    replacement: sug.to_owned(),
-                }],
-            });
+            d = d.help(format!("did you mean `{sug}`?")).fix(Fix::replace(
+                format!("use `{sug}`"),
+                Applicability::Unsafe,
+                node.span,
+                sug,
+            ));
         }
         self.fail(d);
         None

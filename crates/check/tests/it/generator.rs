@@ -105,6 +105,17 @@ impl Gen {
         Some(self.pool.remove(i))
     }
 
+    /// Two streams of equal dims; when the first has no partner it goes back into the pool.
+    fn take_pair(&mut self) -> Option<((String, StreamType), (String, StreamType))> {
+        let (a, ta) = self.take(|_| true)?;
+        let env = self.env.clone();
+        let Some(b) = self.take(|t| dims_eq(&t.dims, &ta.dims, &env)) else {
+            self.push(a, ta);
+            return None;
+        };
+        Some(((a, ta), b))
+    }
+
     fn emit(&mut self, targets: &[&str], op: &str, arg: &str) {
         self.lines
             .push(format!("{} = step.{op}.apply({arg})", targets.join(", ")));
@@ -135,12 +146,7 @@ impl Gen {
                 self.push(y, StreamType::new(out, t.dims));
             }
             2 => {
-                let Some((a, ta)) = self.take(|_| true) else {
-                    return;
-                };
-                let env = self.env.clone();
-                let Some((b, tb)) = self.take(|t| dims_eq(&t.dims, &ta.dims, &env)) else {
-                    self.push(a, ta);
+                let Some(((a, ta), (b, tb))) = self.take_pair() else {
                     return;
                 };
                 let f = self.func(
@@ -170,12 +176,7 @@ impl Gen {
                 self.push(y, StreamType::new(t.elem, dims));
             }
             5 => {
-                let Some((a, ta)) = self.take(|_| true) else {
-                    return;
-                };
-                let env = self.env.clone();
-                let Some((b, tb)) = self.take(|t| dims_eq(&t.dims, &ta.dims, &env)) else {
-                    self.push(a, ta);
+                let Some(((a, ta), (b, tb))) = self.take_pair() else {
                     return;
                 };
                 let y = self.fresh("s");

@@ -263,34 +263,14 @@ fn snapshot_human_malformed_task() {
 
 #[test]
 fn snapshot_json_value_mismatch() {
-    let t = fixture("sub.yaml");
-    let p = fixture("sub_wrong_fn.step");
-    let run = stepforge(&[
-        "verify",
-        t.as_str(),
-        "--impl",
-        p.as_str(),
-        "--format",
-        "json",
-    ]);
-    let mut j = run.json();
+    let (_, mut j) = verify_json("sub.yaml", Some("sub_wrong_fn.step"), &[]);
     crate::redact_json(&mut j);
     insta::assert_json_snapshot!("verify_json_value_mismatch", j);
 }
 
 #[test]
 fn snapshot_json_runtime_error() {
-    let t = fixture("tile_sub.yaml");
-    let p = fixture("tile_sub.step");
-    let run = stepforge(&[
-        "verify",
-        t.as_str(),
-        "--impl",
-        p.as_str(),
-        "--format",
-        "json",
-    ]);
-    let mut j = run.json();
+    let (_, mut j) = verify_json("tile_sub.yaml", Some("tile_sub.step"), &[]);
     crate::redact_json(&mut j);
     insta::assert_json_snapshot!("verify_json_runtime_error", j);
 }

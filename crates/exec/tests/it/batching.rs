@@ -89,7 +89,7 @@ proptest! {
             prop_assert!(scalar_a || scalar_b, "body {body} should batch");
             return Ok(());
         };
-        let lanes = Function::compile("g", &rewritten, &env).unwrap();
+        let lanes = rewritten.compile("g", &env).unwrap();
         let batched = lanes
             .call_shared(&env, vec![Arc::new(lanes_last(&a, &sa)), Arc::new(lanes_last(&b, &sb))], None)
             .unwrap();
