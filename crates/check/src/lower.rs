@@ -565,13 +565,7 @@ impl<'t> Lowerer<'t> {
         let mut d =
             Diagnostic::new(Code::E0201, format!("undefined name `{}`", id.name)).at(id.span);
         if let Some(s) = did_you_mean(&id.name, &cands) {
-            let s = s.to_string();
-            d = d.help(format!("did you mean `{s}`?")).fix(Fix::replace(
-                format!("use `{s}`"),
-                Applicability::Unsafe,
-                id.span,
-                s,
-            ));
+            d = d.suggest(id.span, s);
         }
         let inputs: Vec<String> = self
             .te
@@ -893,13 +887,7 @@ impl<'t> Lowerer<'t> {
         .at(id.span)
         .note(format!("the task's functions are: {}", names.join(", ")));
         if let Some(s) = did_you_mean(&id.name, &names) {
-            let s = s.to_string();
-            d = d.help(format!("did you mean `{s}`?")).fix(Fix::replace(
-                format!("use `{s}`"),
-                Applicability::Unsafe,
-                id.span,
-                s,
-            ));
+            d = d.suggest(id.span, s);
         }
         self.emit(d);
         None

@@ -11,7 +11,7 @@ use stepforge_check::CheckOutput;
 use stepforge_syntax::Source;
 use stepforge_syntax::diag::apply_fixes;
 
-use crate::{Format, Status, output, read_input};
+use crate::{Format, Status, dims_flag, output, read_input};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum Emit {
@@ -45,13 +45,9 @@ pub fn run(args: &Args) -> Status {
         Ok(t) => t,
         Err(s) => return s,
     };
-    let dims = match args.dims.as_deref().map(stepforge_task::parse_dims_flag) {
-        None => Vec::new(),
-        Some(Ok(d)) => d,
-        Some(Err(e)) => {
-            output::error(&format!("--dims: {e}"));
-            return Status::Usage;
-        }
+    let dims = match dims_flag(args.dims.as_deref()) {
+        Ok(d) => d,
+        Err(s) => return s,
     };
     let loaded = stepforge_task::load_str(&args.task.display().to_string(), &task_text);
     let task = match (&loaded.task, loaded.has_errors()) {

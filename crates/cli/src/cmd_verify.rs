@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use stepforge_exec::{ExecLimits, Origin, Verdict, VerifyOptions, VerifyReport};
 use stepforge_syntax::Diagnostic;
 
-use crate::{Format, Status, output, read_input};
+use crate::{Format, Status, dims_flag, output, read_input};
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
@@ -81,15 +81,10 @@ pub fn load(path: &Path) -> Result<stepforge_task::Loaded, Status> {
 
 pub fn run(args: &Args) -> Status {
     let mut opts = VerifyOptions::with_seed_count(args.seeds);
-    if let Some(d) = &args.dims {
-        match stepforge_task::parse_dims_flag(d) {
-            Ok(v) => opts.dims = v,
-            Err(e) => {
-                output::error(&format!("--dims: {e}"));
-                return Status::Usage;
-            }
-        }
-    }
+    opts.dims = match dims_flag(args.dims.as_deref()) {
+        Ok(d) => d,
+        Err(s) => return s,
+    };
     for (flag, v) in [("--rtol", args.rtol), ("--atol", args.atol)] {
         if v.is_some_and(|x| !(x.is_finite() && x >= 0.0)) {
             output::error(&format!("{flag} must be a non-negative number"));

@@ -94,6 +94,18 @@ fn main() -> ExitCode {
     status.into()
 }
 
+/// The `--dims K=V,..` overrides (none without the flag); a malformed flag is a usage error.
+pub fn dims_flag(flag: Option<&str>) -> Result<Vec<(String, i64)>, Status> {
+    match flag.map(stepforge_task::parse_dims_flag) {
+        None => Ok(Vec::new()),
+        Some(Ok(d)) => Ok(d),
+        Some(Err(e)) => {
+            output::error(&format!("--dims: {e}"));
+            Err(Status::Usage)
+        }
+    }
+}
+
 /// Reads an input file, mapping failure to a usage-class error message.
 pub fn read_input(path: &PathBuf) -> Result<String, Status> {
     match std::fs::read(path) {

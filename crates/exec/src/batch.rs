@@ -322,7 +322,11 @@ impl Cx<'_> {
         fn kind(v: &Value) -> Option<Kind> {
             match v {
                 Value::Tensor(t) => Some(Kind::Elem(t.shape().to_vec())),
-                Value::Tuple(items) => items.iter().map(kind).collect::<Option<_>>().map(Kind::Tuple),
+                Value::Tuple(items) => items
+                    .iter()
+                    .map(kind)
+                    .collect::<Option<_>>()
+                    .map(Kind::Tuple),
                 _ => None,
             }
         }
@@ -402,9 +406,7 @@ impl Cx<'_> {
     /// Whether the shape of `e` is known (its stand-in has the element's shape).
     fn shape_known(&self, e: &Expr) -> bool {
         match &e.kind {
-            ExprKind::Name(n) if matches!(self.locals.get(n.as_str()), Some(Kind::Elem(_))) => {
-                true
-            }
+            ExprKind::Name(n) if matches!(self.locals.get(n.as_str()), Some(Kind::Elem(_))) => true,
             ExprKind::Subscript { value, index } if self.field(value, index).is_some() => true,
             _ => self.invariant(e),
         }
@@ -415,7 +417,17 @@ impl Cx<'_> {
             ExprKind::Int(v) => return Some(Kind::Const(Value::Int(*v))),
             ExprKind::Float(v, _) => return Some(Kind::Const(Value::Float(*v))),
             ExprKind::Bool(b) => return Some(Kind::Const(Value::Bool(*b))),
-            ExprKind::Name(n) => return self.name(n),
+            ExprKind::Name(n) => {
+                let n = n.clone();
+                if let Some(k) = self.name(&n) {
+                    return Some(k);
+                }
+                // `D_value` and other names the evaluator resolves to constants.
+                if self.locals.contains_key(&n) || self.env.names.contains_key(&n) {
+                    return None;
+                }
+                return self.fold(e);
+            }
             _ if self.invariant(e) => return self.fold(e),
             _ => {}
         }
@@ -637,11 +649,25 @@ impl Cx<'_> {
                     }
                     return self.combine_kinds(a, ka, b, kb);
                 }
+                ("where", [c, a, b]) if kwargs.is_empty() => {
+                    let ks = [self.expr(c)?, self.expr(a)?, self.expr(b)?];
+                    let mut shape: Option<Vec<usize>> = None;
+                    for (e, k) in [c, a, b].into_iter().zip(&ks) {
+                        if let Some(s) = self.operand(e, k, true)? {
+                            shape = Some(match shape {
+                                None => s,
+                                Some(t) => broadcast(&s, &t)?,
+                            });
+                        }
+                    }
+                    return shape.map(Kind::Elem);
+                }
                 ("cat" | "stack", [list, rest @ ..]) => {
                     return self.join(name == "stack", list, rest, kwargs, &orig);
                 }
                 (
-                    "sum" | "mean" | "softmax" | "topk" | "chunk" | "flatten" | "unsqueeze",
+                    "sum" | "mean" | "softmax" | "topk" | "chunk" | "flatten" | "unsqueeze"
+                    | "zeros_like" | "ones_like",
                     [x, ..],
                 ) => (self.expr(x)?, 1),
                 _ => return None,
@@ -650,9 +676,7 @@ impl Cx<'_> {
             (self.expr(value)?, 0)
         };
         match name {
-            m if METHOD_UNARY.contains(&m) && args.len() == off && kwargs.is_empty() => {
-                unary(recv)
-            }
+            m if METHOD_UNARY.contains(&m) && args.len() == off && kwargs.is_empty() => unary(recv),
             "pow" if off == 0 && kwargs.is_empty() => {
                 let [p] = &mut args[..] else {
                     return None;
@@ -665,12 +689,59 @@ impl Cx<'_> {
             m if REDUCTIONS.contains(&m) => {
                 let torch_ok = off == 0 || matches!(m, "sum" | "mean");
                 torch_ok.then_some(())?;
-                reduce(recv, &mut args[off..], kwargs, matches!(m, "var" | "std"), false)
+                reduce(
+                    recv,
+                    &mut args[off..],
+                    kwargs,
+                    matches!(m, "var" | "std"),
+                    false,
+                )
             }
             "softmax" => reduce(recv, &mut args[off..], kwargs, false, true),
+            "view" | "reshape" if off == 0 && kwargs.is_empty() => {
+                // The element's new shape, made explicit, then the lanes: row-major order
+                // keeps the lane axis last and each element's values in order.
+                recv.elem()?;
+                if args.iter().any(|a| int_literal(a).is_none()) {
+                    return None;
+                }
+                let k = self.probe_kind(&orig)?;
+                let shape = k.elem()?;
+                let span = orig.span;
+                *args = shape
+                    .iter()
+                    .map(|&d| i64::try_from(d).ok())
+                    .chain([Some(-1)])
+                    .map(|d| {
+                        d.map(|d| Expr {
+                            kind: ExprKind::Int(d),
+                            span,
+                        })
+                    })
+                    .collect::<Option<_>>()?;
+                Some(k)
+            }
+            "zeros_like" | "ones_like" if args.len() == off && kwargs.is_empty() => {
+                recv.elem()?;
+                Some(recv)
+            }
+            // `x.scatter(dim, index, value)`: an index of the element's rank and a number.
+            "scatter" if off == 0 && kwargs.is_empty() => {
+                let shape = recv.elem()?;
+                let [d, idx, v] = &mut args[..] else {
+                    return None;
+                };
+                if self.expr(idx)?.elem()?.len() != shape.len() || !is_number(&self.expr(v)?) {
+                    return None;
+                }
+                shift_dim(d, shape.len())?;
+                Some(recv)
+            }
             "topk" => self.topk(recv, args, off, kwargs, &orig),
             "chunk" => self.chunk(recv, args, off, kwargs, &orig),
-            "flatten" => flatten(recv, args, off, kwargs, orig.span).and_then(|()| self.probe_kind(&orig)),
+            "flatten" => {
+                flatten(recv, args, off, kwargs, orig.span).and_then(|()| self.probe_kind(&orig))
+            }
             "unsqueeze" => {
                 let rank = recv.elem()?.len();
                 match (&mut args[off..], &mut kwargs[..]) {
@@ -1105,6 +1176,18 @@ mod tests {
             &[vec![4]]
         ));
         assert!(check("return [input[0][0]]", &[vec![4]], None, &s));
+        assert!(check(
+            "return [torch.zeros_like(input[0]).scatter(-1, torch.topk(input[0], 2, dim=-1)[1], 1.0)]",
+            &[vec![4]],
+            None,
+            &[vec![4]]
+        ));
+        assert!(check(
+            "x = input[0].view(-1, 2)\nreturn [(x[:, 0] * x[:, 1]).reshape(2, 1)]",
+            &[vec![4]],
+            None,
+            &[vec![2, 1]]
+        ));
         assert!(check(
             "x = input[0]\nreturn [x[..., ::2] * x[..., 1::2]]",
             &[vec![4]],

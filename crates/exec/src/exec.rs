@@ -45,6 +45,20 @@ struct FnPlan {
     batched: Option<Function>,
 }
 
+impl FnPlan {
+    /// The stream of this function's results: one field per output, `out[k]` its data.
+    fn stream(&self, dims: Vec<usize>, out: Vec<Vec<f32>>) -> StreamData {
+        StreamData {
+            dims,
+            fields: out
+                .into_iter()
+                .zip(&self.out)
+                .map(|(d, (_, shape))| FieldData::new(d, shape.clone()))
+                .collect(),
+        }
+    }
+}
+
 /// A graph prepared for execution under one set of dimension values: element functions
 /// compiled, their output shapes evaluated. Reused across seeds.
 pub struct Prepared<'g> {
@@ -266,6 +280,19 @@ fn elem_tensor(field: &FieldData, e: usize, span: Span) -> Result<Arc<Tensor>, E
             .map_err(|e| internal(e.message, span))?
     };
     Ok(Arc::new(t))
+}
+
+/// Element `e` of every field: the arguments of one per-element call.
+fn elem_args<'f>(
+    fields: impl ExactSizeIterator<Item = &'f FieldData>,
+    e: usize,
+    span: Span,
+) -> Result<Vec<Arc<Tensor>>, ExecError> {
+    let mut args = Vec::with_capacity(fields.len());
+    for fd in fields {
+        args.push(elem_tensor(fd, e, span)?);
+    }
+    Ok(args)
 }
 
 fn append<T: std::borrow::Borrow<Tensor>>(out: &mut [Vec<f32>], res: &[T]) {
@@ -825,23 +852,13 @@ impl Run<'_, '_> {
             Some(res) => out = res,
             None => {
                 for e in 0..count {
-                    let mut args = Vec::with_capacity(fields.len());
-                    for fd in &fields {
-                        args.push(elem_tensor(fd, e, span)?);
-                    }
+                    let args = elem_args(fields.iter().copied(), e, span)?;
                     let res = self.call(plan, args, None, span)?;
                     append(&mut out, &res);
                 }
             }
         }
-        Ok(StreamData {
-            dims,
-            fields: out
-                .into_iter()
-                .zip(&plan.out)
-                .map(|(d, (_, shape))| FieldData::new(d, shape.clone()))
-                .collect(),
-        })
+        Ok(plan.stream(dims, out))
     }
 
     fn fold(
@@ -877,23 +894,12 @@ impl Run<'_, '_> {
             && let Some(res) = self.fold_batched(plan, init, &input, inner, outer, scan, span)?
         {
             out = res;
-            return Ok(StreamData {
-                dims,
-                fields: out
-                    .into_iter()
-                    .zip(&plan.out)
-                    .map(|(d, (_, shape))| FieldData::new(d, shape.clone()))
-                    .collect(),
-            });
+            return Ok(plan.stream(dims, out));
         }
         for o in 0..outer {
             let mut state: Vec<Arc<Tensor>> = init.clone();
             for i in 0..inner {
-                let e = o * inner + i;
-                let mut args = Vec::with_capacity(input.fields.len());
-                for fd in &input.fields {
-                    args.push(elem_tensor(fd, e, span)?);
-                }
+                let args = elem_args(input.fields.iter(), o * inner + i, span)?;
                 let res = self.call(plan, args, Some(state), span)?;
                 if scan {
                     append(&mut out, &res);
@@ -904,14 +910,7 @@ impl Run<'_, '_> {
                 append(&mut out, &state);
             }
         }
-        Ok(StreamData {
-            dims,
-            fields: out
-                .into_iter()
-                .zip(&plan.out)
-                .map(|(d, (_, shape))| FieldData::new(d, shape.clone()))
-                .collect(),
-        })
+        Ok(plan.stream(dims, out))
     }
 
     /// Repeats every element of `s` `n` times in a row; the result has `dims`.
@@ -1156,11 +1155,7 @@ impl Run<'_, '_> {
                 let mut state: Vec<Arc<Tensor>> = init.clone();
                 for &i in &chosen {
                     let Some(br) = branches.get(i) else { continue };
-                    let e = cursor[i] * c + pos;
-                    let mut args = Vec::with_capacity(br.fields.len());
-                    for fd in &br.fields {
-                        args.push(elem_tensor(fd, e, span)?);
-                    }
+                    let args = elem_args(br.fields.iter(), cursor[i] * c + pos, span)?;
                     let res = self.call(plan, args, Some(state), span)?;
                     state = res.into_iter().map(Arc::new).collect();
                 }
@@ -1185,14 +1180,7 @@ impl Run<'_, '_> {
                 .map_diag(|d| d.help("the Merge selector must route exactly the chunks its Partition produced")));
             }
         }
-        Ok(StreamData {
-            dims,
-            fields: out
-                .into_iter()
-                .zip(&plan.out)
-                .map(|(d, (_, shape))| FieldData::new(d, shape.clone()))
-                .collect(),
-        })
+        Ok(plan.stream(dims, out))
     }
 }
 

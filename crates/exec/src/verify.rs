@@ -212,6 +212,13 @@ fn execute(
         .iter()
         .map(|o| vec![(FieldStats::default(), true); o.transforms.len().max(1)])
         .collect();
+    // References are compiled at their first use (so a bad one fails where it always did)
+    // and reused for every seed: only `input_data` changes between seeds.
+    let mut refs: Vec<Vec<Option<eval::Snippet>>> = task
+        .outputs
+        .iter()
+        .map(|o| vec![None; o.transforms.len()])
+        .collect();
     let mut shape_bad = false;
     let mut value_bad = false;
     for &seed in &opts.seeds {
@@ -243,8 +250,18 @@ fn execute(
         for (oi, (decl, found)) in task.outputs.iter().zip(&outputs).enumerate() {
             for (k, block) in decl.transforms.iter().enumerate() {
                 clock.check(Span::DUMMY)?;
-                let expected =
-                    eval::eval_snippet(block, &env).map_err(|e| ExecError::from_eval_task(&e))?;
+                let cached = refs.get_mut(oi).and_then(|r| r.get_mut(k));
+                let expected = match cached {
+                    Some(Some(snippet)) => snippet.eval(&env),
+                    Some(slot) => eval::Snippet::compile(block, &env)
+                        .and_then(|snippet| snippet.eval(&env).map(|t| (snippet, t)))
+                        .map(|(snippet, t)| {
+                            *slot = Some(snippet);
+                            t
+                        }),
+                    None => eval::eval_snippet(block, &env),
+                }
+                .map_err(|e| ExecError::from_eval_task(&e))?;
                 let Some(field) = found.fields.get(k) else {
                     continue;
                 };
@@ -262,12 +279,7 @@ fn execute(
                     )
                     .note(format!("expected shape {}", fmt_shape(expected.shape())))
                     .note(format!("found shape {}", fmt_shape(&shape)));
-                    if let Some(s) = graph
-                        .outputs()
-                        .get(oi)
-                        .map(|&o| graph.op(o).span)
-                        .filter(|s| *s != Span::DUMMY)
-                    {
+                    if let Some(s) = output_span(graph, oi) {
                         d = d.at(s);
                     }
                     r.push(Origin::Program, d);
@@ -291,12 +303,7 @@ fn execute(
                         "tolerance: |found - expected| <= {} + {} * |expected|",
                         tol.atol, tol.rtol
                     ));
-                    if let Some(s) = graph
-                        .outputs()
-                        .get(oi)
-                        .map(|&o| graph.op(o).span)
-                        .filter(|s| *s != Span::DUMMY)
-                    {
+                    if let Some(s) = output_span(graph, oi) {
                         d = d.at(s);
                     }
                     r.push(Origin::Program, d);
@@ -338,6 +345,15 @@ fn execute(
         Verdict::Pass
     };
     Ok(())
+}
+
+/// Where the program produces output `oi`, if it has a real location.
+fn output_span(graph: &stepforge_ir::Graph, oi: usize) -> Option<Span> {
+    graph
+        .outputs()
+        .get(oi)
+        .map(|&o| graph.op(o).span)
+        .filter(|s| *s != Span::DUMMY)
 }
 
 fn field_name(name: &str, k: usize, n: usize) -> String {

@@ -203,14 +203,6 @@ impl Dim {
         (self.factors.is_empty() && self.den == 1).then_some(self.num)
     }
 
-    /// The symbol if the dimension is exactly one symbol.
-    pub fn as_sym(&self) -> Option<&Sym> {
-        match self.factors.as_slice() {
-            [(s, 1)] if self.num == 1 && self.den == 1 => Some(s),
-            _ => None,
-        }
-    }
-
     /// True when the dimension is an integer for every positive value of its symbols
     /// (integer coefficient, no negative powers).
     pub fn is_integral(&self) -> bool {

@@ -407,14 +407,6 @@ impl GraphBuilder {
         Ok(())
     }
 
-    /// Renames a stream (e.g. when a later statement binds it).
-    pub fn set_stream_name(&mut self, stream: StreamId, name: String, span: Span) {
-        if let Some(s) = self.streams.get_mut(stream.index()) {
-            s.name = Some(name);
-            s.span = span;
-        }
-    }
-
     pub fn stream_type(&self, stream: StreamId) -> Option<&StreamType> {
         self.streams.get(stream.index()).map(|s| &s.ty)
     }

@@ -94,22 +94,16 @@ mod tests {
                 Span::DUMMY,
             )
             .unwrap();
-        let o1 = b.add_op(
-            OpKind::Output {
-                index: 1,
-                name: "y".into(),
-            },
-            Span::DUMMY,
-        );
-        b.add_input(o1, s3).unwrap();
-        let o0 = b.add_op(
-            OpKind::Output {
-                index: 0,
-                name: "x".into(),
-            },
-            Span::DUMMY,
-        );
-        b.add_input(o0, s4).unwrap();
+        for (index, name, s) in [(1, "y", s3), (0, "x", s4)] {
+            let o = b.add_op(
+                OpKind::Output {
+                    index,
+                    name: name.into(),
+                },
+                Span::DUMMY,
+            );
+            b.add_input(o, s).unwrap();
+        }
         b.finish().unwrap()
     }
 

@@ -85,12 +85,6 @@ pub struct OpCall {
     pub span: Span,
 }
 
-impl OpCall {
-    pub fn kwarg(&self, key: &str) -> Option<&Kwarg> {
-        self.kwargs.iter().find(|k| k.key.name == key)
-    }
-}
-
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Kwarg {
     pub key: Ident,

@@ -127,6 +127,17 @@ impl Diagnostic {
         self
     }
 
+    /// "did you mean `name`?" with the unsafe fix that writes `name` over `span`.
+    pub fn suggest(self, span: Span, name: &str) -> Diagnostic {
+        self.help(format!("did you mean `{name}`?"))
+            .fix(Fix::replace(
+                format!("use `{name}`"),
+                Applicability::Unsafe,
+                span,
+                name,
+            ))
+    }
+
     pub fn is_error(&self) -> bool {
         self.severity == Severity::Error
     }
@@ -228,7 +239,7 @@ impl Diagnostic {
         let config = Config::default();
         let mut out = Vec::new();
         let res = if color {
-            let mut w = termcolor_ansi(&mut out);
+            let mut w = codespan_reporting::term::termcolor::Ansi::new(&mut out);
             term::emit_to_write_style(&mut w, &config, &file, &d)
         } else {
             let mut w = codespan_reporting::term::termcolor::NoColor::new(&mut out);
@@ -253,10 +264,6 @@ impl Diagnostic {
     }
 }
 
-fn termcolor_ansi(out: &mut Vec<u8>) -> codespan_reporting::term::termcolor::Ansi<&mut Vec<u8>> {
-    codespan_reporting::term::termcolor::Ansi::new(out)
-}
-
 fn clamp(span: Span, source: &Source) -> std::ops::Range<usize> {
     let len = source.text.len();
     let mut lo = (span.lo as usize).min(len);
@@ -268,6 +275,11 @@ fn clamp(span: Span, source: &Source) -> std::ops::Range<usize> {
         hi += 1;
     }
     lo..hi
+}
+
+/// `"s"` unless `n` is 1: for counts in messages ("2 parameters", "1 field").
+pub fn plural(n: usize) -> &'static str {
+    if n == 1 { "" } else { "s" }
 }
 
 impl fmt::Display for Severity {

@@ -3,7 +3,7 @@
 
 use crate::ast::*;
 use crate::codes::Code;
-use crate::diag::{Applicability, Diagnostic, Fix};
+use crate::diag::{Applicability, Diagnostic, Fix, plural};
 use crate::ops::did_you_mean;
 use crate::span::Span;
 
@@ -75,7 +75,7 @@ pub(crate) fn dtype(e: &Expr, top: bool) -> Result<DtypeAst, Diagnostic> {
                             format!(
                                 "`Multihot` takes an element type and a length, got {} parameter{}",
                                 args.len(),
-                                if args.len() == 1 { "" } else { "s" }
+                                plural(args.len())
                             ),
                             e.span,
                         )
@@ -97,7 +97,7 @@ pub(crate) fn dtype(e: &Expr, top: bool) -> Result<DtypeAst, Diagnostic> {
                             format!(
                                 "`Buffer` takes an element type and a list of dims, got {} parameter{}",
                                 args.len(),
-                                if args.len() == 1 { "" } else { "s" }
+                                plural(args.len())
                             ),
                             e.span,
                         )

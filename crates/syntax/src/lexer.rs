@@ -443,6 +443,13 @@ fn unterminated_in_line(diags: &[Diagnostic], from: usize) -> bool {
         .any(|d| d.code == Code::E0102)
 }
 
+/// Whether `s` is one name token (`[A-Za-z_][A-Za-z0-9_]*`): what programs can refer to.
+pub fn is_ident(s: &str) -> bool {
+    let mut chars = s.chars();
+    matches!(chars.next(), Some(c) if c.is_ascii_alphabetic() || c == '_')
+        && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
+}
+
 /// Lexes `text` into logical lines. Never fails: problems become diagnostics.
 pub fn lex(text: &str) -> Lexed<'_> {
     let mut diags = Vec::new();
@@ -735,6 +742,15 @@ fn layout<'a>(text: &'a str, raw: Vec<RawTok<'a>>, mut diags: Vec<Diagnostic>) -
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn identifiers() {
+        assert!(is_ident("E0"));
+        assert!(is_ident("_x1"));
+        assert!(!is_ident("1x"));
+        assert!(!is_ident("a b"));
+        assert!(!is_ident(""));
+    }
 
     fn kinds(text: &str) -> Vec<Vec<String>> {
         let lx = lex(text);

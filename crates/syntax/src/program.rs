@@ -6,7 +6,7 @@
 
 use crate::ast::*;
 use crate::codes::Code;
-use crate::diag::{Applicability, Diagnostic, Edit, Fix};
+use crate::diag::{Applicability, Diagnostic, Edit, Fix, plural};
 use crate::fast::FastLine;
 use crate::ops;
 use crate::parse::PROGRAM_HELP;
@@ -508,11 +508,7 @@ fn lower_kwvalue(e: &Expr, diags: &mut Vec<Diagnostic>) -> Option<KwValue> {
                 KwValue::Tuple(vs, e.span)
             })
         }
-        ExprKind::Str(name)
-            if !name.is_empty()
-                && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
-                && !name.starts_with(|c: char| c.is_ascii_digit()) =>
-        {
+        ExprKind::Str(name) if crate::lexer::is_ident(name) => {
             diags.push(
                 Diagnostic::new(
                     Code::E0117,
@@ -585,7 +581,7 @@ fn lower_params(
                         "`{}` takes {} parameter{} ({}), got an extra positional value",
                         inf.name,
                         inf.params.len(),
-                        if inf.params.len() == 1 { "" } else { "s" },
+                        plural(inf.params.len()),
                         inf.params.join(", ")
                     )
                 };

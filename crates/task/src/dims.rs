@@ -12,10 +12,10 @@ use stepforge_syntax::ast::{
     BinOp, DimExpr, DtypeAst, Expr, ExprKind, PyStmtKind, SliceItem, Target, UnOp,
 };
 use stepforge_syntax::codes::Code;
+use stepforge_syntax::lexer::is_ident;
 use stepforge_syntax::{Diagnostic, Span};
 
 use crate::model::{DEFAULT_DIMS, DimValues, Task};
-use crate::suggest::is_ident;
 
 /// Largest dimension value accepted from `--dims` or `global` (bigger ones cannot fit any limit).
 pub const MAX_DIM_VALUE: i64 = 1 << 40;

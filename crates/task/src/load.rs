@@ -11,12 +11,13 @@ use std::path::Path;
 
 use stepforge_syntax::ast::{Block, DimExpr, DtypeAst, Ident};
 use stepforge_syntax::codes::Code;
-use stepforge_syntax::diag::{Applicability, Fix};
+use stepforge_syntax::diag::{Applicability, Fix, plural};
+use stepforge_syntax::lexer::is_ident;
 use stepforge_syntax::{Diagnostic, Parsed, Source, Span};
 
 use crate::embed::{self, EmbedBudget};
 use crate::model::*;
-use crate::suggest::{did_you_mean, is_ident};
+use crate::suggest::did_you_mean;
 use crate::yaml::{self, YKind, YNode};
 
 /// The outcome of loading a task file.
@@ -786,12 +787,7 @@ impl<'s> Cx<'s> {
             .at(node.span)
             .note(format!("known generators: {}", DataGen::NAMES.join(", ")));
         if let Some(sug) = did_you_mean(s, DataGen::NAMES) {
-            d = d.help(format!("did you mean `{sug}`?")).fix(Fix::replace(
-                format!("use `{sug}`"),
-                Applicability::Unsafe,
-                node.span,
-                sug,
-            ));
+            d = d.suggest(node.span, sug);
         }
         self.fail(d);
         None
@@ -1004,10 +1000,6 @@ pub fn arity(d: &DtypeAst) -> usize {
         DtypeAst::Tuple(v, _) => v.len(),
         _ => 1,
     }
-}
-
-fn plural(n: usize) -> &'static str {
-    if n == 1 { "" } else { "s" }
 }
 
 fn parse_init_str(s: &str) -> Option<f64> {

@@ -5,19 +5,20 @@ use std::time::Duration;
 
 use crate::{fixture, stepforge};
 
-fn verify_json(
-    task: &str,
-    program: Option<&str>,
-    extra: &[&str],
-) -> (crate::Run, serde_json::Value) {
+/// `stepforge verify` on fixture files: the task, with a program instead of its reference impl.
+fn verify(task: &str, program: Option<&str>, extra: &[&str]) -> crate::Run {
     let t = fixture(task);
     let p = program.map(fixture);
-    let mut args = vec!["verify", t.as_str(), "--format", "json"];
+    let mut args = vec!["verify", t.as_str()];
     if let Some(p) = &p {
         args.extend(["--impl", p.as_str()]);
     }
     args.extend(extra);
-    let run = stepforge(&args);
+    stepforge(&args)
+}
+
+fn verify_json(task: &str, program: Option<&str>) -> (crate::Run, serde_json::Value) {
+    let run = verify(task, program, &["--format", "json"]);
     let j = run.json();
     (run, j)
 }
@@ -34,7 +35,7 @@ fn error_codes(j: &serde_json::Value) -> Vec<String> {
 
 #[test]
 fn the_reference_impl_passes_with_exit_0() {
-    let (run, j) = verify_json("sub.yaml", None, &[]);
+    let (run, j) = verify_json("sub.yaml", None);
     assert_eq!(run.code, 0, "{}", run.stderr);
     assert_eq!(j["verdict"], "pass");
     assert_eq!(j["linear"], true);
@@ -44,7 +45,7 @@ fn the_reference_impl_passes_with_exit_0() {
 
 #[test]
 fn a_raw_llm_answer_is_accepted_by_impl() {
-    let (run, j) = verify_json("sub.yaml", Some("sub_answer.md"), &[]);
+    let (run, j) = verify_json("sub.yaml", Some("sub_answer.md"));
     assert_eq!(run.code, 0, "{}", run.stderr);
     assert_eq!(j["verdict"], "pass");
 }
@@ -53,7 +54,7 @@ fn a_raw_llm_answer_is_accepted_by_impl() {
 fn a_well_typed_program_with_the_wrong_shape_is_a_shape_mismatch() {
     // row_sums.yaml declares S as [N] fp32 (the program matches it, so the checker is happy),
     // but its reference keeps the reduced axis: (N, 1).
-    let (run, j) = verify_json("row_sums.yaml", None, &[]);
+    let (run, j) = verify_json("row_sums.yaml", None);
     assert_eq!(run.code, 1);
     assert_eq!(j["verdict"], "shape_mismatch");
     assert_eq!(j["linear"], true);
@@ -101,7 +102,7 @@ fn assert_first_mismatch(j: &serde_json::Value) -> (f64, f64) {
 
 #[test]
 fn a_swapped_zip_operand_is_a_value_mismatch_with_the_first_index() {
-    let (run, j) = verify_json("sub.yaml", Some("sub_swapped_zip.step"), &[]);
+    let (run, j) = verify_json("sub.yaml", Some("sub_swapped_zip.step"));
     assert_eq!(run.code, 1);
     let (expected, found) = assert_first_mismatch(&j);
     // B - A where A - B was expected
@@ -110,7 +111,7 @@ fn a_swapped_zip_operand_is_a_value_mismatch_with_the_first_index() {
 
 #[test]
 fn a_wrong_fn_is_a_value_mismatch_with_the_first_index() {
-    let (run, j) = verify_json("sub.yaml", Some("sub_wrong_fn.step"), &[]);
+    let (run, j) = verify_json("sub.yaml", Some("sub_wrong_fn.step"));
     assert_eq!(run.code, 1);
     assert_first_mismatch(&j);
     assert_eq!(j["linear"], true);
@@ -118,7 +119,7 @@ fn a_wrong_fn_is_a_value_mismatch_with_the_first_index() {
 
 #[test]
 fn an_fn_returning_the_wrong_shape_is_a_runtime_error_naming_it() {
-    let (run, j) = verify_json("tile_sub.yaml", Some("tile_sub.step"), &[]);
+    let (run, j) = verify_json("tile_sub.yaml", Some("tile_sub.step"));
     assert_eq!(run.code, 1);
     assert_eq!(j["verdict"], "runtime_error");
     let d = j["diagnostics"]
@@ -161,7 +162,7 @@ fn huge_dims_are_limit_exceeded_in_milliseconds_with_exit_1() {
 
 #[test]
 fn a_linearity_error_is_reported_but_the_program_still_runs() {
-    let (run, j) = verify_json("sub.yaml", Some("sub_reused.step"), &[]);
+    let (run, j) = verify_json("sub.yaml", Some("sub_reused.step"));
     assert_eq!(run.code, 1);
     assert_eq!(j["linear"], false);
     assert_eq!(j["copies_needed"], 1);
@@ -170,7 +171,7 @@ fn a_linearity_error_is_reported_but_the_program_still_runs() {
 
 #[test]
 fn a_malformed_task_is_a_task_error_with_exit_1_and_located_diagnostics() {
-    let (run, j) = verify_json("malformed.yaml", None, &[]);
+    let (run, j) = verify_json("malformed.yaml", None);
     assert_eq!(run.code, 1);
     assert_eq!(j["verdict"], "task_error");
     let diags = j["diagnostics"].as_array().unwrap();
@@ -222,24 +223,19 @@ fn missing_files_and_bad_flags_are_usage_errors_with_exit_2() {
 
 #[test]
 fn snapshot_human_value_mismatch() {
-    let t = fixture("sub.yaml");
-    let p = fixture("sub_swapped_zip.step");
-    let run = stepforge(&["verify", t.as_str(), "--impl", p.as_str()]);
+    let run = verify("sub.yaml", Some("sub_swapped_zip.step"), &[]);
     insta::assert_snapshot!("verify_human_value_mismatch", run.transcript());
 }
 
 #[test]
 fn snapshot_human_runtime_error() {
-    let t = fixture("tile_sub.yaml");
-    let p = fixture("tile_sub.step");
-    let run = stepforge(&["verify", t.as_str(), "--impl", p.as_str()]);
+    let run = verify("tile_sub.yaml", Some("tile_sub.step"), &[]);
     insta::assert_snapshot!("verify_human_runtime_error", run.transcript());
 }
 
 #[test]
 fn snapshot_human_shape_mismatch() {
-    let t = fixture("row_sums.yaml");
-    let run = stepforge(&["verify", t.as_str()]);
+    let run = verify("row_sums.yaml", None, &[]);
     insta::assert_snapshot!("verify_human_shape_mismatch", run.transcript());
 }
 
@@ -256,21 +252,20 @@ fn snapshot_human_limit_exceeded() {
 
 #[test]
 fn snapshot_human_malformed_task() {
-    let t = fixture("malformed.yaml");
-    let run = stepforge(&["verify", t.as_str()]);
+    let run = verify("malformed.yaml", None, &[]);
     insta::assert_snapshot!("verify_human_malformed_task", run.transcript());
 }
 
 #[test]
 fn snapshot_json_value_mismatch() {
-    let (_, mut j) = verify_json("sub.yaml", Some("sub_wrong_fn.step"), &[]);
+    let (_, mut j) = verify_json("sub.yaml", Some("sub_wrong_fn.step"));
     crate::redact_json(&mut j);
     insta::assert_json_snapshot!("verify_json_value_mismatch", j);
 }
 
 #[test]
 fn snapshot_json_runtime_error() {
-    let (_, mut j) = verify_json("tile_sub.yaml", Some("tile_sub.step"), &[]);
+    let (_, mut j) = verify_json("tile_sub.yaml", Some("tile_sub.step"));
     crate::redact_json(&mut j);
     insta::assert_json_snapshot!("verify_json_runtime_error", j);
 }

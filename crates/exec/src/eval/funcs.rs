@@ -757,11 +757,18 @@ impl Args {
         }
     }
 
-    fn int(&self, i: usize, name: &str) -> Result<i64, EvalError> {
+    /// A required argument converted by `conv`; `what` names the expected type.
+    fn required<T>(
+        &self,
+        i: usize,
+        name: &str,
+        conv: fn(&Value) -> Option<T>,
+        what: &str,
+    ) -> Result<T, EvalError> {
         match self.get(i, name) {
-            Some(v) => as_int(v).ok_or_else(|| {
+            Some(v) => conv(v).ok_or_else(|| {
                 self.err(format!(
-                    "argument `{name}` must be an int, not {}",
+                    "argument `{name}` must be {what}, not {}",
                     v.type_name()
                 ))
             }),
@@ -769,11 +776,26 @@ impl Args {
         }
     }
 
-    fn opt_int(&self, i: usize, name: &str) -> Result<Option<i64>, EvalError> {
+    /// An optional argument (absent or `None`) converted by `conv`.
+    fn optional<T>(
+        &self,
+        i: usize,
+        name: &str,
+        conv: fn(&Value) -> Option<T>,
+        what: &str,
+    ) -> Result<Option<T>, EvalError> {
         match self.get(i, name) {
             None | Some(Value::None) => Ok(None),
-            Some(_) => self.int(i, name).map(Some),
+            Some(_) => self.required(i, name, conv, what).map(Some),
         }
+    }
+
+    fn int(&self, i: usize, name: &str) -> Result<i64, EvalError> {
+        self.required(i, name, as_int, "an int")
+    }
+
+    fn opt_int(&self, i: usize, name: &str) -> Result<Option<i64>, EvalError> {
+        self.optional(i, name, as_int, "an int")
     }
 
     fn int_or(&self, i: usize, name: &str, default: i64) -> Result<i64, EvalError> {
@@ -781,22 +803,11 @@ impl Args {
     }
 
     fn float(&self, i: usize, name: &str) -> Result<f64, EvalError> {
-        match self.get(i, name) {
-            Some(v) => as_float(v).ok_or_else(|| {
-                self.err(format!(
-                    "argument `{name}` must be a number, not {}",
-                    v.type_name()
-                ))
-            }),
-            None => Err(self.err(format!("missing argument `{name}`"))),
-        }
+        self.required(i, name, as_float, "a number")
     }
 
     fn opt_float(&self, i: usize, name: &str) -> Result<Option<f64>, EvalError> {
-        match self.get(i, name) {
-            None | Some(Value::None) => Ok(None),
-            Some(_) => self.float(i, name).map(Some),
-        }
+        self.optional(i, name, as_float, "a number")
     }
 
     fn bool_or(&self, i: usize, name: &str, default: bool) -> Result<bool, EvalError> {

@@ -425,16 +425,7 @@ impl<'e> Interp<'e> {
             pos.push(self.expr(a)?);
         }
         let kw = self.kwargs(kwargs)?;
-        let out = funcs::call(
-            func,
-            Args {
-                pos,
-                kw,
-                span,
-                func,
-            },
-            MAX_LIST,
-        )?;
+        let out = call_builtin(func, pos, kw, span)?;
         self.charge(&out, span)?;
         if let Some(s) = inplace {
             self.slots[s] = Some(out.clone());
@@ -454,16 +445,7 @@ impl<'e> Interp<'e> {
         let pos = self.exprs(args)?;
         let kw = self.kwargs(kwargs)?;
         let out = match f {
-            Value::Func(func) => funcs::call(
-                func,
-                Args {
-                    pos,
-                    kw,
-                    span,
-                    func,
-                },
-                MAX_LIST,
-            )?,
+            Value::Func(func) => call_builtin(func, pos, kw, span)?,
             Value::Module(m) => match pos.as_slice() {
                 [x] => {
                     let t = to_tensor(x).ok_or_else(|| {
@@ -703,6 +685,25 @@ impl<'e> Interp<'e> {
 /// How deeply lists and tuples may nest at run time. `x = [x]` repeated over many statements
 /// would otherwise build a value whose recursive drop or printing overflows the stack.
 const MAX_VALUE_NEST: usize = 64;
+
+/// Calls a torch function (or method) with evaluated arguments.
+fn call_builtin(
+    func: funcs::Func,
+    pos: Vec<Value>,
+    kw: Vec<(&'static str, Value)>,
+    span: Span,
+) -> Result<Value, EvalError> {
+    funcs::call(
+        func,
+        Args {
+            pos,
+            kw,
+            span,
+            func,
+        },
+        MAX_LIST,
+    )
+}
 
 fn nest_depth(v: &Value, budget: usize) -> usize {
     match v {

@@ -284,9 +284,34 @@ pub fn eval_block(block: &Block, env: &Env) -> Result<Value, EvalError> {
     env.guarded(|| interp::run(&code, env, None, None))
 }
 
+/// A reference snippet compiled once against an [`Env`] and evaluated for many data sets
+/// (`input_data` is looked up at evaluation time; globals and dims are constants).
+#[derive(Debug, Clone)]
+pub struct Snippet {
+    code: compile::Compiled,
+}
+
+impl Snippet {
+    pub fn compile(block: &Block, env: &Env) -> Result<Snippet, EvalError> {
+        Ok(Snippet {
+            code: compile::compile(block, env, compile::Mode::Snippet)?,
+        })
+    }
+
+    /// Evaluates the snippet to a tensor (Python numbers become 0-d tensors).
+    pub fn eval(&self, env: &Env) -> Result<Tensor, EvalError> {
+        let v = env.guarded(|| interp::run(&self.code, env, None, None))?;
+        snippet_tensor(v, self.code.span)
+    }
+}
+
 /// Evaluates a reference snippet to a tensor (Python numbers become 0-d tensors).
 pub fn eval_snippet(block: &Block, env: &Env) -> Result<Tensor, EvalError> {
-    match eval_block(block, env)? {
+    snippet_tensor(eval_block(block, env)?, block.span)
+}
+
+fn snippet_tensor(v: Value, span: Span) -> Result<Tensor, EvalError> {
+    match v {
         Value::Tensor(t) => Ok(Arc::unwrap_or_clone(t)),
         Value::Int(x) => Ok(Tensor::scalar_i64(x)),
         Value::Float(x) => Ok(Tensor::scalar_f32(x as f32)),
@@ -296,7 +321,7 @@ pub fn eval_snippet(block: &Block, env: &Env) -> Result<Tensor, EvalError> {
                 "the snippet evaluates to {}, not a tensor",
                 other.type_name()
             ),
-            block.span,
+            span,
         )),
     }
 }

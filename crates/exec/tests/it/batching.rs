@@ -111,3 +111,99 @@ proptest! {
         }
     }
 }
+
+/// Bodies over an element row `input[0]` of shape `[n]` and a per-element number `input[1]`
+/// that batch through conditionals (`torch.where`), indexing, shape ops and lane-invariant
+/// tensors (folded once and given a unit lane axis).
+const SHAPE_BODIES: &[&str] = &[
+    "x = input[0]\nx1, x2 = x.chunk(2, dim=-1)\nrot = torch.cat([-x2, x1], dim=-1)\nreturn [sig(x)] if (input[1] > 0.5) else [rot]",
+    "return [input[0] * 2 if input[1] <= 0.0 else input[0] - input[1]]",
+    "idx = torch.topk(input[0], 1, dim=0)[1]\nreturn [(torch.arange(input[0].size(0)) == idx).float()]",
+    "return [input[0][0] + input[1]]",
+    "return [input[0][-1] * input[0][1:].sum(dim=0)]",
+    "x = input[0]\nd = x.size(-1)\ninv = 1.0 / 10000.0 ** (torch.arange(d, dtype=torch.float)[::2] / d)\nang = (input[1] - 1.0) * inv\nc = ang.cos()\ns = ang.sin()\nx1 = x[..., ::2]\nx2 = x[..., 1::2]\nreturn [torch.stack([x1 * c - x2 * s, x1 * s + x2 * c], dim=-1).flatten()]",
+    "d = input[0].size(-1)\nx = input[0].view(-1, 2)\nang = input[1] / 100.0 ** (torch.arange(d, dtype=torch.float32)[::2] / d)\nout = torch.stack([x[:, 0] * ang.cos(), x[:, 1] * ang.sin()], dim=-1)\nreturn [out.flatten()]",
+    "v, i = input[0].topk(2)\nreturn [torch.zeros_like(input[0]).scatter(-1, i, 1.0) * v.sum(dim=-1)]",
+    "return [input[0] * w + torch.tensor(0.5) - input[1] / D_value]",
+    "return [input[0].unsqueeze(0).reshape(-1) * torch.max(input[0], w)]",
+    "x = input[0]\nreturn [torch.where(x > input[1], x, w).exp() if input[1] > 0 else x.unsqueeze(-1).flatten()]",
+];
+
+fn shape_env(n: usize) -> Env {
+    let mut env = Env::default();
+    env.names
+        .insert("sig".into(), Value::Module(Module::Sigmoid));
+    let w: Vec<f32> = (0..n).map(|i| i as f32 * 0.25 - 0.5).collect();
+    env.names.insert(
+        "w".into(),
+        Value::tensor(Tensor::from_f32(vec![n], w).unwrap()),
+    );
+    env.dims.insert("D".into(), 4);
+    env
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(256))]
+
+    #[test]
+    fn batched_shape_ops_equal_per_element_calls(
+        body in 0usize..SHAPE_BODIES.len(),
+        rows in prop::collection::vec((prop::collection::vec(-8.0f32..8.0, 8), -1.0f32..2.0), 1..10),
+        n in 1usize..5,
+    ) {
+        let n = n * 2;
+        let env = shape_env(n);
+        let block = stepforge_syntax::parse_block(SHAPE_BODIES[body]).ok().unwrap();
+        let f = Function::compile("f", &block, &env).unwrap();
+        let xs: Vec<Vec<f32>> = rows.iter().map(|(v, _)| v[..n.min(8)].to_vec()).collect();
+        let gs: Vec<Vec<f32>> = rows.iter().map(|(_, g)| vec![*g]).collect();
+        let per_element: Vec<Vec<Tensor>> = (0..rows.len())
+            .map(|e| {
+                f.call(
+                    &env,
+                    vec![
+                        Tensor::from_f32(vec![n.min(8)], xs[e].clone()).unwrap(),
+                        Tensor::scalar_f32(gs[e][0]),
+                    ],
+                    None,
+                )
+            })
+            .collect::<Result<_, _>>()
+            .unwrap_or_default();
+        prop_assume!(!per_element.is_empty());
+        let out_shape = per_element[0][0].shape().to_vec();
+        let rewritten = batched_body(
+            &block,
+            &env,
+            &[vec![n.min(8)], vec![]],
+            None,
+            std::slice::from_ref(&out_shape),
+        );
+        let Some(rewritten) = rewritten else {
+            return Err(TestCaseError::fail(format!("body {body} should batch")));
+        };
+        let lanes = rewritten.compile("g", &env).unwrap();
+        let batched = lanes
+            .call_shared(
+                &env,
+                vec![Arc::new(lanes_last(&xs, &[n.min(8)])), Arc::new(lanes_last(&gs, &[]))],
+                None,
+            )
+            .unwrap();
+        let m = rows.len();
+        let mut want_shape = out_shape.clone();
+        want_shape.push(m);
+        prop_assert_eq!(batched[0].shape(), &want_shape[..]);
+        let got = batched[0].as_f32().unwrap();
+        for (e, one) in per_element.iter().enumerate() {
+            let want = one[0].as_f32().unwrap();
+            for (k, w) in want.iter().enumerate() {
+                let g = got[k * m + e];
+                prop_assert!(
+                    g.to_bits() == w.to_bits() || (g.is_nan() && w.is_nan()),
+                    "body {body}, lane {e}, element {k}: {g} vs {w}"
+                );
+            }
+        }
+    }
+}
