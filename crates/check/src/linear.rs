@@ -345,6 +345,8 @@ pub(crate) fn unused(lw: &Lowerer) -> Vec<Diagnostic> {
         );
         if lw.same_source {
             d = d.at(f.span);
+        } else if let Some(at) = lw.te.fn_decl_at.get(i) {
+            d = d.note(format!("{} is declared at {at}", f.name));
         }
         out.push(d);
     }

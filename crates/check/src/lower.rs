@@ -33,6 +33,9 @@ pub struct TaskEnv {
     pub inputs: Vec<(String, Option<StreamType>, Span)>,
     pub outputs: Vec<(String, Option<StreamType>)>,
     pub diagnostics: Vec<Diagnostic>,
+    /// `task.yaml:LINE` of each fn declaration, for notes on diagnostics about task fns when
+    /// the program lives in another file (their spans could not be shown there).
+    pub fn_decl_at: Vec<String>,
 }
 
 /// An E0315 about a task declaration. It is located only when the program's spans point into
@@ -149,6 +152,17 @@ impl TaskEnv {
                 (o.name.name.clone(), ty)
             })
             .collect();
+        let fn_decl_at = if same_source {
+            Vec::new()
+        } else {
+            task.fns
+                .iter()
+                .map(|f| {
+                    let at = task.source.line_col(f.func_name.span.lo);
+                    format!("{}:{}", task.source.name, at.line)
+                })
+                .collect()
+        };
         TaskEnv {
             env,
             known_syms,
@@ -157,6 +171,7 @@ impl TaskEnv {
             inputs,
             outputs,
             diagnostics,
+            fn_decl_at,
         }
     }
 }

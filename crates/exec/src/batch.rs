@@ -78,6 +78,9 @@ enum Kind {
     Module(Module),
     /// A tuple of per-element values (`x.chunk(..)`, `x.topk(..)`).
     Tuple(Vec<Kind>),
+    /// The same for every element but only known at call time: `input_data['W']` (and values
+    /// computed from it elementwise), of this shape.
+    Data(Vec<usize>),
 }
 
 impl Kind {
@@ -86,6 +89,7 @@ impl Kind {
         match self {
             Kind::Const(Value::Int(_) | Value::Float(_) | Value::Bool(_)) => true,
             Kind::Const(Value::Tensor(t)) => t.ndim() == 0,
+            Kind::Data(s) => s.is_empty(),
             _ => false,
         }
     }
@@ -100,6 +104,7 @@ impl Kind {
 
 struct Cx<'a> {
     env: &'a Env,
+    data: &'a BTreeMap<String, Vec<usize>>,
     inputs: &'a [Vec<usize>],
     state: Option<&'a [Vec<usize>]>,
     locals: BTreeMap<String, Kind>,
@@ -148,10 +153,12 @@ const RESERVED: &[&str] = &["input", "state", "torch", "input_data", "ctx"];
 
 /// The lane-parallel form of `body` (see the module doc) when `body`, called with element
 /// fields of shapes `inputs` (and reducer state of shapes `state`), is lane-parallel and
-/// returns fields of exactly `outputs`' shapes; `None` otherwise.
+/// returns fields of exactly `outputs`' shapes; `None` otherwise. `data` holds the shapes of
+/// the `input_data` tensors the calls will see (others make a body per-element only).
 pub fn batched_body(
     body: &Block,
     env: &Env,
+    data: &BTreeMap<String, Vec<usize>>,
     inputs: &[Vec<usize>],
     state: Option<&[Vec<usize>]>,
     outputs: &[Vec<usize>],
@@ -161,15 +168,20 @@ pub fn batched_body(
     if let Some(s) = state {
         names.insert("state".into(), stand_ins(s, env)?);
     }
+    let mut stand_in_data = BTreeMap::new();
+    for (name, shape) in data {
+        stand_in_data.insert(name.clone(), std::sync::Arc::new(zeros(shape, env)?));
+    }
     let mut cx = Cx {
         env,
+        data,
         inputs,
         state,
         locals: BTreeMap::new(),
         probe_env: Env {
             dims: env.dims.clone(),
             names,
-            data: BTreeMap::new(),
+            data: stand_in_data,
             limits: env.limits,
         },
         consts: Vec::new(),
@@ -293,7 +305,7 @@ impl Cx<'_> {
     fn stand_in(&self, k: &Kind) -> Option<Value> {
         Some(match k {
             Kind::Const(v) => v.clone(),
-            Kind::Elem(s) => Value::tensor(zeros(s, self.env)?),
+            Kind::Elem(s) | Kind::Data(s) => Value::tensor(zeros(s, self.env)?),
             Kind::Module(m) => Value::Module(*m),
             Kind::Tuple(ks) => {
                 let mut items = Vec::with_capacity(ks.len());
@@ -436,6 +448,9 @@ impl Cx<'_> {
                 if let Some(k) = self.field(value, index) {
                     return Some(k);
                 }
+                if let Some(s) = self.data_shape(value, index) {
+                    return Some(Kind::Data(s));
+                }
                 let orig = e.clone();
                 let ExprKind::Subscript { value, index } = &mut e.kind else {
                     return None;
@@ -462,6 +477,15 @@ impl Cx<'_> {
                 lhs,
                 rhs,
             } => self.combine(lhs, rhs),
+            ExprKind::Binary {
+                op: BinOp::MatMul,
+                lhs,
+                rhs,
+            } => {
+                let ka = self.expr(lhs)?;
+                let kb = self.expr(rhs)?;
+                self.matmul(e, &ka, &kb)
+            }
             ExprKind::Compare { first, rest } => match &mut rest[..] {
                 [(_, rhs)] => self.combine(first, rhs),
                 _ => None,
@@ -517,6 +541,21 @@ impl Cx<'_> {
         }
     }
 
+    /// The shape of `input_data['name']`, when `name` is a known tensor.
+    fn data_shape(&self, value: &Expr, index: &[SliceItem]) -> Option<Vec<usize>> {
+        match (&value.kind, index) {
+            (ExprKind::Name(base), [SliceItem::Index(key)])
+                if base == "input_data" && !self.locals.contains_key(base.as_str()) =>
+            {
+                match &key.kind {
+                    ExprKind::Str(k) => self.data.get(k.as_str()).cloned(),
+                    _ => None,
+                }
+            }
+            _ => None,
+        }
+    }
+
     /// `input[i]` / `state[i]` with a literal index.
     fn field(&self, value: &Expr, index: &[SliceItem]) -> Option<Kind> {
         let ExprKind::Name(base) = &value.kind else {
@@ -538,6 +577,45 @@ impl Cx<'_> {
             _ => return None,
         };
         shapes.get(i).map(|s| Kind::Elem(s.clone()))
+    }
+
+    /// `x @ W` with a per-element `x` of rank 1 or 2 and a lane-invariant matrix `W` becomes
+    /// `(x.movedim(-1, 0) @ W).movedim(0, -1)`: every lane is one row of the product, and each
+    /// output row is accumulated exactly as the per-element product accumulates it. `W @ v`
+    /// with a per-element vector `v` needs nothing: the lanes are the product's columns.
+    fn matmul(&mut self, e: &mut Expr, ka: &Kind, kb: &Kind) -> Option<Kind> {
+        let matrix = |k: &Kind| match k {
+            Kind::Data(s) if s.len() == 2 => Some(s.clone()),
+            Kind::Const(Value::Tensor(t)) if t.ndim() == 2 => Some(t.shape().to_vec()),
+            _ => None,
+        };
+        if let (Some(w), Some(v)) = (matrix(ka), kb.elem())
+            && v.len() == 1
+            && w.get(1) == v.first()
+        {
+            return Some(Kind::Elem(vec![*w.first()?]));
+        }
+        let (x, w) = (ka.elem()?, matrix(kb)?);
+        if !matches!(x.len(), 1 | 2) || x.last() != w.first() {
+            return None;
+        }
+        let mut shape = x[..x.len() - 1].to_vec();
+        shape.push(*w.get(1)?);
+        let span = e.span;
+        let ExprKind::Binary { op, lhs, rhs } = std::mem::replace(&mut e.kind, ExprKind::None)
+        else {
+            return None;
+        };
+        let product = Expr {
+            kind: ExprKind::Binary {
+                op,
+                lhs: Box::new(method(*lhs, "movedim", &[-1, 0])),
+                rhs,
+            },
+            span,
+        };
+        *e = method(product, "movedim", &[0, -1]);
+        Some(Kind::Elem(shape))
     }
 
     /// Checks the index of an element of rank `rank`: literal integers and slices on its
@@ -612,6 +690,12 @@ impl Cx<'_> {
                 let shape = t.shape().to_vec();
                 e.kind = ExprKind::Name(self.constant(Value::tensor(aligned)));
                 Some(Some(shape))
+            }
+            Kind::Data(s) if other_elem => {
+                let x = std::mem::replace(&mut e.kind, ExprKind::None);
+                let x = Expr { kind: x, span: e.span };
+                *e = method(x, "unsqueeze", &[-1]);
+                Some(Some(s.clone()))
             }
             _ => None,
         }
@@ -931,6 +1015,34 @@ fn flatten(
     Some(())
 }
 
+/// `recv.name(args..)` with integer arguments.
+fn method(recv: Expr, name: &str, args: &[i64]) -> Expr {
+    let span = recv.span;
+    Expr {
+        kind: ExprKind::Call {
+            func: Box::new(Expr {
+                kind: ExprKind::Attr {
+                    value: Box::new(recv),
+                    attr: Ident {
+                        name: name.into(),
+                        span,
+                    },
+                },
+                span,
+            }),
+            args: args
+                .iter()
+                .map(|&a| Expr {
+                    kind: ExprKind::Int(a),
+                    span,
+                })
+                .collect(),
+            kwargs: Vec::new(),
+        },
+        span,
+    }
+}
+
 fn torch_attr(name: &str, span: Span) -> Expr {
     Expr {
         kind: ExprKind::Attr {
@@ -1084,7 +1196,7 @@ mod tests {
             "softmax".into(),
             Value::Module(Module::Softmax { dim: Some(-1) }),
         );
-        batched_body(&b, &env, inputs, state, out).is_some()
+        batched_body(&b, &env, &BTreeMap::new(), inputs, state, out).is_some()
     }
 
     #[test]
@@ -1139,7 +1251,15 @@ mod tests {
     fn reductions_over_one_literal_dim_batch_with_negative_dims_shifted() {
         let body = "x = input[0]\nmu = x.mean(dim=-1)\nv = x.var(-1, unbiased=False)\nreturn [(x - mu) / torch.sqrt(v + 1e-5) + x.sum(0, keepdim=True) / x.size(-1)]";
         let b = stepforge_syntax::parse_block(body).ok().unwrap();
-        let out = batched_body(&b, &Env::default(), &[vec![4]], None, &[vec![4]]).unwrap();
+        let out = batched_body(
+            &b,
+            &Env::default(),
+            &BTreeMap::new(),
+            &[vec![4]],
+            None,
+            &[vec![4]],
+        )
+        .unwrap();
         let printed = stepforge_syntax::print::block(&out.body);
         assert!(printed.contains("mean(dim=-2)"), "{printed}");
         assert!(printed.contains("var(-2, unbiased=False)"), "{printed}");

@@ -17,10 +17,12 @@
 //! the concrete dims of every stream it produces against the stream's type (an internal
 //! consistency check that turns a checker bug into a runtime error, never a panic).
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use stepforge_ir::{Dim, DimEnv, DynDim, ElemType, FnId, FnKind, Graph, Op, OpKind, StreamId};
 use stepforge_syntax::codes::Code;
+use stepforge_syntax::ast::DtypeAst;
 use stepforge_syntax::{Diagnostic, Span};
 use stepforge_task::Task;
 use stepforge_tensor::{Tensor, fmt_shape};
@@ -104,6 +106,7 @@ impl<'g> Prepared<'g> {
     /// is a task error.
     pub fn new(graph: &'g Graph, task: &Task, env: &Env) -> Result<Prepared<'g>, ExecError> {
         let dims = DimEnv::from_statics(env.dims.iter().map(|(k, v)| (k.clone(), *v)));
+        let data = data_shapes(task, &env.dims);
         let mut fns: Vec<Option<FnPlan>> = (0..graph.fns().len()).map(|_| None).collect();
         for op in graph.ops() {
             let Some(f) = op.kind.fn_id() else { continue };
@@ -184,6 +187,7 @@ impl<'g> Prepared<'g> {
             let batched = crate::batch::batched_body(
                 &decl.body,
                 env,
+                &data,
                 &in_shapes,
                 init.is_some().then_some(&out_shapes[..]),
                 &out_shapes,
@@ -280,6 +284,35 @@ fn elem_tensor(field: &FieldData, e: usize, span: Span) -> Result<Arc<Tensor>, E
             .map_err(|e| internal(e.message, span))?
     };
     Ok(Arc::new(t))
+}
+
+/// The shapes of the `input_data` tensors of plain fp32 inputs and parameters (the reversed
+/// dims, as the data generator lays them out); the batch analysis only uses these.
+fn data_shapes(task: &Task, dims: &BTreeMap<String, i64>) -> BTreeMap<String, Vec<usize>> {
+    let decls = task
+        .inputs
+        .iter()
+        .map(|i| (&i.name, &i.dtype, &i.dims))
+        .chain(task.parameters.iter().map(|p| (&p.name, &p.dtype, &p.dims)));
+    let mut out = BTreeMap::new();
+    for (name, dtype, ds) in decls {
+        if !matches!(dtype, DtypeAst::Fp32(_)) {
+            continue;
+        }
+        let shape: Option<Vec<usize>> = ds
+            .iter()
+            .rev()
+            .map(|d| {
+                stepforge_task::eval_dim(d, dims)
+                    .ok()
+                    .and_then(|v| usize::try_from(v.unsigned_abs()).ok())
+            })
+            .collect();
+        if let Some(shape) = shape {
+            out.insert(name.name.clone(), shape);
+        }
+    }
+    out
 }
 
 /// Element `e` of every field: the arguments of one per-element call.

@@ -2,6 +2,7 @@
 //! the last axis; the results must be bit-identical to calling the function element by element,
 //! also when the fields have different element shapes (a scalar times a row).
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use proptest::prelude::*;
@@ -84,7 +85,7 @@ proptest! {
         let out_shape = per_element[0][0].shape().to_vec();
         // reductions need a non-scalar operand: on scalars those bodies run per element
         let Some(rewritten) =
-            batched_body(&block, &env, &[sa.clone(), sb.clone()], None, std::slice::from_ref(&out_shape))
+            batched_body(&block, &env, &BTreeMap::new(), &[sa.clone(), sb.clone()], None, std::slice::from_ref(&out_shape))
         else {
             prop_assert!(scalar_a || scalar_b, "body {body} should batch");
             return Ok(());
@@ -127,6 +128,10 @@ const SHAPE_BODIES: &[&str] = &[
     "return [input[0] * w + torch.tensor(0.5) - input[1] / D_value]",
     "return [input[0].unsqueeze(0).reshape(-1) * torch.max(input[0], w)]",
     "x = input[0]\nreturn [torch.where(x > input[1], x, w).exp() if input[1] > 0 else x.unsqueeze(-1).flatten()]",
+    "return [sig(input[0] @ input_data['W']) @ m * input[1]]",
+    "return [m @ (input[0] * input_data['G'] - input[1]) + input[1]]",
+    "x = input[0].view(-1, 2)\nreturn [(x @ input_data['V'] + input[1]).flatten()]",
+    "xc = input[0] - input[0].mean(dim=-1)\nreturn [xc * input_data['G'] + input_data['G'].exp() / input[1]]",
 ];
 
 fn shape_env(n: usize) -> Env {
@@ -139,6 +144,14 @@ fn shape_env(n: usize) -> Env {
         Value::tensor(Tensor::from_f32(vec![n], w).unwrap()),
     );
     env.dims.insert("D".into(), 4);
+    let mat = |r: usize, c: usize, k: f32| {
+        let v: Vec<f32> = (0..r * c).map(|i| ((i * 7 % 11) as f32 - 5.0) * k).collect();
+        Tensor::from_f32(vec![r, c], v).unwrap()
+    };
+    env.names.insert("m".into(), Value::tensor(mat(3, n, 0.3)));
+    env.set_data("W", mat(n, 3, 0.7));
+    env.set_data("V", mat(2, 3, 1.1));
+    env.set_data("G", Tensor::from_f32(vec![n], (0..n).map(|i| i as f32 - 1.5).collect()).unwrap());
     env
 }
 
@@ -172,9 +185,12 @@ proptest! {
             .unwrap_or_default();
         prop_assume!(!per_element.is_empty());
         let out_shape = per_element[0][0].shape().to_vec();
+        let data: BTreeMap<String, Vec<usize>> =
+            env.data.iter().map(|(k, t)| (k.clone(), t.shape().to_vec())).collect();
         let rewritten = batched_body(
             &block,
             &env,
+            &data,
             &[vec![n.min(8)], vec![]],
             None,
             std::slice::from_ref(&out_shape),
