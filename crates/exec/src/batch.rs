@@ -109,8 +109,9 @@ struct Cx<'a> {
     state: Option<&'a [Vec<usize>]>,
     locals: BTreeMap<String, Kind>,
     /// Where lane-invariant subexpressions are evaluated: the globals, `input`/`state` and
-    /// every local bound to a stand-in of its kind (zeros of an element's shape).
-    probe_env: Env,
+    /// every local bound to a stand-in of its kind (zeros of an element's shape). Built at
+    /// the first probe: most bodies never need one.
+    probe_env: Option<Env>,
     consts: Vec<(String, Value)>,
 }
 
@@ -130,23 +131,6 @@ const TORCH_UNARY: &[&str] = &[
     "erf",
     "square",
 ];
-const METHOD_UNARY: &[&str] = &[
-    "exp",
-    "sqrt",
-    "rsqrt",
-    "sigmoid",
-    "tanh",
-    "abs",
-    "log",
-    "relu",
-    "sin",
-    "cos",
-    "neg",
-    "reciprocal",
-    "float",
-    "erf",
-    "square",
-];
 const TORCH_BINARY: &[&str] = &["max", "maximum", "min", "minimum"];
 const REDUCTIONS: &[&str] = &["sum", "mean", "var", "std", "amax", "amin"];
 const RESERVED: &[&str] = &["input", "state", "torch", "input_data", "ctx"];
@@ -163,27 +147,13 @@ pub fn batched_body(
     state: Option<&[Vec<usize>]>,
     outputs: &[Vec<usize>],
 ) -> Option<Batched> {
-    let mut names = env.names.clone();
-    names.insert("input".into(), stand_ins(inputs, env)?);
-    if let Some(s) = state {
-        names.insert("state".into(), stand_ins(s, env)?);
-    }
-    let mut stand_in_data = BTreeMap::new();
-    for (name, shape) in data {
-        stand_in_data.insert(name.clone(), std::sync::Arc::new(zeros(shape, env)?));
-    }
     let mut cx = Cx {
         env,
         data,
         inputs,
         state,
         locals: BTreeMap::new(),
-        probe_env: Env {
-            dims: env.dims.clone(),
-            names,
-            data: stand_in_data,
-            limits: env.limits,
-        },
+        probe_env: None,
         consts: Vec::new(),
     };
     let mut body = body.clone();
@@ -296,10 +266,39 @@ impl Cx<'_> {
         if RESERVED.contains(&name) {
             return None;
         }
-        let v = self.stand_in(&k)?;
-        self.probe_env.names.insert(name.to_string(), v);
+        if self.probe_env.is_some() {
+            let v = self.stand_in(&k)?;
+            if let Some(pe) = &mut self.probe_env {
+                pe.names.insert(name.to_string(), v);
+            }
+        }
         self.locals.insert(name.to_string(), k);
         Some(())
+    }
+
+    fn probe_env(&mut self) -> Option<&Env> {
+        if self.probe_env.is_none() {
+            let env = self.env;
+            let mut names = env.names.clone();
+            names.insert("input".into(), stand_ins(self.inputs, env)?);
+            if let Some(s) = self.state {
+                names.insert("state".into(), stand_ins(s, env)?);
+            }
+            for (name, k) in &self.locals {
+                names.insert(name.clone(), self.stand_in(k)?);
+            }
+            let mut data = BTreeMap::new();
+            for (name, shape) in self.data {
+                data.insert(name.clone(), std::sync::Arc::new(zeros(shape, env)?));
+            }
+            self.probe_env = Some(Env {
+                dims: env.dims.clone(),
+                names,
+                data,
+                limits: env.limits,
+            });
+        }
+        self.probe_env.as_ref()
     }
 
     fn stand_in(&self, k: &Kind) -> Option<Value> {
@@ -318,7 +317,7 @@ impl Cx<'_> {
     }
 
     /// Evaluates a (per-element form of an) expression on the stand-ins.
-    fn probe(&self, e: &Expr) -> Option<Value> {
+    fn probe(&mut self, e: &Expr) -> Option<Value> {
         let block = Block {
             stmts: vec![PyStmt {
                 kind: PyStmtKind::Return(e.clone()),
@@ -326,11 +325,11 @@ impl Cx<'_> {
             }],
             span: e.span,
         };
-        eval::eval_block(&block, &self.probe_env).ok()
+        eval::eval_block(&block, self.probe_env()?).ok()
     }
 
     /// The kind of a probed per-element value: an element or a tuple of elements.
-    fn probe_kind(&self, e: &Expr) -> Option<Kind> {
+    fn probe_kind(&mut self, e: &Expr) -> Option<Kind> {
         fn kind(v: &Value) -> Option<Kind> {
             match v {
                 Value::Tensor(t) => Some(Kind::Elem(t.shape().to_vec())),
@@ -384,6 +383,9 @@ impl Cx<'_> {
             }
             ExprKind::Call { func, args, kwargs } => {
                 let head = match &func.kind {
+                    // In-place methods write to a local: evaluating them once here would
+                    // lose the write.
+                    ExprKind::Attr { attr, .. } if attr.name.ends_with('_') => false,
                     ExprKind::Attr { value, attr }
                         if matches!(attr.name.as_str(), "size" | "dim" | "numel") =>
                     {
@@ -415,6 +417,31 @@ impl Cx<'_> {
         }
     }
 
+    /// `x.size(d)` of an element `x` with a literal `d`, without a probe.
+    fn size_of(&self, e: &Expr) -> Option<i64> {
+        let ExprKind::Call { func, args, kwargs } = &e.kind else {
+            return None;
+        };
+        let (ExprKind::Attr { value, attr }, [d], []) = (&func.kind, &args[..], &kwargs[..]) else {
+            return None;
+        };
+        if attr.name != "size" {
+            return None;
+        }
+        let shape = match &value.kind {
+            ExprKind::Name(n) => self.locals.get(n.as_str())?.elem()?.to_vec(),
+            ExprKind::Subscript { value, index } => match self.field(value, index)? {
+                Kind::Elem(s) => s,
+                _ => return None,
+            },
+            _ => return None,
+        };
+        let d = int_literal(d)?;
+        let r = i64::try_from(shape.len()).ok()?;
+        let axis = usize::try_from(if d < 0 { d + r } else { d }).ok()?;
+        i64::try_from(*shape.get(axis)?).ok()
+    }
+
     /// Whether the shape of `e` is known (its stand-in has the element's shape).
     fn shape_known(&self, e: &Expr) -> bool {
         match &e.kind {
@@ -440,8 +467,26 @@ impl Cx<'_> {
                 }
                 return self.fold(e);
             }
-            _ if self.invariant(e) => return self.fold(e),
+            _ if self.invariant(e) => {
+                if let Some(n) = self.size_of(e) {
+                    e.kind = ExprKind::Int(n);
+                    return Some(Kind::Const(Value::Int(n)));
+                }
+                return self.fold(e);
+            }
             _ => {}
+        }
+        if let ExprKind::Binary {
+            op: BinOp::MatMul, ..
+        } = &e.kind
+        {
+            let orig = e.clone();
+            let ExprKind::Binary { lhs, rhs, .. } = &mut e.kind else {
+                return None;
+            };
+            let ka = self.expr(lhs)?;
+            let kb = self.expr(rhs)?;
+            return self.matmul(e, &orig, &ka, &kb);
         }
         match &mut e.kind {
             ExprKind::Subscript { value, index } => {
@@ -477,15 +522,6 @@ impl Cx<'_> {
                 lhs,
                 rhs,
             } => self.combine(lhs, rhs),
-            ExprKind::Binary {
-                op: BinOp::MatMul,
-                lhs,
-                rhs,
-            } => {
-                let ka = self.expr(lhs)?;
-                let kb = self.expr(rhs)?;
-                self.matmul(e, &ka, &kb)
-            }
             ExprKind::Compare { first, rest } => match &mut rest[..] {
                 [(_, rhs)] => self.combine(first, rhs),
                 _ => None,
@@ -533,10 +569,7 @@ impl Cx<'_> {
             v @ (Value::Int(_) | Value::Float(_) | Value::Bool(_) | Value::Tensor(_)) => {
                 Some(Kind::Const(v.clone()))
             }
-            Value::Module(m) => match m {
-                Module::Softmax { .. } | Module::LogSoftmax { .. } => None,
-                m => Some(Kind::Module(*m)),
-            },
+            Value::Module(m) => Some(Kind::Module(*m)),
             _ => None,
         }
     }
@@ -583,7 +616,7 @@ impl Cx<'_> {
     /// `(x.movedim(-1, 0) @ W).movedim(0, -1)`: every lane is one row of the product, and each
     /// output row is accumulated exactly as the per-element product accumulates it. `W @ v`
     /// with a per-element vector `v` needs nothing: the lanes are the product's columns.
-    fn matmul(&mut self, e: &mut Expr, ka: &Kind, kb: &Kind) -> Option<Kind> {
+    fn matmul(&mut self, e: &mut Expr, orig: &Expr, ka: &Kind, kb: &Kind) -> Option<Kind> {
         let matrix = |k: &Kind| match k {
             Kind::Data(s) if s.len() == 2 => Some(s.clone()),
             Kind::Const(Value::Tensor(t)) if t.ndim() == 2 => Some(t.shape().to_vec()),
@@ -594,6 +627,9 @@ impl Cx<'_> {
             && w.get(1) == v.first()
         {
             return Some(Kind::Elem(vec![*w.first()?]));
+        }
+        if let (Some(x), Some(y)) = (ka.elem(), kb.elem()) {
+            return self.matmul_lanes(e, orig, x.len(), y.len());
         }
         let (x, w) = (ka.elem()?, matrix(kb)?);
         if !matches!(x.len(), 1 | 2) || x.last() != w.first() {
@@ -616,6 +652,47 @@ impl Cx<'_> {
         };
         *e = method(product, "movedim", &[0, -1]);
         Some(Kind::Elem(shape))
+    }
+
+    /// `x @ y` with both operands per element (ranks 1 or 2): the lanes become the batch axis
+    /// of one batched product, `(x.movedim(-1, 0)[.unsqueeze(-2)] @
+    /// y.movedim(-1, 0)[.unsqueeze(-1)])[.squeeze(..)].movedim(0, -1)`, where each lane's
+    /// product is accumulated as the per-element one is.
+    fn matmul_lanes(&mut self, e: &mut Expr, orig: &Expr, rx: usize, ry: usize) -> Option<Kind> {
+        if !matches!(rx, 1 | 2) || !matches!(ry, 1 | 2) {
+            return None;
+        }
+        let shape = self.probe_kind(orig)?;
+        shape.elem()?;
+        let span = e.span;
+        let ExprKind::Binary { op, lhs, rhs } = std::mem::replace(&mut e.kind, ExprKind::None)
+        else {
+            return None;
+        };
+        let mut x = method(*lhs, "movedim", &[-1, 0]);
+        if rx == 1 {
+            x = method(x, "unsqueeze", &[-2]);
+        }
+        let mut y = method(*rhs, "movedim", &[-1, 0]);
+        if ry == 1 {
+            y = method(y, "unsqueeze", &[-1]);
+        }
+        let mut product = Expr {
+            kind: ExprKind::Binary {
+                op,
+                lhs: Box::new(x),
+                rhs: Box::new(y),
+            },
+            span,
+        };
+        match (rx, ry) {
+            (1, 1) => product = method(method(product, "squeeze", &[-1]), "squeeze", &[-1]),
+            (_, 1) => product = method(product, "squeeze", &[-1]),
+            (1, _) => product = method(product, "squeeze", &[-2]),
+            _ => {}
+        }
+        *e = method(product, "movedim", &[0, -1]);
+        Some(shape)
     }
 
     /// Checks the index of an element of rank `rank`: literal integers and slices on its
@@ -693,7 +770,10 @@ impl Cx<'_> {
             }
             Kind::Data(s) if other_elem => {
                 let x = std::mem::replace(&mut e.kind, ExprKind::None);
-                let x = Expr { kind: x, span: e.span };
+                let x = Expr {
+                    kind: x,
+                    span: e.span,
+                };
                 *e = method(x, "unsqueeze", &[-1]);
                 Some(Some(s.clone()))
             }
@@ -708,10 +788,28 @@ impl Cx<'_> {
         };
         // A module object bound in `global`, or a local alias of one.
         if matches!(func.kind, ExprKind::Name(_)) {
-            return match (self.expr(func)?, &mut args[..]) {
-                (Kind::Module(_), [x]) if kwargs.is_empty() => unary(self.expr(x)?),
-                _ => None,
+            let (Kind::Module(m), [x]) = (self.expr(func)?, &mut args[..]) else {
+                return None;
             };
+            if !kwargs.is_empty() {
+                return None;
+            }
+            let k = self.expr(x)?;
+            // Softmax modules normalise over their literal dim: a negative one is shifted
+            // past the lane axis by calling a copy of the module with the shifted dim.
+            let shifted = match m {
+                Module::Softmax { dim } => Module::Softmax {
+                    dim: Some(lane_dim(dim?, k.elem()?.len())?),
+                },
+                Module::LogSoftmax { dim } => Module::LogSoftmax {
+                    dim: Some(lane_dim(dim?, k.elem()?.len())?),
+                },
+                _ => return unary(k),
+            };
+            if shifted != m {
+                func.kind = ExprKind::Name(self.constant(Value::Module(shifted)));
+            }
+            return Some(k);
         }
         let ExprKind::Attr { value, attr } = &mut func.kind else {
             return None;
@@ -760,7 +858,13 @@ impl Cx<'_> {
             (self.expr(value)?, 0)
         };
         match name {
-            m if METHOD_UNARY.contains(&m) && args.len() == off && kwargs.is_empty() => unary(recv),
+            // `x.float()` is elementwise too (a dtype conversion).
+            m if (TORCH_UNARY.contains(&m) || m == "float")
+                && args.len() == off
+                && kwargs.is_empty() =>
+            {
+                unary(recv)
+            }
             "pow" if off == 0 && kwargs.is_empty() => {
                 let [p] = &mut args[..] else {
                     return None;
@@ -805,7 +909,12 @@ impl Cx<'_> {
                     .collect::<Option<_>>()?;
                 Some(k)
             }
-            "zeros_like" | "ones_like" if args.len() == off && kwargs.is_empty() => {
+            "zeros_like" | "ones_like"
+                if args.len() == off
+                    && kwargs
+                        .iter()
+                        .all(|(k, v)| k.name == "dtype" && self.invariant(v)) =>
+            {
                 recv.elem()?;
                 Some(recv)
             }
@@ -1114,6 +1223,17 @@ fn shift_dim(d: &mut Expr, rank: usize) -> Option<usize> {
     }
 }
 
+/// A dim of an element of rank `rank` as it names the same axis of the batch (`None` when it
+/// is out of range).
+fn lane_dim(d: i64, rank: usize) -> Option<i64> {
+    let r = i64::try_from(rank).ok()?;
+    match d {
+        d if d < -r || d >= r => None,
+        d if d < 0 => Some(d - 1),
+        d => Some(d),
+    }
+}
+
 /// Like [`shift_dim`] for the new axis of `stack`/`unsqueeze`, whose result has rank `rank`.
 fn shift_new_dim(d: &mut Expr, rank: usize) -> Option<()> {
     shift_dim(d, rank).map(|_| ())
@@ -1296,6 +1416,13 @@ mod tests {
             &[vec![4]]
         ));
         assert!(check("return [input[0][0]]", &[vec![4]], None, &s));
+        // a softmax module's negative dim is shifted past the lanes
+        assert!(check(
+            "return [softmax(input[0])]",
+            &[vec![4]],
+            None,
+            &[vec![4]]
+        ));
         assert!(check(
             "return [torch.zeros_like(input[0]).scatter(-1, torch.topk(input[0], 2, dim=-1)[1], 1.0)]",
             &[vec![4]],
@@ -1371,12 +1498,8 @@ mod tests {
             &[vec![4]]
         ));
 
-        assert!(!check(
-            "return [softmax(input[0])]",
-            &[vec![4]],
-            None,
-            &[vec![4]]
-        ));
+        // a softmax module over a whole 0-d element has no dim to normalise
+        assert!(!check("return [softmax(input[0])]", &[vec![]], None, &s));
         // a conditional on a whole element, branches of different shapes, a chained condition
         assert!(!check(
             "return [input[0] if input[1] > 0 else -input[0]]",
@@ -1393,6 +1516,20 @@ mod tests {
         assert!(!check(
             "return [input[0] if 0 < input[1] < 1 else -input[0]]",
             &[vec![4], vec![]],
+            None,
+            &[vec![4]]
+        ));
+        // an in-place method on a lane-invariant local is not evaluated ahead of time (its
+        // out-of-place form is)
+        assert!(check(
+            "c = torch.zeros(4)\nd = c.add(1.0)\nreturn [input[0] * c + d]",
+            &[vec![4]],
+            None,
+            &[vec![4]]
+        ));
+        assert!(!check(
+            "c = torch.zeros(4)\nd = c.add_(1.0)\nreturn [input[0] * c]",
+            &[vec![4]],
             None,
             &[vec![4]]
         ));

@@ -6,9 +6,11 @@
 //! data. Element functions are compiled once per verification ([`Prepared`]) and called per
 //! element in stream order (innermost fastest); each result is checked against the function's
 //! declared output type (shape and arity) before it is used. Functions with a lane-parallel
-//! form ([`crate::batch`]: elementwise bodies, reductions over one element dim) instead take a
-//! whole Map, one step of all independent Accum/Scan folds, or one Merge chunk per call, with
-//! a per-element retry whenever the batched call fails or returns an unexpected shape.
+//! form ([`crate::batch`]: elementwise bodies, conditionals, reductions and shape ops over
+//! element dims, products with lane-invariant matrices) instead take a whole Map, one step of
+//! all independent Accum/Scan folds, or one Merge chunk per call, with a per-element retry
+//! whenever the batched call fails or returns an unexpected shape. The lane-parallel form is
+//! found at a function's first call with at least two lanes.
 //!
 //! Every output buffer is sized and checked against [`ExecLimits`] before it is allocated, and
 //! the clock is consulted every `check_every` element calls.
@@ -18,11 +20,11 @@
 //! consistency check that turns a checker bug into a runtime error, never a panic).
 
 use std::collections::BTreeMap;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 use stepforge_ir::{Dim, DimEnv, DynDim, ElemType, FnId, FnKind, Graph, Op, OpKind, StreamId};
+use stepforge_syntax::ast::{Block, DtypeAst};
 use stepforge_syntax::codes::Code;
-use stepforge_syntax::ast::DtypeAst;
 use stepforge_syntax::{Diagnostic, Span};
 use stepforge_task::Task;
 use stepforge_tensor::{Tensor, fmt_shape};
@@ -33,7 +35,11 @@ use crate::limits::{Clock, ExecLimits, checked_product};
 use crate::stream::{FieldData, StreamData};
 
 /// An element function ready to call: compiled body, output shapes, reducer init.
-struct FnPlan {
+/// Fewer elements than this go through per-element calls. Measured: even 5 lanes pay for
+/// the batch layout when a fold makes one call per inner step instead of one per element.
+const MIN_LANES: usize = 2;
+
+struct FnPlan<'g> {
     name: String,
     func: Function,
     /// Per output field: printable type and concrete element shape (for `check_result`).
@@ -42,12 +48,16 @@ struct FnPlan {
     out_len: Vec<usize>,
     /// Reducers: the initial state, one tensor per output field (shared, never mutated).
     init: Option<Vec<Arc<Tensor>>>,
+    /// The declared body and the shapes of its input fields, for the batch analysis.
+    body: &'g Block,
+    in_shapes: Vec<Vec<usize>>,
     /// The lane-parallel form of the body, when it has one: many elements go through one
-    /// call ([`crate::batch`]).
-    batched: Option<Function>,
+    /// call ([`crate::batch`]). Analysed at the first call with enough lanes, since many
+    /// functions never see one.
+    batched: OnceLock<Option<Function>>,
 }
 
-impl FnPlan {
+impl FnPlan<'_> {
     /// The stream of this function's results: one field per output, `out[k]` its data.
     fn stream(&self, dims: Vec<usize>, out: Vec<Vec<f32>>) -> StreamData {
         StreamData {
@@ -65,7 +75,9 @@ impl FnPlan {
 /// compiled, their output shapes evaluated. Reused across seeds.
 pub struct Prepared<'g> {
     graph: &'g Graph,
-    fns: Vec<Option<FnPlan>>,
+    fns: Vec<Option<FnPlan<'g>>>,
+    /// Shapes of the `input_data` tensors (see [`data_shapes`]).
+    data: BTreeMap<String, Vec<usize>>,
     dims: DimEnv,
 }
 
@@ -104,10 +116,10 @@ impl<'g> Prepared<'g> {
     /// Compiles every element function the graph uses against `env` (its `global` names and
     /// dims) and evaluates their output shapes. A function body the evaluator cannot compile
     /// is a task error.
-    pub fn new(graph: &'g Graph, task: &Task, env: &Env) -> Result<Prepared<'g>, ExecError> {
+    pub fn new(graph: &'g Graph, task: &'g Task, env: &Env) -> Result<Prepared<'g>, ExecError> {
         let dims = DimEnv::from_statics(env.dims.iter().map(|(k, v)| (k.clone(), *v)));
         let data = data_shapes(task, &env.dims);
-        let mut fns: Vec<Option<FnPlan>> = (0..graph.fns().len()).map(|_| None).collect();
+        let mut fns: Vec<Option<FnPlan<'g>>> = (0..graph.fns().len()).map(|_| None).collect();
         for op in graph.ops() {
             let Some(f) = op.kind.fn_id() else { continue };
             let Some(slot) = fns.get_mut(f.index()) else {
@@ -183,26 +195,23 @@ impl<'g> Prepared<'g> {
                     .map_err(|e| ExecError::task(*e.diagnostic))?;
                 in_shapes.push(shape);
             }
-            let out_shapes: Vec<Vec<usize>> = out.iter().map(|(_, s)| s.clone()).collect();
-            let batched = crate::batch::batched_body(
-                &decl.body,
-                env,
-                &data,
-                &in_shapes,
-                init.is_some().then_some(&out_shapes[..]),
-                &out_shapes,
-            )
-            .and_then(|b| b.compile(sig.name.clone(), env).ok());
             *slot = Some(FnPlan {
                 name: sig.name.clone(),
                 func,
                 out,
                 out_len,
                 init,
-                batched,
+                body: &decl.body,
+                in_shapes,
+                batched: OnceLock::new(),
             });
         }
-        Ok(Prepared { graph, fns, dims })
+        Ok(Prepared {
+            graph,
+            fns,
+            dims,
+            data,
+        })
     }
 
     pub fn graph(&self) -> &'g Graph {
@@ -651,7 +660,7 @@ impl Run<'_, '_> {
 
     fn alloc_outputs(
         &self,
-        plan: &FnPlan,
+        plan: &FnPlan<'_>,
         count: usize,
         held: &[StreamData],
         span: Span,
@@ -675,7 +684,7 @@ impl Run<'_, '_> {
 
     fn call(
         &mut self,
-        plan: &FnPlan,
+        plan: &FnPlan<'_>,
         inputs: Vec<Arc<Tensor>>,
         state: Option<Vec<Arc<Tensor>>>,
         span: Span,
@@ -695,14 +704,14 @@ impl Run<'_, '_> {
     /// result does not have the shape `(..field, lanes)`.
     fn call_batched(
         &mut self,
-        plan: &FnPlan,
+        plan: &FnPlan<'_>,
         args: Vec<Arc<Tensor>>,
         state: Option<Vec<Arc<Tensor>>>,
         lanes: usize,
         span: Span,
     ) -> Result<Option<Vec<Tensor>>, ExecError> {
         self.clock.tick(span)?;
-        let Some(func) = &plan.batched else {
+        let Some(func) = self.batched_fn(plan) else {
             return Ok(None);
         };
         let Ok(res) = func.call_shared(self.env, args, state) else {
@@ -721,9 +730,27 @@ impl Run<'_, '_> {
         Ok(Some(res))
     }
 
+    /// The plan's batched function, analysed and compiled at its first use.
+    fn batched_fn<'p>(&self, plan: &'p FnPlan<'_>) -> Option<&'p Function> {
+        plan.batched
+            .get_or_init(|| {
+                let out: Vec<Vec<usize>> = plan.out.iter().map(|(_, s)| s.clone()).collect();
+                crate::batch::batched_body(
+                    plan.body,
+                    self.env,
+                    &self.p.data,
+                    &plan.in_shapes,
+                    plan.init.is_some().then_some(&out[..]),
+                    &out,
+                )
+                .and_then(|b| b.compile(plan.name.clone(), self.env).ok())
+            })
+            .as_ref()
+    }
+
     fn map_batched(
         &mut self,
-        plan: &FnPlan,
+        plan: &FnPlan<'_>,
         fields: &[&FieldData],
         count: usize,
         span: Span,
@@ -750,7 +777,7 @@ impl Run<'_, '_> {
     #[allow(clippy::too_many_arguments)]
     fn fold_batched(
         &mut self,
-        plan: &FnPlan,
+        plan: &FnPlan<'_>,
         init: &[Arc<Tensor>],
         input: &StreamData,
         inner: usize,
@@ -825,7 +852,7 @@ impl Run<'_, '_> {
     #[allow(clippy::too_many_arguments)]
     fn merge_batched(
         &mut self,
-        plan: &FnPlan,
+        plan: &FnPlan<'_>,
         init: &[Arc<Tensor>],
         branches: &[StreamData],
         chosen: &[usize],
@@ -877,7 +904,7 @@ impl Run<'_, '_> {
         let count = first.count();
         let fields: Vec<&FieldData> = ins.iter().flat_map(|s| s.fields.iter()).collect();
         let mut out = self.alloc_outputs(plan, count, ins, span)?;
-        let batched = match plan.batched.is_some() && count > 1 {
+        let batched = match count >= MIN_LANES && self.batched_fn(plan).is_some() {
             true => self.map_batched(plan, &fields, count, span)?,
             false => None,
         };
@@ -922,8 +949,8 @@ impl Run<'_, '_> {
         };
         let held = std::slice::from_ref(&input);
         let mut out = self.alloc_outputs(plan, count, held, span)?;
-        if plan.batched.is_some()
-            && outer > 1
+        if outer >= MIN_LANES
+            && self.batched_fn(plan).is_some()
             && let Some(res) = self.fold_batched(plan, init, &input, inner, outer, scan, span)?
         {
             out = res;
@@ -1163,8 +1190,8 @@ impl Run<'_, '_> {
                     .map_diag(|d| d.help("the Merge selector must route exactly the chunks its Partition produced")));
                 }
             }
-            if plan.batched.is_some()
-                && c > 1
+            if c >= MIN_LANES
+                && self.batched_fn(plan).is_some()
                 && !chosen.is_empty()
                 && let Some(res) =
                     self.merge_batched(plan, init, branches, &chosen, &cursor, c, span)?
@@ -1267,7 +1294,7 @@ fn batch_init(init: &[Arc<Tensor>], lanes: usize) -> Option<Vec<Arc<Tensor>>> {
 
 /// The prepared function `f` (borrowed from the plan, not from the run, so the run stays
 /// mutable while the function is called).
-fn plan_of<'p>(p: &'p Prepared<'_>, f: FnId, span: Span) -> Result<&'p FnPlan, ExecError> {
+fn plan_of<'p, 'g>(p: &'p Prepared<'g>, f: FnId, span: Span) -> Result<&'p FnPlan<'g>, ExecError> {
     p.fns
         .get(f.index())
         .and_then(Option::as_ref)

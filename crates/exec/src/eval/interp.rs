@@ -486,18 +486,7 @@ impl<'e> Interp<'e> {
         if let (Value::List(l) | Value::Tuple(l), [CIndex::Index(ie)]) = (&b, items) {
             let iv = self.expr(ie)?;
             if let Value::Int(i) = iv {
-                let n = l.len() as i64;
-                let j = if i < 0 { i + n } else { i };
-                return usize::try_from(j)
-                    .ok()
-                    .and_then(|j| l.get(j))
-                    .cloned()
-                    .ok_or_else(|| {
-                        EvalError::eval(
-                            format!("index {i} is out of range for a sequence of length {n}"),
-                            span,
-                        )
-                    });
+                return seq_item(l, i, span);
             }
             let idx = Indices {
                 tensor: vec![index_of(&iv, ie.span)?],
@@ -772,6 +761,22 @@ fn index_of(v: &Value, span: Span) -> Result<Index, EvalError> {
     })
 }
 
+/// `l[i]` of a Python list or tuple (negative `i` counts from the end).
+fn seq_item(l: &[Value], i: i64, span: Span) -> Result<Value, EvalError> {
+    let n = l.len() as i64;
+    let j = if i < 0 { i + n } else { i };
+    usize::try_from(j)
+        .ok()
+        .and_then(|j| l.get(j))
+        .cloned()
+        .ok_or_else(|| {
+            EvalError::eval(
+                format!("index {i} is out of range for a sequence of length {n}"),
+                span,
+            )
+        })
+}
+
 fn subscript(base: Value, idx: Indices, span: Span) -> Result<Value, EvalError> {
     match base {
         Value::Tensor(t) => t
@@ -781,19 +786,7 @@ fn subscript(base: Value, idx: Indices, span: Span) -> Result<Value, EvalError> 
         Value::List(l) | Value::Tuple(l) => {
             let n = l.len();
             match idx.tensor.as_slice() {
-                [Index::Int(i)] => {
-                    let j = if *i < 0 { i + n as i64 } else { *i };
-                    usize::try_from(j)
-                        .ok()
-                        .and_then(|j| l.get(j))
-                        .cloned()
-                        .ok_or_else(|| {
-                            EvalError::eval(
-                                format!("index {i} is out of range for a sequence of length {n}"),
-                                span,
-                            )
-                        })
-                }
+                [Index::Int(i)] => seq_item(&l, *i, span),
                 [Index::Slice { start, stop, step }] => {
                     // Reuse the tensor crate's slice rules on the positions.
                     let pos = Tensor::from_i64(vec![n], (0..n as i64).collect())

@@ -132,12 +132,25 @@ const SHAPE_BODIES: &[&str] = &[
     "return [m @ (input[0] * input_data['G'] - input[1]) + input[1]]",
     "x = input[0].view(-1, 2)\nreturn [(x @ input_data['V'] + input[1]).flatten()]",
     "xc = input[0] - input[0].mean(dim=-1)\nreturn [xc * input_data['G'] + input_data['G'].exp() / input[1]]",
+    "k = input[0].view(-1, 2)\nreturn [k @ input[0][:2] * input[1]]",
+    "return [input[0] @ input[0] + input[1]]",
+    "k = input[0].view(2, -1)\nreturn [input[0][:2] @ k + input[1]]",
+    "p = softmax(input[0] * input[1])\nq = logsm(input[0].view(2, -1))\nreturn [p + q.flatten()]",
+    "p = softmax(input[0] @ input_data['W'])\nv, i = torch.topk(p, 1, dim=-1)\nreturn [torch.zeros_like(p, dtype=torch.float32).scatter(-1, i, 1.0)]",
 ];
 
 fn shape_env(n: usize) -> Env {
     let mut env = Env::default();
     env.names
         .insert("sig".into(), Value::Module(Module::Sigmoid));
+    env.names.insert(
+        "softmax".into(),
+        Value::Module(Module::Softmax { dim: Some(-1) }),
+    );
+    env.names.insert(
+        "logsm".into(),
+        Value::Module(Module::LogSoftmax { dim: Some(0) }),
+    );
     let w: Vec<f32> = (0..n).map(|i| i as f32 * 0.25 - 0.5).collect();
     env.names.insert(
         "w".into(),
@@ -145,13 +158,18 @@ fn shape_env(n: usize) -> Env {
     );
     env.dims.insert("D".into(), 4);
     let mat = |r: usize, c: usize, k: f32| {
-        let v: Vec<f32> = (0..r * c).map(|i| ((i * 7 % 11) as f32 - 5.0) * k).collect();
+        let v: Vec<f32> = (0..r * c)
+            .map(|i| ((i * 7 % 11) as f32 - 5.0) * k)
+            .collect();
         Tensor::from_f32(vec![r, c], v).unwrap()
     };
     env.names.insert("m".into(), Value::tensor(mat(3, n, 0.3)));
     env.set_data("W", mat(n, 3, 0.7));
     env.set_data("V", mat(2, 3, 1.1));
-    env.set_data("G", Tensor::from_f32(vec![n], (0..n).map(|i| i as f32 - 1.5).collect()).unwrap());
+    env.set_data(
+        "G",
+        Tensor::from_f32(vec![n], (0..n).map(|i| i as f32 - 1.5).collect()).unwrap(),
+    );
     env
 }
 
