@@ -2,6 +2,8 @@
 //! executor → verification) over the operator library (`operators/`), the sample tasks
 //! (`tests/tasks/`) and the known-wrong programs (`operators/wrong/`), through the library API.
 //! CLI end-to-end tests live beside the binary, in `crates/cli/tests/`.
+// Tests and benches may unwrap: a failure there is a test failure, not a user-facing panic.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod operators;
 mod wrong;

@@ -1,5 +1,7 @@
 //! Parse throughput of a realistic 15-statement STeP program (DESIGN §16: the agent verifies
 //! thousands of programs, so parsing must stay far below the checker's budget).
+// Tests and benches may unwrap: a failure there is a test failure, not a user-facing panic.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use std::hint::black_box;

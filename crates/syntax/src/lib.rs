@@ -32,7 +32,14 @@ mod program;
 pub mod span;
 
 lalrpop_util::lalrpop_mod!(
-    #[allow(clippy::all, clippy::pedantic, unused, missing_debug_implementations)]
+    #[allow(
+        clippy::all,
+        clippy::pedantic,
+        clippy::unwrap_used,
+        clippy::expect_used,
+        unused,
+        missing_debug_implementations
+    )]
     grammar,
     "/step.rs"
 );

@@ -3,6 +3,8 @@
 //!
 //! Every command runs from the workspace root with relative paths, so outputs name files the
 //! way a user sees them; timings are redacted before snapshotting.
+// Tests and benches may unwrap: a failure there is a test failure, not a user-facing panic.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod commands;
 mod shapes;
