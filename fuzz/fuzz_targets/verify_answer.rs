@@ -3,10 +3,10 @@
 //! its limits, and every program diagnostic's span lies inside the text.
 #![no_main]
 
-use std::time::Duration;
+mod common;
 
 use libfuzzer_sys::fuzz_target;
-use stepforge_exec::{ExecLimits, Origin, VerifyOptions, verify};
+use stepforge_exec::{Origin, verify};
 
 const TASK: &str = include_str!("../../tests/tasks/moe_top1_lists.yaml");
 
@@ -16,18 +16,7 @@ fuzz_target!(|data: &[u8]| {
     };
     let loaded = stepforge_task::load_str("moe_top1_lists.yaml", TASK);
     let Some(task) = loaded.task else { return };
-    let opts = VerifyOptions {
-        seeds: vec![0],
-        limits: ExecLimits {
-            max_tensor_elements: 1 << 16,
-            max_live_bytes: 1 << 20,
-            max_ops: 200,
-            time_limit: Duration::from_millis(500),
-            check_every: 64,
-            fuel: 100_000,
-        },
-        ..VerifyOptions::default()
-    };
+    let opts = common::small_verify_options();
     let r = verify(&task, Some(text), &opts);
     for d in r.diagnostics.iter().filter(|d| d.origin == Origin::Program) {
         if let Some(s) = d.diagnostic.span {

@@ -5,10 +5,10 @@
 //! than by the program: verification never panics and always reaches a verdict.
 #![no_main]
 
-use std::time::Duration;
+mod common;
 
 use libfuzzer_sys::fuzz_target;
-use stepforge_exec::{ExecLimits, VerifyOptions, verify};
+use stepforge_exec::verify;
 
 fuzz_target!(|data: &[u8]| {
     let Ok(text) = std::str::from_utf8(data) else {
@@ -16,18 +16,7 @@ fuzz_target!(|data: &[u8]| {
     };
     let loaded = stepforge_task::load_str("fuzz.yaml", text);
     let Some(task) = loaded.task else { return };
-    let opts = VerifyOptions {
-        seeds: vec![0],
-        limits: ExecLimits {
-            max_tensor_elements: 1 << 16,
-            max_live_bytes: 1 << 20,
-            max_ops: 200,
-            time_limit: Duration::from_millis(500),
-            check_every: 64,
-            fuel: 100_000,
-        },
-        ..VerifyOptions::default()
-    };
+    let opts = common::small_verify_options();
     let r = verify(&task, None, &opts);
     let j = r.to_json();
     assert!(j["verdict"].is_string());
