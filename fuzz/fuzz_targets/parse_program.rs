@@ -9,13 +9,7 @@ use stepforge_syntax::{
 
 fn spans_inside(text: &str, diags: &[Diagnostic]) {
     for d in diags {
-        let spans = d
-            .span
-            .iter()
-            .copied()
-            .chain(d.labels.iter().map(|l| l.span))
-            .chain(d.fixes.iter().flat_map(|f| f.edits.iter().map(|e| e.span)));
-        for s in spans {
+        for s in d.spans() {
             assert!(
                 s.lo <= s.hi && s.hi as usize <= text.len(),
                 "span {s:?} outside the text"

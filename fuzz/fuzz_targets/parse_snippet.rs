@@ -7,12 +7,7 @@ use stepforge_syntax::{Diagnostic, parse_dim, parse_dtype, parse_snippet, print,
 
 fn spans_inside(text: &str, diags: &[Diagnostic]) {
     for d in diags {
-        for s in d
-            .span
-            .iter()
-            .copied()
-            .chain(d.labels.iter().map(|l| l.span))
-        {
+        for s in d.spans() {
             assert!(
                 s.lo <= s.hi && s.hi as usize <= text.len(),
                 "span {s:?} outside the text"

@@ -142,17 +142,34 @@ impl Diagnostic {
         self.severity == Severity::Error
     }
 
-    /// Shift every span (used when a program was parsed out of a larger text).
-    pub fn shifted(mut self, offset: u32) -> Diagnostic {
-        self.span = self.span.map(|s| s.shifted(offset));
+    /// Every span the diagnostic carries: the primary one, the labels' and the fix edits'.
+    pub fn spans(&self) -> impl Iterator<Item = Span> + '_ {
+        self.span
+            .into_iter()
+            .chain(self.labels.iter().map(|l| l.span))
+            .chain(
+                self.fixes
+                    .iter()
+                    .flat_map(|f| f.edits.iter().map(|e| e.span)),
+            )
+    }
+
+    /// Rewrites every span (the primary one, the labels' and the fix edits') with `f`.
+    pub fn map_spans(&mut self, f: impl Fn(Span) -> Span) {
+        self.span = self.span.map(&f);
         for l in &mut self.labels {
-            l.span = l.span.shifted(offset);
+            l.span = f(l.span);
         }
-        for f in &mut self.fixes {
-            for e in &mut f.edits {
-                e.span = e.span.shifted(offset);
+        for fix in &mut self.fixes {
+            for e in &mut fix.edits {
+                e.span = f(e.span);
             }
         }
+    }
+
+    /// Shift every span (used when a program was parsed out of a larger text).
+    pub fn shifted(mut self, offset: u32) -> Diagnostic {
+        self.map_spans(|s| s.shifted(offset));
         self
     }
 

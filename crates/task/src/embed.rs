@@ -187,15 +187,7 @@ fn clamp_span(s: Span, limit: Span) -> Span {
 }
 
 fn clamp_diagnostic(d: &mut Diagnostic, limit: Span) {
-    d.span = d.span.map(|s| clamp_span(s, limit));
-    for l in &mut d.labels {
-        l.span = clamp_span(l.span, limit);
-    }
-    for f in &mut d.fixes {
-        for e in &mut f.edits {
-            e.span = clamp_span(e.span, limit);
-        }
-    }
+    d.map_spans(|s| clamp_span(s, limit));
 }
 
 /// Parses an [`EmbeddedText`] of `source` with one of the syntax crate's entry points, with spans

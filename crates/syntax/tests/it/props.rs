@@ -302,13 +302,7 @@ fn dtype() -> impl Strategy<Value = DtypeAst> {
 /// No panic, and every span of every diagnostic lies inside the text on char boundaries.
 fn check_spans<T>(text: &str, p: &Parsed<T>) {
     for (i, d) in p.diagnostics.iter().enumerate() {
-        let spans = d
-            .span
-            .iter()
-            .copied()
-            .chain(d.labels.iter().map(|l| l.span))
-            .chain(d.fixes.iter().flat_map(|f| f.edits.iter().map(|e| e.span)));
-        for s in spans {
+        for s in d.spans() {
             assert!(
                 s.lo <= s.hi && s.hi as usize <= text.len(),
                 "{:?} outside {} bytes",

@@ -14,7 +14,7 @@ fn both(name: &str, text: &str, diags: &[Diagnostic]) -> (String, String) {
     let json = serde_json::to_string_pretty(&json).unwrap();
     // Every span lies inside the text.
     for d in diags {
-        for s in d.span.iter().chain(d.labels.iter().map(|l| &l.span)) {
+        for s in d.spans() {
             assert!(
                 s.hi as usize <= text.len(),
                 "{name}: span {s:?} outside the text"

@@ -9,12 +9,7 @@ use crate::workspace_root;
 
 fn assert_in_bounds(d: &Diagnostic, source: &Source) {
     let len = source.text.len() as u32;
-    let spans = d
-        .span
-        .into_iter()
-        .chain(d.labels.iter().map(|l| l.span))
-        .chain(d.fixes.iter().flat_map(|f| f.edits.iter().map(|e| e.span)));
-    for s in spans {
+    for s in d.spans() {
         assert!(
             s.lo <= s.hi && s.hi <= len,
             "{s:?} outside a text of {len} bytes: {d:?}"
