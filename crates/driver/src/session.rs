@@ -5,7 +5,7 @@ use std::path::Path;
 
 use serde_json::json;
 use stepforge_check::{CheckOutput, TypedStream};
-use stepforge_exec::{VerifyOptions, VerifyReport};
+use stepforge_exec::{VerifyCache, VerifyOptions, VerifyReport};
 use stepforge_syntax::diag::apply_fixes;
 use stepforge_syntax::{Diagnostic, Source};
 use stepforge_task::{Loaded, Task};
@@ -158,6 +158,9 @@ pub struct FixReport {
 #[derive(Debug)]
 pub struct Session {
     loaded: Loaded,
+    /// Task-level verification work (dims, `global`, seeded data, expected outputs), shared
+    /// by every `verify` of this session.
+    cache: VerifyCache,
 }
 
 impl Session {
@@ -184,7 +187,10 @@ impl Session {
                 diagnostics: loaded.diagnostics,
             });
         }
-        Ok(Session { loaded })
+        Ok(Session {
+            loaded,
+            cache: VerifyCache::new(),
+        })
     }
 
     pub fn task(&self) -> &Task {
@@ -298,7 +304,7 @@ impl Session {
 
     /// Verifies a program (`None`: the task's reference `impl`) on seeded data.
     pub fn verify(&self, program: Option<&str>, opts: &VerifyOptions) -> VerifyReport {
-        stepforge_exec::verify(self.task(), program, opts)
+        stepforge_exec::verify_cached(self.task(), program, opts, &self.cache)
     }
 }
 
