@@ -2,9 +2,10 @@
 
 use std::ops::Range;
 use std::path::Path;
+use std::sync::{Arc, Mutex, PoisonError};
 
 use serde_json::json;
-use stepforge_check::{CheckOutput, TypedStream};
+use stepforge_check::{CheckOutput, TaskEnv, TypedStream};
 use stepforge_exec::{VerifyCache, VerifyOptions, VerifyReport};
 use stepforge_syntax::diag::apply_fixes;
 use stepforge_syntax::{Diagnostic, Source};
@@ -161,7 +162,12 @@ pub struct Session {
     /// Task-level verification work (dims, `global`, seeded data, expected outputs), shared
     /// by every `verify` of this session.
     cache: VerifyCache,
+    /// The checker's task environment per dims overrides (most sessions use one).
+    envs: Mutex<Vec<(Vec<(String, i64)>, Arc<TaskEnv>)>>,
 }
+
+/// Distinct dims overrides whose checker environment a session keeps.
+const MAX_ENVS: usize = 8;
 
 impl Session {
     /// Reads and loads a task file.
@@ -190,6 +196,7 @@ impl Session {
         Ok(Session {
             loaded,
             cache: VerifyCache::new(),
+            envs: Mutex::new(Vec::new()),
         })
     }
 
@@ -266,12 +273,27 @@ impl Session {
 
     /// [`Session::check`] with dimension overrides.
     pub fn check_with_dims(&self, program: &str, dims: &[(String, i64)]) -> CheckReport {
-        let (source, out) = stepforge_check::check_answer_with(self.task(), program, dims);
+        let te = self.task_env(dims);
+        let (source, out) = stepforge_check::check_answer_in(&te, program);
         let parsed = !out
             .diagnostics
             .iter()
             .any(|d| d.is_error() && d.code.as_str().starts_with("E01"));
         CheckReport::new(source, out, parsed)
+    }
+
+    /// The checker's view of the task under `dims` (built once per distinct overrides).
+    fn task_env(&self, dims: &[(String, i64)]) -> Arc<TaskEnv> {
+        let mut envs = self.envs.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some((_, te)) = envs.iter().find(|(d, _)| d == dims) {
+            return te.clone();
+        }
+        let te = Arc::new(TaskEnv::new(self.task(), dims, false));
+        if envs.len() >= MAX_ENVS {
+            envs.remove(0);
+        }
+        envs.push((dims.to_vec(), te.clone()));
+        te
     }
 
     /// Checks the task's own reference program (spans point into the task file).
