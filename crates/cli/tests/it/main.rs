@@ -114,12 +114,12 @@ pub fn redact(text: &str) -> String {
     out
 }
 
-/// `elapsed_us` anywhere in a JSON value becomes `"[us]"`.
+/// `elapsed_us` and every `*_us` under `timing` anywhere in a JSON value become `"[us]"`.
 pub fn redact_json(v: &mut serde_json::Value) {
     match v {
         serde_json::Value::Object(m) => {
             for (k, x) in m.iter_mut() {
-                if k == "elapsed_us" {
+                if k == "elapsed_us" || k == "timing" {
                     *x = serde_json::Value::String("[us]".into());
                 } else {
                     redact_json(x);

@@ -27,6 +27,7 @@ const VERIFY_KEYS: &[&str] = &[
     "outputs",
     "seeds",
     "elapsed_us",
+    "timing",
 ];
 
 /// DESIGN §10: one diagnostic.
@@ -76,6 +77,11 @@ fn assert_verify_shape(j: &serde_json::Value) {
     assert!(j["task"].is_string() && j["verdict"].is_string());
     assert!(j["linear"].is_boolean() && j["linear_compat"].is_boolean());
     assert!(j["copies_needed"].is_u64() && j["elapsed_us"].is_u64());
+    assert_eq!(
+        keys(&j["timing"]),
+        set(&["generate_us", "reference_us", "program_us", "compare_us"]),
+        "{j}"
+    );
     assert!(
         j["seeds"]
             .as_array()
