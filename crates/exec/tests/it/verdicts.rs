@@ -312,6 +312,7 @@ fn the_json_report_has_exactly_the_designed_fields() {
         "outputs",
         "seeds",
         "elapsed_us",
+        "timing",
     ];
     want.sort_unstable();
     let mut got = keys.clone();
