@@ -1,0 +1,1 @@
+//! The providers against a misbehaving loopback server.
