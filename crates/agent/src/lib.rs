@@ -9,7 +9,6 @@
 pub mod campaign;
 pub mod config;
 pub mod engine;
-pub mod manual;
 pub mod prompt;
 pub mod provider;
 pub mod report;

@@ -127,29 +127,7 @@ impl Tool {
 /// The extracted program of a raw answer (fence, YAML `impl:` or bare), or the answer itself
 /// when no program can be found (the checker then reports why).
 pub fn extract_program(answer: &str) -> String {
-    match stepforge_syntax::answer::extract(answer) {
-        Ok(x) => {
-            let p = x.program(answer);
-            dedent(p)
-        }
-        Err(_) => answer.to_string(),
-    }
-}
-
-/// Removes the common leading indentation (YAML block scalars come indented).
-fn dedent(p: &str) -> String {
-    let ind = p
-        .lines()
-        .filter(|l| !l.trim().is_empty())
-        .map(|l| l.len() - l.trim_start().len())
-        .min()
-        .unwrap_or(0);
-    let mut out = String::with_capacity(p.len());
-    for l in p.lines() {
-        out.push_str(l.get(ind..).unwrap_or(l.trim_start()));
-        out.push('\n');
-    }
-    out
+    stepforge_driver::answer_program(answer).unwrap_or_else(|| answer.to_string())
 }
 
 /// The `stepforge explain CODE` text.
@@ -164,106 +142,62 @@ pub fn toolchain_version() -> String {
 
 /// The operator manual of the proposer prompt.
 pub fn manual() -> String {
-    crate::manual::manual()
+    stepforge_driver::manual()
 }
 
 mod backend {
-    //! Temporary: direct calls into the checker and executor until `stepforge-driver` lands.
+    //! The session API: one `stepforge_driver::Session` per task.
     use super::{CheckSummary, VerifySummary};
-    use sha2::{Digest, Sha256};
+    use stepforge_driver::{Session, VerifyOptions};
 
     pub struct Inner {
-        task: stepforge_task::Task,
-        text: String,
+        session: Session,
     }
 
     impl Inner {
         pub fn from_yaml(path: &str, text: &str) -> Result<Inner, String> {
-            let loaded = stepforge_task::load_str(path, text);
-            match loaded.ok_task() {
-                Some(t) => Ok(Inner {
-                    task: t.clone(),
-                    text: text.to_string(),
-                }),
-                None => Err(format!(
-                    "{path}: the task file does not load ({})",
-                    loaded
-                        .diagnostics
-                        .iter()
-                        .map(|d| d.message.clone())
-                        .collect::<Vec<_>>()
-                        .join("; ")
-                )),
-            }
+            Session::from_yaml(path, text)
+                .map(|session| Inner { session })
+                .map_err(|e| format!("{path}: the task file does not load: {e}"))
         }
 
         pub fn name(&self) -> &str {
-            &self.task.name
+            self.session.name()
         }
 
         pub fn task_text(&self) -> &str {
-            &self.text
+            self.session.task_text()
         }
 
         pub fn reference_impl(&self) -> Option<&str> {
-            self.task.reference_impl.as_ref().map(|e| e.text.as_str())
+            self.session.reference_impl()
         }
 
-        /// The top-level `impl:` entry: from its key line to the next top-level key.
         pub fn impl_range(&self) -> Option<std::ops::Range<usize>> {
-            let mut pos = 0usize;
-            let mut start = None;
-            for line in self.text.split_inclusive('\n') {
-                let top = !line.starts_with([' ', '\t', '#', '\n', '\r']) && !line.is_empty();
-                if let Some(s) = start {
-                    if top {
-                        return Some(s..pos);
-                    }
-                } else if line.starts_with("impl:") {
-                    start = Some(pos);
-                }
-                pos += line.len();
-            }
-            start.map(|s| s..self.text.len())
+            self.session.impl_range()
         }
 
         pub fn check(&self, answer: &str) -> CheckSummary {
-            let (src, out) = stepforge_check::check_answer(&self.task, answer);
-            let errors: Vec<_> = out.diagnostics.iter().filter(|d| d.is_error()).collect();
-            let only_lin = !errors.is_empty() && errors.iter().all(|d| d.code.as_str().starts_with("E04"));
-            let graph_hash = out.graph.as_ref().map(|_| {
-                let printed = stepforge_syntax::parse_answer(answer)
-                    .value
-                    .map(|p| stepforge_syntax::print::program(&p))
-                    .unwrap_or_default();
-                let mut h = Sha256::new();
-                h.update(printed.as_bytes());
-                crate::util::hex(&h.finalize())
-            });
+            let c = self.session.check(answer);
+            let mut errors = c.diagnostics.iter().filter(|d| d.is_error()).peekable();
+            let only_lin = errors.peek().is_some()
+                && errors.all(|d| d.code.as_str().starts_with("E04"));
             CheckSummary {
-                json: out.to_json(&src),
-                ok: out.ok,
+                ok: c.ok,
                 only_linearity_errors: only_lin,
-                graph_hash,
+                json: c.to_json(),
+                graph_hash: c.graph_hash,
             }
         }
 
         pub fn fix(&self, program: &str) -> (String, usize) {
-            let (_, out) = stepforge_check::check_answer(&self.task, program);
-            let n = out
-                .diagnostics
-                .iter()
-                .map(|d| d.fixes.len())
-                .sum::<usize>();
-            (
-                stepforge_syntax::diag::apply_fixes(program, &out.diagnostics, true),
-                n,
-            )
+            let f = self.session.fix(program);
+            (f.program, f.applied)
         }
 
         pub fn verify(&self, program: &str, seeds: u32) -> VerifySummary {
-            let opts = stepforge_exec::VerifyOptions::with_seed_count(seeds.max(1));
-            let r = stepforge_exec::verify(&self.task, Some(program), &opts);
+            let opts = VerifyOptions::with_seed_count(seeds.max(1));
+            let r = self.session.verify(Some(program), &opts);
             let json = r.to_json();
             let linear = json.get("linear").and_then(serde_json::Value::as_bool);
             VerifySummary {
@@ -275,7 +209,6 @@ mod backend {
     }
 
     pub fn explain(code: &str) -> Option<String> {
-        let c = stepforge_syntax::codes::Code::parse(code)?;
-        Some(c.explanation().to_string())
+        stepforge_driver::explain(code)
     }
 }

@@ -145,3 +145,17 @@ pub fn dump(store: &str) -> serde_json::Value {
     let run = s.run(None).unwrap().unwrap();
     s.dump(run.id).unwrap()
 }
+
+/// A tasks directory with three groups of the operator library: one answered right at once
+/// (norm), one only with a demonstration (rope), one never (moe-expert).
+pub fn subset(dir: &TempDir) -> String {
+    let d = dir.0.join("tasks");
+    for g in ["norm", "rope", "moe-expert"] {
+        std::fs::create_dir_all(d.join(g)).unwrap();
+        for e in std::fs::read_dir(operators().join(g)).unwrap() {
+            let p = e.unwrap().path();
+            std::fs::copy(&p, d.join(g).join(p.file_name().unwrap())).unwrap();
+        }
+    }
+    d.display().to_string()
+}

@@ -51,3 +51,53 @@ fn demonstrations_lift_the_second_set_and_replay_reproduces_the_store() {
     assert_eq!(dump(&store), dump(&replayed));
     assert_eq!((r.tokens, r.solved), (s.tokens, s.solved));
 }
+
+#[test]
+fn batch_round_trip_matches_a_live_run() {
+    use crate::server::{Api, completion};
+    use stepforge_agent::provider::batch::validate_input_line;
+
+    let dir = TempDir::new("batch");
+    let tasks = subset(&dir);
+    let server = scripted_server(0);
+    let mut live_cfg = config(&server.base, ProviderKind::Openai);
+    live_cfg.tasks_dir = tasks.clone();
+    let live = run(live_cfg, &dir.file("live.db"));
+    assert_eq!(live.status, Status::Done);
+
+    let mut cfg = config("", ProviderKind::Batch);
+    cfg.tasks_dir = tasks;
+    let store = dir.file("batch.db");
+    let refs = references();
+    let mut s = run(cfg, &store);
+    let mut trips = 0;
+    while let Status::Waiting { requests } = s.status.clone() {
+        trips += 1;
+        assert!(trips < 30, "the batch run does not converge");
+        let text = std::fs::read_to_string(&requests).unwrap();
+        let mut out = String::new();
+        for line in text.lines() {
+            let v: serde_json::Value = serde_json::from_str(line).unwrap();
+            validate_input_line(&v).unwrap_or_else(|e| panic!("{e}: {line}"));
+            let answer = scripted(&refs, &v["body"]);
+            let o = serde_json::json!({
+                "id": "batch_req_1", "custom_id": v["custom_id"],
+                "response": {"status_code": 200, "request_id": "req_1", "body": completion(Api::OpenAi, &answer)},
+                "error": null,
+            });
+            out.push_str(&o.to_string());
+            out.push('\n');
+        }
+        std::fs::write(requests.replace(".requests.jsonl", ".output.jsonl"), out).unwrap();
+        s = resume(&store, None);
+    }
+    assert_eq!(s.status, Status::Done);
+    assert!(trips >= 2, "iteration 0 and at least one demonstration round arrive by file");
+    assert_eq!(s.solved_tasks, live.solved_tasks);
+    let key = |r: &stepforge_agent::store::IterationRow| (r.iteration, r.stratum, r.solved, r.new, r.samples, r.tokens);
+    let a: Vec<_> = s.iterations.iter().map(key).collect();
+    let b: Vec<_> = live.iterations.iter().map(key).collect();
+    assert_eq!(a, b);
+    // Half price on the Batch API.
+    assert!((s.cost * 2.0 - live.cost).abs() < 1e-9, "{} vs {}", s.cost, live.cost);
+}
