@@ -128,6 +128,7 @@ pub struct Engine {
     /// Per task: verify results by graph hash (passes) or program hash (failures).
     vcache: Vec<VerifyCache>,
     verify_slots: tokio::sync::Semaphore,
+    call_slots: tokio::sync::Semaphore,
     budget: Budget,
     guardian: AtomicU64,
     verifications: AtomicU64,
@@ -157,6 +158,7 @@ impl Engine {
         let memo = store.samples(run)?;
         let vcache = tools.iter().map(|_| Mutex::new(BTreeMap::new())).collect();
         let cpus = std::thread::available_parallelism().map_or(2, usize::from);
+        let calls = cfg.concurrency.max(1);
         Ok(Arc::new(Engine {
             price: cfg.price(),
             budget: Budget {
@@ -175,6 +177,7 @@ impl Engine {
             memo,
             vcache,
             verify_slots: tokio::sync::Semaphore::new(cpus),
+            call_slots: tokio::sync::Semaphore::new(calls),
             guardian: AtomicU64::new(0),
             verifications: AtomicU64::new(0),
             batch_prefix,
@@ -352,10 +355,16 @@ impl Engine {
             let row = match self.memo.get(&req.key) {
                 Some(r) => r.clone(),
                 None => {
+                    // The budget is checked once a call slot is free, so queued samples see
+                    // what the calls before them spent.
+                    let Ok(_slot) = self.call_slots.acquire().await else {
+                        return Outcome::Fatal("call slots closed".into());
+                    };
                     if self.budget.exhausted() {
                         return Outcome::Budget;
                     }
                     let call = self.provider.complete(&req).await;
+                    drop(_slot);
                     let meta = (iteration, temp, idx, turn);
                     let row = match call {
                         Ok(c) => self.evaluate(t, &req, meta, c).await,
