@@ -127,6 +127,8 @@ pub struct Engine {
     system: String,
     /// Per task: verify results by graph hash (passes) or program hash (failures).
     vcache: Vec<VerifyCache>,
+    /// Per task: evaluations by answer hash.
+    acache: Vec<Mutex<BTreeMap<String, Arc<OnceLock<Evaluated>>>>>,
     verify_slots: tokio::sync::Semaphore,
     call_slots: tokio::sync::Semaphore,
     budget: Budget,
@@ -157,6 +159,7 @@ impl Engine {
     ) -> Result<Arc<Engine>, String> {
         let memo = store.samples(run)?;
         let vcache = tools.iter().map(|_| Mutex::new(BTreeMap::new())).collect();
+        let acache = tools.iter().map(|_| Mutex::new(BTreeMap::new())).collect();
         let cpus = std::thread::available_parallelism().map_or(2, usize::from);
         let calls = cfg.concurrency.max(1);
         Ok(Arc::new(Engine {
@@ -176,6 +179,7 @@ impl Engine {
             progress,
             memo,
             vcache,
+            acache,
             verify_slots: tokio::sync::Semaphore::new(cpus),
             call_slots: tokio::sync::Semaphore::new(calls),
             guardian: AtomicU64::new(0),
@@ -468,7 +472,21 @@ impl Engine {
         }
     }
 
+    /// Identical answers (common at low temperature) are evaluated once per task.
     fn evaluate_blocking(&self, t: usize, answer: &str) -> Evaluated {
+        let key = format!("answer:{}", crate::util::sha256_hex(answer));
+        let cell = self.acache[t]
+            .lock()
+            .map(|mut m| Arc::clone(m.entry(key).or_default()))
+            .unwrap_or_default();
+        let ev = cell.get_or_init(|| self.evaluate_answer(t, answer)).clone();
+        if ev.guardian {
+            self.guardian.fetch_add(1, Ordering::Relaxed);
+        }
+        ev
+    }
+
+    fn evaluate_answer(&self, t: usize, answer: &str) -> Evaluated {
         let tool = &self.tools[t];
         let mut program = crate::tool::extract_program(answer);
         let mut check = tool.check(&program);
@@ -479,7 +497,6 @@ impl Engine {
                 program = fixed;
                 check = tool.check(&program);
                 guardian = true;
-                self.guardian.fetch_add(1, Ordering::Relaxed);
             }
         }
         // Passing results are shared by graph hash (same graph, same values); failures only by
@@ -694,6 +711,7 @@ fn stratify(solved: &BTreeMap<usize, Solved>, m: usize, tools: &[Arc<Tool>]) -> 
     out
 }
 
+#[derive(Debug, Clone)]
 struct Evaluated {
     program: String,
     graph_hash: Option<String>,

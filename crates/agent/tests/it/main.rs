@@ -3,6 +3,7 @@
 //! the overhead bench.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::print_stderr, clippy::print_stdout)]
 
+mod bench;
 mod common;
 mod e2e;
 mod providers;
