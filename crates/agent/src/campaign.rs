@@ -42,10 +42,18 @@ pub fn read_tasks(dir: &Path) -> Result<Vec<(String, String)>, String> {
     for p in task_files(dir)? {
         let len = std::fs::metadata(&p).map(|m| m.len()).unwrap_or(0);
         if len > MAX_TASK_FILE {
-            return Err(format!("{}: larger than {MAX_TASK_FILE} bytes", p.display()));
+            return Err(format!(
+                "{}: larger than {MAX_TASK_FILE} bytes",
+                p.display()
+            ));
         }
-        let text = std::fs::read_to_string(&p).map_err(|e| format!("cannot read {}: {e}", p.display()))?;
-        let label = p.strip_prefix(dir).unwrap_or(&p).to_string_lossy().replace('\\', "/");
+        let text =
+            std::fs::read_to_string(&p).map_err(|e| format!("cannot read {}: {e}", p.display()))?;
+        let label = p
+            .strip_prefix(dir)
+            .unwrap_or(&p)
+            .to_string_lossy()
+            .replace('\\', "/");
         out.push((label, text));
     }
     Ok(out)
@@ -72,19 +80,31 @@ fn transcript_path(cfg: &RunConfig, store_path: &str) -> String {
         .unwrap_or_else(|| format!("{store_path}.transcript.jsonl"))
 }
 
-fn provider(cfg: &RunConfig, store: &Store, run: i64, store_path: &str) -> Result<Provider, String> {
+fn provider(
+    cfg: &RunConfig,
+    store: &Store,
+    run: i64,
+    store_path: &str,
+) -> Result<Provider, String> {
     let p = &cfg.provider;
     match p.kind {
         ProviderKind::Openai | ProviderKind::Anthropic => {
-            let w = replay::TranscriptWriter::open(&transcript_path(cfg, store_path), p.kind.as_str(), &p.model)?;
+            let w = replay::TranscriptWriter::open(
+                &transcript_path(cfg, store_path),
+                p.kind.as_str(),
+                &p.model,
+            )?;
             Provider::http(p, cfg.concurrency, Some(w))
         }
         ProviderKind::Replay => {
-            let path = cfg
-                .transcript
-                .clone()
-                .ok_or("--provider replay needs --transcript FILE (the transcript of a live run)")?;
-            Ok(Provider::replay(p, cfg.concurrency, replay::ReplayBook::load(&path)?))
+            let path = cfg.transcript.clone().ok_or(
+                "--provider replay needs --transcript FILE (the transcript of a live run)",
+            )?;
+            Ok(Provider::replay(
+                p,
+                cfg.concurrency,
+                replay::ReplayBook::load(&path)?,
+            ))
         }
         ProviderKind::Batch => Ok(Provider::batch(
             p,
@@ -100,7 +120,13 @@ pub struct Hooks {
     pub simulator: Option<Arc<dyn Simulator>>,
 }
 
-async fn drive(cfg: RunConfig, store: Arc<Store>, run: i64, store_path: &str, hooks: Hooks) -> Result<Summary, String> {
+async fn drive(
+    cfg: RunConfig,
+    store: Arc<Store>,
+    run: i64,
+    store_path: &str,
+    hooks: Hooks,
+) -> Result<Summary, String> {
     let tasks: Vec<(String, String)> = store
         .tasks(run)?
         .into_iter()
@@ -138,13 +164,20 @@ pub async fn start(cfg: RunConfig, store_path: &str, hooks: Hooks) -> Result<Sum
 }
 
 /// Continues the latest run of the store (after a kill, or with batch answers).
-pub async fn resume(store_path: &str, responses: Option<&str>, hooks: Hooks) -> Result<Summary, String> {
+pub async fn resume(
+    store_path: &str,
+    responses: Option<&str>,
+    hooks: Hooks,
+) -> Result<Summary, String> {
     if !Path::new(store_path).exists() {
         return Err(format!("no store at {store_path}"));
     }
     let store = Arc::new(Store::open(store_path)?);
-    let run = store.run(None)?.ok_or_else(|| format!("{store_path} holds no run"))?;
-    let cfg: RunConfig = serde_json::from_str(&run.config).map_err(|e| format!("the stored run config does not parse: {e}"))?;
+    let run = store
+        .run(None)?
+        .ok_or_else(|| format!("{store_path} holds no run"))?;
+    let cfg: RunConfig = serde_json::from_str(&run.config)
+        .map_err(|e| format!("the stored run config does not parse: {e}"))?;
     if cfg.provider.kind == ProviderKind::Batch {
         let file = match responses {
             Some(f) => f.to_string(),
@@ -154,7 +187,8 @@ pub async fn resume(store_path: &str, responses: Option<&str>, hooks: Hooks) -> 
                 .map(|r| r.replace(".requests.jsonl", ".output.jsonl"))
                 .ok_or("the run is not waiting for batch answers; pass --responses FILE")?,
         };
-        let text = std::fs::read_to_string(&file).map_err(|e| format!("cannot read batch output {file}: {e}"))?;
+        let text = std::fs::read_to_string(&file)
+            .map_err(|e| format!("cannot read batch output {file}: {e}"))?;
         let lines = batch::read_output(&text).map_err(|e| format!("{file}: {e}"))?;
         store.put_batch_answers(run.id, &lines)?;
     } else if responses.is_some() {
@@ -167,7 +201,9 @@ pub async fn resume(store_path: &str, responses: Option<&str>, hooks: Hooks) -> 
 /// as the tasks); returns how many were written.
 pub fn export(store_path: &str, out_dir: &Path) -> Result<usize, String> {
     let store = Store::open(store_path)?;
-    let run = store.run(None)?.ok_or_else(|| format!("{store_path} holds no run"))?;
+    let run = store
+        .run(None)?
+        .ok_or_else(|| format!("{store_path} holds no run"))?;
     let tasks = store.tasks(run.id)?;
     let mut n = 0;
     for sol in store.solutions(run.id)? {
@@ -177,7 +213,8 @@ pub fn export(store_path: &str, out_dir: &Path) -> Result<usize, String> {
         let tool = Tool::from_yaml(path, text)?;
         let out = out_dir.join(path);
         if let Some(parent) = out.parent() {
-            std::fs::create_dir_all(parent).map_err(|e| format!("cannot create {}: {e}", parent.display()))?;
+            std::fs::create_dir_all(parent)
+                .map_err(|e| format!("cannot create {}: {e}", parent.display()))?;
         }
         let body = crate::prompt::task_with_impl(&tool.prompt_text(), &sol.program);
         std::fs::write(&out, body).map_err(|e| format!("cannot write {}: {e}", out.display()))?;

@@ -242,7 +242,11 @@ mod tests {
         assert_eq!(c.samples, 4);
         assert_eq!(c.provider.kind, ProviderKind::Anthropic);
         assert_eq!(c.price().output_per_mtok, 15.0);
-        assert!(RunConfig::from_toml("bogus = 1").unwrap_err().contains("bogus"));
+        assert!(
+            RunConfig::from_toml("bogus = 1")
+                .unwrap_err()
+                .contains("bogus")
+        );
         let mut cy = c.clone();
         cy.objective = Objective::Cycles;
         assert!(cy.validate(false).unwrap_err().contains("simulator"));

@@ -46,9 +46,13 @@ impl Progress for NoProgress {}
 pub enum Status {
     Done,
     /// Batch mode: requests written to `requests`; resume with the output file.
-    Waiting { requests: String },
+    Waiting {
+        requests: String,
+    },
     BudgetExhausted,
-    Failed { error: String },
+    Failed {
+        error: String,
+    },
 }
 
 /// The final JSON of a run.
@@ -204,7 +208,13 @@ impl Engine {
         let all: Vec<usize> = (0..n).collect();
         let status = 'run: {
             let r = self
-                .round(0, &all, &Arc::new(Vec::new()), &[self.cfg.initial_temperature], None)
+                .round(
+                    0,
+                    &all,
+                    &Arc::new(Vec::new()),
+                    &[self.cfg.initial_temperature],
+                    None,
+                )
                 .await;
             if let Err(s) = self.merge(0, None, r, &mut solved, &mut rows) {
                 break 'run s;
@@ -237,11 +247,19 @@ impl Engine {
                     if let Err(e) = self.store.put_demonstrations(self.run, iteration, &names) {
                         break 'run Status::Failed { error: e };
                     }
-                    let unsolved: Vec<usize> = all.iter().copied().filter(|t| !solved.contains_key(t)).collect();
+                    let unsolved: Vec<usize> = all
+                        .iter()
+                        .copied()
+                        .filter(|t| !solved.contains_key(t))
+                        .collect();
                     let temps = self.cfg.temperatures.clone();
-                    let r = self.round(iteration, &unsolved, &Arc::new(demos), &temps, None).await;
+                    let r = self
+                        .round(iteration, &unsolved, &Arc::new(demos), &temps, None)
+                        .await;
                     let before = solved.len();
-                    if let Err(s) = self.merge(iteration, Some(level as u32), r, &mut solved, &mut rows) {
+                    if let Err(s) =
+                        self.merge(iteration, Some(level as u32), r, &mut solved, &mut rows)
+                    {
                         break 'run s;
                     }
                     if solved.len() > before {
@@ -283,17 +301,29 @@ impl Engine {
             .collect();
         let it = u32::MAX - 1;
         let r = self
-            .round(it, &tasks, &Arc::new(Vec::new()), &[self.cfg.initial_temperature], Some(&prompts))
+            .round(
+                it,
+                &tasks,
+                &Arc::new(Vec::new()),
+                &[self.cfg.initial_temperature],
+                Some(&prompts),
+            )
             .await;
         for (t, _temp, outcome) in r {
             match outcome {
-                Outcome::Finished { passed: Some(row), .. } => {
+                Outcome::Finished {
+                    passed: Some(row), ..
+                } => {
                     let s = solved.get_mut(&t)?;
                     if row.cycles.unwrap_or(u64::MAX) < s.best.cycles.unwrap_or(u64::MAX) {
                         s.best = row;
                     }
                 }
-                Outcome::Pending => return Some(Status::Waiting { requests: String::new() }),
+                Outcome::Pending => {
+                    return Some(Status::Waiting {
+                        requests: String::new(),
+                    });
+                }
                 Outcome::Budget => return Some(Status::BudgetExhausted),
                 Outcome::Fatal(e) => return Some(Status::Failed { error: e }),
                 Outcome::Finished { .. } => {}
@@ -312,8 +342,11 @@ impl Engine {
         prompts: Option<&BTreeMap<usize, String>>,
     ) -> Vec<(usize, f64, Outcome)> {
         let k = self.cfg.samples;
-        self.progress
-            .round_started(iteration, tasks.len(), tasks.len() as u64 * u64::from(k) * temps.len() as u64);
+        self.progress.round_started(
+            iteration,
+            tasks.len(),
+            tasks.len() as u64 * u64::from(k) * temps.len() as u64,
+        );
         let mut handles = Vec::new();
         for &t in tasks {
             let p = match prompts.and_then(|p| p.get(&t)) {
@@ -328,7 +361,9 @@ impl Engine {
                     handles.push((
                         t,
                         temp,
-                        tokio::spawn(async move { me.sample(t, iteration, temp, idx, prompt).await }),
+                        tokio::spawn(
+                            async move { me.sample(t, iteration, temp, idx, prompt).await },
+                        ),
                     ));
                 }
             }
@@ -344,7 +379,14 @@ impl Engine {
     }
 
     /// One sample: the proposer's answer, then up to `repairs` repair turns.
-    async fn sample(self: Arc<Self>, t: usize, iteration: u32, temp: f64, idx: u32, prompt: Arc<String>) -> Outcome {
+    async fn sample(
+        self: Arc<Self>,
+        t: usize,
+        iteration: u32,
+        temp: f64,
+        idx: u32,
+        prompt: Arc<String>,
+    ) -> Outcome {
         let tool = Arc::clone(&self.tools[t]);
         let base = format!("{}/i{iteration}/T{temp:.2}/s{idx:03}", tool.name());
         let mut messages = vec![Message::user(prompt.as_str())];
@@ -386,9 +428,14 @@ impl Engine {
             self.budget.add(tk, row.cost);
             tokens += tk;
             cost += row.cost;
-            self.progress.sample_done(tool.name(), row.passed, tk, row.cost);
+            self.progress
+                .sample_done(tool.name(), row.passed, tk, row.cost);
             if row.passed {
-                return Outcome::Finished { passed: Some(row), tokens, cost };
+                return Outcome::Finished {
+                    passed: Some(row),
+                    tokens,
+                    cost,
+                };
             }
             if row.verdict == "provider_error" || turn == self.cfg.repairs {
                 break;
@@ -400,10 +447,20 @@ impl Engine {
                 &crate::tool::explain,
             )));
         }
-        Outcome::Finished { passed: None, tokens, cost }
+        Outcome::Finished {
+            passed: None,
+            tokens,
+            cost,
+        }
     }
 
-    fn failed_row(&self, t: usize, req: &ChatRequest, meta: (u32, f64, u32, u32), f: &crate::provider::Failure) -> SampleRow {
+    fn failed_row(
+        &self,
+        t: usize,
+        req: &ChatRequest,
+        meta: (u32, f64, u32, u32),
+        f: &crate::provider::Failure,
+    ) -> SampleRow {
         SampleRow {
             key: req.key.clone(),
             task: self.tools[t].name().to_string(),
@@ -434,7 +491,13 @@ impl Engine {
     }
 
     /// Checks, guards (Copy fix), verifies (deduplicated) and simulates one answer.
-    async fn evaluate(self: &Arc<Self>, t: usize, req: &ChatRequest, meta: (u32, f64, u32, u32), c: Completion) -> SampleRow {
+    async fn evaluate(
+        self: &Arc<Self>,
+        t: usize,
+        req: &ChatRequest,
+        meta: (u32, f64, u32, u32),
+        c: Completion,
+    ) -> SampleRow {
         let _slot = self.verify_slots.acquire().await.ok();
         let me = Arc::clone(self);
         let text = c.text.clone();
@@ -509,7 +572,11 @@ impl Engine {
                 .ok()
                 .and_then(|m| m.get(key).and_then(|c| c.get().cloned()))
         };
-        let v = match graph_key.as_deref().and_then(cached).filter(VerifySummary::passed) {
+        let v = match graph_key
+            .as_deref()
+            .and_then(cached)
+            .filter(VerifySummary::passed)
+        {
             Some(v) => v,
             None => {
                 let cell = self.vcache[t]
@@ -532,7 +599,11 @@ impl Engine {
         };
         let mut passed = v.passed();
         // Passes keep this program's own check JSON (its warnings), failures the verify JSON.
-        let mut diagnostics = Some(if passed { check.json.to_string() } else { v.json.to_string() });
+        let mut diagnostics = Some(if passed {
+            check.json.to_string()
+        } else {
+            v.json.to_string()
+        });
         let (mut cycles, mut onchip, mut feasible) = (None, None, None);
         if passed && let Some(sim) = &self.simulator {
             let r = sim.simulate(tool, &program);
@@ -547,7 +618,11 @@ impl Engine {
         Evaluated {
             program,
             graph_hash: check.graph_hash,
-            verdict: if passed || feasible != Some(false) { v.verdict } else { "deadlock".into() },
+            verdict: if passed || feasible != Some(false) {
+                v.verdict
+            } else {
+                "deadlock".into()
+            },
             linear: v.linear,
             passed,
             guardian,
@@ -573,11 +648,20 @@ impl Engine {
         let (mut samples, mut tokens, mut cost) = (0u64, 0u64, 0f64);
         for (t, temp, o) in results {
             match o {
-                Outcome::Finished { passed, tokens: tk, cost: c, .. } => {
+                Outcome::Finished {
+                    passed,
+                    tokens: tk,
+                    cost: c,
+                    ..
+                } => {
                     samples += 1;
                     tokens += tk;
                     cost += c;
-                    let e = per.entry(t).or_default().entry(format!("{temp:.2}")).or_default();
+                    let e = per
+                        .entry(t)
+                        .or_default()
+                        .entry(format!("{temp:.2}"))
+                        .or_default();
                     if let Some(r) = passed {
                         e.0 += 1;
                         e.1.push(r);
@@ -594,7 +678,10 @@ impl Engine {
         let before = solved.len();
         for (t, temps) in per {
             let successes = temps.values().map(|(s, _)| *s).max().unwrap_or(0);
-            let best = temps.into_values().flat_map(|(_, r)| r).min_by(|a, b| rank(a).cmp(&rank(b)));
+            let best = temps
+                .into_values()
+                .flat_map(|(_, r)| r)
+                .min_by(|a, b| rank(a).cmp(&rank(b)));
             if let (Some(best), true) = (best, successes > 0) {
                 let s = Solved { successes, best };
                 let row = SolutionRow {
@@ -606,7 +693,9 @@ impl Engine {
                     cycles: s.best.cycles,
                     onchip_bytes: s.best.onchip_bytes,
                 };
-                self.store.put_solution(self.run, &row).map_err(|e| Status::Failed { error: e })?;
+                self.store
+                    .put_solution(self.run, &row)
+                    .map_err(|e| Status::Failed { error: e })?;
                 solved.insert(t, s);
             }
         }
@@ -619,7 +708,9 @@ impl Engine {
             tokens,
             cost,
         };
-        self.store.put_iteration(self.run, &row).map_err(|e| Status::Failed { error: e })?;
+        self.store
+            .put_iteration(self.run, &row)
+            .map_err(|e| Status::Failed { error: e })?;
         self.progress.iteration_done(&row);
         rows.push(row);
         match stop {
@@ -631,7 +722,11 @@ impl Engine {
     /// Writes the queued batch requests and names the file.
     fn waiting(&self) -> Status {
         let lines = self.provider.take_pending();
-        let path = format!("{}.batch-{}.requests.jsonl", self.cfg_store_stem(), self.batch_seq());
+        let path = format!(
+            "{}.batch-{}.requests.jsonl",
+            self.cfg_store_stem(),
+            self.batch_seq()
+        );
         let mut text = String::new();
         for l in &lines {
             text.push_str(&l.to_string());
@@ -639,7 +734,9 @@ impl Engine {
         }
         match std::fs::write(&path, text) {
             Ok(()) => Status::Waiting { requests: path },
-            Err(e) => Status::Failed { error: format!("cannot write {path}: {e}") },
+            Err(e) => Status::Failed {
+                error: format!("cannot write {path}: {e}"),
+            },
         }
     }
 
@@ -650,13 +747,23 @@ impl Engine {
     /// Batch files are numbered by the answers already ingested (one file per wait).
     fn batch_seq(&self) -> usize {
         let mut n = 0;
-        while std::path::Path::new(&format!("{}.batch-{n}.requests.jsonl", self.cfg_store_stem())).exists() {
+        while std::path::Path::new(&format!(
+            "{}.batch-{n}.requests.jsonl",
+            self.cfg_store_stem()
+        ))
+        .exists()
+        {
             n += 1;
         }
         n
     }
 
-    fn finish(&self, status: Status, solved: &BTreeMap<usize, Solved>, rows: Vec<IterationRow>) -> Summary {
+    fn finish(
+        &self,
+        status: Status,
+        solved: &BTreeMap<usize, Solved>,
+        rows: Vec<IterationRow>,
+    ) -> Summary {
         let label = match &status {
             Status::Done => "done".to_string(),
             Status::Waiting { requests } => format!("waiting:{requests}"),
@@ -664,7 +771,10 @@ impl Engine {
             Status::Failed { error } => format!("failed:{}", crate::util::truncate(error, 500)),
         };
         let _ = self.store.set_status(self.run, &label);
-        let mut solved_tasks: Vec<String> = solved.keys().map(|t| self.tools[*t].name().to_string()).collect();
+        let mut solved_tasks: Vec<String> = solved
+            .keys()
+            .map(|t| self.tools[*t].name().to_string())
+            .collect();
         solved_tasks.sort();
         Summary {
             run: self.run,
@@ -752,10 +862,15 @@ pub struct Pareto {
 impl Pareto {
     /// Inserts a point unless dominated; drops the points it dominates. True if kept.
     pub fn insert(&mut self, cycles: u64, bytes: u64, key: &str) -> bool {
-        if self.points.iter().any(|(c, b, _)| *c <= cycles && *b <= bytes) {
+        if self
+            .points
+            .iter()
+            .any(|(c, b, _)| *c <= cycles && *b <= bytes)
+        {
             return false;
         }
-        self.points.retain(|(c, b, _)| !(cycles <= *c && bytes <= *b));
+        self.points
+            .retain(|(c, b, _)| !(cycles <= *c && bytes <= *b));
         self.points.push((cycles, bytes, key.to_string()));
         self.points.sort();
         true

@@ -71,7 +71,11 @@ pub fn proposer_prompt(tool: &Tool, demos: &[Demo]) -> String {
 }
 
 /// The repair turn: the verdict, the verifier's JSON and the explanations of its codes.
-pub fn repair_prompt(verdict: &str, report_json: Option<&str>, explain: &dyn Fn(&str) -> Option<String>) -> String {
+pub fn repair_prompt(
+    verdict: &str,
+    report_json: Option<&str>,
+    explain: &dyn Fn(&str) -> Option<String>,
+) -> String {
     let mut s = format!("Your program was rejected: verdict `{verdict}`.\n");
     if let Some(r) = report_json {
         let _ = write!(
@@ -84,7 +88,11 @@ pub fn repair_prompt(verdict: &str, report_json: Option<&str>, explain: &dyn Fn(
             s.push_str("\nWhat the diagnostic codes mean:\n");
             for c in codes.iter().take(MAX_EXPLAINED) {
                 if let Some(text) = explain(c) {
-                    let _ = write!(s, "\n### {c}\n{}\n", crate::util::truncate(text.trim(), MAX_EXPLAIN));
+                    let _ = write!(
+                        s,
+                        "\n### {c}\n{}\n",
+                        crate::util::truncate(text.trim(), MAX_EXPLAIN)
+                    );
                 }
             }
         }
@@ -143,6 +151,8 @@ mod tests {
         let p = repair_prompt("type_error", Some(r), &|c| Some(format!("about {c}")));
         assert_eq!(p.matches("### E0302").count(), 1);
         assert!(p.contains("about E0401"));
-        assert!(task_with_impl("a: 1\n", "X = 1\nreturn X").ends_with("impl: |\n  X = 1\n  return X\n"));
+        assert!(
+            task_with_impl("a: 1\n", "X = 1\nreturn X").ends_with("impl: |\n  X = 1\n  return X\n")
+        );
     }
 }

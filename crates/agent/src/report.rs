@@ -52,7 +52,11 @@ pub fn build(store: &Store) -> Result<Report, String> {
     let group_of: BTreeMap<String, String> = tasks
         .iter()
         .map(|(name, path, _)| {
-            let g = path.split('/').next().filter(|_| path.contains('/')).unwrap_or("(top)");
+            let g = path
+                .split('/')
+                .next()
+                .filter(|_| path.contains('/'))
+                .unwrap_or("(top)");
             (name.clone(), g.to_string())
         })
         .collect();
@@ -77,10 +81,13 @@ pub fn build(store: &Store) -> Result<Report, String> {
     for s in samples.values() {
         guardian += u64::from(s.guardian);
         perr += u64::from(s.verdict == "provider_error");
-        let Some(t) = per_task.get_mut(&s.task) else { continue };
+        let Some(t) = per_task.get_mut(&s.task) else {
+            continue;
+        };
         // A sample is counted once, at its last turn (turn 0 rows of repaired samples would
         // count it twice); passing turns end a sample.
-        let last = s.passed || s.verdict == "provider_error" || !samples.contains_key(&next_turn(&s.key));
+        let last =
+            s.passed || s.verdict == "provider_error" || !samples.contains_key(&next_turn(&s.key));
         if last {
             t.samples += 1;
             t.passed += u64::from(s.passed);
@@ -119,7 +126,11 @@ pub fn build(store: &Store) -> Result<Report, String> {
         groups.insert(g.clone(), counts);
     }
     for t in per_task.values_mut() {
-        t.pass_rate = if t.samples == 0 { 0.0 } else { t.passed as f64 / t.samples as f64 };
+        t.pass_rate = if t.samples == 0 {
+            0.0
+        } else {
+            t.passed as f64 / t.samples as f64
+        };
     }
     Ok(Report {
         run: run.id,
@@ -149,7 +160,15 @@ fn next_turn(key: &str) -> String {
 pub fn render_table(r: &Report) -> String {
     let mut s = format!(
         "run {} ({}), model `{}`: {}/{} tasks solved, {} tokens, ${:.4}, guardian fired {}×, {} provider errors\n\n",
-        r.run, r.status, r.model, r.solved, r.tasks, r.tokens, r.cost, r.guardian_fired, r.provider_errors
+        r.run,
+        r.status,
+        r.model,
+        r.solved,
+        r.tasks,
+        r.tokens,
+        r.cost,
+        r.guardian_fired,
+        r.provider_errors
     );
     s.push_str("| iteration | stratum | solved | new | samples | tokens | cost |\n|---|---|---|---|---|---|---|\n");
     for i in &r.iterations {
@@ -188,13 +207,23 @@ pub fn render_table(r: &Report) -> String {
 }
 
 fn esc(s: &str) -> String {
-    s.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;").replace('"', "&quot;")
+    s.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+        .replace('"', "&quot;")
 }
 
-const PALETTE: &[&str] = &["#4e79a7", "#f28e2b", "#e15759", "#76b7b2", "#59a14f", "#edc948", "#b07aa1", "#ff9da7"];
+const PALETTE: &[&str] = &[
+    "#4e79a7", "#f28e2b", "#e15759", "#76b7b2", "#59a14f", "#edc948", "#b07aa1", "#ff9da7",
+];
 
 /// A vertical bar chart.
-fn bar_chart(title: &str, labels: &[String], values: &[f64], fmt: &dyn Fn(f64) -> String) -> String {
+fn bar_chart(
+    title: &str,
+    labels: &[String],
+    values: &[f64],
+    fmt: &dyn Fn(f64) -> String,
+) -> String {
     let (w, h, left, bottom, top) = (720.0, 300.0, 50.0, 90.0, 30.0);
     let max = values.iter().copied().fold(0.0, f64::max).max(1e-9);
     let n = values.len().max(1) as f64;
@@ -257,14 +286,22 @@ fn line_chart(title: &str, series: &[(String, Vec<(f64, f64)>)]) -> String {
     );
     for (i, (name, p)) in series.iter().enumerate() {
         let c = PALETTE[i % PALETTE.len()];
-        let path: Vec<String> = p.iter().map(|(x, y)| format!("{:.1},{:.1}", sx(*x), sy(*y))).collect();
+        let path: Vec<String> = p
+            .iter()
+            .map(|(x, y)| format!("{:.1},{:.1}", sx(*x), sy(*y)))
+            .collect();
         let _ = write!(
             s,
             "<polyline class=\"series\" fill=\"none\" stroke=\"{c}\" stroke-width=\"2\" points=\"{}\"/>",
             path.join(" ")
         );
         for (x, y) in p {
-            let _ = write!(s, "<circle cx=\"{:.1}\" cy=\"{:.1}\" r=\"3\" fill=\"{c}\"/>", sx(*x), sy(*y));
+            let _ = write!(
+                s,
+                "<circle cx=\"{:.1}\" cy=\"{:.1}\" r=\"3\" fill=\"{c}\"/>",
+                sx(*x),
+                sy(*y)
+            );
         }
         let _ = write!(
             s,
@@ -280,28 +317,62 @@ fn line_chart(title: &str, series: &[(String, Vec<(f64, f64)>)]) -> String {
 
 /// The report as one self-contained HTML page.
 pub fn render_html(r: &Report) -> String {
-    let its: Vec<String> = r.iterations.iter().map(|i| format!("it {}", i.iteration)).collect();
+    let its: Vec<String> = r
+        .iterations
+        .iter()
+        .map(|i| format!("it {}", i.iteration))
+        .collect();
     let solved: Vec<f64> = r.iterations.iter().map(|i| f64::from(i.solved)).collect();
     let mut plots = Vec::new();
-    plots.push(bar_chart("Solved tasks after each iteration", &its, &solved, &|v| format!("{v:.0}")));
+    plots.push(bar_chart(
+        "Solved tasks after each iteration",
+        &its,
+        &solved,
+        &|v| format!("{v:.0}"),
+    ));
     let group_series: Vec<(String, Vec<(f64, f64)>)> = r
         .groups
         .iter()
-        .map(|(g, v)| (g.clone(), v.iter().enumerate().map(|(i, c)| (i as f64, f64::from(*c))).collect()))
+        .map(|(g, v)| {
+            (
+                g.clone(),
+                v.iter()
+                    .enumerate()
+                    .map(|(i, c)| (i as f64, f64::from(*c)))
+                    .collect(),
+            )
+        })
         .collect();
-    plots.push(line_chart("Solved per group over iterations", &group_series));
+    plots.push(line_chart(
+        "Solved per group over iterations",
+        &group_series,
+    ));
     let names: Vec<String> = r.per_task.iter().map(|t| t.task.clone()).collect();
     let rates: Vec<f64> = r.per_task.iter().map(|t| t.pass_rate).collect();
-    plots.push(bar_chart("Pass rate per task", &names, &rates, &|v| format!("{v:.2}")));
+    plots.push(bar_chart("Pass rate per task", &names, &rates, &|v| {
+        format!("{v:.2}")
+    }));
     let tokens: Vec<f64> = r.iterations.iter().map(|i| i.tokens as f64).collect();
-    plots.push(bar_chart("Tokens per iteration", &its, &tokens, &|v| format!("{v:.0}")));
+    plots.push(bar_chart("Tokens per iteration", &its, &tokens, &|v| {
+        format!("{v:.0}")
+    }));
     let cost: Vec<f64> = r.iterations.iter().map(|i| i.cost).collect();
-    plots.push(bar_chart("Cost per iteration (USD)", &its, &cost, &|v| format!("{v:.4}")));
+    plots.push(bar_chart("Cost per iteration (USD)", &its, &cost, &|v| {
+        format!("{v:.4}")
+    }));
     let cyc: Vec<(String, Vec<(f64, f64)>)> = r
         .per_task
         .iter()
         .filter(|t| !t.cycles_over_time.is_empty())
-        .map(|t| (t.task.clone(), t.cycles_over_time.iter().map(|(i, c)| (f64::from(*i), *c as f64)).collect()))
+        .map(|t| {
+            (
+                t.task.clone(),
+                t.cycles_over_time
+                    .iter()
+                    .map(|(i, c)| (f64::from(*i), *c as f64))
+                    .collect(),
+            )
+        })
         .collect();
     let cycles_plot = if cyc.is_empty() {
         "<p class=\"note\">No cycle counts: this stepforge has no simulator yet, so samples carry no cycles.</p>".to_string()

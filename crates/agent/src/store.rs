@@ -12,8 +12,7 @@ use rusqlite::{Connection, OptionalExtension, params};
 use serde::{Deserialize, Serialize};
 
 /// Migrations, in order; entry i brings the schema from version i to i+1.
-const MIGRATIONS: &[&str] = &[
-    "CREATE TABLE runs (
+const MIGRATIONS: &[&str] = &["CREATE TABLE runs (
         id INTEGER PRIMARY KEY,
         config TEXT NOT NULL,
         prices TEXT NOT NULL,
@@ -91,8 +90,7 @@ const MIGRATIONS: &[&str] = &[
         custom_id TEXT NOT NULL,
         line TEXT NOT NULL,
         PRIMARY KEY (run_id, custom_id)
-    );",
-];
+    );"];
 
 /// One finished sample turn.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -189,10 +187,13 @@ fn i(v: u64) -> i64 {
 impl Store {
     /// Opens (creating if needed) and migrates the store.
     pub fn open(path: &str) -> R<Store> {
-        let conn = Connection::open(path).map_err(|err| format!("cannot open store {path}: {err}"))?;
-        conn.busy_timeout(std::time::Duration::from_secs(10)).map_err(e)?;
+        let conn =
+            Connection::open(path).map_err(|err| format!("cannot open store {path}: {err}"))?;
+        conn.busy_timeout(std::time::Duration::from_secs(10))
+            .map_err(e)?;
         conn.pragma_update(None, "journal_mode", "WAL").map_err(e)?;
-        conn.pragma_update(None, "synchronous", "NORMAL").map_err(e)?;
+        conn.pragma_update(None, "synchronous", "NORMAL")
+            .map_err(e)?;
         let version: i64 = conn
             .pragma_query_value(None, "user_version", |r| r.get(0))
             .map_err(e)?;
@@ -204,8 +205,11 @@ impl Store {
             ));
         }
         for (n, m) in MIGRATIONS.iter().enumerate().skip(version) {
-            conn.execute_batch(&format!("BEGIN; {m}; PRAGMA user_version = {}; COMMIT;", n + 1))
-                .map_err(e)?;
+            conn.execute_batch(&format!(
+                "BEGIN; {m}; PRAGMA user_version = {}; COMMIT;",
+                n + 1
+            ))
+            .map_err(e)?;
         }
         Ok(Store {
             conn: Mutex::new(conn),
@@ -213,7 +217,10 @@ impl Store {
     }
 
     fn with<T>(&self, f: impl FnOnce(&Connection) -> rusqlite::Result<T>) -> R<T> {
-        let c = self.conn.lock().map_err(|_| "store lock poisoned".to_string())?;
+        let c = self
+            .conn
+            .lock()
+            .map_err(|_| "store lock poisoned".to_string())?;
         f(&c).map_err(e)
     }
 
@@ -229,8 +236,11 @@ impl Store {
 
     pub fn set_status(&self, run: i64, status: &str) -> R<()> {
         self.with(|c| {
-            c.execute("UPDATE runs SET status = ?1 WHERE id = ?2", params![status, run])
-                .map(|_| ())
+            c.execute(
+                "UPDATE runs SET status = ?1 WHERE id = ?2",
+                params![status, run],
+            )
+            .map(|_| ())
         })
     }
 
@@ -264,7 +274,9 @@ impl Store {
     /// (name, path, text) of the run's tasks, by name.
     pub fn tasks(&self, run: i64) -> R<Vec<(String, String, String)>> {
         self.with(|c| {
-            let mut st = c.prepare("SELECT name, path, text FROM tasks WHERE run_id = ?1 ORDER BY path, name")?;
+            let mut st = c.prepare(
+                "SELECT name, path, text FROM tasks WHERE run_id = ?1 ORDER BY path, name",
+            )?;
             let rows = st.query_map(params![run], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?;
             rows.collect()
         })
@@ -418,7 +430,11 @@ impl Store {
         })
     }
 
-    pub fn put_batch_answers(&self, run: i64, lines: &BTreeMap<String, serde_json::Value>) -> R<usize> {
+    pub fn put_batch_answers(
+        &self,
+        run: i64,
+        lines: &BTreeMap<String, serde_json::Value>,
+    ) -> R<usize> {
         self.with(|c| {
             let mut n = 0;
             for (id, line) in lines {
@@ -433,7 +449,8 @@ impl Store {
 
     pub fn batch_answers(&self, run: i64) -> R<BTreeMap<String, serde_json::Value>> {
         let raw: Vec<(String, String)> = self.with(|c| {
-            let mut st = c.prepare("SELECT custom_id, line FROM batch_answers WHERE run_id = ?1")?;
+            let mut st =
+                c.prepare("SELECT custom_id, line FROM batch_answers WHERE run_id = ?1")?;
             let rows = st.query_map(params![run], |r| Ok((r.get(0)?, r.get(1)?)))?;
             rows.collect()
         })?;

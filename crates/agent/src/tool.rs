@@ -180,8 +180,8 @@ mod backend {
         pub fn check(&self, answer: &str) -> CheckSummary {
             let c = self.session.check(answer);
             let mut errors = c.diagnostics.iter().filter(|d| d.is_error()).peekable();
-            let only_lin = errors.peek().is_some()
-                && errors.all(|d| d.code.as_str().starts_with("E04"));
+            let only_lin =
+                errors.peek().is_some() && errors.all(|d| d.code.as_str().starts_with("E04"));
             CheckSummary {
                 ok: c.ok,
                 only_linearity_errors: only_lin,

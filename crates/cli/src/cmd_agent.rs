@@ -141,7 +141,8 @@ pub fn run(args: &Args) -> Status {
 fn config(a: &RunArgs) -> Result<RunConfig, String> {
     let mut c = match &a.config {
         Some(p) => {
-            let text = std::fs::read_to_string(p).map_err(|e| format!("cannot read {}: {e}", p.display()))?;
+            let text = std::fs::read_to_string(p)
+                .map_err(|e| format!("cannot read {}: {e}", p.display()))?;
             RunConfig::from_toml(&text).map_err(|e| format!("{}: {e}", p.display()))?
         }
         None => RunConfig::default(),
@@ -231,7 +232,11 @@ fn cmd_resume(a: &ResumeArgs) -> Status {
     };
     let progress = Bars::new(a.format);
     let store = a.store.display().to_string();
-    let r = rt.block_on(stepforge_agent::resume(&store, a.responses.as_deref(), hooks(&progress)));
+    let r = rt.block_on(stepforge_agent::resume(
+        &store,
+        a.responses.as_deref(),
+        hooks(&progress),
+    ));
     finish(r, a.format, &progress)
 }
 
@@ -269,7 +274,9 @@ fn finish(r: Result<Summary, String>, format: Format, bars: &Bars) -> Status {
     match &s.status {
         RunStatus::Done => Status::Ok,
         RunStatus::BudgetExhausted => {
-            output::error("the budget ran out; the run stopped cleanly (resume after raising it is not supported: start a new run)");
+            output::error(
+                "the budget ran out; the run stopped cleanly (resume after raising it is not supported: start a new run)",
+            );
             Status::Ok
         }
         RunStatus::Waiting { requests } => {
@@ -290,7 +297,8 @@ fn iteration_line(i: &IterationRow) -> String {
     format!(
         "iteration {} (demonstrations: {}): solved {} (+{}), {} samples, {} tokens, ${:.4}",
         i.iteration,
-        i.stratum.map_or("none".into(), |s| format!("strata 1..{s}")),
+        i.stratum
+            .map_or("none".into(), |s| format!("strata 1..{s}")),
         i.solved,
         i.new,
         i.samples,
@@ -318,7 +326,8 @@ fn cmd_report(a: &ReportArgs) -> Status {
         output::error(&format!("no store at {path}"));
         return Status::Usage;
     }
-    let r = stepforge_agent::store::Store::open(&path).and_then(|s| stepforge_agent::report::build(&s));
+    let r =
+        stepforge_agent::store::Store::open(&path).and_then(|s| stepforge_agent::report::build(&s));
     let r = match r {
         Ok(r) => r,
         Err(e) => {
@@ -335,7 +344,11 @@ fn cmd_report(a: &ReportArgs) -> Status {
     match a.format {
         Format::Json => output::json(&serde_json::to_value(&r).unwrap_or_default()),
         Format::Human => {
-            let _ = write!(std::io::stdout().lock(), "{}", stepforge_agent::report::render_table(&r));
+            let _ = write!(
+                std::io::stdout().lock(),
+                "{}",
+                stepforge_agent::report::render_table(&r)
+            );
         }
     }
     Status::Ok
@@ -379,7 +392,10 @@ impl Bars {
 impl Progress for Bars {
     fn round_started(&self, iteration: u32, tasks: usize, samples: u64) {
         if !self.tty {
-            let _ = writeln!(std::io::stderr(), "iteration {iteration}: {tasks} tasks, {samples} samples");
+            let _ = writeln!(
+                std::io::stderr(),
+                "iteration {iteration}: {tasks} tasks, {samples} samples"
+            );
             return;
         }
         let Ok(mut s) = self.state.lock() else { return };
@@ -388,8 +404,9 @@ impl Progress for Bars {
         }
         s.tasks.clear();
         let m = indicatif::MultiProgress::new();
-        let style = indicatif::ProgressStyle::with_template("{prefix:>28} {bar:30} {pos}/{len} {msg}")
-            .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar());
+        let style =
+            indicatif::ProgressStyle::with_template("{prefix:>28} {bar:30} {pos}/{len} {msg}")
+                .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar());
         let pb = m.add(indicatif::ProgressBar::new(samples));
         pb.set_style(style);
         pb.set_prefix(format!("iteration {iteration}"));
@@ -414,7 +431,9 @@ impl Progress for Bars {
         {
             let pb = m.add(indicatif::ProgressBar::new_spinner());
             pb.set_prefix(task.to_string());
-            if let Ok(st) = indicatif::ProgressStyle::with_template("{prefix:>28} {pos} samples {msg}") {
+            if let Ok(st) =
+                indicatif::ProgressStyle::with_template("{prefix:>28} {pos} samples {msg}")
+            {
                 pb.set_style(st);
             }
             s.tasks.insert(task.to_string(), pb);

@@ -27,7 +27,10 @@ mod tests {
     #[test]
     fn extracts_yaml_and_fences() {
         let a = "Here you go:\n```yaml\nimpl: |\n  Y = step.Streamify().apply(X)\n  return Y\n```\nDone.";
-        assert_eq!(answer_program(a).unwrap(), "Y = step.Streamify().apply(X)\nreturn Y\n");
+        assert_eq!(
+            answer_program(a).unwrap(),
+            "Y = step.Streamify().apply(X)\nreturn Y\n"
+        );
         assert!(answer_program("").is_none());
     }
 }

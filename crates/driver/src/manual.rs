@@ -212,7 +212,10 @@ mod tests {
     fn every_operator_is_documented_once() {
         let ops: Vec<&str> = stepforge_syntax::ops::names().collect();
         let docs: Vec<&str> = DOCS.iter().map(|d| d.name).collect();
-        assert_eq!(ops, docs, "the manual's rows must follow the operator table");
+        assert_eq!(
+            ops, docs,
+            "the manual's rows must follow the operator table"
+        );
         let m = manual();
         for op in stepforge_syntax::ops::OPS {
             assert!(m.contains(&format!("### {}\n", op.name)));

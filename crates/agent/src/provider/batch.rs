@@ -65,8 +65,8 @@ pub fn read_output(text: &str) -> Result<BTreeMap<String, Value>, String> {
         if line.trim().is_empty() {
             continue;
         }
-        let v: Value = serde_json::from_str(line)
-            .map_err(|e| format!("line {}: not JSON: {e}", i + 1))?;
+        let v: Value =
+            serde_json::from_str(line).map_err(|e| format!("line {}: not JSON: {e}", i + 1))?;
         let id = v
             .get("custom_id")
             .and_then(Value::as_str)
@@ -106,9 +106,13 @@ pub fn validate_input_line(line: &Value) -> Result<(), String> {
     let o = line.as_object().ok_or("not an object")?;
     let keys: Vec<&str> = o.keys().map(String::as_str).collect();
     if keys != ["body", "custom_id", "method", "url"] {
-        return Err(format!("keys must be exactly body, custom_id, method, url; found {keys:?}"));
+        return Err(format!(
+            "keys must be exactly body, custom_id, method, url; found {keys:?}"
+        ));
     }
-    let id = o["custom_id"].as_str().ok_or("custom_id must be a string")?;
+    let id = o["custom_id"]
+        .as_str()
+        .ok_or("custom_id must be a string")?;
     if id.is_empty() || id.len() > 512 {
         return Err("custom_id must be 1..=512 characters".into());
     }
@@ -124,7 +128,10 @@ pub fn validate_input_line(line: &Value) -> Result<(), String> {
         .and_then(Value::as_array)
         .ok_or("body.messages must be an array")?;
     for m in msgs {
-        let role = m.get("role").and_then(Value::as_str).ok_or("message without role")?;
+        let role = m
+            .get("role")
+            .and_then(Value::as_str)
+            .ok_or("message without role")?;
         if !["system", "developer", "user", "assistant"].contains(&role) {
             return Err(format!("unknown role {role}"));
         }

@@ -38,9 +38,7 @@ impl HttpClient {
             .connect_timeout(secs(cfg.connect_timeout_s))
             .build()
             .map_err(|e| format!("cannot build the HTTP client: {e}"))?;
-        let key = std::env::var(cfg.key_env())
-            .ok()
-            .filter(|k| !k.is_empty());
+        let key = std::env::var(cfg.key_env()).ok().filter(|k| !k.is_empty());
         Ok(HttpClient { client, key })
     }
 
@@ -52,8 +50,13 @@ impl HttpClient {
     ) -> Result<Completion, CallError> {
         let base = cfg.base_url_or_default();
         let (url, body) = match cfg.kind {
-            ProviderKind::Anthropic => (format!("{base}/messages"), super::anthropic_body(cfg, req)),
-            _ => (format!("{base}/chat/completions"), super::openai_body(cfg, req)),
+            ProviderKind::Anthropic => {
+                (format!("{base}/messages"), super::anthropic_body(cfg, req))
+            }
+            _ => (
+                format!("{base}/chat/completions"),
+                super::openai_body(cfg, req),
+            ),
         };
         let mut attempt = 0u32;
         loop {
@@ -79,7 +82,9 @@ impl HttpClient {
                     if attempt >= cfg.max_retries {
                         return Err(CallError::Failed(f));
                     }
-                    let backoff = cfg.backoff_base_s * f64::from(1u32 << attempt.min(16)) * crate::util::jitter();
+                    let backoff = cfg.backoff_base_s
+                        * f64::from(1u32 << attempt.min(16))
+                        * crate::util::jitter();
                     let wait = match after {
                         Some(a) => a.min(secs(cfg.retry_after_max_s)),
                         None => secs(backoff.min(cfg.backoff_max_s)),
@@ -122,7 +127,10 @@ impl HttpClient {
                     if bytes.len() + c.len() > cfg.max_response_bytes {
                         let f = Failure {
                             kind: "too_large".into(),
-                            message: format!("response body larger than {} bytes", cfg.max_response_bytes),
+                            message: format!(
+                                "response body larger than {} bytes",
+                                cfg.max_response_bytes
+                            ),
                         };
                         return Attempt::Fail(f);
                     }
@@ -141,7 +149,10 @@ impl HttpClient {
         }
         let snippet = || crate::util::truncate(&String::from_utf8_lossy(&bytes), 300).to_string();
         if status.as_u16() == 429 {
-            return Attempt::Retry(fail("http_429", &format!("429 rate limited: {}", snippet())), retry_after);
+            return Attempt::Retry(
+                fail("http_429", &format!("429 rate limited: {}", snippet())),
+                retry_after,
+            );
         }
         if status.is_server_error() {
             let f = fail("http_5xx", &format!("{status}: {}", snippet()));
@@ -153,7 +164,10 @@ impl HttpClient {
         match serde_json::from_slice::<Value>(&bytes) {
             Ok(v) => Attempt::Done(v),
             Err(e) => Attempt::Retry(
-                fail("malformed", &format!("the response is not JSON ({e}): {}", snippet())),
+                fail(
+                    "malformed",
+                    &format!("the response is not JSON ({e}): {}", snippet()),
+                ),
                 None,
             ),
         }
@@ -161,7 +175,11 @@ impl HttpClient {
 }
 
 fn secs(s: f64) -> Duration {
-    Duration::from_secs_f64(if s.is_finite() && s > 0.0 { s.min(86_400.0) } else { 0.0 })
+    Duration::from_secs_f64(if s.is_finite() && s > 0.0 {
+        s.min(86_400.0)
+    } else {
+        0.0
+    })
 }
 
 fn fail(kind: &str, message: &str) -> Failure {

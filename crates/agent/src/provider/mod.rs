@@ -129,7 +129,9 @@ pub struct Provider {
 
 impl std::fmt::Debug for Provider {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Provider").field("kind", &self.cfg.kind).finish()
+        f.debug_struct("Provider")
+            .field("kind", &self.cfg.kind)
+            .finish()
     }
 }
 
@@ -141,7 +143,12 @@ impl Provider {
         transcript: Option<replay::TranscriptWriter>,
     ) -> Result<Provider, String> {
         let client = http::HttpClient::new(cfg)?;
-        Ok(Provider::with(Backend::Http(client), cfg, concurrency, transcript))
+        Ok(Provider::with(
+            Backend::Http(client),
+            cfg,
+            concurrency,
+            transcript,
+        ))
     }
 
     pub fn replay(cfg: &ProviderConfig, concurrency: usize, book: replay::ReplayBook) -> Provider {
@@ -244,7 +251,11 @@ pub fn parse_openai(v: &Value, cfg: &ProviderConfig) -> Result<Completion, Failu
         _ => return Err(malformed("`message.content` is neither text nor null")),
     };
     let u = v.get("usage");
-    let n = |k: &str| u.and_then(|u| u.get(k)).and_then(Value::as_u64).unwrap_or(0);
+    let n = |k: &str| {
+        u.and_then(|u| u.get(k))
+            .and_then(Value::as_u64)
+            .unwrap_or(0)
+    };
     Ok(Completion {
         text: caps::strip_thinking(&text),
         usage: Usage {
@@ -301,7 +312,11 @@ pub fn parse_anthropic(v: &Value, cfg: &ProviderConfig) -> Result<Completion, Fa
         .collect::<Vec<_>>()
         .join("");
     let u = v.get("usage");
-    let n = |k: &str| u.and_then(|u| u.get(k)).and_then(Value::as_u64).unwrap_or(0);
+    let n = |k: &str| {
+        u.and_then(|u| u.get(k))
+            .and_then(Value::as_u64)
+            .unwrap_or(0)
+    };
     Ok(Completion {
         text,
         usage: Usage {
@@ -369,7 +384,12 @@ mod tests {
         let c = parse_openai(&ok, &cfg).unwrap();
         assert_eq!(c.text, "answer");
         assert_eq!(c.usage.completion_tokens, 4);
-        assert_eq!(parse_openai(&serde_json::json!({"x":1}), &cfg).unwrap_err().kind, "malformed");
+        assert_eq!(
+            parse_openai(&serde_json::json!({"x":1}), &cfg)
+                .unwrap_err()
+                .kind,
+            "malformed"
+        );
         let an = serde_json::json!({"content":[{"type":"thinking","thinking":"..."},{"type":"text","text":"A"}],"usage":{"input_tokens":1,"output_tokens":2}});
         assert_eq!(parse_anthropic(&an, &cfg).unwrap().text, "A");
         assert!(parse_anthropic(&serde_json::json!({"content":"x"}), &cfg).is_err());

@@ -87,7 +87,8 @@ const MAX_LINE: usize = 16 << 20;
 
 impl ReplayBook {
     pub fn load(path: &str) -> Result<ReplayBook, String> {
-        let f = std::fs::File::open(path).map_err(|e| format!("cannot read transcript {path}: {e}"))?;
+        let f =
+            std::fs::File::open(path).map_err(|e| format!("cannot read transcript {path}: {e}"))?;
         let mut book = ReplayBook::default();
         let mut reader = std::io::BufReader::new(f);
         let mut line = String::new();

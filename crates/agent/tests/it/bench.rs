@@ -17,8 +17,11 @@ use crate::server::{self, Api, Reply, Server};
 fn overhead() {
     let latency = Duration::from_millis(50);
     let refs = Arc::new(references());
-    let answers: Arc<std::collections::BTreeMap<String, String>> =
-        Arc::new(refs.iter().map(|(k, (_, p))| (k.clone(), yaml_answer(p))).collect());
+    let answers: Arc<std::collections::BTreeMap<String, String>> = Arc::new(
+        refs.iter()
+            .map(|(k, (_, p))| (k.clone(), yaml_answer(p)))
+            .collect(),
+    );
     let server = Server::start(
         Arc::new(move |_: Api, req: &serde_json::Value, _| {
             let task = server::prompt_task(&server::first_user_text(req));

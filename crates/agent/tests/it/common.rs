@@ -20,7 +20,10 @@ pub fn references() -> BTreeMap<String, (String, String)> {
     for (label, text) in stepforge_agent::campaign::read_tasks(&operators()).unwrap() {
         let tool = stepforge_agent::tool::Tool::from_yaml(&label, &text).unwrap();
         let group = label.split('/').next().unwrap().to_string();
-        out.insert(tool.name().to_string(), (group, tool.reference_impl().unwrap().to_string()));
+        out.insert(
+            tool.name().to_string(),
+            (group, tool.reference_impl().unwrap().to_string()),
+        );
     }
     out
 }
@@ -131,13 +134,21 @@ pub fn hooks() -> Hooks {
 }
 
 pub fn run(cfg: RunConfig, store: &str) -> Summary {
-    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap();
-    rt.block_on(stepforge_agent::start(cfg, store, hooks())).unwrap()
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(stepforge_agent::start(cfg, store, hooks()))
+        .unwrap()
 }
 
 pub fn resume(store: &str, responses: Option<&str>) -> Summary {
-    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap();
-    rt.block_on(stepforge_agent::resume(store, responses, hooks())).unwrap()
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(stepforge_agent::resume(store, responses, hooks()))
+        .unwrap()
 }
 
 pub fn dump(store: &str) -> serde_json::Value {

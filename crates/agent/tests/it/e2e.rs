@@ -22,7 +22,11 @@ fn demonstrations_lift_the_second_set_and_replay_reproduces_the_store() {
     assert_eq!(s.status, Status::Done);
     assert_eq!(s.tasks, 26);
     let refs = references();
-    let count = |groups: &[&str]| refs.values().filter(|(g, _)| groups.contains(&g.as_str())).count();
+    let count = |groups: &[&str]| {
+        refs.values()
+            .filter(|(g, _)| groups.contains(&g.as_str()))
+            .count()
+    };
     // Iteration 0 solves exactly the tasks answered right at once.
     assert_eq!(s.iterations[0].solved as usize, count(AT_ONCE));
     assert_eq!(s.iterations[0].stratum, None);
@@ -30,16 +34,27 @@ fn demonstrations_lift_the_second_set_and_replay_reproduces_the_store() {
     assert_eq!(s.iterations[1].new as usize, count(LATER));
     assert_eq!(s.iterations[1].stratum, Some(1));
     // Then every stratum is tried without a gain and the run stops; the third set never.
-    let after: Vec<_> = s.iterations[2..].iter().map(|i| (i.stratum, i.new)).collect();
+    let after: Vec<_> = s.iterations[2..]
+        .iter()
+        .map(|i| (i.stratum, i.new))
+        .collect();
     assert_eq!(after, vec![(Some(1), 0), (Some(2), 0), (Some(3), 0)]);
     let mut want: Vec<&str> = AT_ONCE.iter().chain(LATER).copied().collect();
     want.sort();
     assert_eq!(groups_of(&s.solved_tasks), want);
     // The guardian repaired layernorm_scalar's missing Copy.
     assert!(s.guardian_fired > 0);
-    assert!(s.solved_tasks.contains(&"norm_layernorm_scalar".to_string()));
+    assert!(
+        s.solved_tasks
+            .contains(&"norm_layernorm_scalar".to_string())
+    );
     // Dedup: identical programs are verified once.
-    assert!(s.verifications < s.samples, "{} verifications for {} samples", s.verifications, s.samples);
+    assert!(
+        s.verifications < s.samples,
+        "{} verifications for {} samples",
+        s.verifications,
+        s.samples
+    );
     assert!(s.tokens > 0 && s.cost > 0.0);
 
     // Replay from the transcript into a fresh store: identical content.
@@ -92,12 +107,22 @@ fn batch_round_trip_matches_a_live_run() {
         s = resume(&store, None);
     }
     assert_eq!(s.status, Status::Done);
-    assert!(trips >= 2, "iteration 0 and at least one demonstration round arrive by file");
+    assert!(
+        trips >= 2,
+        "iteration 0 and at least one demonstration round arrive by file"
+    );
     assert_eq!(s.solved_tasks, live.solved_tasks);
-    let key = |r: &stepforge_agent::store::IterationRow| (r.iteration, r.stratum, r.solved, r.new, r.samples, r.tokens);
+    let key = |r: &stepforge_agent::store::IterationRow| {
+        (r.iteration, r.stratum, r.solved, r.new, r.samples, r.tokens)
+    };
     let a: Vec<_> = s.iterations.iter().map(key).collect();
     let b: Vec<_> = live.iterations.iter().map(key).collect();
     assert_eq!(a, b);
     // Half price on the Batch API.
-    assert!((s.cost * 2.0 - live.cost).abs() < 1e-9, "{} vs {}", s.cost, live.cost);
+    assert!(
+        (s.cost * 2.0 - live.cost).abs() < 1e-9,
+        "{} vs {}",
+        s.cost,
+        live.cost
+    );
 }

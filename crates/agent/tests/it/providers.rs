@@ -15,7 +15,11 @@ use crate::server::{Api, Reply, Server};
 fn one_task(dir: &TempDir) -> String {
     let d = dir.0.join("tasks");
     std::fs::create_dir_all(&d).unwrap();
-    std::fs::copy(operators().join("norm/rmsnorm.yaml"), d.join("rmsnorm.yaml")).unwrap();
+    std::fs::copy(
+        operators().join("norm/rmsnorm.yaml"),
+        d.join("rmsnorm.yaml"),
+    )
+    .unwrap();
     d.display().to_string()
 }
 
@@ -27,9 +31,13 @@ fn misbehaving(right: &str, n: usize) -> Reply {
     let right = right.to_string();
     match n {
         0 => Reply::Status(429, "{\"error\":\"slow down\"}".into(), Some("0.3".into())),
-        1 => Reply::Answer(format!("Sure! Here is the kernel:\n\n{right}\nIt buffers each row once.")),
+        1 => Reply::Answer(format!(
+            "Sure! Here is the kernel:\n\n{right}\nIt buffers each row once."
+        )),
         2 => Reply::Status(500, "oops".into(), None),
-        3 => Reply::Answer(format!("First a sketch:\n```python\nprint('not a program')\n```\nThen the answer:\n{right}")),
+        3 => Reply::Answer(format!(
+            "First a sketch:\n```python\nprint('not a program')\n```\nThen the answer:\n{right}"
+        )),
         4 => Reply::Slow(Duration::from_millis(1500), right),
         6 => Reply::Malformed,
         8 => Reply::Truncated,
@@ -74,9 +82,18 @@ fn survive(kind: ProviderKind, api: Api) {
     let got: Vec<(&str, u64)> = f.iter().map(|(k, v)| (k.as_str(), *v)).collect();
     assert_eq!(
         got,
-        vec![("http_429", 1), ("http_5xx", 2), ("malformed", 1), ("timeout", 1), ("truncated", 1)]
+        vec![
+            ("http_429", 1),
+            ("http_5xx", 2),
+            ("malformed", 1),
+            ("timeout", 1),
+            ("truncated", 1)
+        ]
     );
-    assert_eq!(server.requests.load(std::sync::atomic::Ordering::SeqCst), 13);
+    assert_eq!(
+        server.requests.load(std::sync::atomic::Ordering::SeqCst),
+        13
+    );
 }
 
 #[test]
@@ -107,7 +124,12 @@ fn exhausted_retries_are_recorded_not_lost() {
     assert_eq!(s.failures.get("failed_http_5xx"), Some(&3));
     assert_eq!(s.failures.get("http_5xx"), Some(&6));
     let d = dump(&store);
-    let verdicts: Vec<&str> = d["samples"].as_array().unwrap().iter().map(|s| s["verdict"].as_str().unwrap()).collect();
+    let verdicts: Vec<&str> = d["samples"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["verdict"].as_str().unwrap())
+        .collect();
     assert_eq!(verdicts, vec!["provider_error"; 3]);
 }
 
@@ -124,7 +146,11 @@ fn budget_stops_the_run_cleanly() {
     assert_eq!(s.status, Status::BudgetExhausted);
     // Calls in flight when the budget ran out still finish: at most `concurrency` more.
     let per_call = s.tokens / s.samples;
-    assert!(s.tokens >= 1000 && s.tokens < 1000 + 2 * per_call + per_call, "{} tokens", s.tokens);
+    assert!(
+        s.tokens >= 1000 && s.tokens < 1000 + 2 * per_call + per_call,
+        "{} tokens",
+        s.tokens
+    );
     assert!(s.samples < 50);
 }
 
@@ -134,5 +160,8 @@ fn unusable_settings_are_usage_errors() {
     cfg.provider.model = "m".into();
     cfg.objective = stepforge_agent::config::Objective::Cycles;
     let e = cfg.validate(false).unwrap_err();
-    assert!(e.contains("--objective cycles needs the cycle-level simulator"), "{e}");
+    assert!(
+        e.contains("--objective cycles needs the cycle-level simulator"),
+        "{e}"
+    );
 }

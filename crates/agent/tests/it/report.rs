@@ -24,7 +24,10 @@ fn html_report_shows_its_plots() {
     // Structure: five plots (solved per iteration, per group, pass rate, tokens, cost), every
     // bar chart with one bar per item, no external resources.
     assert_eq!(html.matches("<svg class=\"plot\"").count(), 5);
-    assert_eq!(html.matches("<rect class=\"bar\"").count(), 3 * r.iterations.len() + r.per_task.len());
+    assert_eq!(
+        html.matches("<rect class=\"bar\"").count(),
+        3 * r.iterations.len() + r.per_task.len()
+    );
     assert_eq!(html.matches("<polyline class=\"series\"").count(), 3);
     assert!(!html.contains("src=") && !html.contains("href=") && !html.contains("<script"));
 
@@ -32,7 +35,12 @@ fn html_report_shows_its_plots() {
         Some(bin) => {
             let png = dir.0.join("shot.png");
             let st = std::process::Command::new(&bin)
-                .args(["--headless", "--disable-gpu", "--no-sandbox", "--window-size=900,1400"])
+                .args([
+                    "--headless",
+                    "--disable-gpu",
+                    "--no-sandbox",
+                    "--window-size=900,1400",
+                ])
                 .arg(format!("--screenshot={}", png.display()))
                 .arg(format!("file://{}", html_path.display()))
                 .output()
@@ -40,14 +48,25 @@ fn html_report_shows_its_plots() {
             assert!(png.exists(), "{}", String::from_utf8_lossy(&st.stderr));
             let bytes = std::fs::read(&png).unwrap();
             // A blank white page compresses to a few KB; plots with colour make it larger.
-            assert!(bytes.len() > 20_000, "screenshot only {} bytes", bytes.len());
+            assert!(
+                bytes.len() > 20_000,
+                "screenshot only {} bytes",
+                bytes.len()
+            );
         }
         None => eprintln!("no Chromium found: checked the SVG structure only"),
     }
 }
 
 fn chromium() -> Option<String> {
-    ["chromium", "chromium-browser", "google-chrome", "headless_shell"].iter().find_map(|b| {
+    [
+        "chromium",
+        "chromium-browser",
+        "google-chrome",
+        "headless_shell",
+    ]
+    .iter()
+    .find_map(|b| {
         std::process::Command::new(b)
             .arg("--version")
             .output()

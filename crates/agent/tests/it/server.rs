@@ -5,8 +5,8 @@
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{TcpListener, TcpStream};
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::Duration;
 
 use serde_json::{Value, json};
@@ -80,7 +80,13 @@ impl Server {
     }
 }
 
-fn serve(conn: TcpStream, script: &Script, count: &AtomicUsize, stop: &AtomicBool, latency: Duration) {
+fn serve(
+    conn: TcpStream,
+    script: &Script,
+    count: &AtomicUsize,
+    stop: &AtomicBool,
+    latency: Duration,
+) {
     let _ = conn.set_read_timeout(Some(Duration::from_secs(30)));
     let mut reader = BufReader::new(conn.try_clone().unwrap());
     let mut out = conn;
@@ -117,7 +123,11 @@ fn serve(conn: TcpStream, script: &Script, count: &AtomicUsize, stop: &AtomicBoo
         if reader.read_exact(&mut body).is_err() {
             return;
         }
-        let api = if head.starts_with("POST /v1/messages") { Api::Anthropic } else { Api::OpenAi };
+        let api = if head.starts_with("POST /v1/messages") {
+            Api::Anthropic
+        } else {
+            Api::OpenAi
+        };
         let req: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
         let n = count.fetch_add(1, Ordering::SeqCst);
         let reply = script(api, &req, n);
@@ -128,11 +138,25 @@ fn serve(conn: TcpStream, script: &Script, count: &AtomicUsize, stop: &AtomicBoo
                 std::thread::sleep(d);
                 write_json(&mut out, 200, &completion(api, &text), None)
             }
-            Reply::Status(code, raw, ra) => write_raw(&mut out, code, raw.as_bytes(), ra.as_deref(), None),
-            Reply::Malformed => write_raw(&mut out, 200, b"{\"choices\": [ this is not json", None, None),
+            Reply::Status(code, raw, ra) => {
+                write_raw(&mut out, code, raw.as_bytes(), ra.as_deref(), None)
+            }
+            Reply::Malformed => write_raw(
+                &mut out,
+                200,
+                b"{\"choices\": [ this is not json",
+                None,
+                None,
+            ),
             Reply::Truncated => {
                 let full = completion(api, "never arrives").to_string();
-                let _ = write_raw(&mut out, 200, &full.as_bytes()[..full.len() / 2], None, Some(full.len()));
+                let _ = write_raw(
+                    &mut out,
+                    200,
+                    &full.as_bytes()[..full.len() / 2],
+                    None,
+                    Some(full.len()),
+                );
                 false
             }
         };
@@ -164,7 +188,13 @@ fn write_json(out: &mut TcpStream, code: u16, v: &Value, ra: Option<&str>) -> bo
     write_raw(out, code, v.to_string().as_bytes(), ra, None)
 }
 
-fn write_raw(out: &mut TcpStream, code: u16, body: &[u8], ra: Option<&str>, claimed_len: Option<usize>) -> bool {
+fn write_raw(
+    out: &mut TcpStream,
+    code: u16,
+    body: &[u8],
+    ra: Option<&str>,
+    claimed_len: Option<usize>,
+) -> bool {
     let reason = match code {
         200 => "OK",
         429 => "Too Many Requests",

@@ -13,9 +13,26 @@ fn bin() -> &'static str {
 
 fn run_args(tasks: &str, base: &str, store: &str) -> Vec<String> {
     [
-        "agent", "run", "--tasks", tasks, "--provider", "openai", "--base-url", base, "--model",
-        "scripted", "--samples", "2", "--concurrency", "2", "--iterations", "10", "--store", store,
-        "--format", "json",
+        "agent",
+        "run",
+        "--tasks",
+        tasks,
+        "--provider",
+        "openai",
+        "--base-url",
+        base,
+        "--model",
+        "scripted",
+        "--samples",
+        "2",
+        "--concurrency",
+        "2",
+        "--iterations",
+        "10",
+        "--store",
+        store,
+        "--format",
+        "json",
     ]
     .iter()
     .map(|s| (*s).to_string())
@@ -33,8 +50,15 @@ fn killed_run_resumes_to_the_uninterrupted_result() {
     let tasks = subset(&dir);
 
     let full = dir.file("full.db");
-    let out = Command::new(bin()).args(run_args(&tasks, &server.base, &full)).output().unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let out = Command::new(bin())
+        .args(run_args(&tasks, &server.base, &full))
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let full_json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     let full_calls = lines(&format!("{full}.transcript.jsonl"));
 
@@ -49,19 +73,29 @@ fn killed_run_resumes_to_the_uninterrupted_result() {
     // Kill once about a third of the calls are answered (past iteration 0).
     let start = Instant::now();
     while lines(&transcript) < full_calls / 3 {
-        assert!(start.elapsed() < Duration::from_secs(120), "the run makes no progress");
+        assert!(
+            start.elapsed() < Duration::from_secs(120),
+            "the run makes no progress"
+        );
         std::thread::sleep(Duration::from_millis(20));
     }
     child.kill().unwrap(); // SIGKILL on Unix
     let status = child.wait().unwrap();
     assert!(!status.success(), "the run finished before it was killed");
-    assert!(lines(&transcript) < full_calls, "killed too late to test anything");
+    assert!(
+        lines(&transcript) < full_calls,
+        "killed too late to test anything"
+    );
 
     let out = Command::new(bin())
         .args(["agent", "resume", "--store", &killed, "--format", "json"])
         .output()
         .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let resumed: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
 
     assert_eq!(resumed["status"], "done");
@@ -70,7 +104,10 @@ fn killed_run_resumes_to_the_uninterrupted_result() {
     assert_eq!(resumed["iterations"], full_json["iterations"]);
     // The whole store: every sample once (keys are unique), same verdicts, tokens, solutions.
     let (a, b) = (dump(&killed), dump(&full));
-    assert_eq!(a["samples"].as_array().unwrap().len(), b["samples"].as_array().unwrap().len());
+    assert_eq!(
+        a["samples"].as_array().unwrap().len(),
+        b["samples"].as_array().unwrap().len()
+    );
     assert_eq!(a, b);
 }
 
@@ -78,13 +115,29 @@ fn killed_run_resumes_to_the_uninterrupted_result() {
 fn cycles_objective_without_the_simulator_is_a_usage_error() {
     let dir = TempDir::new("usage");
     let out = Command::new(bin())
-        .args(["agent", "run", "--tasks", "operators", "--model", "m", "--objective", "cycles", "--store"])
+        .args([
+            "agent",
+            "run",
+            "--tasks",
+            "operators",
+            "--model",
+            "m",
+            "--objective",
+            "cycles",
+            "--store",
+        ])
         .arg(dir.file("s.db"))
         .current_dir(crate::root())
         .output()
         .unwrap();
     assert_eq!(out.status.code(), Some(2));
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.contains("--objective cycles needs the cycle-level simulator"), "{err}");
-    assert!(!std::path::Path::new(&dir.file("s.db")).exists(), "nothing starts on a usage error");
+    assert!(
+        err.contains("--objective cycles needs the cycle-level simulator"),
+        "{err}"
+    );
+    assert!(
+        !std::path::Path::new(&dir.file("s.db")).exists(),
+        "nothing starts on a usage error"
+    );
 }
