@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use crate::config::{ProviderKind, RunConfig};
-use crate::engine::{Engine, Progress, Summary};
+use crate::engine::{Engine, Parts, Progress, Summary};
 use crate::provider::{Provider, batch, replay};
 use crate::store::Store;
 use crate::tool::{Simulator, Tool};
@@ -134,16 +134,16 @@ async fn drive(
         .collect();
     let tools = open_tools(&tasks)?;
     let provider = Arc::new(provider(&cfg, &store, run, store_path)?);
-    let engine = Engine::new(
+    let engine = Engine::new(Parts {
         cfg,
         run,
         store,
         provider,
         tools,
-        hooks.simulator,
-        hooks.progress,
-        store_path.to_string(),
-    )?;
+        simulator: hooks.simulator,
+        progress: hooks.progress,
+        batch_prefix: store_path.to_string(),
+    })?;
     Ok(engine.run().await)
 }
 

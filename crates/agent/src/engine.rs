@@ -101,7 +101,7 @@ impl Budget {
 #[derive(Debug, Clone)]
 enum Outcome {
     Finished {
-        passed: Option<SampleRow>,
+        passed: Option<Box<SampleRow>>,
         tokens: u64,
         cost: f64,
     },
@@ -118,6 +118,20 @@ struct Solved {
 }
 
 type VerifyCache = Mutex<BTreeMap<String, Arc<OnceLock<VerifySummary>>>>;
+
+/// What an [`Engine`] is built from.
+pub struct Parts {
+    pub cfg: RunConfig,
+    pub run: i64,
+    pub store: Arc<Store>,
+    pub provider: Arc<Provider>,
+    /// Sorted by path.
+    pub tools: Vec<Arc<Tool>>,
+    pub simulator: Option<Arc<dyn Simulator>>,
+    pub progress: Arc<dyn Progress>,
+    /// Batch request files are named `<batch_prefix>.batch-N.requests.jsonl`.
+    pub batch_prefix: String,
+}
 
 pub struct Engine {
     cfg: RunConfig,
@@ -151,16 +165,17 @@ impl std::fmt::Debug for Engine {
 impl Engine {
     /// Prepares a run over `tools` (sorted by path). Finished sample turns already in the store
     /// for `run` are reused, never asked again.
-    pub fn new(
-        cfg: RunConfig,
-        run: i64,
-        store: Arc<Store>,
-        provider: Arc<Provider>,
-        tools: Vec<Arc<Tool>>,
-        simulator: Option<Arc<dyn Simulator>>,
-        progress: Arc<dyn Progress>,
-        batch_prefix: String,
-    ) -> Result<Arc<Engine>, String> {
+    pub fn new(parts: Parts) -> Result<Arc<Engine>, String> {
+        let Parts {
+            cfg,
+            run,
+            store,
+            provider,
+            tools,
+            simulator,
+            progress,
+            batch_prefix,
+        } = parts;
         let memo = store.samples(run)?;
         let vcache = tools.iter().map(|_| Mutex::new(BTreeMap::new())).collect();
         let acache = tools.iter().map(|_| Mutex::new(BTreeMap::new())).collect();
@@ -316,7 +331,7 @@ impl Engine {
                 } => {
                     let s = solved.get_mut(&t)?;
                     if row.cycles.unwrap_or(u64::MAX) < s.best.cycles.unwrap_or(u64::MAX) {
-                        s.best = row;
+                        s.best = *row;
                     }
                 }
                 Outcome::Pending => {
@@ -432,7 +447,7 @@ impl Engine {
                 .sample_done(tool.name(), row.passed, tk, row.cost);
             if row.passed {
                 return Outcome::Finished {
-                    passed: Some(row),
+                    passed: Some(Box::new(row)),
                     tokens,
                     cost,
                 };
@@ -664,7 +679,7 @@ impl Engine {
                         .or_default();
                     if let Some(r) = passed {
                         e.0 += 1;
-                        e.1.push(r);
+                        e.1.push(*r);
                     }
                 }
                 Outcome::Pending => stop = stop.or(Some(self.waiting())),

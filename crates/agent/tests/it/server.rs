@@ -227,8 +227,8 @@ pub fn first_user_text(req: &Value) -> String {
 pub fn prompt_task(prompt: &str) -> String {
     prompt
         .lines()
-        .filter_map(|l| l.trim().strip_prefix("test_name:"))
-        .last()
+        .rev()
+        .find_map(|l| l.trim().strip_prefix("test_name:"))
         .map(|s| s.trim().to_string())
         .unwrap_or_default()
 }
