@@ -4,6 +4,7 @@
 //! of exiting, so every command is testable as a function. Exit codes (DESIGN §11): 0 success or
 //! pass, 1 the program or task was rejected, 2 usage error or unreadable input file.
 
+mod cmd_agent;
 mod cmd_bench;
 mod cmd_check;
 mod cmd_explain;
@@ -67,6 +68,8 @@ enum Command {
     Verify(cmd_verify::Args),
     /// Measure verification latency per task (median, p95) as a markdown table.
     Bench(cmd_bench::Args),
+    /// The adaptive self-improvement agent loop: run, resume, export, report.
+    Agent(cmd_agent::Args),
 }
 
 fn main() -> ExitCode {
@@ -90,6 +93,7 @@ fn main() -> ExitCode {
         Command::Explain(args) => cmd_explain::run(&args),
         Command::Verify(args) => cmd_verify::run(&args),
         Command::Bench(args) => cmd_bench::run(&args),
+        Command::Agent(args) => cmd_agent::run(&args),
     };
     status.into()
 }

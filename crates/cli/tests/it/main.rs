@@ -6,7 +6,14 @@
 // Tests and benches may unwrap: a failure there is a test failure, not a user-facing panic.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod agent;
+#[path = "../../../agent/tests/it/common.rs"]
+#[allow(dead_code)]
+mod agent_common;
 mod commands;
+#[path = "../../../agent/tests/it/server.rs"]
+#[allow(dead_code)]
+mod server;
 mod shapes;
 mod verdicts;
 
