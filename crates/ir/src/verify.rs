@@ -431,7 +431,7 @@ pub fn verify(g: &Graph) -> Vec<Violation> {
 mod tests {
     #![allow(clippy::unwrap_used)]
     use super::*;
-    use crate::graph::{FnId, FnSig, GraphBuilder};
+    use crate::graph::{Edge, FnId, FnSig, GraphBuilder};
     use stepforge_syntax::span::Span;
 
     fn sig(id: usize, reducer: bool) -> FnSig {
