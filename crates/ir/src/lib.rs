@@ -59,6 +59,12 @@ mod tests {
         ];
         let st = StreamType::new(ElemType::Fp32, vec![d.clone(), n.clone()]);
         let mut b = GraphBuilder::new(fns);
+        b.add_param(
+            "W".into(),
+            ElemType::Fp32,
+            vec![d.clone(), Dim::lit(4)],
+            Span::DUMMY,
+        );
         let i = b.add_op(
             OpKind::Input {
                 index: 0,
