@@ -21,6 +21,9 @@ use stepforge_task::Task;
 
 use crate::rules::{self, Blame, Operand, RuleError, elem_eq};
 
+/// A parameter's element type and dims (innermost first).
+pub type ParamType = (ElemType, Vec<Dim>);
+
 /// What the task contributes to checking: function signatures, input and output types, dim
 /// values and the known dimension symbols.
 #[derive(Debug, Clone)]
@@ -34,7 +37,7 @@ pub struct TaskEnv {
     pub outputs: Vec<(String, Option<StreamType>)>,
     /// The task's parameter tensors: name, (element type, dims innermost first) — `None` where
     /// the declaration is not a STeP type (reported as E0315) — and the declaration's span.
-    pub params: Vec<(String, Option<(ElemType, Vec<Dim>)>, Span)>,
+    pub params: Vec<(String, Option<ParamType>, Span)>,
     pub diagnostics: Vec<Diagnostic>,
     /// `task.yaml:LINE` of each fn declaration, for notes on diagnostics about task fns when
     /// the program lives in another file (their spans could not be shown there).
@@ -194,7 +197,7 @@ fn param_type(
     what: &str,
     diags: &mut Vec<Diagnostic>,
     same_source: bool,
-) -> Option<(ElemType, Vec<Dim>)> {
+) -> Option<ParamType> {
     let elem = match ElemType::from_ast(&p.dtype) {
         Ok(e) => e,
         Err(e) => {
