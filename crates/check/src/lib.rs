@@ -88,6 +88,11 @@ impl CheckOutput {
     }
 
     /// The JSON object of `stepforge check --format json` (DESIGN §11).
+    /// The canonical hash of the typed graph (`stepforge_ir::graph_hash`), when there is one.
+    pub fn graph_hash(&self) -> Option<stepforge_ir::GraphHash> {
+        self.graph.as_ref().map(stepforge_ir::graph_hash)
+    }
+
     pub fn to_json(&self, source: &Source) -> serde_json::Value {
         serde_json::json!({
             "ok": self.ok,

@@ -21,6 +21,9 @@ use stepforge_task::Task;
 
 use crate::rules::{self, Blame, Operand, RuleError, elem_eq};
 
+/// A parameter's element type and dims (innermost first).
+pub type ParamType = (ElemType, Vec<Dim>);
+
 /// What the task contributes to checking: function signatures, input and output types, dim
 /// values and the known dimension symbols.
 #[derive(Debug, Clone)]
@@ -32,6 +35,9 @@ pub struct TaskEnv {
     pub fn_by_name: BTreeMap<String, FnId>,
     pub inputs: Vec<(String, Option<StreamType>, Span)>,
     pub outputs: Vec<(String, Option<StreamType>)>,
+    /// The task's parameter tensors: name, (element type, dims innermost first) — `None` where
+    /// the declaration is not a STeP type (reported as E0315) — and the declaration's span.
+    pub params: Vec<(String, Option<ParamType>, Span)>,
     pub diagnostics: Vec<Diagnostic>,
     /// `task.yaml:LINE` of each fn declaration, for notes on diagnostics about task fns when
     /// the program lives in another file (their spans could not be shown there).
@@ -116,7 +122,6 @@ impl TaskEnv {
                     id,
                     name: f.func_name.name.clone(),
                     label: f.name.clone(),
-                    decl_index: i,
                     kind: match &f.init {
                         Some(vals) => FnKind::Reducer {
                             init: vals.iter().map(|v| v.value).collect(),
@@ -152,6 +157,15 @@ impl TaskEnv {
                 (o.name.name.clone(), ty)
             })
             .collect();
+        let params = task
+            .parameters
+            .iter()
+            .map(|p| {
+                let what = format!("task parameter {}", p.name.name);
+                let ty = param_type(p, &what, &mut diagnostics, same_source);
+                (p.name.name.clone(), ty, p.span)
+            })
+            .collect();
         let fn_decl_at = if same_source {
             Vec::new()
         } else {
@@ -170,10 +184,41 @@ impl TaskEnv {
             fn_by_name,
             inputs,
             outputs,
+            params,
             diagnostics,
             fn_decl_at,
         }
     }
+}
+
+/// A parameter's element type and dims (possibly none: a scalar parameter).
+fn param_type(
+    p: &stepforge_task::ParamDecl,
+    what: &str,
+    diags: &mut Vec<Diagnostic>,
+    same_source: bool,
+) -> Option<ParamType> {
+    let elem = match ElemType::from_ast(&p.dtype) {
+        Ok(e) => e,
+        Err(e) => {
+            diags.push(decl_error(
+                format!("{what}: {}", e.message),
+                e.span,
+                same_source,
+            ));
+            return None;
+        }
+    };
+    let mut dims = Vec::with_capacity(p.dims.len());
+    for d in &p.dims {
+        let Some(x) = Dim::from_ast(d) else {
+            let msg = format!("{what}: a dimension overflows or divides by zero");
+            diags.push(decl_error(msg, d.span(), same_source));
+            return None;
+        };
+        dims.push(x);
+    }
+    Some((elem, dims))
 }
 
 #[derive(Debug, Clone)]
@@ -1619,6 +1664,10 @@ impl<'t> Lowerer<'t> {
         if self.streams.iter().any(|s| s.ty.is_none()) {
             return None;
         }
+        for (name, ty, span) in &self.te.params {
+            let (elem, dims) = ty.clone()?;
+            b.add_param(name.clone(), elem, dims, *span);
+        }
         for o in &mut self.ops {
             let kind = o.kind.take()?;
             let id = b.add_op(kind, o.span);
@@ -1640,6 +1689,17 @@ impl<'t> Lowerer<'t> {
                 }
             }
         }
-        b.finish().ok()
+        let g = b.finish().ok()?;
+        // The IR verifier runs on every lowered graph in debug builds and tests: a violation
+        // is a lowering bug, caught where it is made rather than in a back end.
+        #[cfg(debug_assertions)]
+        {
+            let violations = stepforge_ir::verify(&g);
+            debug_assert!(
+                violations.is_empty(),
+                "lowering built an invalid graph: {violations:?}"
+            );
+        }
+        Some(g)
     }
 }

@@ -102,6 +102,7 @@ pub fn run(args: &Args) -> Status {
     if args.format == Format::Json {
         let mut v = out.to_json(&source);
         v["task"] = json!(task.name);
+        v["graph_hash"] = json!(out.graph_hash().map(|h| h.to_string()));
         if let Some(f) = &fixed {
             v["fixed"] = json!(f);
         }

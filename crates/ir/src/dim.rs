@@ -217,6 +217,16 @@ impl Dim {
             .any(|(s, _)| matches!(s, Sym::Dynamic(_)))
     }
 
+    /// The coefficient as `(numerator, denominator)`, reduced, denominator ≥ 1.
+    pub fn coefficient(&self) -> (i64, i64) {
+        (self.num, self.den)
+    }
+
+    /// The symbol powers, sorted by symbol, no zero exponents.
+    pub fn factors(&self) -> &[(Sym, i32)] {
+        self.factors.as_slice()
+    }
+
     /// The symbols occurring, sorted.
     pub fn symbols(&self) -> impl Iterator<Item = &Sym> {
         self.factors.iter().map(|(s, _)| s)
