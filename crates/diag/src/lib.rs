@@ -11,6 +11,6 @@ pub mod codes;
 pub mod diag;
 pub mod span;
 
-pub use codes::Code;
+pub use codes::{Code, Phase};
 pub use diag::{Applicability, Diagnostic, Edit, Fix, Label, Severity, apply_fixes, plural};
 pub use span::{LineCol, Source, Span, line_start_at};

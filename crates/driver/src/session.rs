@@ -6,6 +6,7 @@ use std::path::Path;
 use serde_json::json;
 use stepforge_check::{CheckOutput, TypedStream};
 use stepforge_exec::{VerifyOptions, VerifyReport};
+use stepforge_syntax::codes::Phase;
 use stepforge_syntax::diag::apply_fixes;
 use stepforge_syntax::{Diagnostic, Source};
 use stepforge_task::{Loaded, Task};
@@ -264,7 +265,7 @@ impl Session {
         let parsed = !out
             .diagnostics
             .iter()
-            .any(|d| d.is_error() && d.code.as_str().starts_with("E01"));
+            .any(|d| d.is_error() && d.code.phase() == Phase::Syntax);
         CheckReport::new(source, out, parsed)
     }
 
@@ -274,7 +275,7 @@ impl Session {
         let parsed = !out
             .diagnostics
             .iter()
-            .any(|d| d.is_error() && d.code.as_str().starts_with("E01"));
+            .any(|d| d.is_error() && d.code.phase() == Phase::Syntax);
         Some(CheckReport::new(self.loaded.source.clone(), out, parsed))
     }
 

@@ -15,7 +15,7 @@ use std::fmt;
 
 use petgraph::stable_graph::{NodeIndex, StableDiGraph};
 use serde::Serialize;
-use stepforge_syntax::span::Span;
+use stepforge_diag::Span;
 
 use crate::dim::Dim;
 use crate::types::{ElemType, StreamType};

@@ -3,7 +3,9 @@
 //! executor, the JIT and the simulator consume.
 //!
 //! It does no checking of programs (that is `stepforge-check`, which builds graphs only for
-//! well-typed programs) and no I/O. Invariants of a finished [`Graph`]:
+//! well-typed programs) and no I/O. It does not depend on the parser: spans come from
+//! `stepforge-diag`, and converting written types (AST) into IR types is the checker's job
+//! (`stepforge_check::ast_types`). Invariants of a finished [`Graph`]:
 //! 1. ids are dense (`0..count`) and never reused; ops are numbered in program order;
 //! 2. every stream has exactly one producer port and a well-formed [`StreamType`];
 //! 3. every [`FnId`] in an op names an entry of the graph's function table;
@@ -22,12 +24,12 @@ pub use graph::{
     StreamId,
 };
 pub use hash::{GraphHash, graph_hash};
-pub use types::{ElemType, Scalar, StreamType, TypeAstError};
+pub use types::{ElemType, Scalar, StreamType};
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use stepforge_syntax::span::Span;
+    use stepforge_diag::Span;
 
     /// in0 → Map → Copy → (Accum, Output1); Accum → Output0
     fn sample() -> Graph {
