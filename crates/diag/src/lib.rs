@@ -12,5 +12,7 @@ pub mod diag;
 pub mod span;
 
 pub use codes::{Code, Phase};
-pub use diag::{Applicability, Diagnostic, Edit, Fix, Label, Severity, apply_fixes, plural};
-pub use span::{LineCol, Source, Span, line_start_at};
+pub use diag::{
+    Applicability, Diagnostic, Edit, Fix, Label, Severity, Sources, apply_fixes, plural,
+};
+pub use span::{LineCol, Source, SourceId, Span, line_start_at};
