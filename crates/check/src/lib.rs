@@ -1,12 +1,14 @@
 //! `stepforge-check` owns the static checker (DESIGN §4, §5, §10): lowering a parsed program
 //! against its task into the typed stream graph of `stepforge-ir`, name resolution (E02xx), the
 //! type and shape rule of every operator (E03xx, in [`rules`]), linearity (E04xx) with the
-//! Copy-inserting fix, and lints (W0201, W0202, W0401).
+//! Copy-inserting fix, and lints (W0201, W0202, W0401). [`ast_types`] converts written dtypes
+//! and dims into IR types (it lives here so that the IR does not depend on the parser).
 //!
 //! It does no I/O and never panics on user input; every problem is a [`Diagnostic`]. Results
 //! are side tables: the graph is built only for a well-typed program (one whose only errors, if
 //! any, are linearity errors) and is never mutated afterwards.
 
+pub mod ast_types;
 mod linear;
 mod lower;
 pub mod rules;

@@ -8,6 +8,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
+use crate::ast_types::{dim_from_ast, elem_type_from_ast};
 use stepforge_ir::{
     Dim, DimEnv, ElemType, FnId, FnKind, FnSig, Graph, GraphBuilder, OpId, OpKind, StreamId,
     StreamType, strip_value_suffix,
@@ -63,13 +64,13 @@ fn decl_type(
         diags.push(decl_error(message, at, same_source));
         None
     };
-    let elem = match ElemType::from_ast(dtype) {
+    let elem = match elem_type_from_ast(dtype) {
         Ok(e) => e,
         Err(e) => return fail(format!("{what}: {}", e.message), e.span),
     };
     let mut out = Vec::with_capacity(dims.len());
     for d in dims {
-        match Dim::from_ast(d) {
+        match dim_from_ast(d) {
             Some(x) => out.push(x),
             None => {
                 let msg = format!("{what}: a dimension overflows or divides by zero");
@@ -108,7 +109,7 @@ impl TaskEnv {
             fn_by_name.entry(f.func_name.name.clone()).or_insert(id);
             let what = |which: &str| format!("the {which} type of function {}", f.func_name.name);
             let conv = |t, which: &str, diags: &mut Vec<Diagnostic>| {
-                ElemType::from_ast(t)
+                elem_type_from_ast(t)
                     .map_err(|e| {
                         let msg = format!("{}: {}", what(which), e.message);
                         diags.push(decl_error(msg, e.span, same_source));

@@ -7,6 +7,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 use serde_json::json;
 use stepforge_check::{CheckOutput, TaskEnv, TypedStream};
 use stepforge_exec::{VerifyCache, VerifyOptions, VerifyReport};
+use stepforge_syntax::codes::Phase;
 use stepforge_syntax::diag::apply_fixes;
 use stepforge_syntax::{Diagnostic, Source};
 use stepforge_task::{Loaded, Task};
@@ -278,7 +279,7 @@ impl Session {
         let parsed = !out
             .diagnostics
             .iter()
-            .any(|d| d.is_error() && d.code.as_str().starts_with("E01"));
+            .any(|d| d.is_error() && d.code.phase() == Phase::Syntax);
         CheckReport::new(source, out, parsed)
     }
 
@@ -302,7 +303,7 @@ impl Session {
         let parsed = !out
             .diagnostics
             .iter()
-            .any(|d| d.is_error() && d.code.as_str().starts_with("E01"));
+            .any(|d| d.is_error() && d.code.phase() == Phase::Syntax);
         Some(CheckReport::new(self.loaded.source.clone(), out, parsed))
     }
 

@@ -11,7 +11,6 @@ use std::fmt;
 use std::sync::Arc;
 
 use serde::Serialize;
-use stepforge_syntax::ast::DimExpr;
 
 use crate::graph::OpId;
 
@@ -255,17 +254,6 @@ impl Dim {
         }
         i64::try_from(num / den).ok()
     }
-
-    /// Converts a dimension written in a task (`N`, `4`, `N*M`, `N/4`). `None` on overflow or
-    /// division by zero.
-    pub fn from_ast(e: &DimExpr) -> Option<Dim> {
-        match e {
-            DimExpr::Int(v, _) => Some(Dim::lit(*v)),
-            DimExpr::Sym(id) => Some(Dim::sym(strip_value_suffix(&id.name))),
-            DimExpr::Mul(a, b, _) => Dim::from_ast(a)?.mul(&Dim::from_ast(b)?),
-            DimExpr::Div(a, b, _) => Dim::from_ast(a)?.div(&Dim::from_ast(b)?),
-        }
-    }
 }
 
 /// `N_value` names the same dimension as `N` (the benchmark uses both spellings).
@@ -430,13 +418,5 @@ mod tests {
         assert_eq!(s("M").div(&Dim::lit(2)).unwrap().eval(&env), None);
         assert_eq!(Dim::sym("N_value").eval(&env), Some(8));
         assert_eq!(s("K").eval(&env), None);
-    }
-
-    #[test]
-    fn value_suffix_names_the_same_dim() {
-        use stepforge_syntax::ast::Ident;
-        use stepforge_syntax::span::Span;
-        let e = DimExpr::Sym(Ident::new("D_value", Span::DUMMY));
-        assert_eq!(Dim::from_ast(&e).unwrap(), s("D"));
     }
 }

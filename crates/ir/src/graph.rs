@@ -36,7 +36,7 @@ use std::fmt;
 use petgraph::stable_graph::{NodeIndex, StableDiGraph};
 use petgraph::visit::{EdgeRef, IntoEdgeReferences, NodeIndexable};
 use serde::Serialize;
-use stepforge_syntax::span::Span;
+use stepforge_diag::Span;
 
 use crate::dim::Dim;
 use crate::types::{ElemType, StreamType};

@@ -3,7 +3,9 @@
 //! executor, the JIT and the simulator consume.
 //!
 //! It does no checking of programs (that is `stepforge-check`, which builds graphs only for
-//! well-typed programs) and no I/O. The invariants of a finished [`Graph`] are listed, and
+//! well-typed programs) and no I/O. It does not depend on the parser: spans come from
+//! `stepforge-diag`, and converting written types (AST) into IR types is the checker's job
+//! (`stepforge_check::ast_types`). The invariants of a finished [`Graph`] are listed, and
 //! checked, by the IR verifier ([`verify::verify`]); [`Graph::instantiate`] turns symbolic
 //! shapes into concrete ones for one dimension binding ([`Instance`]).
 
@@ -25,13 +27,13 @@ pub use hash::{GraphHash, graph_hash, stream_hashes};
 pub use instance::{
     Extent, Instance, InstanceError, InstanceErrorKind, InstanceSite, ParamShape, StreamShape,
 };
-pub use types::{ElemType, Scalar, StreamType, TypeAstError};
+pub use types::{ElemType, Scalar, StreamType};
 pub use verify::{Invariant, Violation, verify};
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use stepforge_syntax::span::Span;
+    use stepforge_diag::Span;
 
     /// in0 → Map → Copy → (Accum, Output1); Accum → Output0
     pub(crate) fn sample() -> Graph {

@@ -121,6 +121,7 @@ pub(crate) fn lower(
         span: Span {
             lo,
             hi: ret.span.hi.max(lo),
+            ..ret.span
         },
         stmts: out,
         ret,

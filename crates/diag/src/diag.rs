@@ -9,7 +9,7 @@ use std::fmt;
 
 use serde::Serialize;
 
-use crate::span::{Source, Span};
+use crate::span::{Source, SourceId, Span};
 
 pub use crate::codes::Code;
 
@@ -18,6 +18,26 @@ pub use crate::codes::Code;
 pub enum Severity {
     Error,
     Warning,
+}
+
+/// The texts a diagnostic may point into: the task file and, when the program was supplied
+/// separately (an answer), the program. Each span is rendered against the text its
+/// [`SourceId`] names; a program span with no program text falls back to the task (the
+/// program then *is* the task's reference impl).
+#[derive(Debug, Clone, Copy)]
+pub struct Sources<'a> {
+    pub task: &'a Source,
+    pub program: Option<&'a Source>,
+}
+
+impl<'a> Sources<'a> {
+    /// The text `span` points into.
+    pub fn of(&self, span: Span) -> &'a Source {
+        match (span.source, self.program) {
+            (SourceId::Program, Some(p)) => p,
+            _ => self.task,
+        }
+    }
 }
 
 /// A secondary location with a short message ("E2 defined here with dims [K, M]").
@@ -173,7 +193,8 @@ impl Diagnostic {
         self
     }
 
-    /// Renders against `source` in the JSON shape of DESIGN §10.
+    /// Renders against `source` in the JSON shape of DESIGN §10 (every span is taken to point
+    /// into `source`; see [`Diagnostic::to_json_in`] for diagnostics spanning two texts).
     pub fn to_json(&self, source: &Source) -> serde_json::Value {
         let span = |s: Span| {
             let a = source.line_col(s.lo);
@@ -182,11 +203,15 @@ impl Diagnostic {
                 "line": a.line, "column": a.column, "end_line": b.line, "end_column": b.column,
             })
         };
+        self.json_with(span)
+    }
+
+    fn json_with(&self, span: impl Fn(Span) -> serde_json::Value) -> serde_json::Value {
         serde_json::json!({
             "code": self.code.as_str(),
             "severity": self.severity,
             "message": self.message,
-            "span": self.span.map(span),
+            "span": self.span.map(&span),
             "labels": self.labels.iter().map(|l| serde_json::json!({
                 "span": span(l.span), "message": l.message,
             })).collect::<Vec<_>>(),
@@ -200,6 +225,21 @@ impl Diagnostic {
                 })).collect::<Vec<_>>(),
             })).collect::<Vec<_>>(),
         })
+    }
+
+    /// Renders in the JSON shape of DESIGN §10, each span against the text its source id names;
+    /// every span also says `"source": "task"|"program"` and `"file"` (the source's name).
+    pub fn to_json_in(&self, sources: Sources<'_>) -> serde_json::Value {
+        let span = |s: Span| {
+            let source = sources.of(s);
+            let a = source.line_col(s.lo);
+            let b = source.line_col(s.hi);
+            serde_json::json!({
+                "source": s.source.as_str(), "file": source.name,
+                "line": a.line, "column": a.column, "end_line": b.line, "end_column": b.column,
+            })
+        };
+        self.json_with(span)
     }
 
     /// Renders against `source` as a human report with a source snippet and carets.
@@ -379,5 +419,35 @@ mod tests {
             d.render_human(&src, false)
                 .contains("error[E0110]: unexpected")
         );
+    }
+
+    #[test]
+    fn json_in_renders_each_span_against_its_own_text() {
+        let task = Source::new("t.yaml", "fns:\n  f: x\n");
+        let prog = Source::new("p.step", "E1 = f(E0)\n");
+        let d = Diagnostic::new(Code::E0302, "mismatch")
+            .at(Span::new(5, 10))
+            .label(Span::new(7, 8).in_task(), "declared here");
+        let sources = Sources {
+            task: &task,
+            program: Some(&prog),
+        };
+        let j = d.to_json_in(sources);
+        assert_eq!(j["span"]["source"], "program");
+        assert_eq!(j["span"]["file"], "p.step");
+        assert_eq!(j["span"]["column"], 6);
+        let l = &j["labels"][0]["span"];
+        assert_eq!(l["source"], "task");
+        assert_eq!(l["file"], "t.yaml");
+        assert_eq!(
+            (l["line"].as_u64(), l["column"].as_u64()),
+            (Some(2), Some(3))
+        );
+        // Without a separate program, program spans are read in the task file.
+        let only_task = Sources {
+            task: &task,
+            program: None,
+        };
+        assert_eq!(d.to_json_in(only_task)["span"]["file"], "t.yaml");
     }
 }
