@@ -8,6 +8,7 @@ mod cmd_bench;
 mod cmd_check;
 mod cmd_explain;
 mod cmd_parse;
+mod cmd_serve;
 mod cmd_verify;
 mod output;
 
@@ -67,6 +68,10 @@ enum Command {
     Verify(cmd_verify::Args),
     /// Measure verification latency per task (median, p95) as a markdown table.
     Bench(cmd_bench::Args),
+    /// Serve the Model Context Protocol over stdio (tools for coding agents).
+    Mcp(cmd_serve::McpArgs),
+    /// Serve the Language Server Protocol over stdio (for editors).
+    Lsp(cmd_serve::LspArgs),
 }
 
 fn main() -> ExitCode {
@@ -90,6 +95,8 @@ fn main() -> ExitCode {
         Command::Explain(args) => cmd_explain::run(&args),
         Command::Verify(args) => cmd_verify::run(&args),
         Command::Bench(args) => cmd_bench::run(&args),
+        Command::Mcp(args) => cmd_serve::run_mcp(&args),
+        Command::Lsp(args) => cmd_serve::run_lsp(&args),
     };
     status.into()
 }
