@@ -388,9 +388,14 @@ fn show_task(ctx: &Ctx, args: &Args) -> Result<Output, ToolError> {
     let text = match (include, s.impl_range()) {
         (false, Some(r)) => {
             let t = s.task_text();
+            // From the start of the line that holds the `impl:` key, so no header is left.
+            let head = t.get(..r.start).unwrap_or("");
+            let start = head
+                .rfind("impl:")
+                .map_or(r.start, |i| head[..i].rfind('\n').map_or(0, |n| n + 1));
             format!(
                 "{}{}",
-                t.get(..r.start).unwrap_or(t),
+                t.get(..start).unwrap_or(t),
                 t.get(r.end..).unwrap_or("")
             )
         }
