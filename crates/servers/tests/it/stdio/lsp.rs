@@ -408,7 +408,7 @@ fn a_long_verify_does_not_stall_hover() {
     let sent = Instant::now();
     let slow = c.request(
         "workspace/executeCommand",
-        json!({"command": "stepforge.verify", "arguments": [{"uri": u, "dims": {"D": 256, "N": 128, "M": 128}, "seeds": 2, "time_limit_ms": 4000}]}),
+        json!({"command": "stepforge.verify", "arguments": [{"uri": u, "dims": {"D": 128, "N": 128, "M": 128}, "seeds": 2, "time_limit_ms": 4000}]}),
     );
     let hover = c.request(
         "textDocument/hover",

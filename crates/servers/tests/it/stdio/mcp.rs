@@ -294,7 +294,7 @@ fn a_long_verify_does_not_stall_other_requests() {
     let mut c = start();
     let slow = c.request(
         "tools/call",
-        json!({"name": "verify", "arguments": {"task": RMS_TASK, "dims": {"D": 256, "N": 128, "M": 128}, "seeds": 2, "time_limit_ms": 4000}}),
+        json!({"name": "verify", "arguments": {"task": RMS_TASK, "dims": {"D": 128, "N": 128, "M": 128}, "seeds": 2, "time_limit_ms": 4000}}),
     );
     let sent = Instant::now();
     let quick = c.request(
