@@ -9,8 +9,8 @@
 //! open so each request is in-process. Like every library crate it never prints or exits; the
 //! `stepforge mcp` / `stepforge lsp` commands hand it stdin and stdout.
 
-mod driver_shim;
 pub mod lsp;
 pub mod mcp;
+mod ops_doc;
 pub mod text;
 pub mod toolchain;

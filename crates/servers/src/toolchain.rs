@@ -7,14 +7,16 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::SystemTime;
 
-use crate::driver_shim as driver;
 pub use driver::{
     CheckReport, FixReport, OpenError, Session, TypedStream, Verdict, VerifyOptions, VerifyReport,
 };
+use stepforge_driver as driver;
 
-/// The op manual (the same text the agent's prompt uses).
+/// The op manual (the same text the agent's prompt uses). `stepforge_driver::manual()` has not
+/// landed yet; until it does, this is the operator reference built from the op table, and this
+/// function is the one place to switch.
 pub fn manual() -> String {
-    driver::manual()
+    crate::ops_doc::manual()
 }
 
 /// The long explanation of a diagnostic code, if the code exists.
@@ -101,7 +103,10 @@ impl Sessions {
             }
         }
         // Load outside the lock: a big task file must not stall other requests.
-        let session = Arc::new(Session::open(&canon).map_err(OpenFailure::Task)?);
+        let session = Arc::new(Session::open(&canon).map_err(|e| match e {
+            OpenError::Io { .. } => OpenFailure::Io(e.to_string()),
+            OpenError::Task { .. } => OpenFailure::Task(e),
+        })?);
         let mut c = self.lock();
         if c.map.len() >= self.capacity && !c.map.contains_key(&canon) {
             let oldest = c
@@ -133,15 +138,12 @@ impl Sessions {
     }
 }
 
-/// The JSON of a check (the `stepforge check --format json` object) with the fields the
-/// servers add: the task's name, `linear` as `null` when the program never reached the
-/// linearity check, and the typed graph's canonical hash.
+/// The JSON of a check (the `stepforge check --format json` object: diagnostics with fixes,
+/// `linear`, `graph_hash`, streams) plus the task's name.
 pub fn check_json(s: &Session, c: &CheckReport) -> serde_json::Value {
     let mut j = c.to_json();
     if let Some(o) = j.as_object_mut() {
         o.insert("task".into(), s.name().into());
-        o.insert("linear".into(), serde_json::json!(c.linear));
-        o.insert("graph_hash".into(), serde_json::json!(c.graph_hash));
     }
     j
 }
@@ -149,9 +151,18 @@ pub fn check_json(s: &Session, c: &CheckReport) -> serde_json::Value {
 /// One message for a task file that failed to open: the error and its diagnostics, one line
 /// each.
 pub fn describe_open_error(e: &OpenError) -> String {
-    let mut s = e.to_string();
-    for d in &e.diagnostics {
-        s.push_str(&format!("\n{}[{}]: {}", d.severity, d.code, d.message));
+    match e {
+        OpenError::Io { .. } => e.to_string(),
+        OpenError::Task {
+            source,
+            diagnostics,
+        } => {
+            let mut s = format!("{} is not a valid task file:", source.name);
+            for d in diagnostics.iter().filter(|d| d.is_error()) {
+                s.push('\n');
+                s.push_str(&d.render_short(source));
+            }
+            s
+        }
     }
-    s
 }

@@ -14,7 +14,7 @@ use lsp_types::{
 use stepforge_syntax::{Diagnostic, Severity, Span};
 
 use crate::text::{LineIndex, Pos, file_uri, uri_path};
-use crate::toolchain::{self, CheckReport, OpenFailure, Session, Sessions};
+use crate::toolchain::{self, CheckReport, OpenError, OpenFailure, Session, Sessions};
 
 /// An editor buffer at one version.
 #[derive(Debug, Clone)]
@@ -100,11 +100,9 @@ impl Analysis {
                     uri: self.doc.uri.clone(),
                 });
             }
-            Err(e) => {
-                if e.diagnostics.is_empty() {
-                    self.server_problems.push((Range::default(), e.to_string()));
-                }
-                self.diagnostics.extend(e.diagnostics);
+            Err(OpenError::Task { diagnostics, .. }) => self.diagnostics.extend(diagnostics),
+            Err(e @ OpenError::Io { .. }) => {
+                self.server_problems.push((Range::default(), e.to_string()));
             }
         }
     }

@@ -12,7 +12,7 @@ use stepforge_syntax::diag::{Applicability, Edit};
 use stepforge_syntax::{Span, ops};
 
 use super::analysis::Analysis;
-use super::ops_doc;
+use crate::ops_doc;
 use crate::text::word_at;
 use crate::toolchain::TypedStream;
 

@@ -11,7 +11,6 @@
 
 mod analysis;
 mod features;
-mod ops_doc;
 pub mod transport;
 
 use std::collections::BTreeMap;

@@ -1,4 +1,5 @@
-//! Hover text for `step.Op`: each operator's input, output type and shape rule (DESIGN §4).
+//! Operator documentation for hover, completion and the fallback manual: each operator's input,
+//! output type and shape rule (DESIGN §4).
 //! Parameters come from the one op table (`stepforge_syntax::ops`); only the prose lives here,
 //! and a test keeps the two covering the same operators.
 
@@ -107,6 +108,26 @@ pub fn hover(name: &str) -> Option<String> {
         "```python\n{}\n```\n{meaning}.\n\n- input: {input}\n- output: {output}\n\nShapes are innermost first: `S = [s0, …, sr]`, rank r.",
         signature(op)
     ))
+}
+
+/// The operator reference: every operator's signature, meaning, input and output rule. Stands
+/// in for the driver's op manual until that lands (see `toolchain::manual`).
+pub fn manual() -> String {
+    let mut s = String::from(
+        "# STeP operators\n\nA program applies operators to the task's input streams and ends with \
+         `return`. Every stream may be consumed at most once (use `step.Copy` to use one twice). \
+         Shapes are written innermost first: `S = [s0, …, sr]` has rank r; `T` is the element type.\n",
+    );
+    for op in ops::OPS {
+        if let Some((_, input, output, meaning)) = RULES.iter().find(|r| r.0 == op.name) {
+            s.push_str(&format!(
+                "\n## {}\n`{}`: {meaning}.\n- input: {input}\n- output: {output}\n",
+                op.name,
+                signature(op)
+            ));
+        }
+    }
+    s
 }
 
 /// One line for completion details.
