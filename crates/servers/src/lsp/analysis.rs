@@ -290,3 +290,70 @@ impl Analyses {
         self.map.lock().unwrap_or_else(|p| p.into_inner())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn temp(tag: &str) -> PathBuf {
+        let d =
+            std::env::temp_dir().join(format!("stepforge-analysis-{tag}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&d);
+        std::fs::create_dir_all(&d).unwrap();
+        d
+    }
+
+    fn rmsnorm() -> String {
+        let root =
+            PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../operators/norm/rmsnorm.yaml");
+        std::fs::read_to_string(root).unwrap()
+    }
+
+    fn doc(path: &Path, text: &str) -> Doc {
+        Doc {
+            uri: file_uri(path),
+            version: 1,
+            text: Arc::from(text),
+        }
+    }
+
+    #[test]
+    fn a_program_finds_its_sibling_task_and_reports_a_missing_one() {
+        let d = temp("sibling");
+        std::fs::write(d.join("k.yaml"), rmsnorm()).unwrap();
+        let prog = d.join("k.step");
+        let text = "Xb = step.Bufferize(a=1).apply(X)\nYb = step.Map(fn=fn_rms).apply(Xb)\nY = step.Streamify().apply(Yb)\nreturn Y\n";
+        let a = Analysis::new(doc(&prog, text), &Sessions::default());
+        assert_eq!(
+            a.task.as_ref().map(|t| t.session.name()),
+            Some("norm_rmsnorm")
+        );
+        assert!(a.lsp_diagnostics().is_empty(), "{:?}", a.lsp_diagnostics());
+
+        let lone = d.join("other.step");
+        let a = Analysis::new(doc(&lone, text), &Sessions::default());
+        let diags = a.lsp_diagnostics();
+        assert_eq!(diags.len(), 1);
+        assert!(diags[0].message.contains("# task:"), "{}", diags[0].message);
+
+        let named = "# task: nowhere.yaml\nreturn X\n";
+        let a = Analysis::new(doc(&lone, named), &Sessions::default());
+        assert!(a.lsp_diagnostics()[0].message.contains("nowhere.yaml"));
+    }
+
+    #[test]
+    fn a_broken_task_file_reports_its_loader_errors() {
+        let d = temp("broken");
+        let p = d.join("t.yaml");
+        let text = rmsnorm().replace("dtype: fp32", "dtype: fp33");
+        let a = Analysis::new(doc(&p, &text), &Sessions::default());
+        let diags = a.lsp_diagnostics();
+        assert!(!diags.is_empty());
+        assert!(diags.iter().all(|d| d.code.is_some()), "{diags:?}");
+        let line = text.lines().position(|l| l.contains("fp33")).unwrap() as u32;
+        assert!(
+            diags.iter().any(|d| d.range.start.line == line),
+            "{diags:?}"
+        );
+    }
+}

@@ -321,9 +321,8 @@ fn dispatch(
         };
         let _ = out.send(resp.into());
     });
-    if jobs.send(job).is_err() {
-        // Only when every worker is gone; nothing left to answer with.
-    }
+    // Fails only when every worker is gone, and then there is nothing left to answer with.
+    let _ = jobs.send(job);
 }
 
 fn handle(
