@@ -26,8 +26,8 @@ fn stream_at<'a>(a: &'a Analysis, name: &str, offset: usize) -> Option<&'a Typed
         .find(|s| s.def_span.as_ref().is_some_and(inside) || s.consumers.iter().any(inside))
         .or_else(|| {
             named()
-                .filter(|s| s.def_span.is_none_or(|d| (d.lo as usize) <= offset))
-                .last()
+                .rev()
+                .find(|s| s.def_span.is_none_or(|d| (d.lo as usize) <= offset))
         })
         .or_else(|| named().next())
 }
@@ -270,6 +270,9 @@ fn open_op_call(before: &str) -> Option<&'static ops::OpInfo> {
     ops::lookup(&rest[..name_end])
 }
 
+// `WorkspaceEdit` is keyed by lsp-types' `Uri`, which caches parse data in a `Cell`; the key is
+// never mutated after insertion.
+#[allow(clippy::mutable_key_type)]
 pub fn code_actions(a: &Analysis, range: Range) -> Vec<CodeActionOrCommand> {
     let Ok(uri) = a.doc.uri.parse::<Uri>() else {
         return Vec::new();
