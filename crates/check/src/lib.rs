@@ -16,7 +16,7 @@ pub mod rules;
 use serde::Serialize;
 use stepforge_ir::{Graph, StreamType};
 use stepforge_syntax::ast::Program;
-use stepforge_syntax::{Diagnostic, Parsed, Source};
+use stepforge_syntax::{Diagnostic, Parsed, Source, Span};
 use stepforge_task::Task;
 
 pub use linear::Linearity;
@@ -29,6 +29,11 @@ pub use lower::TaskEnv;
 pub struct TypedStream {
     pub name: String,
     pub ty: StreamType,
+    /// Where the program binds it (`None` for a task input when the program lives in another
+    /// file): for editors' hover and go-to-definition. Not serialised.
+    pub def_span: Option<Span>,
+    /// Every place the program consumes it (operands and `return`), in program order.
+    pub consumers: Vec<Span>,
 }
 
 impl TypedStream {
@@ -159,6 +164,8 @@ pub fn check_with_env(te: &TaskEnv, program: &Program, opts: &CheckOptions) -> C
             Some(TypedStream {
                 name: s.disp().to_string(),
                 ty: ty.clone(),
+                def_span: s.def_span.filter(|d| *d != Span::DUMMY),
+                consumers: s.uses.iter().map(|u| u.span).collect(),
             })
         })
         .collect();

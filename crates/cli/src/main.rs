@@ -9,6 +9,7 @@ mod cmd_bench;
 mod cmd_check;
 mod cmd_explain;
 mod cmd_parse;
+mod cmd_serve;
 mod cmd_verify;
 mod output;
 
@@ -70,6 +71,10 @@ enum Command {
     Bench(cmd_bench::Args),
     /// The adaptive self-improvement agent loop: run, resume, export, report.
     Agent(cmd_agent::Args),
+    /// Serve the Model Context Protocol over stdio (tools for coding agents).
+    Mcp(cmd_serve::McpArgs),
+    /// Serve the Language Server Protocol over stdio (for editors).
+    Lsp(cmd_serve::LspArgs),
 }
 
 fn main() -> ExitCode {
@@ -94,6 +99,8 @@ fn main() -> ExitCode {
         Command::Verify(args) => cmd_verify::run(&args),
         Command::Bench(args) => cmd_bench::run(&args),
         Command::Agent(args) => cmd_agent::run(&args),
+        Command::Mcp(args) => cmd_serve::run_mcp(&args),
+        Command::Lsp(args) => cmd_serve::run_lsp(&args),
     };
     status.into()
 }

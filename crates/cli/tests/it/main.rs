@@ -17,6 +17,11 @@ mod server;
 mod shapes;
 mod verdicts;
 
+// The MCP and LSP servers' stdio tests: they live with the servers crate, but only this test
+// binary gets `CARGO_BIN_EXE_stepforge`.
+#[path = "../../../servers/tests/it/stdio/mod.rs"]
+mod servers_stdio;
+
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
