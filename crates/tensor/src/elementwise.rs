@@ -399,6 +399,8 @@ impl Tensor {
 
     /// Elementwise unary op. Floating-point functions of integer tensors give f32 (torch).
     pub fn unary(&self, op: UnaryOp) -> Result<Tensor> {
+        // The result is as large as the input: a large one looks at the deadline first.
+        limits::checked_numel(&self.shape)?;
         let shape = self.shape.clone();
         match (op, &self.data) {
             (UnaryOp::LogicalNot, _) => {

@@ -14,6 +14,8 @@ struct Plan {
 }
 
 fn plan(shape: &[usize], dims: Option<&[i64]>, keepdim: bool) -> Result<Plan> {
+    // A reduction reads every element: a large one looks at the deadline first.
+    limits::checked_numel(shape)?;
     let nd = shape.len();
     let mut reduced = vec![false; nd];
     match dims {
@@ -393,8 +395,11 @@ impl Tensor {
         let mut idx = vec![0i64; outer * k * inner];
         let mut order: Vec<usize> = Vec::with_capacity(n);
         let mut sel = vec![0usize; outer * k * inner];
+        let mut meter = limits::Meter::new("topk")?;
+        let lane_units = (n as u64).saturating_mul(u64::from(n.max(2).ilog2()) + 1);
         for o in 0..outer {
             for i in 0..inner {
+                meter.charge(lane_units)?;
                 order.clear();
                 order.extend(0..n);
                 let at = |j: usize| o * n * inner + j * inner + i;
