@@ -56,16 +56,25 @@ pub fn run(args: &Args) -> Status {
                 })
             },
         ),
-        Kind::Snippet => emit(
-            args.format,
-            args.common.max_diagnostics,
-            "snippet",
-            Source::new(name, text.clone()),
+        Kind::Snippet => {
+            let p = stepforge_syntax::parse_snippet(&text);
+            let max = args.common.max_diagnostics;
+            // Guessed as a snippet but it does not parse and holds no program either: it is a
+            // prose answer, so say what `verify` says (E0118), not a pile of syntax errors.
+            if args.kind == Kind::Auto
+                && p.has_errors()
+                && let Err(d) = stepforge_syntax::answer::extract(&text)
             {
-                let p = stepforge_syntax::parse_snippet(&text);
-                map(p, |ast| (serde_json::to_value(ast).ok(), print::block(ast)))
-            },
-        ),
+                let r = Rendered {
+                    ast: None,
+                    pretty: None,
+                    diagnostics: vec![d],
+                };
+                return emit(args.format, max, "program", Source::new(name, text.clone()), r);
+            }
+            let r = map(p, |ast| (serde_json::to_value(ast).ok(), print::block(ast)));
+            emit(args.format, max, "snippet", Source::new(name, text.clone()), r)
+        }
         Kind::Dtype => emit(
             args.format,
             args.common.max_diagnostics,

@@ -143,6 +143,32 @@ fn deadline_guard_restores() {
 }
 
 #[test]
+fn topk_and_sort_match_a_stable_sort_with_ties_across_merge_runs() {
+    // 10,000 values with many ties: larger than one merge run, so the merge path is exercised.
+    let n = 10_000usize;
+    let vals: Vec<f32> = (0..n).map(|j| ((j * 7919) % 13) as f32).collect();
+    let x = f(&[n], &vals);
+    for largest in [true, false] {
+        let mut naive: Vec<usize> = (0..n).collect();
+        naive.sort_by(|&p, &q| {
+            let c = vals[p].total_cmp(&vals[q]);
+            if largest { c.reverse() } else { c }
+        });
+        for k in [1usize, 100, 5000, n] {
+            let (v, ix) = x.topk(k as i64, 0, largest).unwrap();
+            let want: Vec<i64> = naive[..k].iter().map(|&j| j as i64).collect();
+            assert_eq!(ix.as_i64().unwrap(), &want[..], "k={k} largest={largest}");
+            let wv: Vec<f32> = naive[..k].iter().map(|&j| vals[j]).collect();
+            assert_eq!(vals_of(&v), wv);
+        }
+    }
+}
+
+fn vals_of(t: &Tensor) -> Vec<f32> {
+    t.to_f32_vec()
+}
+
+#[test]
 fn sixteen_operand_einsum_is_refused_before_running() {
     // 4^16 = 2^32 loop steps times 16 operands: refused by the work limit in microseconds.
     let v = ar(&[4]);
