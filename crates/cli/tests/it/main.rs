@@ -7,6 +7,8 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod commands;
+mod hardening;
+mod hostile;
 mod shapes;
 mod verdicts;
 
