@@ -70,10 +70,22 @@ pub fn run(args: &Args) -> Status {
                     pretty: None,
                     diagnostics: vec![d],
                 };
-                return emit(args.format, max, "program", Source::new(name, text.clone()), r);
+                return emit(
+                    args.format,
+                    max,
+                    "program",
+                    Source::new(name, text.clone()),
+                    r,
+                );
             }
             let r = map(p, |ast| (serde_json::to_value(ast).ok(), print::block(ast)));
-            emit(args.format, max, "snippet", Source::new(name, text.clone()), r)
+            emit(
+                args.format,
+                max,
+                "snippet",
+                Source::new(name, text.clone()),
+                r,
+            )
         }
         Kind::Dtype => emit(
             args.format,

@@ -78,6 +78,24 @@ pub fn check_deadline(what: &str) -> Result<()> {
     }
 }
 
+/// `(0..n).map(f).collect()`, built in chunks with a look at the deadline between chunks, so
+/// a single 6e7-element loop (slow in a debug build) stops when the time is up.
+pub fn collect_metered<T>(what: &str, n: usize, mut f: impl FnMut(usize) -> T) -> Result<Vec<T>> {
+    let chunk = CHECK_EVERY_UNITS as usize;
+    if n <= chunk {
+        return Ok((0..n).map(f).collect());
+    }
+    let mut out = Vec::with_capacity(n);
+    let mut i = 0;
+    while i < n {
+        check_deadline(what)?;
+        let end = (i + chunk).min(n);
+        out.extend((i..end).map(&mut f));
+        i = end;
+    }
+    Ok(out)
+}
+
 /// Charges the work of one long operation and looks at the deadline every
 /// [`CHECK_EVERY_UNITS`] units.
 #[derive(Debug)]

@@ -98,7 +98,13 @@ fn quick(args: &[&str]) -> Bounded {
 fn devices_fifos_and_directories_are_clear_errors_not_blocks() {
     let dir = scratch("fifo");
     let fifo = dir.join("answer.step");
-    assert!(Command::new("mkfifo").arg(&fifo).status().unwrap().success());
+    assert!(
+        Command::new("mkfifo")
+            .arg(&fifo)
+            .status()
+            .unwrap()
+            .success()
+    );
     let fifo = fifo.display().to_string();
     for args in [
         vec!["parse", "/dev/zero"],
@@ -137,7 +143,12 @@ fn oversized_answers_are_refused_by_a_bounded_reader() {
     ] {
         let r = quick(&cmd);
         assert_eq!(r.code, Some(2), "{}", r.stderr);
-        assert!(r.stderr.contains("larger than the input limit of 1048576 bytes"), "{}", r.stderr);
+        assert!(
+            r.stderr
+                .contains("larger than the input limit of 1048576 bytes"),
+            "{}",
+            r.stderr
+        );
         assert!(r.peak_kib < 100 * 1024, "{} KiB", r.peak_kib);
     }
 }
@@ -153,12 +164,33 @@ fn many_diagnostics_are_capped_per_code_in_both_formats() {
     let f = f.display().to_string();
     let r = quick(&["check", T, "--impl", &f]);
     assert_eq!(r.code, Some(1));
-    assert_eq!(r.stderr.matches("error[E0112]").count(), 100, "{}", &r.stderr[..500]);
-    assert!(r.stderr.contains("note: and 2900 more E0112 diagnostic(s) not shown"));
+    assert_eq!(
+        r.stderr.matches("error[E0112]").count(),
+        100,
+        "{}",
+        &r.stderr[..500]
+    );
+    assert!(
+        r.stderr
+            .contains("note: and 2900 more E0112 diagnostic(s) not shown")
+    );
     assert!(r.stderr.contains("linear: not checked"), "{}", r.stderr);
-    let r = quick(&["check", T, "--impl", &f, "--format", "json", "--max-diagnostics", "5"]);
+    let r = quick(&[
+        "check",
+        T,
+        "--impl",
+        &f,
+        "--format",
+        "json",
+        "--max-diagnostics",
+        "5",
+    ]);
     let j: serde_json::Value = serde_json::from_str(r.stdout.trim()).unwrap();
-    assert_eq!(j["diagnostics"].as_array().unwrap().len(), 6, "5 E0112 + the E0116");
+    assert_eq!(
+        j["diagnostics"].as_array().unwrap().len(),
+        6,
+        "5 E0112 + the E0116"
+    );
     assert_eq!(j["diagnostics_omitted"]["E0112"], 2995);
     assert!(j["linear"].is_null() && j["linear_compat"].is_null(), "{j}");
     let r = quick(&["verify", T, "--impl", &f, "--format", "json"]);
@@ -173,8 +205,14 @@ fn many_diagnostics_are_capped_per_code_in_both_formats() {
 fn seeds_and_iters_are_bounded_usage_errors() {
     for (args, needle) in [
         (vec!["verify", T, "--seeds", "0"], "0 is not in 1..=1000"),
-        (vec!["verify", T, "--seeds", "4294967295"], "is not in 1..=1000"),
-        (vec!["verify", T, "--seeds", "1000000000"], "is not in 1..=1000"),
+        (
+            vec!["verify", T, "--seeds", "4294967295"],
+            "is not in 1..=1000",
+        ),
+        (
+            vec!["verify", T, "--seeds", "1000000000"],
+            "is not in 1..=1000",
+        ),
         (vec!["bench", T, "--iters", "0"], "0 is not in 1.."),
         (vec!["bench", T, "--seeds", "0"], "0 is not in 1..=1000"),
     ] {
@@ -203,14 +241,24 @@ fn directory_walks_skip_symlinked_directories_and_visit_each_file_once() {
     std::os::unix::fs::symlink("..", sub.join("up")).unwrap();
     std::os::unix::fs::symlink(".", dir.join("self")).unwrap();
     std::os::unix::fs::symlink("rmsnorm.yaml", sub.join("again.yaml")).unwrap();
-    assert!(Command::new("mkfifo").arg(dir.join("pipe.yaml")).status().unwrap().success());
+    assert!(
+        Command::new("mkfifo")
+            .arg(dir.join("pipe.yaml"))
+            .status()
+            .unwrap()
+            .success()
+    );
     let d = dir.display().to_string();
     let r = quick(&["verify", &d, "--format", "json"]);
     assert_eq!(r.code, Some(0), "{}", r.stderr);
     assert_eq!(r.stdout.lines().count(), 1, "{}", r.stdout);
     assert_eq!(r.stderr, "");
     let r = quick(&["verify", &d]);
-    assert!(r.stderr.contains("note: skipping symlinked directory"), "{}", r.stderr);
+    assert!(
+        r.stderr.contains("note: skipping symlinked directory"),
+        "{}",
+        r.stderr
+    );
     assert!(r.stderr.contains("is a FIFO"), "{}", r.stderr);
 }
 
@@ -239,7 +287,11 @@ fn non_tasks_and_prose_answers_get_one_clear_line() {
     );
     let dir = scratch("prose");
     let f = dir.join("answer.md");
-    std::fs::write(&f, "I would use a Map followed by an Accum.\nThat should do it.\n").unwrap();
+    std::fs::write(
+        &f,
+        "I would use a Map followed by an Accum.\nThat should do it.\n",
+    )
+    .unwrap();
     let r = quick(&["parse", &f.display().to_string()]);
     assert_eq!(r.code, Some(1));
     assert!(r.stderr.contains("error[E0118]"), "{}", r.stderr);
@@ -271,7 +323,14 @@ fn help_lists_exit_codes_and_every_limit_flag() {
 #[test]
 fn check_fix_emit_ir_shows_the_fixed_graph() {
     let task = "crates/cli/tests/it/fixtures/sub.yaml";
-    let plain = quick(&["check", task, "--impl", "crates/cli/tests/it/fixtures/sub_reused.step", "--emit", "ir"]);
+    let plain = quick(&[
+        "check",
+        task,
+        "--impl",
+        "crates/cli/tests/it/fixtures/sub_reused.step",
+        "--emit",
+        "ir",
+    ]);
     let fixed = quick(&[
         "check",
         task,
@@ -282,5 +341,9 @@ fn check_fix_emit_ir_shows_the_fixed_graph() {
         "ir",
     ]);
     assert!(!plain.stdout.contains("Copy"), "{}", plain.stdout);
-    assert!(fixed.stdout.matches("Copy").count() >= 2, "program and IR: {}", fixed.stdout);
+    assert!(
+        fixed.stdout.matches("Copy").count() >= 2,
+        "program and IR: {}",
+        fixed.stdout
+    );
 }

@@ -52,7 +52,16 @@ fn verify_bounded(name: &str, body: &[String]) -> String {
     let task = hostile_task(name, body);
     let ms = LIMIT_MS.to_string();
     let r = run_bounded(
-        &["verify", &task, "--seeds", "1", "--time-limit-ms", &ms, "--format", "json"],
+        &[
+            "verify",
+            &task,
+            "--seeds",
+            "1",
+            "--time-limit-ms",
+            &ms,
+            "--format",
+            "json",
+        ],
         Duration::from_millis(LIMIT_MS) + slack(),
         MAX_RSS_MIB,
     );
@@ -73,16 +82,26 @@ fn stmt() -> impl Strategy<Value = String> {
     let m = prop_oneof![Just(64usize), Just(400), Just(1600), Just(4096)];
     prop_oneof![
         n.clone().prop_map(|n| format!("t = torch.ones({n})")),
-        m.clone().prop_map(|m| format!("a = torch.ones({m}, {m})\nb = a @ a")),
-        m.clone().prop_map(|m| format!("a = torch.ones(8, {m}, {m})\nb = torch.bmm(a, a)")),
+        m.clone()
+            .prop_map(|m| format!("a = torch.ones({m}, {m})\nb = a @ a")),
+        m.clone()
+            .prop_map(|m| format!("a = torch.ones(8, {m}, {m})\nb = torch.bmm(a, a)")),
         (2usize..=16).prop_map(|k| {
-            let labels: Vec<String> = (0..k).map(|i| ((b'a' + i as u8) as char).to_string()).collect();
+            let labels: Vec<String> = (0..k)
+                .map(|i| ((b'a' + i as u8) as char).to_string())
+                .collect();
             let ops = vec!["v"; k].join(", ");
-            format!("v = torch.ones(4)\nz = torch.einsum('{}->', {ops})", labels.join(","))
+            format!(
+                "v = torch.ones(4)\nz = torch.einsum('{}->', {ops})",
+                labels.join(",")
+            )
         }),
-        n.clone().prop_map(|n| format!("t = torch.arange({n}) * 1.0\nz = torch.topk(t, 10)")),
-        n.clone().prop_map(|n| format!("t = torch.arange({n}) * 1.0\nz = torch.sort(t)")),
-        n.clone().prop_map(|n| format!("z = torch.stack([x] * {n})")),
+        n.clone()
+            .prop_map(|n| format!("t = torch.arange({n}) * 1.0\nz = torch.topk(t, 10)")),
+        n.clone()
+            .prop_map(|n| format!("t = torch.arange({n}) * 1.0\nz = torch.sort(t)")),
+        n.clone()
+            .prop_map(|n| format!("z = torch.stack([x] * {n})")),
         n.clone().prop_map(|n| format!("z = torch.cat([x] * {n})")),
         n.prop_map(|n| format!("t = torch.ones({n})\nz = t.split(1)")),
         m.prop_map(|m| format!("t = torch.ones({m}, {m})\nz = (t * t + t).exp().sum()")),
