@@ -66,10 +66,13 @@ pub struct CheckOutput {
     pub diagnostics: Vec<Diagnostic>,
     /// No error diagnostics at all (warnings allowed).
     pub ok: bool,
-    /// Every stream is consumed at most once (returning counts as consuming).
-    pub linear: bool,
-    /// The benchmark's older rule: a stream both consumed by one op and returned is fine.
-    pub linear_compat: bool,
+    /// Every stream is consumed at most once (returning counts as consuming). `None` when the
+    /// program never reached the linearity check (it did not parse), so "not linear" is never
+    /// claimed about a program nobody analysed.
+    pub linear: Option<bool>,
+    /// The benchmark's older rule: a stream both consumed by one op and returned is fine
+    /// (`None` as for `linear`).
+    pub linear_compat: Option<bool>,
     /// Copy ops the linearity fix inserts.
     pub copies_needed: usize,
     /// Named streams with their types, in definition order.
@@ -82,11 +85,16 @@ impl CheckOutput {
             graph: None,
             ok: !diagnostics.iter().any(Diagnostic::is_error),
             diagnostics,
-            linear: false,
-            linear_compat: false,
+            linear: None,
+            linear_compat: None,
             copies_needed: 0,
             streams: Vec::new(),
         }
+    }
+
+    /// Linear by the strict rule (false when not checked).
+    pub fn is_linear(&self) -> bool {
+        self.linear == Some(true)
     }
 
     /// True when the only errors (if any) are linearity errors.
@@ -174,8 +182,8 @@ pub fn check_with_env(te: &TaskEnv, program: &Program, opts: &CheckOptions) -> C
         ok: !diagnostics.iter().any(Diagnostic::is_error),
         graph,
         diagnostics,
-        linear: lin.linear,
-        linear_compat: lin.linear_compat,
+        linear: Some(lin.linear),
+        linear_compat: Some(lin.linear_compat),
         copies_needed: lin.copies_needed,
         streams,
     }

@@ -119,6 +119,7 @@ codes! {
     E0704: Error, "too many ops";
     E0705: Error, "verification time limit exceeded";
     // --- warnings ------------------------------------------------------------------------
+    W0101: Warning, "several programs in the answer (the last one is checked)";
     W0201: Warning, "name rebound";
     W0202: Warning, "element function never used";
     W0401: Warning, "stream never consumed";

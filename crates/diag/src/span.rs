@@ -160,6 +160,11 @@ impl Source {
         }
     }
 
+    /// Byte offsets of the starts of the lines (the first is 0).
+    pub(crate) fn line_starts(&self) -> &[usize] {
+        &self.line_starts
+    }
+
     /// Byte offset of the start of a 1-based line (clamped).
     pub fn line_start(&self, line: u32) -> usize {
         let idx = (line.max(1) as usize - 1).min(self.line_starts.len() - 1);

@@ -67,8 +67,8 @@ impl Tensor {
         let dims = MatDims { m, k, n };
         let acc = match (&a.data, &b.data) {
             // f32 operands are read in place (no f64 copies of a weight matrix per call).
-            (Data::F32(x), Data::F32(y)) => mm_kernel(x, y, &offs_a, &offs_b, dims),
-            _ => mm_kernel(&a.to_f64_vec(), &b.to_f64_vec(), &offs_a, &offs_b, dims),
+            (Data::F32(x), Data::F32(y)) => mm_kernel(x, y, &offs_a, &offs_b, dims)?,
+            _ => mm_kernel(&a.to_f64_vec(), &b.to_f64_vec(), &offs_a, &offs_b, dims)?,
         };
         let mut shape = batch;
         if !a1 {
@@ -245,6 +245,13 @@ impl Tensor {
         {
             return Ok(r);
         }
+        // The general loop multiplies one value per operand at every step, so its work is the
+        // loop size times the operand count: a 16-operand einsum of size-4 vectors (2^32 steps,
+        // 2^36 multiplies) is refused here before it starts.
+        let mut weighted = sizes.clone();
+        weighted.push(operands.len());
+        limits::check_work("einsum", &weighted)?;
+        let mut meter = limits::Meter::new("einsum")?;
         let inner: usize = sizes[out_labels.len()..].iter().product();
         // Per operand, per position in `order`: the stride (sum over repeated labels, 0 where
         // the operand lacks the label or broadcasts it).
@@ -273,7 +280,9 @@ impl Tensor {
         let nd = order.len();
         let mut idx = vec![0usize; nd];
         let mut offs = vec![0isize; operands.len()];
+        let step_units = operands.len() as u64;
         for t in 0..total {
+            meter.charge(step_units)?;
             let mut p = 1.0f64;
             for (v, &o) in vals.iter().zip(&offs) {
                 p *= v[o as usize];
@@ -405,13 +414,16 @@ fn mm_kernel<T: Copy + Into<f64>>(
     offs_a: &[usize],
     offs_b: &[usize],
     d: MatDims,
-) -> Vec<f64> {
+) -> Result<Vec<f64>> {
     let MatDims { m, k, n } = d;
+    let mut meter = limits::Meter::new("matmul")?;
+    let row_units = (k as u64).saturating_mul(n as u64);
     let mut acc = vec![0f64; offs_a.len() * m * n];
     let mut row = vec![0f64; n];
     for (bi, (&oa, &ob)) in offs_a.iter().zip(offs_b).enumerate() {
         let out = &mut acc[bi * m * n..(bi + 1) * m * n];
         for i in 0..m {
+            meter.charge(row_units)?;
             let out_row = &mut out[i * n..(i + 1) * n];
             for p in 0..k {
                 let av: f64 = x[oa + i * k + p].into();
@@ -424,5 +436,5 @@ fn mm_kernel<T: Copy + Into<f64>>(
             }
         }
     }
-    acc
+    Ok(acc)
 }

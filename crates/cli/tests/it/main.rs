@@ -14,6 +14,8 @@ mod commands;
 #[path = "../../../agent/tests/it/server.rs"]
 #[allow(dead_code)]
 mod server;
+mod hardening;
+mod hostile;
 mod shapes;
 mod verdicts;
 

@@ -38,7 +38,16 @@ const SPAN_KEYS: &[&str] = &["line", "column", "end_line", "end_column"];
 
 /// Every diagnostic of a JSON document has exactly the DESIGN §10 shape.
 fn assert_diagnostic_shape(d: &serde_json::Value) {
-    assert_eq!(keys(d), set(DIAG_KEYS), "{d}");
+    // `verify` also says which text the lines count in (`source`: task|program, and `path`).
+    let mut own = keys(d);
+    if own.remove("source") {
+        assert!(own.remove("path"), "{d}");
+        assert!(
+            matches!(d["source"].as_str(), Some("task" | "program")),
+            "{d}"
+        );
+    }
+    assert_eq!(own, set(DIAG_KEYS), "{d}");
     assert!(
         matches!(d["severity"].as_str(), Some("error" | "warning")),
         "{d}"
