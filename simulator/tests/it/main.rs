@@ -8,5 +8,6 @@
 )]
 
 mod analytic;
+mod deadlock;
 mod harness;
 mod library;
