@@ -264,7 +264,8 @@ pub(crate) fn build(
             from: c.producer,
             to: c.consumer,
             depth: c.depth,
-            max_occupancy: ch.max_occ,
+            // Entries still queued (a deadlock) were never popped, so count them here.
+            max_occupancy: ch.max_occ.max(ch.q.len()),
             elements: ch.elements,
         })
         .collect();
@@ -429,7 +430,7 @@ impl SimReport {
             "cycles": self.cycles,
             "seconds": self.seconds,
             "sol_cycles": self.sol_cycles,
-            "sol_fraction": self.sol_fraction,
+            "sol_fraction": if self.deadlock.is_some() { None } else { Some(self.sol_fraction) },
             "bottleneck": self.bottleneck,
             "deadlock": self.deadlock.as_ref().map(|d| d.to_json(source)),
             "offchip_bytes": {"read": self.offchip_read, "write": self.offchip_write},
@@ -452,19 +453,23 @@ impl SimReport {
         } else {
             &self.task
         };
-        let _ = writeln!(
-            s,
-            "{name}: {} cycles ({:.3} us){} · speed of light {} cycles ({} of it)",
-            self.cycles,
-            self.seconds * 1e6,
-            if self.functional {
-                ", functional"
-            } else {
-                ", timing-only"
-            },
-            self.sol_cycles,
-            pct(self.sol_fraction)
-        );
+        let mode = if self.functional {
+            "functional"
+        } else {
+            "timing-only"
+        };
+        if self.deadlock.is_some() {
+            let _ = writeln!(s, "{name}: DEADLOCK at cycle {} ({mode})", self.cycles);
+        } else {
+            let _ = writeln!(
+                s,
+                "{name}: {} cycles ({:.3} us, {mode}) · speed of light {} cycles ({} of it)",
+                self.cycles,
+                self.seconds * 1e6,
+                self.sol_cycles,
+                pct(self.sol_fraction)
+            );
+        }
         let _ = writeln!(s, "  bottleneck: {}", self.bottleneck);
         let _ = writeln!(
             s,
