@@ -191,3 +191,67 @@ fn trace_follows_the_trace_event_format_and_dot_renders() {
     }
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+fn program_of(task_text: &str) -> String {
+    let i = task_text.find("impl: |\n").unwrap() + "impl: |\n".len();
+    task_text[i..]
+        .lines()
+        .map(|l| l.strip_prefix("  ").unwrap_or(l))
+        .collect::<Vec<_>>()
+        .join("\n")
+        + "\n"
+}
+
+/// W0801 fires on the deadlocking program; its fix checks clean, verifies and simulates
+/// without deadlock at depth 2; it fires on no library task.
+#[test]
+fn lint_fires_and_its_fix_verifies_and_simulates() {
+    let text = text();
+    let loaded = stepforge_task::load_str("rmsnorm_deadlock.yaml", &text);
+    let task = loaded.ok_task().unwrap();
+    let prog = program_of(&text);
+    let (_, out) = stepforge_check::check_answer(task, &prog);
+    let w: Vec<_> = out
+        .diagnostics
+        .iter()
+        .filter(|d| d.code == Code::W0801)
+        .collect();
+    assert_eq!(w.len(), 1, "{:?}", out.diagnostics);
+    assert!(w[0].labels.len() >= 4);
+    let fixed = stepforge_syntax::diag::apply_fixes(&prog, &out.diagnostics, true);
+    let (_, after) = stepforge_check::check_answer(task, &fixed);
+    assert!(
+        after.ok && after.linear && after.diagnostics.is_empty(),
+        "{fixed}\n{:?}",
+        after.diagnostics
+    );
+    let v = stepforge_exec::verify(
+        task,
+        Some(&fixed),
+        &stepforge_exec::VerifyOptions::default(),
+    );
+    assert_eq!(v.verdict.as_str(), "pass");
+    let c = case_str("rmsnorm_deadlock.yaml", &text, Some(&fixed), &[]);
+    assert!(
+        sim(
+            &c,
+            &ShapeFlops,
+            false,
+            &HwConfig::default(),
+            &SimOptions::default()
+        )
+        .report
+        .deadlock
+        .is_none()
+    );
+
+    for p in crate::harness::operators() {
+        let loaded = stepforge_task::load_file(&p).unwrap();
+        let out = stepforge_check::check_task(loaded.ok_task().unwrap()).unwrap();
+        assert!(
+            out.diagnostics.iter().all(|d| d.code != Code::W0801),
+            "{}",
+            p.display()
+        );
+    }
+}
