@@ -8,6 +8,7 @@ mod cmd_bench;
 mod cmd_check;
 mod cmd_explain;
 mod cmd_parse;
+mod cmd_sim;
 mod cmd_verify;
 mod output;
 
@@ -67,6 +68,8 @@ enum Command {
     Verify(cmd_verify::Args),
     /// Measure verification latency per task (median, p95) as a markdown table.
     Bench(cmd_bench::Args),
+    /// Simulate a program cycle by cycle on the accelerator model (cycles, stalls, deadlocks).
+    Sim(cmd_sim::Args),
 }
 
 fn main() -> ExitCode {
@@ -90,6 +93,7 @@ fn main() -> ExitCode {
         Command::Explain(args) => cmd_explain::run(&args),
         Command::Verify(args) => cmd_verify::run(&args),
         Command::Bench(args) => cmd_bench::run(&args),
+        Command::Sim(args) => cmd_sim::run(&args),
     };
     status.into()
 }

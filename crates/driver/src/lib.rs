@@ -8,10 +8,13 @@
 //! spawn processes, and it holds no global state: two sessions never interact.
 
 mod session;
+mod sim;
 
 pub use session::{CheckReport, FixReport, OpenError, Session};
+pub use sim::{SimOptions, SimReport};
 pub use stepforge_check::TypedStream;
 pub use stepforge_exec::{ExecLimits, Verdict, VerifyOptions, VerifyReport};
+pub use stepforge_sim::HwConfig;
 pub use stepforge_syntax::{Diagnostic, Severity, Source, Span};
 
 /// The long explanation of a diagnostic code (`stepforge explain CODE`), or `None` for a code
