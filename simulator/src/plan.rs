@@ -414,7 +414,7 @@ pub(crate) fn lower(
     for u in &units {
         let (ch, is_read) = match u.kind {
             UnitKind::Load { .. } => (u.outputs.first(), true),
-            UnitKind::Store { .. } => (u.inputs.first(), false),
+            UnitKind::Store => (u.inputs.first(), false),
             _ => continue,
         };
         let Some(c) = ch.and_then(|&c| chans.get(c)) else {

@@ -8,6 +8,7 @@
 
 mod commands;
 mod shapes;
+mod sim;
 mod verdicts;
 
 use std::path::{Path, PathBuf};
