@@ -203,7 +203,7 @@ pub struct OpDump<'a> {
     pub kind: &'a OpKind,
     pub inputs: &'a [StreamId],
     pub outputs: &'a [StreamId],
-    pub span: stepforge_syntax::span::Span,
+    pub span: stepforge_diag::Span,
 }
 
 #[derive(Debug, Serialize)]
@@ -213,5 +213,5 @@ pub struct StreamDump<'a> {
     pub producer: PortRef,
     pub consumers: &'a [PortRef],
     pub name: Option<&'a str>,
-    pub span: stepforge_syntax::span::Span,
+    pub span: stepforge_diag::Span,
 }

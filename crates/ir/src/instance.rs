@@ -278,7 +278,7 @@ mod tests {
     use crate::dim::DynDim;
     use crate::graph::{GraphBuilder, OpId, OpKind};
     use crate::types::ElemType;
-    use stepforge_syntax::span::Span;
+    use stepforge_diag::Span;
 
     fn one_stream(ty: StreamType) -> Graph {
         let mut b = GraphBuilder::new(Vec::new());

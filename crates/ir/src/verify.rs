@@ -432,7 +432,7 @@ mod tests {
     #![allow(clippy::unwrap_used)]
     use super::*;
     use crate::graph::{Edge, FnId, FnSig, GraphBuilder};
-    use stepforge_syntax::span::Span;
+    use stepforge_diag::Span;
 
     fn sig(id: usize, reducer: bool) -> FnSig {
         FnSig {
