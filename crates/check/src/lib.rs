@@ -187,6 +187,32 @@ pub fn check_answer_with(task: &Task, text: &str, dims: &[(String, i64)]) -> (So
     (source, out)
 }
 
+/// [`check_answer_with`] against a prepared [`TaskEnv`] (built with `same_source: false`):
+/// what a session does for the many candidate answers of one task.
+pub fn check_answer_in(te: &TaskEnv, text: &str) -> (Source, CheckOutput) {
+    let source = Source::new("answer", text);
+    let opts = CheckOptions {
+        text: Some(text),
+        dims: &[],
+        same_source: false,
+    };
+    let parsed = stepforge_syntax::parse_answer(text);
+    let out = match (
+        parsed.value,
+        parsed.diagnostics.iter().any(Diagnostic::is_error),
+    ) {
+        (Some(p), false) => {
+            let mut out = check_with_env(te, &p, &opts);
+            let mut all = parsed.diagnostics;
+            all.append(&mut out.diagnostics);
+            out.diagnostics = all;
+            out
+        }
+        (_, _) => CheckOutput::failed(parsed.diagnostics),
+    };
+    (source, out)
+}
+
 /// Checks the task's own reference `impl` (spans into `task.source`). `None` when the task has
 /// no reference implementation.
 pub fn check_task(task: &Task) -> Option<CheckOutput> {

@@ -2,11 +2,17 @@
 //! Each task's reference impl is verified once to warm up, then `--iters` times; the table
 //! gives the median and p95 of those runs (3 seeds each by default), with a machine line on
 //! top and the total of the medians at the bottom.
+//!
+//! Two columns compare the two ways a candidate program is verified, in the same run: a
+//! per-call `verify` (everything task-level redone: dims, `global`, data, references) and a
+//! verification through a warm [`Session`] (task-level work cached), which is what the agent
+//! and the servers do for the thousands of candidates of one task.
 
 use std::path::PathBuf;
 use std::time::Instant;
 
 use serde_json::json;
+use stepforge_driver::Session;
 use stepforge_exec::{Verdict, VerifyOptions};
 
 use crate::cmd_verify::{load, task_files};
@@ -55,6 +61,20 @@ struct Row {
     verdict: Verdict,
     median_us: f64,
     p95_us: f64,
+    /// Median of verifying the reference program as a candidate through a warm session.
+    session_us: f64,
+}
+
+/// Median and p95 (µs) of `iters` timed calls of `f`.
+fn time(iters: u32, mut f: impl FnMut()) -> (f64, f64) {
+    let mut times = Vec::with_capacity(iters as usize);
+    for _ in 0..iters {
+        let t = Instant::now();
+        f();
+        times.push(t.elapsed().as_secs_f64() * 1e6);
+    }
+    times.sort_by(f64::total_cmp);
+    (quantile(&times, 0.5), quantile(&times, 0.95))
 }
 
 pub fn run(args: &Args) -> Status {
@@ -71,22 +91,36 @@ pub fn run(args: &Args) -> Status {
             Err(s) => return s,
         };
         let warm = stepforge_exec::verify_loaded(&loaded, None, &opts);
-        let mut times = Vec::with_capacity(iters as usize);
-        for _ in 0..iters {
-            let t = Instant::now();
-            let r = stepforge_exec::verify_loaded(&loaded, None, &opts);
-            times.push(t.elapsed().as_secs_f64() * 1e6);
-            std::hint::black_box(r);
-        }
-        times.sort_by(f64::total_cmp);
+        let (median_us, p95_us) = time(iters, || {
+            std::hint::black_box(stepforge_exec::verify_loaded(&loaded, None, &opts));
+        });
+        let session = Session::from_loaded(loaded).ok();
+        let candidate = session
+            .as_ref()
+            .and_then(|s| s.reference_impl().map(str::to_string));
+        let session_us = match (&session, &candidate) {
+            (Some(s), Some(c)) => {
+                std::hint::black_box(s.verify(Some(c), &opts));
+                time(iters, || {
+                    std::hint::black_box(s.verify(Some(c), &opts));
+                })
+                .0
+            }
+            _ => f64::NAN,
+        };
         rows.push(Row {
             task: warm.task,
             verdict: warm.verdict,
-            median_us: quantile(&times, 0.5),
-            p95_us: quantile(&times, 0.95),
+            median_us,
+            p95_us,
+            session_us,
         });
     }
     let total: f64 = rows.iter().map(|r| r.median_us).sum();
+    let total_session: f64 = rows.iter().map(|r| r.session_us).sum();
+    let mut ratios: Vec<f64> = rows.iter().map(|r| r.median_us / r.session_us).collect();
+    ratios.sort_by(f64::total_cmp);
+    let median_ratio = quantile(&ratios, 0.5);
     let machine = machine_line();
     match args.format {
         Format::Json => output::json(&json!({
@@ -96,8 +130,11 @@ pub fn run(args: &Args) -> Status {
             "tasks": rows.iter().map(|r| json!({
                 "task": r.task, "verdict": r.verdict,
                 "median_us": r.median_us, "p95_us": r.p95_us,
+                "session_median_us": r.session_us,
             })).collect::<Vec<_>>(),
             "total_median_us": total,
+            "total_session_median_us": total_session,
+            "median_speedup": median_ratio,
         })),
         Format::Human => {
             output::line(&format!(
@@ -105,15 +142,24 @@ pub fn run(args: &Args) -> Status {
                 args.seeds
             ));
             output::line("");
-            output::line("| task | verdict | median (us) | p95 (us) |");
-            output::line("|---|---|---:|---:|");
+            output::line(
+                "| task | verdict | per-call median (us) | per-call p95 (us) | session median (us) | speedup |",
+            );
+            output::line("|---|---|---:|---:|---:|---:|");
             for r in &rows {
                 output::line(&format!(
-                    "| {} | {} | {:.1} | {:.1} |",
-                    r.task, r.verdict, r.median_us, r.p95_us
+                    "| {} | {} | {:.1} | {:.1} | {:.1} | {:.1}x |",
+                    r.task,
+                    r.verdict,
+                    r.median_us,
+                    r.p95_us,
+                    r.session_us,
+                    r.median_us / r.session_us
                 ));
             }
-            output::line(&format!("| **total** | | {total:.1} | |"));
+            output::line(&format!(
+                "| **total** | | {total:.1} | | {total_session:.1} | median {median_ratio:.1}x |"
+            ));
         }
     }
     if rows.iter().all(|r| r.verdict == Verdict::Pass) {

@@ -10,6 +10,7 @@
 //! [`Diagnostic`]: stepforge_syntax::Diagnostic
 
 pub mod batch;
+pub mod cache;
 pub mod compare;
 pub mod error;
 pub mod eval;
@@ -19,9 +20,10 @@ pub mod report;
 pub mod stream;
 pub mod verify;
 
+pub use cache::VerifyCache;
 pub use error::{ErrorClass, ExecError, Origin};
 pub use exec::Prepared;
 pub use limits::ExecLimits;
-pub use report::{OutputReport, ReportDiagnostic, Verdict, VerifyReport};
+pub use report::{OutputReport, PhaseTiming, ReportDiagnostic, Verdict, VerifyReport};
 pub use stream::{FieldData, StreamData};
-pub use verify::{VerifyOptions, verify, verify_loaded};
+pub use verify::{VerifyOptions, verify, verify_cached, verify_loaded};

@@ -65,6 +65,20 @@ pub struct OutputReport {
     pub first_mismatch: Option<Mismatch>,
 }
 
+/// Where a verification's time went (DESIGN §9: `"timing"` in the JSON), summed over seeds.
+/// Task-level work served from a session's cache costs nothing here.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct PhaseTiming {
+    /// Seeded input generation.
+    pub generate_us: u64,
+    /// Evaluating the references.
+    pub reference_us: u64,
+    /// Running the program.
+    pub program_us: u64,
+    /// Comparing outputs with the references.
+    pub compare_us: u64,
+}
+
 #[derive(Debug, Clone)]
 pub struct VerifyReport {
     pub task: String,
@@ -76,6 +90,7 @@ pub struct VerifyReport {
     pub outputs: Vec<OutputReport>,
     pub seeds: Vec<u64>,
     pub elapsed_us: u64,
+    pub timing: PhaseTiming,
     /// The task file.
     pub task_source: Source,
     /// The verified program's text; `None` when the task's own `impl` was verified (then
@@ -100,6 +115,7 @@ impl VerifyReport {
             outputs: Vec::new(),
             seeds,
             elapsed_us: 0,
+            timing: PhaseTiming::default(),
             task_source,
             program_source,
         }
@@ -172,6 +188,7 @@ impl VerifyReport {
             "outputs": self.outputs,
             "seeds": self.seeds,
             "elapsed_us": self.elapsed_us,
+            "timing": self.timing,
         })
     }
 

@@ -6,18 +6,17 @@
 //! (task errors), then per seed: data generation (size limits are checked before allocating),
 //! the program, the references, the comparison. The first failing seed ends the run.
 
-use std::sync::Arc;
 use std::time::Instant;
 
 use stepforge_check::CheckOutput;
 use stepforge_syntax::codes::Code;
 use stepforge_syntax::{Diagnostic, Span};
-use stepforge_task::{GenLimits, Loaded, Task, Tolerance};
-use stepforge_tensor::{Tensor, fmt_shape};
+use stepforge_task::{Loaded, Task, Tolerance};
+use stepforge_tensor::fmt_shape;
 
+use crate::cache::VerifyCache;
 use crate::compare::{FieldStats, compare_values};
 use crate::error::{ErrorClass, ExecError, Origin};
-use crate::eval::{self, Env, EvalLimits};
 use crate::exec::Prepared;
 use crate::limits::{Clock, ExecLimits};
 use crate::report::{OutputReport, Verdict, VerifyReport};
@@ -67,6 +66,17 @@ impl VerifyOptions {
 /// Verifies `program_text` (a bare program or a raw LLM answer; `None` = the task's reference
 /// impl) against `task`.
 pub fn verify(task: &Task, program_text: Option<&str>, opts: &VerifyOptions) -> VerifyReport {
+    verify_cached(task, program_text, opts, &VerifyCache::new())
+}
+
+/// [`verify`] reusing the task-level work in `cache` (dims, `global`, seeded data, expected
+/// outputs); the cache must only ever be used with this `task`.
+pub fn verify_cached(
+    task: &Task,
+    program_text: Option<&str>,
+    opts: &VerifyOptions,
+    cache: &VerifyCache,
+) -> VerifyReport {
     let start = Instant::now();
     let (program_source, check) = match program_text {
         Some(text) => {
@@ -82,7 +92,7 @@ pub fn verify(task: &Task, program_text: Option<&str>, opts: &VerifyOptions) -> 
         opts.seeds.clone(),
     );
     match check {
-        Some(check) => run_checked(task, &check, opts, &mut r),
+        Some(check) => run_checked(task, &check, opts, cache, &mut r),
         None => {
             r.verdict = Verdict::TaskError;
             r.push(
@@ -148,7 +158,13 @@ fn static_verdict(diags: &[Diagnostic]) -> Verdict {
     }
 }
 
-fn run_checked(task: &Task, check: &CheckOutput, opts: &VerifyOptions, r: &mut VerifyReport) {
+fn run_checked(
+    task: &Task,
+    check: &CheckOutput,
+    opts: &VerifyOptions,
+    cache: &VerifyCache,
+    r: &mut VerifyReport,
+) {
     r.linear = check.linear;
     r.linear_compat = check.linear_compat;
     r.copies_needed = check.copies_needed;
@@ -159,7 +175,7 @@ fn run_checked(task: &Task, check: &CheckOutput, opts: &VerifyOptions, r: &mut V
         r.verdict = static_verdict(&check.diagnostics);
         return;
     };
-    if let Err(e) = execute(task, graph, opts, r) {
+    if let Err(e) = execute(task, graph, opts, cache, r) {
         r.verdict = match e.class {
             ErrorClass::Runtime => Verdict::RuntimeError,
             ErrorClass::Limit => Verdict::LimitExceeded,
@@ -169,12 +185,8 @@ fn run_checked(task: &Task, check: &CheckOutput, opts: &VerifyOptions, r: &mut V
     }
 }
 
-fn limit_diag(d: Diagnostic) -> ExecError {
-    if d.code.as_str().starts_with("E07") {
-        ExecError::limit(d, Origin::Task)
-    } else {
-        ExecError::task(d)
-    }
+fn micros(since: Instant) -> u64 {
+    u64::try_from(since.elapsed().as_micros()).unwrap_or(u64::MAX)
 }
 
 /// Runs every seed; on a mismatch sets the verdict and returns `Ok`.
@@ -182,28 +194,13 @@ fn execute(
     task: &Task,
     graph: &stepforge_ir::Graph,
     opts: &VerifyOptions,
+    cache: &VerifyCache,
     r: &mut VerifyReport,
 ) -> Result<(), ExecError> {
     let limits = &opts.limits;
     let mut clock = Clock::new(limits);
-    let dims = stepforge_task::dim_values(task, &opts.dims).map_err(ExecError::task)?;
-    let max_numel = usize::try_from(limits.max_tensor_elements).unwrap_or(usize::MAX);
-    let base = Env {
-        limits: EvalLimits {
-            fuel: limits.fuel,
-            max_numel,
-            ..EvalLimits::default()
-        },
-        ..Env::new(dims)
-    };
-    let mut env = eval::eval_global_in(task.global.as_ref(), base)
-        .map_err(|e| ExecError::from_eval_task(&e))?;
-    let prepared = Prepared::new(graph, task, &env)?;
-    let gen_limits = GenLimits {
-        max_tensor_elements: limits.max_tensor_elements,
-        max_total_elements: limits.max_live_bytes / 4,
-        max_total_bytes: limits.max_live_bytes,
-    };
+    let prep = cache.dims(task, &opts.dims, limits)?;
+    let prepared = Prepared::new(graph, task, &prep.env)?;
     let tol = opts.tolerance(task);
     // Per output field: the error statistics, and whether its shape matched (else the field
     // was not compared and reports no errors).
@@ -212,56 +209,24 @@ fn execute(
         .iter()
         .map(|o| vec![(FieldStats::default(), true); o.transforms.len().max(1)])
         .collect();
-    // References are compiled at their first use (so a bad one fails where it always did)
-    // and reused for every seed: only `input_data` changes between seeds.
-    let mut refs: Vec<Vec<Option<eval::Snippet>>> = task
-        .outputs
-        .iter()
-        .map(|o| vec![None; o.transforms.len()])
-        .collect();
     let mut shape_bad = false;
     let mut value_bad = false;
     for &seed in &opts.seeds {
-        clock.check(Span::DUMMY)?;
-        let data =
-            stepforge_task::generate(task, &env.dims, seed, &gen_limits).map_err(limit_diag)?;
-        let mut streams: Vec<Vec<Arc<Vec<f32>>>> = Vec::with_capacity(data.inputs.len());
-        for t in data.inputs.into_iter().chain(data.parameters) {
-            let is_input = streams.len() < task.inputs.len();
-            let mut fields = Vec::with_capacity(t.fields.len());
-            let mut first = true;
-            for f in t.fields {
-                if first {
-                    let tensor = Tensor::from_f32(f.shape, f.data.clone())
-                        .map_err(|e| ExecError::task(Diagnostic::new(Code::E0701, e.message)))?;
-                    env.set_data(t.name.clone(), tensor);
-                    first = false;
-                }
-                if is_input {
-                    fields.push(Arc::new(f.data));
-                }
-            }
-            if is_input {
-                streams.push(fields);
-            }
-        }
-        let outputs = prepared.run(&env, &streams, limits, &mut clock)?;
-        drop(streams);
-        for (oi, (decl, found)) in task.outputs.iter().zip(&outputs).enumerate() {
-            for (k, block) in decl.transforms.iter().enumerate() {
-                clock.check(Span::DUMMY)?;
-                let cached = refs.get_mut(oi).and_then(|r| r.get_mut(k));
-                let expected = match cached {
-                    Some(Some(snippet)) => snippet.eval(&env),
-                    Some(slot) => eval::Snippet::compile(block, &env)
-                        .and_then(|snippet| snippet.eval(&env).map(|t| (snippet, t)))
-                        .map(|(snippet, t)| {
-                            *slot = Some(snippet);
-                            t
-                        }),
-                    None => eval::eval_snippet(block, &env),
-                }
-                .map_err(|e| ExecError::from_eval_task(&e))?;
+        let data = cache.seed(task, &prep, seed, limits, &clock)?;
+        r.timing.generate_us += data.generate_us;
+        r.timing.reference_us += data.reference_us;
+        let started = Instant::now();
+        let outputs = prepared.run(&data.env, &data.inputs, limits, &mut clock)?;
+        r.timing.program_us += micros(started);
+        let started = Instant::now();
+        for (oi, ((decl, found), expected)) in task
+            .outputs
+            .iter()
+            .zip(&outputs)
+            .zip(&data.expected)
+            .enumerate()
+        {
+            for (k, expected) in expected.iter().enumerate() {
                 let Some(field) = found.fields.get(k) else {
                     continue;
                 };
@@ -316,6 +281,7 @@ fn execute(
                 }
             }
         }
+        r.timing.compare_us += micros(started);
         if shape_bad || value_bad {
             break;
         }

@@ -12,6 +12,7 @@
 pub mod dim;
 pub mod dump;
 pub mod graph;
+pub mod hash;
 pub mod types;
 
 pub use dim::{Dim, DimEnv, DynDim, Sym, dims_to_string, strip_value_suffix};
@@ -20,6 +21,7 @@ pub use graph::{
     Edge, FnId, FnKind, FnSig, Graph, GraphBuilder, GraphError, Op, OpId, OpKind, PortRef, Stream,
     StreamId,
 };
+pub use hash::{GraphHash, graph_hash};
 pub use types::{ElemType, Scalar, StreamType, TypeAstError};
 
 #[cfg(test)]
