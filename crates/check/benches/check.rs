@@ -42,7 +42,7 @@ fn bench(c: &mut Criterion) {
         .expect("parses");
     let out = stepforge_check::check_program(&task, &program);
     assert!(
-        out.ok && out.linear && out.diagnostics.is_empty(),
+        out.ok && out.is_linear() && out.diagnostics.is_empty(),
         "{:?}",
         out.diagnostics
     );

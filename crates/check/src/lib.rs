@@ -1,12 +1,14 @@
 //! `stepforge-check` owns the static checker (DESIGN §4, §5, §10): lowering a parsed program
 //! against its task into the typed stream graph of `stepforge-ir`, name resolution (E02xx), the
 //! type and shape rule of every operator (E03xx, in [`rules`]), linearity (E04xx) with the
-//! Copy-inserting fix, and lints (W0201, W0202, W0401).
+//! Copy-inserting fix, and lints (W0201, W0202, W0401). [`ast_types`] converts written dtypes
+//! and dims into IR types (it lives here so that the IR does not depend on the parser).
 //!
 //! It does no I/O and never panics on user input; every problem is a [`Diagnostic`]. Results
 //! are side tables: the graph is built only for a well-typed program (one whose only errors, if
 //! any, are linearity errors) and is never mutated afterwards.
 
+pub mod ast_types;
 mod linear;
 mod lower;
 pub mod rules;
@@ -14,7 +16,7 @@ pub mod rules;
 use serde::Serialize;
 use stepforge_ir::{Graph, StreamType};
 use stepforge_syntax::ast::Program;
-use stepforge_syntax::{Diagnostic, Parsed, Source};
+use stepforge_syntax::{Diagnostic, Parsed, Source, Span};
 use stepforge_task::Task;
 
 pub use linear::Linearity;
@@ -27,6 +29,11 @@ pub use lower::TaskEnv;
 pub struct TypedStream {
     pub name: String,
     pub ty: StreamType,
+    /// Where the program binds it (`None` for a task input when the program lives in another
+    /// file): for editors' hover and go-to-definition. Not serialised.
+    pub def_span: Option<Span>,
+    /// Every place the program consumes it (operands and `return`), in program order.
+    pub consumers: Vec<Span>,
 }
 
 impl TypedStream {
@@ -59,10 +66,13 @@ pub struct CheckOutput {
     pub diagnostics: Vec<Diagnostic>,
     /// No error diagnostics at all (warnings allowed).
     pub ok: bool,
-    /// Every stream is consumed at most once (returning counts as consuming).
-    pub linear: bool,
-    /// The benchmark's older rule: a stream both consumed by one op and returned is fine.
-    pub linear_compat: bool,
+    /// Every stream is consumed at most once (returning counts as consuming). `None` when the
+    /// program never reached the linearity check (it did not parse), so "not linear" is never
+    /// claimed about a program nobody analysed.
+    pub linear: Option<bool>,
+    /// The benchmark's older rule: a stream both consumed by one op and returned is fine
+    /// (`None` as for `linear`).
+    pub linear_compat: Option<bool>,
     /// Copy ops the linearity fix inserts.
     pub copies_needed: usize,
     /// Named streams with their types, in definition order.
@@ -75,11 +85,16 @@ impl CheckOutput {
             graph: None,
             ok: !diagnostics.iter().any(Diagnostic::is_error),
             diagnostics,
-            linear: false,
-            linear_compat: false,
+            linear: None,
+            linear_compat: None,
             copies_needed: 0,
             streams: Vec::new(),
         }
+    }
+
+    /// Linear by the strict rule (false when not checked).
+    pub fn is_linear(&self) -> bool {
+        self.linear == Some(true)
     }
 
     /// True when the only errors (if any) are linearity errors.
@@ -88,6 +103,11 @@ impl CheckOutput {
     }
 
     /// The JSON object of `stepforge check --format json` (DESIGN §11).
+    /// The canonical hash of the typed graph (`stepforge_ir::graph_hash`), when there is one.
+    pub fn graph_hash(&self) -> Option<stepforge_ir::GraphHash> {
+        self.graph.as_ref().map(stepforge_ir::graph_hash)
+    }
+
     pub fn to_json(&self, source: &Source) -> serde_json::Value {
         serde_json::json!({
             "ok": self.ok,
@@ -152,6 +172,8 @@ pub fn check_with_env(te: &TaskEnv, program: &Program, opts: &CheckOptions) -> C
             Some(TypedStream {
                 name: s.disp().to_string(),
                 ty: ty.clone(),
+                def_span: s.def_span.filter(|d| *d != Span::DUMMY),
+                consumers: s.uses.iter().map(|u| u.span).collect(),
             })
         })
         .collect();
@@ -160,8 +182,8 @@ pub fn check_with_env(te: &TaskEnv, program: &Program, opts: &CheckOptions) -> C
         ok: !diagnostics.iter().any(Diagnostic::is_error),
         graph,
         diagnostics,
-        linear: lin.linear,
-        linear_compat: lin.linear_compat,
+        linear: Some(lin.linear),
+        linear_compat: Some(lin.linear_compat),
         copies_needed: lin.copies_needed,
         streams,
     }

@@ -84,10 +84,7 @@ fn copy_fix(name: &str, uses: &[&UseRec], text: Option<&str>, fresh: &mut Fresh)
         insertion.push_str(indent);
     }
     let mut edits = vec![Edit {
-        span: Span {
-            lo: first.stmt_lo,
-            hi: first.stmt_lo,
-        },
+        span: Span::new(first.stmt_lo as usize, first.stmt_lo as usize),
         replacement: insertion,
     }];
     for (u, n) in uses.iter().zip(&new_names) {

@@ -8,6 +8,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
+use crate::ast_types::{dim_from_ast, elem_type_from_ast};
 use stepforge_ir::{
     Dim, DimEnv, ElemType, FnId, FnKind, FnSig, Graph, GraphBuilder, OpId, OpKind, StreamId,
     StreamType, strip_value_suffix,
@@ -21,6 +22,9 @@ use stepforge_task::Task;
 
 use crate::rules::{self, Blame, Operand, RuleError, elem_eq};
 
+/// A parameter's element type and dims (innermost first).
+pub type ParamType = (ElemType, Vec<Dim>);
+
 /// What the task contributes to checking: function signatures, input and output types, dim
 /// values and the known dimension symbols.
 #[derive(Debug, Clone)]
@@ -32,6 +36,9 @@ pub struct TaskEnv {
     pub fn_by_name: BTreeMap<String, FnId>,
     pub inputs: Vec<(String, Option<StreamType>, Span)>,
     pub outputs: Vec<(String, Option<StreamType>)>,
+    /// The task's parameter tensors: name, (element type, dims innermost first) — `None` where
+    /// the declaration is not a STeP type (reported as E0315) — and the declaration's span.
+    pub params: Vec<(String, Option<ParamType>, Span)>,
     pub diagnostics: Vec<Diagnostic>,
     /// `task.yaml:LINE` of each fn declaration, for notes on diagnostics about task fns when
     /// the program lives in another file (their spans could not be shown there).
@@ -57,13 +64,13 @@ fn decl_type(
         diags.push(decl_error(message, at, same_source));
         None
     };
-    let elem = match ElemType::from_ast(dtype) {
+    let elem = match elem_type_from_ast(dtype) {
         Ok(e) => e,
         Err(e) => return fail(format!("{what}: {}", e.message), e.span),
     };
     let mut out = Vec::with_capacity(dims.len());
     for d in dims {
-        match Dim::from_ast(d) {
+        match dim_from_ast(d) {
             Some(x) => out.push(x),
             None => {
                 let msg = format!("{what}: a dimension overflows or divides by zero");
@@ -102,7 +109,7 @@ impl TaskEnv {
             fn_by_name.entry(f.func_name.name.clone()).or_insert(id);
             let what = |which: &str| format!("the {which} type of function {}", f.func_name.name);
             let conv = |t, which: &str, diags: &mut Vec<Diagnostic>| {
-                ElemType::from_ast(t)
+                elem_type_from_ast(t)
                     .map_err(|e| {
                         let msg = format!("{}: {}", what(which), e.message);
                         diags.push(decl_error(msg, e.span, same_source));
@@ -116,7 +123,6 @@ impl TaskEnv {
                     id,
                     name: f.func_name.name.clone(),
                     label: f.name.clone(),
-                    decl_index: i,
                     kind: match &f.init {
                         Some(vals) => FnKind::Reducer {
                             init: vals.iter().map(|v| v.value).collect(),
@@ -152,6 +158,15 @@ impl TaskEnv {
                 (o.name.name.clone(), ty)
             })
             .collect();
+        let params = task
+            .parameters
+            .iter()
+            .map(|p| {
+                let what = format!("task parameter {}", p.name.name);
+                let ty = param_type(p, &what, &mut diagnostics, same_source);
+                (p.name.name.clone(), ty, p.span)
+            })
+            .collect();
         let fn_decl_at = if same_source {
             Vec::new()
         } else {
@@ -170,10 +185,41 @@ impl TaskEnv {
             fn_by_name,
             inputs,
             outputs,
+            params,
             diagnostics,
             fn_decl_at,
         }
     }
+}
+
+/// A parameter's element type and dims (possibly none: a scalar parameter).
+fn param_type(
+    p: &stepforge_task::ParamDecl,
+    what: &str,
+    diags: &mut Vec<Diagnostic>,
+    same_source: bool,
+) -> Option<ParamType> {
+    let elem = match ElemType::from_ast(&p.dtype) {
+        Ok(e) => e,
+        Err(e) => {
+            diags.push(decl_error(
+                format!("{what}: {}", e.message),
+                e.span,
+                same_source,
+            ));
+            return None;
+        }
+    };
+    let mut dims = Vec::with_capacity(p.dims.len());
+    for d in &p.dims {
+        let Some(x) = Dim::from_ast(d) else {
+            let msg = format!("{what}: a dimension overflows or divides by zero");
+            diags.push(decl_error(msg, d.span(), same_source));
+            return None;
+        };
+        dims.push(x);
+    }
+    Some((elem, dims))
 }
 
 #[derive(Debug, Clone)]
@@ -1619,6 +1665,10 @@ impl<'t> Lowerer<'t> {
         if self.streams.iter().any(|s| s.ty.is_none()) {
             return None;
         }
+        for (name, ty, span) in &self.te.params {
+            let (elem, dims) = ty.clone()?;
+            b.add_param(name.clone(), elem, dims, *span);
+        }
         for o in &mut self.ops {
             let kind = o.kind.take()?;
             let id = b.add_op(kind, o.span);
@@ -1640,6 +1690,17 @@ impl<'t> Lowerer<'t> {
                 }
             }
         }
-        b.finish().ok()
+        let g = b.finish().ok()?;
+        // The IR verifier runs on every lowered graph in debug builds and tests: a violation
+        // is a lowering bug, caught where it is made rather than in a back end.
+        #[cfg(debug_assertions)]
+        {
+            let violations = stepforge_ir::verify(&g);
+            debug_assert!(
+                violations.is_empty(),
+                "lowering built an invalid graph: {violations:?}"
+            );
+        }
+        Some(g)
     }
 }

@@ -831,7 +831,6 @@ mod tests {
             id: FnId::new(0),
             name: "f".into(),
             label: "f".into(),
-            decl_index: 0,
             kind: if reducer {
                 FnKind::Reducer { init: vec![0.0] }
             } else {

@@ -16,18 +16,22 @@ use stepforge_driver::Session;
 use stepforge_exec::{Verdict, VerifyOptions};
 
 use crate::cmd_verify::{load, task_files};
+use crate::common::{LimitArgs, MAX_SEEDS};
 use crate::{Format, Status, output};
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
     /// A task file or a directory of task files (searched recursively).
     pub path: PathBuf,
-    /// Timed runs per task (after one warm-up run).
-    #[arg(long, default_value_t = 50)]
+    /// Timed runs per task (after one warm-up run), at least 1.
+    #[arg(long, default_value_t = 50, value_parser = clap::value_parser!(u32).range(1..))]
     pub iters: u32,
-    /// Seeds per verification.
-    #[arg(long, default_value_t = 3)]
+    /// Seeds per verification, between 1 and 1000.
+    #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u32).range(1..=i64::from(MAX_SEEDS)))]
     pub seeds: u32,
+    #[command(flatten)]
+    pub limits: LimitArgs,
+    /// Output format: `human` (a markdown table) or `json` (one object).
     #[arg(long, value_enum, default_value_t = Format::Human)]
     pub format: Format,
 }
@@ -78,12 +82,13 @@ fn time(iters: u32, mut f: impl FnMut()) -> (f64, f64) {
 }
 
 pub fn run(args: &Args) -> Status {
-    let files = match task_files(&args.path) {
+    let files = match task_files(&args.path, args.format) {
         Ok(f) => f,
         Err(s) => return s,
     };
-    let opts = VerifyOptions::with_seed_count(args.seeds);
-    let iters = args.iters.max(1);
+    let mut opts = VerifyOptions::with_seed_count(args.seeds);
+    opts.limits = args.limits.apply(opts.limits);
+    let iters = args.iters;
     let mut rows = Vec::with_capacity(files.len());
     for file in &files {
         let loaded = match load(file) {

@@ -6,6 +6,7 @@ use std::path::{Path, PathBuf};
 use serde_json::json;
 use stepforge_syntax::{Diagnostic, Parsed, Source, print};
 
+use crate::common::CommonArgs;
 use crate::{Format, Status, output, read_input};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -22,36 +23,80 @@ pub enum Kind {
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
+    /// The file to parse: a task (YAML), a program or raw LLM answer, a snippet, or a dtype.
     pub file: PathBuf,
+    /// Output format: `human` (the pretty-printed form on stdout, diagnostics on stderr) or
+    /// `json` (one object with the AST and diagnostics on stdout).
     #[arg(long, value_enum, default_value_t = Format::Human)]
     pub format: Format,
+    #[command(flatten)]
+    pub common: CommonArgs,
     /// What the file holds.
     #[arg(long = "as", value_enum, default_value_t = Kind::Auto)]
     pub kind: Kind,
 }
 
 pub fn run(args: &Args) -> Status {
-    let text = match read_input(&args.file) {
+    let text = match read_input(&args.file, &args.common) {
         Ok(t) => t,
         Err(s) => return s,
     };
     let name = args.file.display().to_string();
     match resolve_kind(args.kind, &args.file, &text) {
-        Kind::Task => parse_task(&name, &text, args.format),
-        Kind::Program => emit(args.format, "program", Source::new(name, text.clone()), {
-            let p = stepforge_syntax::parse_answer(&text);
-            map(p, |ast| {
-                (serde_json::to_value(ast).ok(), print::program(ast))
-            })
-        }),
-        Kind::Snippet => emit(args.format, "snippet", Source::new(name, text.clone()), {
+        Kind::Task => parse_task(&name, &text, args.format, args.common.max_diagnostics),
+        Kind::Program => emit(
+            args.format,
+            args.common.max_diagnostics,
+            "program",
+            Source::new(name, text.clone()),
+            {
+                let p = stepforge_syntax::parse_answer(&text);
+                map(p, |ast| {
+                    (serde_json::to_value(ast).ok(), print::program(ast))
+                })
+            },
+        ),
+        Kind::Snippet => {
             let p = stepforge_syntax::parse_snippet(&text);
-            map(p, |ast| (serde_json::to_value(ast).ok(), print::block(ast)))
-        }),
-        Kind::Dtype => emit(args.format, "dtype", Source::new(name, text.clone()), {
-            let p = stepforge_syntax::parse_dtype(&text);
-            map(p, |ast| (serde_json::to_value(ast).ok(), print::dtype(ast)))
-        }),
+            let max = args.common.max_diagnostics;
+            // Guessed as a snippet but it does not parse and holds no program either: it is a
+            // prose answer, so say what `verify` says (E0118), not a pile of syntax errors.
+            if args.kind == Kind::Auto
+                && p.has_errors()
+                && let Err(d) = stepforge_syntax::answer::extract(&text)
+            {
+                let r = Rendered {
+                    ast: None,
+                    pretty: None,
+                    diagnostics: vec![d],
+                };
+                return emit(
+                    args.format,
+                    max,
+                    "program",
+                    Source::new(name, text.clone()),
+                    r,
+                );
+            }
+            let r = map(p, |ast| (serde_json::to_value(ast).ok(), print::block(ast)));
+            emit(
+                args.format,
+                max,
+                "snippet",
+                Source::new(name, text.clone()),
+                r,
+            )
+        }
+        Kind::Dtype => emit(
+            args.format,
+            args.common.max_diagnostics,
+            "dtype",
+            Source::new(name, text.clone()),
+            {
+                let p = stepforge_syntax::parse_dtype(&text);
+                map(p, |ast| (serde_json::to_value(ast).ok(), print::dtype(ast)))
+            },
+        ),
         Kind::Auto => unreachable_kind(),
     }
 }
@@ -102,17 +147,21 @@ fn map<T>(p: Parsed<T>, f: impl Fn(&T) -> (Option<serde_json::Value>, String)) -
     }
 }
 
-fn emit(format: Format, kind: &str, source: Source, r: Rendered) -> Status {
+fn emit(format: Format, max_diags: usize, kind: &str, source: Source, r: Rendered) -> Status {
     let ok = !r.diagnostics.iter().any(Diagnostic::is_error);
     match format {
-        Format::Json => output::json(&json!({
-            "kind": kind,
-            "ok": ok,
-            "ast": r.ast,
-            "diagnostics": output::diagnostics_json(&source, &r.diagnostics),
-        })),
+        Format::Json => {
+            let (list, omitted) = output::diagnostics_json(&source, &r.diagnostics, max_diags);
+            output::json(&json!({
+                "kind": kind,
+                "ok": ok,
+                "ast": r.ast,
+                "diagnostics": list,
+                "diagnostics_omitted": omitted,
+            }))
+        }
         Format::Human => {
-            output::diagnostics_human(&source, &r.diagnostics);
+            output::diagnostics_human(&source, &r.diagnostics, max_diags);
             if let Some(p) = r.pretty.filter(|_| ok) {
                 output::line(p.trim_end());
             }
@@ -121,7 +170,7 @@ fn emit(format: Format, kind: &str, source: Source, r: Rendered) -> Status {
     if ok { Status::Ok } else { Status::Rejected }
 }
 
-fn parse_task(name: &str, text: &str, format: Format) -> Status {
+fn parse_task(name: &str, text: &str, format: Format, max_diags: usize) -> Status {
     let loaded = stepforge_task::load_str(name, text);
     let mut diagnostics = loaded.diagnostics.clone();
     let mut fns = Vec::new();
@@ -153,17 +202,21 @@ fn parse_task(name: &str, text: &str, format: Format) -> Status {
     }
     let ok = loaded.task.is_some() && !diagnostics.iter().any(Diagnostic::is_error);
     match format {
-        Format::Json => output::json(&json!({
-            "kind": "task",
-            "ok": ok,
-            "task": loaded.task.as_ref().map(|t| t.name.clone()),
-            "fns": fns,
-            "outputs": outputs,
-            "impl": impl_pretty,
-            "diagnostics": output::diagnostics_json(&loaded.source, &diagnostics),
-        })),
+        Format::Json => {
+            let (list, omitted) = output::diagnostics_json(&loaded.source, &diagnostics, max_diags);
+            output::json(&json!({
+                "kind": "task",
+                "ok": ok,
+                "task": loaded.task.as_ref().map(|t| t.name.clone()),
+                "fns": fns,
+                "outputs": outputs,
+                "impl": impl_pretty,
+                "diagnostics": list,
+                "diagnostics_omitted": omitted,
+            }))
+        }
         Format::Human => {
-            output::diagnostics_human(&loaded.source, &diagnostics);
+            output::diagnostics_human(&loaded.source, &diagnostics, max_diags);
             if let Some(task) = loaded.task.as_ref().filter(|_| ok) {
                 output::line(&format!(
                     "task {}: {} inputs, {} parameters, {} fns, {} outputs{}",

@@ -2,25 +2,28 @@
 //! (DESIGN §9, §11). JSON: one report object per line per task. Human: diagnostics on stderr,
 //! a verdict line per task, and for a directory a summary table.
 
+use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 
-use stepforge_exec::{ExecLimits, Origin, Verdict, VerifyOptions, VerifyReport};
+use stepforge_exec::{Origin, Verdict, VerifyOptions, VerifyReport};
 use stepforge_syntax::Diagnostic;
 
+use crate::common::{CommonArgs, LimitArgs, MAX_SEEDS, check_dim_names, not_a_file};
 use crate::{Format, Status, dims_flag, output, read_input};
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
-    /// A task file, or a directory searched recursively for `*.yaml` / `*.yml` task files.
+    /// A task file, or a directory searched recursively for `*.yaml` / `*.yml` task files
+    /// (symlinked directories are not followed).
     pub task: PathBuf,
     /// The program to verify (a bare program or a raw LLM answer); default: the task's `impl`.
-    #[arg(long = "impl")]
+    #[arg(long = "impl", value_name = "FILE")]
     pub impl_file: Option<PathBuf>,
-    /// Number of seeds (seeds 0..N).
-    #[arg(long, default_value_t = 3)]
+    /// Number of seeds (seeds 0..N), between 1 and 1000.
+    #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u32).range(1..=i64::from(MAX_SEEDS)))]
     pub seeds: u32,
-    /// Dimension overrides: `K=V,K2=V2`.
-    #[arg(long)]
+    /// Dimension overrides: `K=V,K2=V2` (names must be the task's dimensions).
+    #[arg(long, value_name = "K=V,..")]
     pub dims: Option<String>,
     /// Relative tolerance (overrides the task's `tolerance:`).
     #[arg(long)]
@@ -28,23 +31,30 @@ pub struct Args {
     /// Absolute tolerance (overrides the task's `tolerance:`).
     #[arg(long)]
     pub atol: Option<f64>,
-    /// Wall-time limit per verification, in milliseconds.
-    #[arg(long = "time-limit-ms")]
-    pub time_limit_ms: Option<u64>,
+    #[command(flatten)]
+    pub limits: LimitArgs,
+    #[command(flatten)]
+    pub common: CommonArgs,
+    /// Output format: `human` (verdict lines, diagnostics on stderr) or `json` (one report
+    /// object per task per line on stdout).
     #[arg(long, value_enum, default_value_t = Format::Human)]
     pub format: Format,
 }
 
-/// Task files under `path` (the file itself when it is one), sorted.
-pub fn task_files(path: &Path) -> Result<Vec<PathBuf>, Status> {
-    if path.is_file() {
+/// Task files under `path` (the file itself when it is one), sorted, each once. Symlinked
+/// directories are not followed (a link to `..` would loop forever); symlinked files are
+/// visited once by their resolved path; anything that is not a regular file is skipped with a
+/// note.
+pub fn task_files(path: &Path, format: Format) -> Result<Vec<PathBuf>, Status> {
+    if !path.is_dir() {
+        if let Some(msg) = not_a_file(path) {
+            output::error(&msg);
+            return Err(Status::Usage);
+        }
         return Ok(vec![path.to_path_buf()]);
     }
-    if !path.is_dir() {
-        output::error(&format!("{}: no such file or directory", path.display()));
-        return Err(Status::Usage);
-    }
     let mut out = Vec::new();
+    let mut seen: BTreeSet<PathBuf> = BTreeSet::new();
     let mut stack = vec![path.to_path_buf()];
     while let Some(dir) = stack.pop() {
         let entries = match std::fs::read_dir(&dir) {
@@ -56,9 +66,32 @@ pub fn task_files(path: &Path) -> Result<Vec<PathBuf>, Status> {
         };
         for entry in entries.flatten() {
             let p = entry.path();
-            if p.is_dir() {
+            let Ok(ft) = entry.file_type() else { continue };
+            if ft.is_dir() {
                 stack.push(p);
-            } else if matches!(p.extension().and_then(|e| e.to_str()), Some("yaml" | "yml")) {
+                continue;
+            }
+            let yaml = matches!(p.extension().and_then(|e| e.to_str()), Some("yaml" | "yml"));
+            if ft.is_symlink() {
+                if p.is_dir() {
+                    output::note(
+                        format,
+                        &format!("skipping symlinked directory {}", p.display()),
+                    );
+                    continue;
+                }
+                if !yaml {
+                    continue;
+                }
+            } else if !yaml {
+                continue;
+            }
+            if let Some(why) = not_a_file(&p) {
+                output::note(format, &format!("skipping {why}"));
+                continue;
+            }
+            let key = p.canonicalize().unwrap_or_else(|_| p.clone());
+            if seen.insert(key) {
                 out.push(p);
             }
         }
@@ -73,9 +106,33 @@ pub fn task_files(path: &Path) -> Result<Vec<PathBuf>, Status> {
 
 /// Loads a task file; an unreadable file is a usage error (exit 2).
 pub fn load(path: &Path) -> Result<stepforge_task::Loaded, Status> {
+    if let Some(msg) = not_a_file(path) {
+        output::error(&msg);
+        return Err(Status::Usage);
+    }
     stepforge_task::load_file(path).map_err(|e| {
         output::error(&format!("cannot read {}: {e}", path.display()));
         Status::Usage
+    })
+}
+
+/// A file that did not load as a task and shows no sign of being one (no task keys): one clear
+/// line instead of a `task_error` report full of YAML complaints.
+pub fn not_a_task(loaded: &stepforge_task::Loaded) -> Option<String> {
+    if loaded.task.is_some() {
+        return None;
+    }
+    let text = &loaded.source.text;
+    let keys = ["inputs:", "outputs:", "fns:", "impl:", "test_name:"];
+    let looks_like_task = text.lines().any(|l| {
+        keys.iter()
+            .any(|k| l.trim_start_matches("- ").starts_with(k))
+    });
+    (!looks_like_task).then(|| {
+        format!(
+            "{} is not a task file (no `inputs:`, `outputs:` or `fns:` keys)",
+            loaded.source.name
+        )
     })
 }
 
@@ -93,40 +150,51 @@ pub fn run(args: &Args) -> Status {
     }
     opts.rtol = args.rtol;
     opts.atol = args.atol;
-    if let Some(ms) = args.time_limit_ms {
-        opts.limits = ExecLimits {
-            time_limit: std::time::Duration::from_millis(ms),
-            ..opts.limits
-        };
-    }
+    opts.limits = args.limits.apply(opts.limits);
     let program = match &args.impl_file {
-        Some(p) => match read_input(p) {
+        Some(p) => match read_input(p, &args.common) {
             Ok(t) => Some(t),
             Err(s) => return s,
         },
         None => None,
     };
-    let files = match task_files(&args.task) {
+    let files = match task_files(&args.task, args.format) {
         Ok(f) => f,
         Err(s) => return s,
     };
     let many = args.task.is_dir();
-    let mut reports: Vec<VerifyReport> = Vec::with_capacity(files.len());
+    let mut loaded_all = Vec::with_capacity(files.len());
     for file in &files {
         let loaded = match load(file) {
             Ok(l) => l,
             Err(s) => return s,
         };
-        let mut r = stepforge_exec::verify_loaded(&loaded, program.as_deref(), &opts);
+        if let Some(msg) = not_a_task(&loaded) {
+            if many {
+                output::note(args.format, &format!("skipping {msg}"));
+                continue;
+            }
+            output::error(&msg);
+            return Status::Usage;
+        }
+        loaded_all.push(loaded);
+    }
+    if let Err(msg) = check_dims_over(&loaded_all, &opts.dims, args.dims.as_deref()) {
+        output::error(&msg);
+        return Status::Usage;
+    }
+    let mut reports: Vec<VerifyReport> = Vec::with_capacity(loaded_all.len());
+    for loaded in &loaded_all {
+        let mut r = stepforge_exec::verify_loaded(loaded, program.as_deref(), &opts);
         if let Some(p) = &args.impl_file
             && let Some(src) = &mut r.program_source
         {
             src.name = p.display().to_string();
         }
         match args.format {
-            Format::Json => output::json(&r.to_json()),
+            Format::Json => output::json(&report_json(&r, args.common.max_diagnostics)),
             Format::Human => {
-                print_diagnostics_human(&r);
+                print_diagnostics_human(&r, args.common.max_diagnostics);
                 output::line(&verdict_line(&r));
             }
         }
@@ -136,15 +204,54 @@ pub fn run(args: &Args) -> Status {
         output::line("");
         output::line(&summary_table(&reports));
     }
-    if reports.iter().all(|r| r.verdict == Verdict::Pass) {
+    if !reports.is_empty() && reports.iter().all(|r| r.verdict == Verdict::Pass) {
         Status::Ok
     } else {
         Status::Rejected
     }
 }
 
+/// `--dims` names must be dimensions of the task (of some task, for a directory).
+fn check_dims_over(
+    tasks: &[stepforge_task::Loaded],
+    dims: &[(String, i64)],
+    raw: Option<&str>,
+) -> Result<(), String> {
+    let mut known = BTreeSet::new();
+    for t in tasks.iter().filter_map(|l| l.task.as_ref()) {
+        known.extend(stepforge_task::used_symbols(t));
+    }
+    if tasks.iter().all(|l| l.task.is_none()) {
+        return Ok(());
+    }
+    check_dim_names(dims, raw, &known)
+}
+
+/// The report's JSON with its diagnostics capped per code (`diagnostics_omitted` counts the
+/// rest).
+fn report_json(r: &VerifyReport, max_per_code: usize) -> serde_json::Value {
+    let mut v = r.to_json();
+    let mut seen = std::collections::BTreeMap::new();
+    let mut omitted = std::collections::BTreeMap::new();
+    if let Some(list) = v["diagnostics"].as_array_mut() {
+        for (d, rd) in std::mem::take(list).into_iter().zip(&r.diagnostics) {
+            let n = seen.entry(rd.diagnostic.code).or_insert(0usize);
+            *n += 1;
+            if *n <= max_per_code {
+                list.push(d);
+            } else {
+                *omitted.entry(rd.diagnostic.code).or_insert(0usize) += 1;
+            }
+        }
+    }
+    if !omitted.is_empty() {
+        v["diagnostics_omitted"] = output::omitted_json(&omitted);
+    }
+    v
+}
+
 /// Diagnostics to stderr, each against the text its spans point into.
-fn print_diagnostics_human(r: &VerifyReport) {
+fn print_diagnostics_human(r: &VerifyReport, max_per_code: usize) {
     for origin in [Origin::Task, Origin::Program] {
         let diags: Vec<Diagnostic> = r
             .diagnostics
@@ -153,7 +260,7 @@ fn print_diagnostics_human(r: &VerifyReport) {
             .map(|d| r.resolved(d))
             .collect();
         if !diags.is_empty() {
-            output::diagnostics_human(r.source(origin), &diags);
+            output::diagnostics_human(r.source(origin), &diags, max_per_code);
         }
     }
 }
@@ -163,7 +270,7 @@ fn verdict_line(r: &VerifyReport) -> String {
         "{}: {} (linear: {}, copies needed: {}, seeds: {}, {} us)",
         r.task,
         r.verdict,
-        r.linear,
+        linear_text(r.linear),
         r.copies_needed,
         r.seeds.len(),
         r.elapsed_us
@@ -172,6 +279,11 @@ fn verdict_line(r: &VerifyReport) -> String {
         s.push_str(&format!(", max abs err {e:.3e}"));
     }
     s
+}
+
+/// `true`, `false`, or `not checked` when the program never reached the linearity check.
+pub fn linear_text(l: Option<bool>) -> String {
+    l.map_or_else(|| "not checked".to_string(), |b| b.to_string())
 }
 
 /// The markdown summary of a directory run.
@@ -184,7 +296,12 @@ pub fn summary_table(reports: &[VerifyReport]) -> String {
             .map_or_else(|| "-".to_string(), |e| format!("{e:.2e}"));
         s.push_str(&format!(
             "| {} | {} | {} | {} | {} | {} |\n",
-            r.task, r.verdict, r.linear, r.copies_needed, err, r.elapsed_us
+            r.task,
+            r.verdict,
+            linear_text(r.linear),
+            r.copies_needed,
+            err,
+            r.elapsed_us
         ));
     }
     let passed = reports
@@ -211,7 +328,7 @@ mod tests {
     fn report(task: &str, verdict: Verdict, linear: bool) -> VerifyReport {
         let mut r = VerifyReport::new(task, Source::new("t.yaml", ""), None, vec![0, 1, 2]);
         r.verdict = verdict;
-        r.linear = linear;
+        r.linear = Some(linear);
         r.elapsed_us = 42;
         r
     }
@@ -234,7 +351,7 @@ mod tests {
     #[test]
     fn directories_are_walked_recursively_in_sorted_order() {
         let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../operators");
-        let files = task_files(&dir).unwrap();
+        let files = task_files(&dir, crate::Format::Json).unwrap();
         assert!(files.len() >= 26, "{}", files.len());
         let mut sorted = files.clone();
         sorted.sort();

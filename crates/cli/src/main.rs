@@ -4,22 +4,26 @@
 //! of exiting, so every command is testable as a function. Exit codes (DESIGN §11): 0 success or
 //! pass, 1 the program or task was rejected, 2 usage error or unreadable input file.
 
+mod cmd_agent;
 mod cmd_bench;
 mod cmd_check;
 mod cmd_explain;
 mod cmd_parse;
+mod cmd_serve;
 mod cmd_verify;
+mod common;
 mod output;
 
-use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand, ValueEnum};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Default)]
 pub enum Format {
+    /// Readable diagnostics with source snippets on stderr, results on stdout.
     #[default]
     Human,
+    /// Machine-readable JSON on stdout only (stderr carries nothing but real errors).
     Json,
 }
 
@@ -44,11 +48,15 @@ impl From<Status> for ExitCode {
     }
 }
 
+/// Shown at the end of `--help`.
+const EXIT_CODES: &str = "Exit codes:\n  0  success, or the program passed\n  1  the program or task was rejected (diagnostics, mismatch, limit exceeded)\n  2  usage error, or an input file that cannot be read (missing, not a regular file, too large, not UTF-8)";
+
 #[derive(Debug, Parser)]
 #[command(
     name = "stepforge",
     version,
-    about = "Toolchain for STeP (Streaming Tensor Programs) kernels"
+    about = "Toolchain for STeP (Streaming Tensor Programs) kernels",
+    after_help = EXIT_CODES
 )]
 struct Cli {
     #[command(subcommand)]
@@ -58,15 +66,25 @@ struct Cli {
 #[derive(Debug, Subcommand)]
 enum Command {
     /// Parse a program, a raw LLM answer, a snippet or a task file; print its AST or pretty form.
+    #[command(after_help = EXIT_CODES)]
     Parse(cmd_parse::Args),
     /// Type-, shape- and linearity-check a task's reference impl or a given program.
+    #[command(after_help = EXIT_CODES)]
     Check(cmd_check::Args),
     /// Explain a diagnostic code, with a wrong and a right example.
     Explain(cmd_explain::Args),
     /// Check a program, run it on seeded data and compare with the task's references.
+    #[command(after_help = EXIT_CODES)]
     Verify(cmd_verify::Args),
     /// Measure verification latency per task (median, p95) as a markdown table.
+    #[command(after_help = EXIT_CODES)]
     Bench(cmd_bench::Args),
+    /// The adaptive self-improvement agent loop: run, resume, export, report.
+    Agent(cmd_agent::Args),
+    /// Serve the Model Context Protocol over stdio (tools for coding agents).
+    Mcp(cmd_serve::McpArgs),
+    /// Serve the Language Server Protocol over stdio (for editors).
+    Lsp(cmd_serve::LspArgs),
 }
 
 fn main() -> ExitCode {
@@ -90,6 +108,9 @@ fn main() -> ExitCode {
         Command::Explain(args) => cmd_explain::run(&args),
         Command::Verify(args) => cmd_verify::run(&args),
         Command::Bench(args) => cmd_bench::run(&args),
+        Command::Agent(args) => cmd_agent::run(&args),
+        Command::Mcp(args) => cmd_serve::run_mcp(&args),
+        Command::Lsp(args) => cmd_serve::run_lsp(&args),
     };
     status.into()
 }
@@ -106,19 +127,8 @@ pub fn dims_flag(flag: Option<&str>) -> Result<Vec<(String, i64)>, Status> {
     }
 }
 
-/// Reads an input file, mapping failure to a usage-class error message.
-pub fn read_input(path: &PathBuf) -> Result<String, Status> {
-    match std::fs::read(path) {
-        Ok(bytes) => match String::from_utf8(bytes) {
-            Ok(s) => Ok(s),
-            Err(_) => {
-                output::error(&format!("{}: not UTF-8 text", path.display()));
-                Err(Status::Usage)
-            }
-        },
-        Err(e) => {
-            output::error(&format!("cannot read {}: {e}", path.display()));
-            Err(Status::Usage)
-        }
-    }
+/// Reads a program or answer file (bounded by `--max-input-bytes`); failure is one error line
+/// and exit 2.
+pub fn read_input(path: &std::path::Path, common: &common::CommonArgs) -> Result<String, Status> {
+    common::read_bounded(path, common.max_input_bytes)
 }

@@ -7,7 +7,12 @@
 //! It owns the JSON shapes of `check` and `verify` (DESIGN §10–11). It must not print, exit or
 //! spawn processes, and it holds no global state: two sessions never interact.
 
+mod answer;
+mod manual;
 mod session;
+
+pub use answer::answer_program;
+pub use manual::manual;
 
 pub use session::{CheckReport, FixReport, OpenError, Session};
 pub use stepforge_check::TypedStream;

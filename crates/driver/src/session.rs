@@ -97,15 +97,15 @@ pub struct CheckReport {
 }
 
 impl CheckReport {
-    fn new(source: Source, output: CheckOutput, parsed: bool) -> CheckReport {
+    fn new(source: Source, output: CheckOutput) -> CheckReport {
         let graph_hash = output
             .graph
             .as_ref()
             .map(|g| stepforge_ir::graph_hash(g).to_string());
         CheckReport {
             ok: output.ok,
-            linear: parsed.then_some(output.linear),
-            linear_compat: parsed.then_some(output.linear_compat),
+            linear: output.linear,
+            linear_compat: output.linear_compat,
             copies_needed: output.copies_needed,
             graph_hash,
             diagnostics: output.diagnostics.clone(),
@@ -275,11 +275,7 @@ impl Session {
     pub fn check_with_dims(&self, program: &str, dims: &[(String, i64)]) -> CheckReport {
         let te = self.task_env(dims);
         let (source, out) = stepforge_check::check_answer_in(&te, program);
-        let parsed = !out
-            .diagnostics
-            .iter()
-            .any(|d| d.is_error() && d.code.as_str().starts_with("E01"));
-        CheckReport::new(source, out, parsed)
+        CheckReport::new(source, out)
     }
 
     /// The checker's view of the task under `dims` (built once per distinct overrides).
@@ -299,11 +295,7 @@ impl Session {
     /// Checks the task's own reference program (spans point into the task file).
     pub fn check_reference(&self, dims: &[(String, i64)]) -> Option<CheckReport> {
         let out = stepforge_check::check_task_with(self.task(), dims)?;
-        let parsed = !out
-            .diagnostics
-            .iter()
-            .any(|d| d.is_error() && d.code.as_str().starts_with("E01"));
-        Some(CheckReport::new(self.loaded.source.clone(), out, parsed))
+        Some(CheckReport::new(self.loaded.source.clone(), out))
     }
 
     /// Applies every safe machine-applicable fix (e.g. Copy insertion) and re-checks.

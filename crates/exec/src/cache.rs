@@ -13,7 +13,7 @@ use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Instant;
 
-use stepforge_syntax::codes::Code;
+use stepforge_syntax::codes::{Code, Phase};
 use stepforge_syntax::{Diagnostic, Span};
 use stepforge_task::{GenLimits, Task};
 use stepforge_tensor::Tensor;
@@ -160,7 +160,7 @@ impl VerifyCache {
 }
 
 fn limit_diag(d: Diagnostic) -> ExecError {
-    if d.code.as_str().starts_with("E07") {
+    if d.code.phase() == Phase::Limit {
         ExecError::limit(d, crate::error::Origin::Task)
     } else {
         ExecError::task(d)

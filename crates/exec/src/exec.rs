@@ -132,7 +132,7 @@ impl<'g> Prepared<'g> {
                 continue;
             }
             let sig = graph.fn_sig(f);
-            let Some(decl) = task.fns.get(sig.decl_index) else {
+            let Some(decl) = task.fns.iter().find(|d| d.func_name.name == sig.name) else {
                 return Err(internal(
                     format!("fn `{}` has no declaration", sig.name),
                     op.span,
@@ -248,7 +248,11 @@ impl<'g> Prepared<'g> {
             clock,
             dims: self.dims.clone(),
             vals: vec![None; g.streams().len()],
-            remaining: g.streams().iter().map(|s| s.consumers.len()).collect(),
+            remaining: g
+                .streams()
+                .iter()
+                .map(|s| g.consumers(s.id).len())
+                .collect(),
             results: vec![None; g.outputs().len()],
         };
         for &id in g.topo_order() {
@@ -422,8 +426,9 @@ impl Run<'_, '_> {
 
     fn step(&mut self, op: &Op, inputs: &[Vec<Arc<Vec<f32>>>]) -> Result<(), ExecError> {
         let span = op.span;
-        let mut ins = Vec::with_capacity(op.inputs.len());
-        for &s in &op.inputs {
+        let graph = self.p.graph;
+        let mut ins = Vec::with_capacity(graph.inputs_of(op.id).len());
+        for &s in graph.inputs_of(op.id) {
             ins.push(self.take(s, span)?);
         }
         let outs: Vec<StreamData> = match &op.kind {
@@ -485,7 +490,11 @@ impl Run<'_, '_> {
                 vec![s]
             }
             OpKind::Streamify => {
-                let nb = match op.inputs.first().map(|&s| &self.p.graph.stream(s).ty.elem) {
+                let nb = match graph
+                    .inputs_of(op.id)
+                    .first()
+                    .map(|&s| &self.p.graph.stream(s).ty.elem)
+                {
                     Some(ElemType::Buffer { dims, .. }) => dims.len(),
                     _ => return Err(internal("Streamify of a non-buffer stream", span)),
                 };
@@ -580,18 +589,19 @@ impl Run<'_, '_> {
             OpKind::Partition { n, sel_dims } => self.partition(op, *n, *sel_dims, ins)?,
             OpKind::Merge { f, n } => vec![self.merge(*f, *n, ins, span)?],
         };
-        if outs.len() != op.outputs.len() {
+        let op_outputs = graph.outputs_of(op.id);
+        if outs.len() != op_outputs.len() {
             return Err(internal(
                 format!(
                     "{} produced {} streams, expected {}",
                     op.kind.name(),
                     outs.len(),
-                    op.outputs.len()
+                    op_outputs.len()
                 ),
                 span,
             ));
         }
-        for (&sid, v) in op.outputs.iter().zip(outs) {
+        for (&sid, v) in op_outputs.iter().zip(outs) {
             self.check_type(sid, &v, span)?;
             if let Some(slot) = self.vals.get_mut(sid.index()) {
                 // A stream nobody reads is dropped at once.
@@ -637,8 +647,10 @@ impl Run<'_, '_> {
 
     fn input(&self, op: &Op, data: &[Arc<Vec<f32>>]) -> Result<StreamData, ExecError> {
         let span = op.span;
-        let sid = *op
-            .outputs
+        let sid = *self
+            .p
+            .graph
+            .outputs_of(op.id)
             .first()
             .ok_or_else(|| internal("input without a stream", span))?;
         let st = &self.p.graph.stream(sid).ty;

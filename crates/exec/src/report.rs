@@ -83,8 +83,10 @@ pub struct PhaseTiming {
 pub struct VerifyReport {
     pub task: String,
     pub verdict: Verdict,
-    pub linear: bool,
-    pub linear_compat: bool,
+    /// `None` when the program never reached the linearity check (it did not parse, or the
+    /// task failed before checking): JSON `null`, human "not checked".
+    pub linear: Option<bool>,
+    pub linear_compat: Option<bool>,
     pub copies_needed: usize,
     pub diagnostics: Vec<ReportDiagnostic>,
     pub outputs: Vec<OutputReport>,
@@ -108,8 +110,8 @@ impl VerifyReport {
         VerifyReport {
             task: task.to_string(),
             verdict: Verdict::TaskError,
-            linear: false,
-            linear_compat: false,
+            linear: None,
+            linear_compat: None,
             copies_needed: 0,
             diagnostics: Vec::new(),
             outputs: Vec::new(),
@@ -123,7 +125,7 @@ impl VerifyReport {
 
     /// The agent's bar (DESIGN §9): verdict `pass` and linear.
     pub fn passed(&self) -> bool {
-        self.verdict == Verdict::Pass && self.linear
+        self.verdict == Verdict::Pass && self.linear == Some(true)
     }
 
     pub fn push(&mut self, origin: Origin, diagnostic: Diagnostic) {
@@ -176,7 +178,15 @@ impl VerifyReport {
         let diagnostics: Vec<serde_json::Value> = self
             .diagnostics
             .iter()
-            .map(|d| self.resolved(d).to_json(self.source(d.origin)))
+            .map(|d| {
+                let src = self.source(d.origin);
+                let mut v = self.resolved(d).to_json(src);
+                // Which text the line numbers count in: the task file or the program.
+                let in_task = d.origin == Origin::Task || self.program_source.is_none();
+                v["source"] = serde_json::json!(if in_task { "task" } else { "program" });
+                v["path"] = serde_json::json!(src.name);
+                v
+            })
             .collect();
         serde_json::json!({
             "task": self.task,

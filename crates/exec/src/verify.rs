@@ -77,6 +77,9 @@ pub fn verify_cached(
     opts: &VerifyOptions,
     cache: &VerifyCache,
 ) -> VerifyReport {
+    // The tensor crate's own deadline: long builtins (a big matmul, einsum, topk, stack) stop
+    // inside the call when the verification's time is up, whoever calls `verify`.
+    let _deadline = stepforge_tensor::limits::DeadlineGuard::after(opts.limits.time_limit);
     let start = Instant::now();
     let (program_source, check) = match program_text {
         Some(text) => {

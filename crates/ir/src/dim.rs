@@ -11,7 +11,6 @@ use std::fmt;
 use std::sync::Arc;
 
 use serde::Serialize;
-use stepforge_syntax::ast::DimExpr;
 
 use crate::graph::OpId;
 
@@ -217,6 +216,16 @@ impl Dim {
             .any(|(s, _)| matches!(s, Sym::Dynamic(_)))
     }
 
+    /// The coefficient as `(numerator, denominator)`, reduced, denominator ≥ 1.
+    pub fn coefficient(&self) -> (i64, i64) {
+        (self.num, self.den)
+    }
+
+    /// The symbol powers, sorted by symbol, no zero exponents.
+    pub fn factors(&self) -> &[(Sym, i32)] {
+        self.factors.as_slice()
+    }
+
     /// The symbols occurring, sorted.
     pub fn symbols(&self) -> impl Iterator<Item = &Sym> {
         self.factors.iter().map(|(s, _)| s)
@@ -244,17 +253,6 @@ impl Dim {
             return None;
         }
         i64::try_from(num / den).ok()
-    }
-
-    /// Converts a dimension written in a task (`N`, `4`, `N*M`, `N/4`). `None` on overflow or
-    /// division by zero.
-    pub fn from_ast(e: &DimExpr) -> Option<Dim> {
-        match e {
-            DimExpr::Int(v, _) => Some(Dim::lit(*v)),
-            DimExpr::Sym(id) => Some(Dim::sym(strip_value_suffix(&id.name))),
-            DimExpr::Mul(a, b, _) => Dim::from_ast(a)?.mul(&Dim::from_ast(b)?),
-            DimExpr::Div(a, b, _) => Dim::from_ast(a)?.div(&Dim::from_ast(b)?),
-        }
     }
 }
 
@@ -420,13 +418,5 @@ mod tests {
         assert_eq!(s("M").div(&Dim::lit(2)).unwrap().eval(&env), None);
         assert_eq!(Dim::sym("N_value").eval(&env), Some(8));
         assert_eq!(s("K").eval(&env), None);
-    }
-
-    #[test]
-    fn value_suffix_names_the_same_dim() {
-        use stepforge_syntax::ast::Ident;
-        use stepforge_syntax::span::Span;
-        let e = DimExpr::Sym(Ident::new("D_value", Span::DUMMY));
-        assert_eq!(Dim::from_ast(&e).unwrap(), s("D"));
     }
 }

@@ -4,8 +4,10 @@ use std::fmt::Write as _;
 
 use serde::Serialize;
 
+use crate::dim::Dim;
 use crate::dim::dims_to_string;
-use crate::graph::{FnKind, FnSig, Graph, Op, OpKind, Stream, StreamId};
+use crate::graph::{FnKind, FnSig, Graph, Op, OpId, OpKind, Param, PortRef, StreamId};
+use crate::types::StreamType;
 
 impl Graph {
     /// The op with its parameters as a program would write it: `Accum(fn=sum, b=2)`.
@@ -59,16 +61,19 @@ impl Graph {
         for f in self.fns() {
             let _ = writeln!(out, "{}", fn_line(f));
         }
+        for p in self.params() {
+            let _ = writeln!(out, "{}", param_line(p));
+        }
         for &id in self.topo_order() {
             let op = self.op(id);
             let _ = write!(out, "{id} {}", self.op_label(op));
-            if !op.inputs.is_empty() {
-                let ins: Vec<String> = op.inputs.iter().map(|s| self.stream_ref(*s)).collect();
+            let (inputs, outputs) = (self.inputs_of(id), self.outputs_of(id));
+            if !inputs.is_empty() {
+                let ins: Vec<String> = inputs.iter().map(|s| self.stream_ref(*s)).collect();
                 let _ = write!(out, " ({})", ins.join(", "));
             }
-            if !op.outputs.is_empty() {
-                let outs: Vec<String> = op
-                    .outputs
+            if !outputs.is_empty() {
+                let outs: Vec<String> = outputs
                     .iter()
                     .map(|s| format!("{}: {}", self.stream_ref(*s), self.stream(*s).ty))
                     .collect();
@@ -107,21 +112,23 @@ impl Graph {
                 s.ty.elem,
                 dims_to_string(&s.ty.dims)
             );
-            if s.consumers.is_empty() {
+            let producer = self.producer(s.id).op;
+            let consumers = self.consumers(s.id);
+            if consumers.is_empty() {
                 let _ = writeln!(
                     out,
                     "  unused_{} [label=\"unused\", shape=point, style=dashed];\n  {} -> unused_{} [label=\"{}\", style=dashed];",
                     s.id,
-                    s.producer.op,
+                    producer,
                     s.id,
                     esc(&label)
                 );
             }
-            for c in &s.consumers {
+            for c in consumers {
                 let _ = writeln!(
                     out,
                     "  {} -> {} [label=\"{}\"];",
-                    s.producer.op,
+                    producer,
                     c.op,
                     esc(&label)
                 );
@@ -131,12 +138,34 @@ impl Graph {
         out
     }
 
-    /// A serialisable snapshot of the whole graph (ops in id order).
+    /// A serialisable snapshot of the whole graph (ops in id order), with each op's ports and
+    /// each stream's producer and consumers spelled out.
     pub fn to_serde(&self) -> GraphDump<'_> {
         GraphDump {
             fns: self.fns(),
-            ops: self.ops().collect(),
-            streams: self.streams(),
+            params: self.params(),
+            ops: self
+                .ops()
+                .map(|op| OpDump {
+                    id: op.id,
+                    kind: &op.kind,
+                    inputs: self.inputs_of(op.id),
+                    outputs: self.outputs_of(op.id),
+                    span: op.span,
+                })
+                .collect(),
+            streams: self
+                .streams()
+                .iter()
+                .map(|s| StreamDump {
+                    id: s.id,
+                    ty: &s.ty,
+                    producer: self.producer(s.id),
+                    consumers: self.consumers(s.id),
+                    name: s.name.as_deref(),
+                    span: s.span,
+                })
+                .collect(),
             topo_order: self.topo_order().iter().map(|o| o.index()).collect(),
         }
     }
@@ -153,10 +182,36 @@ fn fn_line(f: &FnSig) -> String {
     format!("{} {}: {} -> {} {kind}", f.id, f.name, f.input, f.output)
 }
 
+/// `param0 W: fp32 [D, N]`
+fn param_line(p: &Param) -> String {
+    let dims: Vec<String> = p.dims.iter().map(Dim::to_string).collect();
+    format!("{} {}: {} [{}]", p.id, p.name, p.elem, dims.join(", "))
+}
+
 #[derive(Debug, Serialize)]
 pub struct GraphDump<'a> {
     pub fns: &'a [FnSig],
-    pub ops: Vec<&'a Op>,
-    pub streams: &'a [Stream],
+    pub params: &'a [Param],
+    pub ops: Vec<OpDump<'a>>,
+    pub streams: Vec<StreamDump<'a>>,
     pub topo_order: Vec<usize>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct OpDump<'a> {
+    pub id: OpId,
+    pub kind: &'a OpKind,
+    pub inputs: &'a [StreamId],
+    pub outputs: &'a [StreamId],
+    pub span: stepforge_syntax::span::Span,
+}
+
+#[derive(Debug, Serialize)]
+pub struct StreamDump<'a> {
+    pub id: StreamId,
+    pub ty: &'a StreamType,
+    pub producer: PortRef,
+    pub consumers: &'a [PortRef],
+    pub name: Option<&'a str>,
+    pub span: stepforge_syntax::span::Span,
 }

@@ -13,11 +13,19 @@
 //! kind, a parameter, a function, an operand order, a type — changes some stream's hash and so
 //! the graph's.
 //!
+//! Dynamic dimensions (Partition's branch sizes) are named in types by the Partition's op id;
+//! the hash names them by the Partition's own structural hash instead, so statement order
+//! cannot leak in through a type.
+//!
 //! The hash is FNV-1a over a fixed byte encoding, 128 bits wide: stable across runs, platforms
 //! and compiler versions (std's `DefaultHasher` promises none of that), which matters because
 //! the agent's experience store keeps these hashes on disk.
 
-use crate::graph::{Graph, OpKind};
+use petgraph::visit::NodeIndexable;
+
+use crate::dim::{Dim, Sym};
+use crate::graph::{Graph, OpKind, StreamId};
+use crate::types::{ElemType, Scalar};
 
 const FNV_OFFSET: u128 = 0x6c62272e07bb014262b821756295c58d;
 const FNV_PRIME: u128 = 0x0000000001000000000000000000013B;
@@ -61,7 +69,7 @@ impl Fnv {
     }
 }
 
-/// The op's identity without its operands: kind, parameters and element-function name.
+/// The op's identity without its operands, for ops whose parameters hold no [`Dim`].
 fn op_key(g: &Graph, kind: &OpKind, h: &mut Fnv) {
     h.str(kind.name());
     match kind {
@@ -89,16 +97,8 @@ fn op_key(g: &Graph, kind: &OpKind, h: &mut Fnv) {
                 h.u64(*d as u64);
             }
         }
-        OpKind::Reshape { dims, chunk } => {
-            h.u64(dims.len() as u64);
-            for d in dims {
-                h.u64(*d as u64);
-            }
-            h.str(&chunk.to_string());
-        }
-        OpKind::Repeat { n } => {
-            h.str(&n.to_string());
-        }
+        // Dims are encoded by `Canon` (dynamic symbols must not leak op ids).
+        OpKind::Reshape { .. } | OpKind::Repeat { .. } => {}
         OpKind::Partition { n, sel_dims } => {
             h.u64(*n as u64).u64(*sel_dims as u64);
         }
@@ -106,19 +106,121 @@ fn op_key(g: &Graph, kind: &OpKind, h: &mut Fnv) {
     }
 }
 
-/// The canonical hash of `g` (see the module docs).
-pub fn graph_hash(g: &Graph) -> GraphHash {
-    // Ops are numbered in program order, which is a topological order, so one pass in
-    // topological order sees every producer before its consumers.
+/// Canonical encodings of types and dims. A dynamic dimension (`P3.1`, branch 1 of the
+/// Partition op3) is named by its Partition's structural hash instead of the op id, which
+/// depends on statement order.
+struct Canon {
+    /// Per op id: the hash of the op's key and input hashes (filled in topological order).
+    op_base: Vec<u128>,
+}
+
+impl Canon {
+    fn dim(&self, d: &Dim, h: &mut Fnv) {
+        let (num, den) = d.coefficient();
+        h.u64(num as u64).u64(den as u64);
+        // Factors are sorted by symbol, and dynamic symbols sort by op id: sort the canonical
+        // encodings instead.
+        let mut fs: Vec<u128> = d
+            .factors()
+            .iter()
+            .map(|(sym, e)| {
+                let mut f = Fnv::new();
+                match sym {
+                    Sym::Static(name) => {
+                        f.str("static").str(name);
+                    }
+                    Sym::Dynamic(dd) => {
+                        let base = self.op_base.get(dd.op.index()).copied().unwrap_or(0);
+                        f.str("dynamic").u128(base).u64(u64::from(dd.branch));
+                    }
+                }
+                f.u64(i64::from(*e) as u64);
+                f.0
+            })
+            .collect();
+        fs.sort_unstable();
+        h.u64(fs.len() as u64);
+        for x in fs {
+            h.u128(x);
+        }
+    }
+
+    fn dims(&self, ds: &[Dim], h: &mut Fnv) {
+        h.u64(ds.len() as u64);
+        for d in ds {
+            self.dim(d, h);
+        }
+    }
+
+    fn elem(&self, e: &ElemType, h: &mut Fnv) {
+        match e {
+            ElemType::Fp32 => {
+                h.str("fp32");
+            }
+            ElemType::Multihot(x) => {
+                h.str("multihot");
+                self.dim(x, h);
+            }
+            ElemType::Buffer { elem, dims } => {
+                h.str("buffer");
+                match elem {
+                    Scalar::Fp32 => {
+                        h.str("fp32");
+                    }
+                    Scalar::Multihot(x) => {
+                        h.str("multihot");
+                        self.dim(x, h);
+                    }
+                }
+                self.dims(dims, h);
+            }
+            ElemType::Tuple(fs) => {
+                h.str("tuple").u64(fs.len() as u64);
+                for f in fs {
+                    self.elem(f, h);
+                }
+            }
+        }
+    }
+
+    /// The op's identity without its operands: kind, parameters and element-function name.
+    fn op_key(&self, g: &Graph, kind: &OpKind, h: &mut Fnv) {
+        match kind {
+            OpKind::Reshape { dims, chunk } => {
+                h.str(kind.name()).u64(dims.len() as u64);
+                for d in dims {
+                    h.u64(*d as u64);
+                }
+                self.dim(chunk, h);
+            }
+            OpKind::Repeat { n } => {
+                h.str(kind.name());
+                self.dim(n, h);
+            }
+            _ => op_key(g, kind, h),
+        }
+    }
+}
+
+/// The canonical hash of every stream of `g`, by stream id: equal for two streams exactly when
+/// they carry the same dataflow (the same sub-program up to names and statement order).
+pub fn stream_hashes(g: &Graph) -> Vec<GraphHash> {
+    let mut canon = Canon {
+        op_base: vec![0; g.petgraph().node_bound()],
+    };
     let mut stream_hash = vec![0u128; g.streams().len()];
+    // One pass in topological order sees every producer before its consumers.
     for &id in g.topo_order() {
         let op = g.op(id);
         let mut base = Fnv::new();
-        op_key(g, &op.kind, &mut base);
-        for s in &op.inputs {
+        canon.op_key(g, &op.kind, &mut base);
+        for s in g.inputs_of(id) {
             base.u128(stream_hash.get(s.index()).copied().unwrap_or(0));
         }
-        for (port, s) in op.outputs.iter().enumerate() {
+        if let Some(slot) = canon.op_base.get_mut(id.index()) {
+            *slot = base.0;
+        }
+        for (port, s) in g.outputs_of(id).iter().enumerate() {
             let mut h = Fnv(base.0);
             // Copy's two outputs are the same values; every other op's ports differ.
             let port = if matches!(op.kind, OpKind::Copy) {
@@ -126,19 +228,29 @@ pub fn graph_hash(g: &Graph) -> GraphHash {
             } else {
                 port
             };
-            h.u64(port as u64).str(&g.stream(*s).ty.to_string());
+            h.u64(port as u64);
+            let ty = &g.stream(*s).ty;
+            canon.elem(&ty.elem, &mut h);
+            canon.dims(&ty.dims, &mut h);
             if let Some(slot) = stream_hash.get_mut(s.index()) {
                 *slot = h.0;
             }
         }
     }
+    stream_hash.into_iter().map(GraphHash).collect()
+}
+
+/// The canonical hash of `g` (see the module docs).
+pub fn graph_hash(g: &Graph) -> GraphHash {
+    let stream_hash = stream_hashes(g);
+    let sh = |s: &StreamId| stream_hash.get(s.index()).map_or(0, |h| h.0);
     let mut h = Fnv::new();
-    h.str("stepforge-graph-v1");
+    h.str("stepforge-graph-v2");
     for &out in g.outputs() {
         let op = g.op(out);
         h.str(op.kind.name());
-        for s in &op.inputs {
-            h.u128(stream_hash.get(s.index()).copied().unwrap_or(0));
+        for s in g.inputs_of(out) {
+            h.u128(sh(s));
         }
     }
     // Streams nobody reads still change the program (W0401), and they are not reachable from
@@ -146,8 +258,8 @@ pub fn graph_hash(g: &Graph) -> GraphHash {
     let mut dangling: Vec<u128> = g
         .streams()
         .iter()
-        .filter(|s| s.consumers.is_empty())
-        .map(|s| stream_hash.get(s.id.index()).copied().unwrap_or(0))
+        .filter(|s| g.consumers(s.id).is_empty())
+        .map(|s| sh(&s.id))
         .collect();
     dangling.sort_unstable();
     h.u64(dangling.len() as u64);

@@ -3,34 +3,40 @@
 //! executor, the JIT and the simulator consume.
 //!
 //! It does no checking of programs (that is `stepforge-check`, which builds graphs only for
-//! well-typed programs) and no I/O. Invariants of a finished [`Graph`]:
-//! 1. ids are dense (`0..count`) and never reused; ops are numbered in program order;
-//! 2. every stream has exactly one producer port and a well-formed [`StreamType`];
-//! 3. every [`FnId`] in an op names an entry of the graph's function table;
-//! 4. the graph is acyclic and [`Graph::topo_order`] lists every op once.
+//! well-typed programs) and no I/O. It does not depend on the parser: spans come from
+//! `stepforge-diag`, and converting written types (AST) into IR types is the checker's job
+//! (`stepforge_check::ast_types`). The invariants of a finished [`Graph`] are listed, and
+//! checked, by the IR verifier ([`verify::verify`]); [`Graph::instantiate`] turns symbolic
+//! shapes into concrete ones for one dimension binding ([`Instance`]).
 
 pub mod dim;
 pub mod dump;
 pub mod graph;
 pub mod hash;
+pub mod instance;
 pub mod types;
+pub mod verify;
 
 pub use dim::{Dim, DimEnv, DynDim, Sym, dims_to_string, strip_value_suffix};
 pub use dump::GraphDump;
 pub use graph::{
-    Edge, FnId, FnKind, FnSig, Graph, GraphBuilder, GraphError, Op, OpId, OpKind, PortRef, Stream,
-    StreamId,
+    Edge, FnId, FnKind, FnSig, Graph, GraphBuilder, GraphError, Op, OpId, OpKind, Param, ParamId,
+    PortRef, Stream, StreamId,
 };
-pub use hash::{GraphHash, graph_hash};
-pub use types::{ElemType, Scalar, StreamType, TypeAstError};
+pub use hash::{GraphHash, graph_hash, stream_hashes};
+pub use instance::{
+    Extent, Instance, InstanceError, InstanceErrorKind, InstanceSite, ParamShape, StreamShape,
+};
+pub use types::{ElemType, Scalar, StreamType};
+pub use verify::{Invariant, Violation, verify};
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use stepforge_syntax::span::Span;
+    use stepforge_diag::Span;
 
     /// in0 → Map → Copy → (Accum, Output1); Accum → Output0
-    fn sample() -> Graph {
+    pub(crate) fn sample() -> Graph {
         let d = Dim::sym("D");
         let n = Dim::sym("N");
         let fns = vec![
@@ -38,7 +44,6 @@ mod tests {
                 id: FnId::new(0),
                 name: "f".into(),
                 label: "f".into(),
-                decl_index: 0,
                 kind: FnKind::Stateless,
                 input: ElemType::Fp32,
                 output: ElemType::Fp32,
@@ -48,7 +53,6 @@ mod tests {
                 id: FnId::new(1),
                 name: "add".into(),
                 label: "add".into(),
-                decl_index: 1,
                 kind: FnKind::Reducer { init: vec![0.0] },
                 input: ElemType::Fp32,
                 output: ElemType::Fp32,
@@ -57,6 +61,12 @@ mod tests {
         ];
         let st = StreamType::new(ElemType::Fp32, vec![d.clone(), n.clone()]);
         let mut b = GraphBuilder::new(fns);
+        b.add_param(
+            "W".into(),
+            ElemType::Fp32,
+            vec![d.clone(), Dim::lit(4)],
+            Span::DUMMY,
+        );
         let i = b.add_op(
             OpKind::Input {
                 index: 0,
@@ -116,13 +126,22 @@ mod tests {
         assert_eq!(g.topo_order().len(), 6);
         let pos = |id: usize| g.topo_order().iter().position(|o| o.index() == id).unwrap();
         for s in g.streams() {
-            for c in &s.consumers {
-                assert!(pos(s.producer.op.index()) < pos(c.op.index()));
+            for c in g.consumers(s.id) {
+                assert!(pos(g.producer(s.id).op.index()) < pos(c.op.index()));
             }
         }
-        let copy = g.op(OpId::new(2));
-        assert_eq!(copy.outputs.len(), 2);
-        assert_eq!(g.stream(copy.outputs[1]).producer.port, 1);
+        let copy = OpId::new(2);
+        assert_eq!(g.outputs_of(copy).len(), 2);
+        assert_eq!(g.producer(g.outputs_of(copy)[1]).port, 1);
+        assert_eq!(g.inputs_of(OpId::new(3)), &[StreamId::new(2)]);
+        assert_eq!(
+            g.consumers(StreamId::new(3)),
+            &[PortRef {
+                op: OpId::new(4),
+                port: 0
+            }]
+        );
+        assert!(verify(&g).is_empty(), "{:?}", verify(&g));
         assert_eq!(g.outputs(), &[OpId::new(5), OpId::new(4)]);
         assert!(g.is_linear());
         assert_eq!(

@@ -3,8 +3,6 @@
 use std::fmt;
 
 use serde::Serialize;
-use stepforge_syntax::ast::DtypeAst;
-use stepforge_syntax::span::Span;
 
 use crate::dim::{Dim, DimEnv, dims_to_string};
 
@@ -36,7 +34,7 @@ impl fmt::Display for Scalar {
 /// The type of one stream element.
 ///
 /// Invariants (kept by [`ElemType::buffer`] and [`ElemType::tuple`], checked by
-/// [`ElemType::from_ast`]): a tuple has at least two fields and none of them is a tuple; a
+/// the checker's conversion of written dtypes): a tuple has at least two fields and none of them is a tuple; a
 /// one-field tuple is the field itself (same data layout).
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum ElemType {
@@ -49,13 +47,6 @@ pub enum ElemType {
         dims: Vec<Dim>,
     },
     Tuple(Vec<ElemType>),
-}
-
-/// Why a written dtype is not a type.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct TypeAstError {
-    pub message: String,
-    pub span: Span,
 }
 
 impl ElemType {
@@ -128,55 +119,6 @@ impl ElemType {
                     out.push(x.clone());
                 }
                 out
-            }
-        }
-    }
-
-    /// Converts a written dtype. `Multihot` must hold `fp32`; a buffer holds `fp32` or
-    /// `Multihot`; tuples may not nest.
-    pub fn from_ast(t: &DtypeAst) -> Result<ElemType, TypeAstError> {
-        let err = |message: &str, span: Span| TypeAstError {
-            message: message.to_string(),
-            span,
-        };
-        let dim = |e: &stepforge_syntax::ast::DimExpr| {
-            Dim::from_ast(e).ok_or_else(|| err("dimension overflows or divides by zero", e.span()))
-        };
-        match t {
-            DtypeAst::Fp32(_) => Ok(ElemType::Fp32),
-            DtypeAst::Multihot { elem, len, span } => match elem.as_ref() {
-                DtypeAst::Fp32(_) => Ok(ElemType::Multihot(dim(len)?)),
-                _ => Err(err(
-                    "Multihot holds fp32 only: write Multihot(fp32, X)",
-                    *span,
-                )),
-            },
-            DtypeAst::Buffer { elem, dims, span } => {
-                let inner = ElemType::from_ast(elem)?;
-                let dims = dims.iter().map(dim).collect::<Result<Vec<_>, _>>()?;
-                if dims.is_empty() {
-                    return Err(err("a Buffer needs at least one dimension", *span));
-                }
-                match inner {
-                    ElemType::Tuple(_) => {
-                        Err(err("a Buffer holds fp32 or Multihot, not a tuple", *span))
-                    }
-                    other => ElemType::buffer(&other, &dims)
-                        .ok_or_else(|| err("a Buffer holds fp32 or Multihot", *span)),
-                }
-            }
-            DtypeAst::Tuple(fields, span) => {
-                if fields.is_empty() {
-                    return Err(err("an empty tuple is not a type", *span));
-                }
-                let mut out = Vec::with_capacity(fields.len());
-                for f in fields {
-                    if matches!(f, DtypeAst::Tuple(..)) {
-                        return Err(err("tuples do not nest", f.span()));
-                    }
-                    out.push(ElemType::from_ast(f)?);
-                }
-                Ok(ElemType::tuple(out))
             }
         }
     }

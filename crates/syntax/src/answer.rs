@@ -167,10 +167,104 @@ fn starts_statement(s: &str) -> bool {
     }
 }
 
+/// Words that start a line of Python code, not of prose (case-sensitive, so "For each row"
+/// stays prose).
+const CODE_STARTS: &[&str] = &[
+    "import ",
+    "from ",
+    "for ",
+    "while ",
+    "def ",
+    "class ",
+    "if ",
+    "elif ",
+    "else:",
+    "with ",
+    "let ",
+    "try:",
+    "except",
+    "lambda ",
+    "assert ",
+    "raise ",
+    "print(",
+    "async ",
+    "await ",
+    "global ",
+    "nonlocal ",
+    "del ",
+    "pass",
+    "yield ",
+    "return",
+];
+
+/// A line that would be code if it were kept: it uses `step.`, has an `=`, or starts with a
+/// Python keyword. Such a line is never dropped silently as prose (E0117 names it).
+fn looks_like_code(s: &str) -> bool {
+    let t = s.trim_start_matches(|c: char| c.is_whitespace() || c.is_control() || is_invisible(c));
+    t.contains("step.") || t.contains('=') || CODE_STARTS.iter().any(|k| t.starts_with(k))
+}
+
+/// Invisible or direction-changing characters that can precede code (a BOM, U+202E).
+fn is_invisible(c: char) -> bool {
+    matches!(c, '\u{feff}' | '\u{200b}'..='\u{200f}' | '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}')
+}
+
+/// E0117 for a line of code that falls outside the program found around it.
+fn dropped_code(l: &LineInfo<'_>, program_starts: usize) -> Diagnostic {
+    let t = l.text.trim();
+    let shown: String = t.chars().take(60).collect();
+    let ell = if t.chars().count() > 60 { "…" } else { "" };
+    let lead = l.text.len() - l.text.trim_start().len();
+    let why = if t.starts_with("let ") {
+        "STeP programs have no `let`: write `NAME = step.Op(...).apply(...)`"
+    } else if t.starts_with("import ") || t.starts_with("from ") {
+        "a STeP program cannot import anything: remove the line"
+    } else if starts_annotated(t) {
+        "type annotations are not part of STeP: write `NAME = ...` without `: Type`"
+    } else if t
+        .chars()
+        .next()
+        .is_some_and(|c| c.is_control() || is_invisible(c))
+    {
+        "the line starts with an invisible or control character: delete it"
+    } else {
+        "STeP programs are straight-line `NAME = step.Op(...).apply(...)` statements ending in `return`"
+    };
+    Diagnostic::new(
+        Code::E0117,
+        format!("this line looks like code but is outside the program, so it was not checked: `{shown}{ell}`"),
+    )
+    .at(Span::new(l.lo + lead, l.hi))
+    .note(format!(
+        "the program was taken to be lines {}..: the first line of the form `NAME = ...` up to `return`",
+        program_starts + 1
+    ))
+    .help(why)
+}
+
+/// `NAME: Type = ...` (an annotated assignment).
+fn starts_annotated(t: &str) -> bool {
+    let n = t
+        .find(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+        .unwrap_or(t.len());
+    n > 0 && t[n..].trim_start().starts_with(':') && t.contains('=')
+}
+
 /// The line range of a bare program with prose around it: from the first line that starts a
 /// statement to the last `return` line (or the last statement line), plus the lines that
-/// continue it (indented further, or starting with a closing bracket).
-fn trim_prose(ls: &[LineInfo<'_>]) -> (usize, usize) {
+/// continue it (indented further, or starting with a closing bracket). Lines left out that look
+/// like code are reported (E0117), never dropped silently.
+fn trim_prose(ls: &[LineInfo<'_>], diags: &mut Vec<Diagnostic>) -> (usize, usize) {
+    let (first, end) = prose_bounds(ls);
+    for (k, l) in ls.iter().enumerate() {
+        if (k < first || k >= end) && looks_like_code(l.text) {
+            diags.push(dropped_code(l, first));
+        }
+    }
+    (first, end)
+}
+
+fn prose_bounds(ls: &[LineInfo<'_>]) -> (usize, usize) {
     let Some(first) = ls.iter().position(|l| starts_statement(l.text)) else {
         return (0, ls.len());
     };
@@ -192,18 +286,101 @@ fn trim_prose(ls: &[LineInfo<'_>]) -> (usize, usize) {
     (first, end)
 }
 
+/// W0101: `n` candidates of `what`; the one starting on line `last` is used.
+fn several(ls: &[LineInfo<'_>], last: usize, prev: usize, n: usize, what: &str) -> Diagnostic {
+    let l = &ls[last];
+    let p = &ls[prev];
+    Diagnostic::new(
+        Code::W0101,
+        format!("{n} {what}; the last one (line {}) is checked", last + 1),
+    )
+    .at(Span::new(l.lo, l.hi))
+    .label(Span::new(p.lo, p.hi), "an earlier one, ignored")
+    .help("give one program per answer")
+}
+
+/// The offset of the quote closing a YAML string opened before `from`, on the same line.
+fn closing_quote(text: &str, from: usize, line_end: usize, q: char) -> Option<usize> {
+    let b = text.as_bytes();
+    let mut i = from;
+    while i < line_end {
+        match (b[i], q) {
+            (b'\\', '"') => i += 2,
+            (b'\'', '\'') if b.get(i + 1) == Some(&b'\'') => i += 2,
+            (c, _) if c == q as u8 => return Some(i),
+            _ => i += 1,
+        }
+    }
+    None
+}
+
+/// Decodes the escapes of a quoted YAML string in place, keeping every byte offset: `\n`
+/// becomes a space and a newline, `\"`/`\\`/`''` become a space and the character, `\t` two
+/// spaces. The lexer then sees the program's lines where the string's escapes put them.
+fn unescape_in_place(buf: &mut [u8], from: usize, to: usize, q: char) {
+    let mut i = from;
+    while i + 1 < to {
+        let (a, b) = (buf[i], buf[i + 1]);
+        let pair: Option<[u8; 2]> = match (q, a, b) {
+            ('"', b'\\', b'n') => Some(*b" \n"),
+            ('"', b'\\', b't') => Some(*b"  "),
+            ('"', b'\\', c @ (b'"' | b'\\' | b'/')) => Some([b' ', c]),
+            ('\'', b'\'', b'\'') => Some(*b" '"),
+            _ => None,
+        };
+        match pair {
+            Some(p) => {
+                buf[i] = p[0];
+                buf[i + 1] = p[1];
+                i += 2;
+            }
+            None => i += 1,
+        }
+    }
+}
+
 fn no_program(why: &str) -> Diagnostic {
     Diagnostic::new(Code::E0118, format!("no program found in the answer: {why}"))
         .help("answer with the program itself, in a ```python fenced block or as YAML `impl: |` followed by the indented program")
 }
 
 /// Finds the program in `answer`.
+///
+/// Rules, in order: a leading byte-order mark is ignored; with fenced blocks, the last block
+/// that looks like a program is used; within that (or the bare answer), the last `impl:` key
+/// wins; without either, prose before the first statement and after `return` is dropped, and a
+/// dropped line that looks like code is an error (E0117). Picking one of several candidates is
+/// a warning (W0101) that says which.
 pub fn extract(answer: &str) -> Result<Extraction, Diagnostic> {
+    // A BOM becomes blank lines of the same byte length, so offsets stay those of `answer`.
+    let owned;
+    let answer = match answer.strip_prefix('\u{feff}') {
+        Some(rest) => {
+            owned = format!("\n\n\n{rest}");
+            owned.as_str()
+        }
+        None => answer,
+    };
     let ls = lines(answer);
     if is_blank(answer) {
         return Err(no_program("the answer is empty"));
     }
     let blocks = fenced_blocks(&ls);
+    let mut diags = Vec::new();
+    let programs: Vec<usize> = blocks
+        .iter()
+        .filter(|(s, e, _)| looks_like_program(&ls[*s..*e]))
+        .map(|(s, _, _)| *s)
+        .collect();
+    if let [.., prev, last] = programs[..] {
+        diags.push(several(
+            &ls,
+            last - 1,
+            prev - 1,
+            programs.len(),
+            "fenced code blocks hold a program",
+        ));
+    }
     let (mut lo_line, mut hi_line, fenced) = if blocks.is_empty() {
         (0, ls.len(), false)
     } else {
@@ -224,7 +401,6 @@ pub fn extract(answer: &str) -> Result<Extraction, Diagnostic> {
             None => return Err(no_program("no fenced block holds a program")),
         }
     };
-    let mut diags = Vec::new();
     let mut kind = if fenced {
         AnswerKind::Fenced
     } else {
@@ -233,7 +409,14 @@ pub fn extract(answer: &str) -> Result<Extraction, Diagnostic> {
     // Column where the program starts on its first line (non-zero for `impl: <program>`).
     let mut first_col: Option<usize> = None;
 
-    if let Some(k) = (lo_line..hi_line).find(|&k| impl_key(ls[k].text).is_some()) {
+    let keys: Vec<usize> = (lo_line..hi_line)
+        .filter(|&k| impl_key(ls[k].text).is_some())
+        .collect();
+    if let [.., prev, last] = keys[..] {
+        diags.push(several(&ls, last, prev, keys.len(), "`impl:` keys"));
+    }
+    let mut quoted = None;
+    if let Some(&k) = keys.last() {
         kind = if fenced {
             AnswerKind::FencedYaml
         } else {
@@ -244,7 +427,19 @@ pub fn extract(answer: &str) -> Result<Extraction, Diagnostic> {
         let after = impl_key(key.text).unwrap_or(key.text.len());
         let rest = key.text.get(after..).unwrap_or("").trim();
         let block = rest.starts_with('|') || rest.starts_with('>');
-        if !block && !rest.is_empty() {
+        if let Some(q) = rest.chars().next().filter(|c| matches!(c, '"' | '\'')) {
+            // `impl: "E1 = ...\nreturn E1"`: a quoted one-line YAML string.
+            let open = key.lo + key.text.len() - key.text[after..].trim_start().len();
+            let close = closing_quote(answer, open + 1, key.hi, q).ok_or_else(|| {
+                no_program("the quoted `impl:` string is not closed on its line")
+                    .at(Span::new(open, key.hi))
+                    .help("write the program as a block: `impl: |` followed by the indented lines")
+            })?;
+            first_col = Some(open + 1 - key.lo);
+            lo_line = k;
+            hi_line = k + 1;
+            quoted = Some((q, open + 1, close));
+        } else if !block && !rest.is_empty() {
             // `impl: E1 = ...` on one line (plain scalar).
             first_col =
                 Some(after + (key.text.len() - after - key.text[after..].trim_start().len()));
@@ -292,14 +487,17 @@ pub fn extract(answer: &str) -> Result<Extraction, Diagnostic> {
         }
         // Unfenced prose around a bare program: drop the sentences before the first statement
         // and after the `return` line.
-        (lo_line, hi_line) = trim_prose(&ls);
+        (lo_line, hi_line) = trim_prose(&ls, &mut diags);
     }
 
     if lo_line >= hi_line || ls[lo_line..hi_line].iter().all(|l| is_blank(l.text)) {
         return Err(no_program("the code block is empty"));
     }
     let lo = ls[lo_line].lo + first_col.unwrap_or(0);
-    let hi = ls[hi_line - 1].hi;
+    let hi = match quoted {
+        Some((_, _, close)) => close,
+        None => ls[hi_line - 1].hi,
+    };
     let mut blanked = Vec::with_capacity(answer.len());
     for (i, b) in answer.bytes().enumerate() {
         blanked.push(if (lo..hi).contains(&i) || b == b'\n' {
@@ -307,6 +505,12 @@ pub fn extract(answer: &str) -> Result<Extraction, Diagnostic> {
         } else {
             b' '
         });
+    }
+    if let Some((q, from, to)) = quoted {
+        unescape_in_place(&mut blanked, from, to, q);
+        // The opening quote becomes a line break, so the program's first line starts at
+        // column 0 like the lines its `\n` escapes start.
+        blanked[from - 1] = b'\n';
     }
     // Only whole lines (or a line's tail after `impl:`) are kept, so the kept bytes are
     // complete UTF-8 sequences and the rest is ASCII spaces.
@@ -365,6 +569,93 @@ mod tests {
         assert_eq!(
             extract("impl: |\nother: 1\n").unwrap_err().code,
             Code::E0118
+        );
+    }
+
+    fn codes(a: &str) -> Vec<Code> {
+        crate::parse_answer(a)
+            .diagnostics
+            .iter()
+            .map(|d| d.code)
+            .collect()
+    }
+
+    #[test]
+    fn dropped_code_lines_are_reported_not_skipped() {
+        // Each first line used to vanish silently (then E0201 "undefined `Xb`, did you mean
+        // `X`" with a wrong fix, or a pass for `import os`).
+        for first in [
+            "Xb: Stream = step.Bufferize(a=1).apply(X)",
+            "let Xb = step.Bufferize(a=1).apply(X)",
+            "import os",
+            "\u{202e}Xb = step.Bufferize(a=1).apply(X)",
+            "\0Xb = step.Bufferize(a=1).apply(X)",
+            "for i in range(3):",
+        ] {
+            let a = format!("{first}\nY = step.Map(fn=f).apply(Xb)\nreturn Y\n");
+            let x = extract(&a).unwrap();
+            let d = x
+                .diagnostics
+                .iter()
+                .find(|d| d.code == Code::E0117)
+                .unwrap_or_else(|| panic!("no E0117 for {first:?}"));
+            assert_eq!(d.span.map(|s| (s.lo as usize) <= first.len()), Some(true));
+            assert!(d.message.contains("outside the program"), "{}", d.message);
+        }
+        // Prose stays prose.
+        let a = "Here is the program for the task.\nE1 = step.Map(fn=f).apply(E0)\nreturn E1\nFor each row it maps f.\n";
+        assert!(extract(a).unwrap().diagnostics.is_empty());
+        // Code after `return` is reported too.
+        let a = "E1 = step.Map(fn=f).apply(E0)\nreturn E1\nprint(E1)\n";
+        assert_eq!(codes(a), [Code::E0117]);
+    }
+
+    #[test]
+    fn a_bom_is_ignored() {
+        let a = "\u{feff}E1 = step.Map(fn=f).apply(E0)\nreturn E1\n";
+        let p = crate::parse_answer(a);
+        assert!(p.diagnostics.is_empty(), "{:?}", p.diagnostics);
+        let a = "\u{feff}```python\nE1 = step.Map(fn=f).apply(E0)\nreturn E1\n```\n";
+        let x = extract(a).unwrap();
+        assert_eq!(x.kind, AnswerKind::Fenced);
+        assert_eq!(x.program(a), "E1 = step.Map(fn=f).apply(E0)\nreturn E1");
+    }
+
+    #[test]
+    fn quoted_impl_strings_are_accepted() {
+        let a = "impl: \"E1 = step.Map(fn=f).apply(E0)\\nreturn E1\"\n";
+        let p = crate::parse_answer(a);
+        assert!(p.diagnostics.is_empty(), "{:?}", p.diagnostics);
+        let prog = p.value.unwrap();
+        assert_eq!(
+            (prog.stmts.len(), prog.ret.values[0].name.as_str()),
+            (1, "E1")
+        );
+        let a = "impl: 'E1 = step.Map(fn=f).apply(E0)'\n";
+        let p = crate::parse_answer(a);
+        // One statement, no return: the parser's own E0116, not an extraction failure.
+        assert_eq!(codes(a), [Code::E0116], "{:?}", p.diagnostics);
+        let a = "impl: \"E1 = step.Map(fn=f).apply(E0)\n";
+        assert_eq!(extract(a).unwrap_err().code, Code::E0118);
+    }
+
+    #[test]
+    fn several_candidates_pick_the_last_and_say_so() {
+        let a = "impl: |\n  E1 = step.Map(fn=f).apply(E0)\n  return E1\nimpl: |\n  E2 = step.Map(fn=g).apply(E0)\n  return E2\n";
+        let x = extract(a).unwrap();
+        assert!(x.program(a).contains("fn=g"), "{}", x.program(a));
+        let w = &x.diagnostics[0];
+        assert_eq!(w.code, Code::W0101);
+        assert_eq!(
+            w.message,
+            "2 `impl:` keys; the last one (line 4) is checked"
+        );
+        let a = "```python\nE1 = step.Map(fn=f).apply(E0)\nreturn E1\n```\nBetter:\n```python\nE2 = step.Map(fn=g).apply(E0)\nreturn E2\n```\n";
+        let x = extract(a).unwrap();
+        assert!(x.program(a).contains("fn=g"));
+        assert_eq!(
+            x.diagnostics[0].message,
+            "2 fenced code blocks hold a program; the last one (line 6) is checked"
         );
     }
 }

@@ -1,7 +1,9 @@
 //! `stepforge-syntax` owns the text end of stepforge: the logos lexer (with Python-style
 //! indentation), the lalrpop grammar (source in the workspace's top-level `grammar/`), the AST
 //! with byte spans, answer extraction (programs inside fenced blocks, YAML `impl:` documents or
-//! prose), the pretty-printer, and the [`diag::Diagnostic`] type every phase reports through.
+//! prose) and the pretty-printer. The diagnostic type, spans and the code registry live in
+//! `stepforge-diag`; they are re-exported here under their old paths ([`diag`], [`span`],
+//! [`codes`]) so callers need not care.
 //!
 //! Map: [`lexer`] (tokens and logical lines) → the generated parser (`grammar/step.lalrpop`,
 //! one Python-subset grammar with a statement and an expression entry point) → narrowing
@@ -20,8 +22,6 @@
 mod actions;
 pub mod answer;
 pub mod ast;
-pub mod codes;
-pub mod diag;
 mod dtype;
 mod fast;
 pub mod lexer;
@@ -29,7 +29,6 @@ pub mod ops;
 mod parse;
 pub mod print;
 mod program;
-pub mod span;
 
 lalrpop_util::lalrpop_mod!(
     #[allow(
@@ -44,9 +43,23 @@ lalrpop_util::lalrpop_mod!(
     "/step.rs"
 );
 
-pub use diag::{Diagnostic, Severity};
 pub use print::{same_tree, strip_spans};
-pub use span::{Source, Span};
+pub use stepforge_diag::{Diagnostic, Severity, Source, Span};
+
+/// The code registry, re-exported from `stepforge-diag` under its old path.
+pub mod codes {
+    pub use stepforge_diag::codes::*;
+}
+
+/// The diagnostic type and its renderers, re-exported from `stepforge-diag` under its old path.
+pub mod diag {
+    pub use stepforge_diag::diag::*;
+}
+
+/// Spans and sources, re-exported from `stepforge-diag` under its old path.
+pub mod span {
+    pub use stepforge_diag::span::*;
+}
 
 use codes::Code;
 use parse::Mode;

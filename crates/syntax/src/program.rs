@@ -121,6 +121,7 @@ pub(crate) fn lower(
         span: Span {
             lo,
             hi: ret.span.hi.max(lo),
+            ..ret.span
         },
         stmts: out,
         ret,
@@ -647,12 +648,25 @@ fn lower_params(
 }
 
 fn lower_arg(e: &Expr, diags: &mut Vec<Diagnostic>) -> Option<Arg> {
+    lower_arg_in(e, false, diags)
+}
+
+/// `nested`: inside a tuple, where a list literal groups streams (Merge's branches,
+/// `.apply(([Y0, Y1], Sel))`, as DESIGN §4 writes them) and means what a tuple means there.
+fn lower_arg_in(e: &Expr, nested: bool, diags: &mut Vec<Diagnostic>) -> Option<Arg> {
     match &e.kind {
         ExprKind::Name(n) => Some(Arg::Name(Ident::new(n.clone(), e.span))),
         ExprKind::Tuple(items) => {
             let mut out = Vec::new();
             for it in items {
-                out.push(lower_arg(it, diags)?);
+                out.push(lower_arg_in(it, true, diags)?);
+            }
+            Some(Arg::Tuple(out, e.span))
+        }
+        ExprKind::List(items) if nested && !items.is_empty() => {
+            let mut out = Vec::new();
+            for it in items {
+                out.push(lower_arg_in(it, true, diags)?);
             }
             Some(Arg::Tuple(out, e.span))
         }

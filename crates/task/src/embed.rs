@@ -183,7 +183,7 @@ pub(crate) fn parse_at<T>(
 fn clamp_span(s: Span, limit: Span) -> Span {
     let lo = s.lo.clamp(limit.lo, limit.hi);
     let hi = s.hi.clamp(lo, limit.hi);
-    Span { lo, hi }
+    Span { lo, hi, ..s }
 }
 
 fn clamp_diagnostic(d: &mut Diagnostic, limit: Span) {

@@ -45,6 +45,7 @@ impl YNode {
         Span {
             lo: self.span.lo,
             hi: self.end.max(self.span.hi),
+            ..self.span
         }
     }
 

@@ -128,24 +128,25 @@ fn zip_bcast<A: Copy, B: Copy, O>(
     sb: &[usize],
     out: &[usize],
     mut f: impl FnMut(A, B) -> O,
-) -> Vec<O> {
+) -> Result<Vec<O>> {
+    // The fast paths build in chunks with a look at the deadline between them.
     if sa == sb {
-        return a.iter().zip(b).map(|(&x, &y)| f(x, y)).collect();
+        return limits::collect_metered("an elementwise op", a.len(), |i| f(a[i], b[i]));
     }
     if a.len() == 1 && sb == out {
         let x = a[0];
-        return b.iter().map(|&y| f(x, y)).collect();
+        return limits::collect_metered("an elementwise op", b.len(), |i| f(x, b[i]));
     }
     if b.len() == 1 && sa == out {
         let y = b[0];
-        return a.iter().map(|&x| f(x, y)).collect();
+        return limits::collect_metered("an elementwise op", a.len(), |i| f(a[i], y));
     }
     let ta = broadcast_strides(sa, out);
     let tb = broadcast_strides(sb, out);
     let n: usize = out.iter().product();
     let mut res = Vec::with_capacity(n);
     if n == 0 {
-        return res;
+        return Ok(res);
     }
     let nd = out.len();
     let mut buf = [0usize; 8];
@@ -157,7 +158,10 @@ fn zip_bcast<A: Copy, B: Copy, O>(
         &mut heap
     };
     let (mut oa, mut ob) = (0isize, 0isize);
-    for _ in 0..n {
+    for k in 0..n {
+        if k % (limits::CHECK_EVERY_UNITS as usize) == 0 {
+            limits::check_deadline("an elementwise op")?;
+        }
         // Offsets stay inside the inputs by construction of the broadcast strides.
         res.push(f(a[oa as usize], b[ob as usize]));
         let mut d = nd;
@@ -174,7 +178,7 @@ fn zip_bcast<A: Copy, B: Copy, O>(
             idx[d] = 0;
         }
     }
-    res
+    Ok(res)
 }
 
 fn py_floordiv_i64(a: i64, b: i64) -> i64 {
@@ -262,17 +266,17 @@ impl Tensor {
         let (sa, sb) = (&self.shape[..], &other.shape[..]);
         let data = match (&a.data, &b.data) {
             (Data::F32(x), Data::F32(y)) => Data::F32(match op {
-                BinaryOp::Add => zip_bcast(x, sa, y, sb, &out, |p, q| p + q),
-                BinaryOp::Sub => zip_bcast(x, sa, y, sb, &out, |p, q| p - q),
-                BinaryOp::Mul => zip_bcast(x, sa, y, sb, &out, |p, q| p * q),
-                BinaryOp::Div => zip_bcast(x, sa, y, sb, &out, |p, q| p / q),
-                BinaryOp::FloorDiv => zip_bcast(x, sa, y, sb, &out, |p, q| (p / q).floor()),
-                BinaryOp::Rem => zip_bcast(x, sa, y, sb, &out, py_rem_f32),
+                BinaryOp::Add => zip_bcast(x, sa, y, sb, &out, |p, q| p + q)?,
+                BinaryOp::Sub => zip_bcast(x, sa, y, sb, &out, |p, q| p - q)?,
+                BinaryOp::Mul => zip_bcast(x, sa, y, sb, &out, |p, q| p * q)?,
+                BinaryOp::Div => zip_bcast(x, sa, y, sb, &out, |p, q| p / q)?,
+                BinaryOp::FloorDiv => zip_bcast(x, sa, y, sb, &out, |p, q| (p / q).floor())?,
+                BinaryOp::Rem => zip_bcast(x, sa, y, sb, &out, py_rem_f32)?,
                 BinaryOp::Pow => zip_bcast(x, sa, y, sb, &out, |p, q| {
                     f64::from(p).powf(f64::from(q)) as f32
-                }),
-                BinaryOp::Max => zip_bcast(x, sa, y, sb, &out, nan_max),
-                BinaryOp::Min => zip_bcast(x, sa, y, sb, &out, nan_min),
+                })?,
+                BinaryOp::Max => zip_bcast(x, sa, y, sb, &out, nan_max)?,
+                BinaryOp::Min => zip_bcast(x, sa, y, sb, &out, nan_min)?,
             }),
             (Data::I64(x), Data::I64(y)) => {
                 if matches!(op, BinaryOp::FloorDiv | BinaryOp::Rem) && y.contains(&0) {
@@ -284,16 +288,16 @@ impl Tensor {
                     ));
                 }
                 Data::I64(match op {
-                    BinaryOp::Add => zip_bcast(x, sa, y, sb, &out, i64::wrapping_add),
-                    BinaryOp::Sub => zip_bcast(x, sa, y, sb, &out, i64::wrapping_sub),
-                    BinaryOp::Mul => zip_bcast(x, sa, y, sb, &out, i64::wrapping_mul),
-                    BinaryOp::FloorDiv => zip_bcast(x, sa, y, sb, &out, py_floordiv_i64),
-                    BinaryOp::Rem => zip_bcast(x, sa, y, sb, &out, py_rem_i64),
+                    BinaryOp::Add => zip_bcast(x, sa, y, sb, &out, i64::wrapping_add)?,
+                    BinaryOp::Sub => zip_bcast(x, sa, y, sb, &out, i64::wrapping_sub)?,
+                    BinaryOp::Mul => zip_bcast(x, sa, y, sb, &out, i64::wrapping_mul)?,
+                    BinaryOp::FloorDiv => zip_bcast(x, sa, y, sb, &out, py_floordiv_i64)?,
+                    BinaryOp::Rem => zip_bcast(x, sa, y, sb, &out, py_rem_i64)?,
                     BinaryOp::Pow => zip_bcast(x, sa, y, sb, &out, |p, q| {
                         p.wrapping_pow(u32::try_from(q).unwrap_or(u32::MAX))
-                    }),
-                    BinaryOp::Max => zip_bcast(x, sa, y, sb, &out, i64::max),
-                    BinaryOp::Min => zip_bcast(x, sa, y, sb, &out, i64::min),
+                    })?,
+                    BinaryOp::Max => zip_bcast(x, sa, y, sb, &out, i64::max)?,
+                    BinaryOp::Min => zip_bcast(x, sa, y, sb, &out, i64::min)?,
                     BinaryOp::Div => {
                         return Err(TensorError::invalid(
                             "internal error: integer true division",
@@ -302,8 +306,8 @@ impl Tensor {
                 })
             }
             (Data::Bool(x), Data::Bool(y)) => Data::Bool(match op {
-                BinaryOp::Max => zip_bcast(x, sa, y, sb, &out, |p, q| p | q),
-                BinaryOp::Min => zip_bcast(x, sa, y, sb, &out, |p, q| p & q),
+                BinaryOp::Max => zip_bcast(x, sa, y, sb, &out, |p, q| p | q)?,
+                BinaryOp::Min => zip_bcast(x, sa, y, sb, &out, |p, q| p & q)?,
                 _ => {
                     return Err(TensorError::invalid(format!(
                         "operator {} is not supported on bool tensors",
@@ -363,9 +367,9 @@ impl Tensor {
             }
         }
         let data = match (&a.data, &b.data) {
-            (Data::F32(x), Data::F32(y)) => zip_bcast(x, sa, y, sb, &out, cmp::<f32>(op)),
-            (Data::I64(x), Data::I64(y)) => zip_bcast(x, sa, y, sb, &out, cmp::<i64>(op)),
-            (Data::Bool(x), Data::Bool(y)) => zip_bcast(x, sa, y, sb, &out, cmp::<bool>(op)),
+            (Data::F32(x), Data::F32(y)) => zip_bcast(x, sa, y, sb, &out, cmp::<f32>(op))?,
+            (Data::I64(x), Data::I64(y)) => zip_bcast(x, sa, y, sb, &out, cmp::<i64>(op))?,
+            (Data::Bool(x), Data::Bool(y)) => zip_bcast(x, sa, y, sb, &out, cmp::<bool>(op))?,
             _ => return Err(TensorError::invalid("internal error: dtype promotion")),
         };
         Ok(Tensor::raw(out, Data::Bool(data)))
@@ -399,6 +403,8 @@ impl Tensor {
 
     /// Elementwise unary op. Floating-point functions of integer tensors give f32 (torch).
     pub fn unary(&self, op: UnaryOp) -> Result<Tensor> {
+        // The result is as large as the input: a large one looks at the deadline first.
+        limits::checked_numel(&self.shape)?;
         let shape = self.shape.clone();
         match (op, &self.data) {
             (UnaryOp::LogicalNot, _) => {

@@ -285,8 +285,12 @@ impl Tensor {
         }
         let n = count as usize;
         let data = match dtype {
-            DType::F32 => Data::F32((0..n).map(|i| (start + i as f64 * step) as f32).collect()),
-            DType::I64 => Data::I64((0..n).map(|i| (start + i as f64 * step) as i64).collect()),
+            DType::F32 => Data::F32(limits::collect_metered("arange", n, |i| {
+                (start + i as f64 * step) as f32
+            })?),
+            DType::I64 => Data::I64(limits::collect_metered("arange", n, |i| {
+                (start + i as f64 * step) as i64
+            })?),
             DType::Bool => {
                 return Err(TensorError::invalid(
                     "arange: dtype torch.bool is not supported",

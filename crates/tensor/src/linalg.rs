@@ -244,6 +244,13 @@ impl Tensor {
         {
             return Ok(r);
         }
+        // The general loop multiplies one value per operand at every step, so its work is the
+        // loop size times the operand count: a 16-operand einsum of size-4 vectors (2^32 steps,
+        // 2^36 multiplies) is refused here before it starts.
+        let mut weighted = sizes.clone();
+        weighted.push(operands.len());
+        limits::check_work("einsum", &weighted)?;
+        let mut meter = limits::Meter::new("einsum")?;
         let inner: usize = sizes[out_labels.len()..].iter().product();
         // Per operand, per position in `order`: the stride (sum over repeated labels, 0 where
         // the operand lacks the label or broadcasts it).
@@ -272,7 +279,9 @@ impl Tensor {
         let nd = order.len();
         let mut idx = vec![0usize; nd];
         let mut offs = vec![0isize; operands.len()];
+        let step_units = operands.len() as u64;
         for t in 0..total {
+            meter.charge(step_units)?;
             let mut p = 1.0f64;
             for (v, &o) in vals.iter().zip(&offs) {
                 p *= v[o as usize];
@@ -414,11 +423,38 @@ fn gemm_batched<T: LinalgScalar>(
         return Ok(out);
     }
     let internal = || TensorError::invalid("matmul: operand smaller than its shape (internal)");
+    let mut meter = limits::Meter::new("matmul")?;
+    let row_units = (k as u64).saturating_mul(n as u64);
     for (c, (&oa, &ob)) in out.chunks_exact_mut(m * n).zip(offs_a.iter().zip(offs_b)) {
         let a = x.get(oa..oa + m * k).ok_or_else(internal)?;
         let b = y.get(ob..ob + k * n).ok_or_else(internal)?;
-        let av = ArrayView2::from_shape((m, k), a).map_err(|_| internal())?;
         let bv = ArrayView2::from_shape((k, n), b).map_err(|_| internal())?;
+        // Blocks of GEMM_ROWS rows, each charged to the meter before it runs, so a deadline
+        // is noticed within one block (≈ 128·k·n multiply-adds) rather than one whole product.
+        for (a, c) in a.chunks(GEMM_ROWS * k).zip(c.chunks_mut(GEMM_ROWS * n)) {
+            let rows = a.len() / k;
+            meter.charge(row_units.saturating_mul(rows as u64))?;
+            gemm_block(a, &bv, c, rows, n).ok_or_else(internal)?;
+        }
+    }
+    Ok(out)
+}
+
+/// Rows of A (row-major, `rows`×k) in a block of one GEMM.
+const GEMM_ROWS: usize = 128;
+
+/// `c = a · b` for one block of rows; `None` if a slice disagrees with its shape.
+fn gemm_block<T: LinalgScalar>(
+    a: &[T],
+    bv: &ArrayView2<'_, T>,
+    c: &mut [T],
+    m: usize,
+    n: usize,
+) -> Option<()> {
+    let k = bv.nrows();
+    let av = ArrayView2::from_shape((m, k), a).ok()?;
+    let b = bv.as_slice()?;
+    {
         if m == 1 {
             // A row times a matrix (the per-element shape of streamed rows). Measured here:
             // matrixmultiply's packing and 8-row micro-kernel make 1×1024·1024×1024 4.5 ms, and
@@ -430,14 +466,14 @@ fn gemm_batched<T: LinalgScalar>(
                 }
             }
         } else if n == 1 {
-            let mut cv = ArrayViewMut1::from_shape(m, c).map_err(|_| internal())?;
+            let mut cv = ArrayViewMut1::from_shape(m, c).ok()?;
             general_mat_vec_mul(T::one(), &av, &bv.column(0), T::zero(), &mut cv);
         } else {
-            let mut cv = ArrayViewMut2::from_shape((m, n), c).map_err(|_| internal())?;
-            general_mat_mul(T::one(), &av, &bv, T::zero(), &mut cv);
+            let mut cv = ArrayViewMut2::from_shape((m, n), c).ok()?;
+            general_mat_mul(T::one(), &av, bv, T::zero(), &mut cv);
         }
     }
-    Ok(out)
+    Some(())
 }
 
 /// The contraction kernel for `matmul`: f32 operands stay f32 (sgemm) unless this thread asked

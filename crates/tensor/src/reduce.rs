@@ -14,6 +14,8 @@ struct Plan {
 }
 
 fn plan(shape: &[usize], dims: Option<&[i64]>, keepdim: bool) -> Result<Plan> {
+    // A reduction reads every element: a large one looks at the deadline first.
+    limits::checked_numel(shape)?;
     let nd = shape.len();
     let mut reduced = vec![false; nd];
     match dims {
@@ -393,16 +395,26 @@ impl Tensor {
         let mut idx = vec![0i64; outer * k * inner];
         let mut order: Vec<usize> = Vec::with_capacity(n);
         let mut sel = vec![0usize; outer * k * inner];
+        let mut meter = limits::Meter::new("topk")?;
         for o in 0..outer {
             for i in 0..inner {
+                meter.charge(n as u64)?;
                 order.clear();
                 order.extend(0..n);
                 let at = |j: usize| o * n * inner + j * inner + i;
-                // A stable sort keeps lower indices first among equal values.
-                order.sort_by(|&p, &q| {
-                    let c = cmp_f32(x[at(p)], x[at(q)]);
-                    if largest { c.reverse() } else { c }
-                });
+                // Ties are broken by index (lower first), which makes the order total: the same
+                // result as a stable sort, whichever algorithm runs.
+                let cmp = |p: &usize, q: &usize| {
+                    let c = cmp_f32(x[at(*p)], x[at(*q)]);
+                    let c = if largest { c.reverse() } else { c };
+                    c.then(p.cmp(q))
+                };
+                if k < n && k > 0 {
+                    // Partition first (linear), then sort only the k selected.
+                    order.select_nth_unstable_by(k - 1, cmp);
+                    order.truncate(k);
+                }
+                sort_metered(&mut order, cmp, &mut meter)?;
                 for (r, &j) in order.iter().take(k).enumerate() {
                     let out_at = o * k * inner + r * inner + i;
                     idx[out_at] = j as i64;
@@ -427,4 +439,49 @@ impl Tensor {
         let n = self.shape.get(d).copied().unwrap_or(1);
         self.topk(n as i64, dim, descending)
     }
+}
+
+/// Sorts `v` by the total order `cmp`, charging `meter` as it goes so a sort of tens of
+/// millions of elements stops at the deadline: short runs sorted by the standard library,
+/// then merged pairwise (a bottom-up merge sort).
+fn sort_metered(
+    v: &mut Vec<usize>,
+    cmp: impl Fn(&usize, &usize) -> std::cmp::Ordering,
+    meter: &mut limits::Meter,
+) -> Result<()> {
+    const RUN: usize = 1 << 12;
+    let n = v.len();
+    for c in v.chunks_mut(RUN) {
+        c.sort_unstable_by(&cmp);
+        meter.charge((c.len() as u64) * 12)?;
+    }
+    if n <= RUN {
+        return Ok(());
+    }
+    let mut buf = vec![0usize; n];
+    let mut width = RUN;
+    while width < n {
+        for start in (0..n).step_by(2 * width) {
+            let mid = (start + width).min(n);
+            let end = (start + 2 * width).min(n);
+            let (a, b) = (&v[start..mid], &v[mid..end]);
+            let (mut i, mut j) = (0, 0);
+            for (t, slot) in buf[start..end].iter_mut().enumerate() {
+                if t % RUN == 0 {
+                    meter.charge(RUN as u64)?;
+                }
+                let take_a = j == b.len() || (i < a.len() && cmp(&b[j], &a[i]).is_ge());
+                if take_a {
+                    *slot = a[i];
+                    i += 1;
+                } else {
+                    *slot = b[j];
+                    j += 1;
+                }
+            }
+        }
+        std::mem::swap(v, &mut buf);
+        width *= 2;
+    }
+    Ok(())
 }

@@ -316,6 +316,7 @@ impl Tensor {
     }
 
     fn split_sizes(&self, d: usize, size: usize, step: usize) -> Result<Vec<Tensor>> {
+        limits::check_pieces("splitting", size.div_ceil(step.max(1)), self.numel())?;
         let mut out = Vec::new();
         let mut start = 0;
         while start < size {
@@ -343,11 +344,6 @@ impl Tensor {
             ));
         }
         let d = norm_dim(dim, nd)?;
-        let dtype = tensors
-            .iter()
-            .map(|t| t.dtype())
-            .max()
-            .unwrap_or(DType::F32);
         let mut total = 0usize;
         for (i, t) in tensors.iter().enumerate() {
             let ok = t.ndim() == nd
@@ -367,45 +363,16 @@ impl Tensor {
         }
         let mut shape = first.shape.clone();
         shape[d] = total;
-        limits::checked_numel(&shape)?;
-        let outer: usize = shape[..d].iter().product();
-        let parts: Vec<std::borrow::Cow<'_, Tensor>> =
-            tensors.iter().map(|t| t.cast_cow(dtype)).collect();
-        fn go<T: Copy>(parts: &[&[T]], widths: &[usize], outer: usize, cap: usize) -> Vec<T> {
-            let mut out = Vec::with_capacity(cap);
-            for o in 0..outer {
-                for (p, &w) in parts.iter().zip(widths) {
-                    out.extend_from_slice(&p[o * w..(o + 1) * w]);
-                }
-            }
-            out
-        }
         let widths: Vec<usize> = tensors
             .iter()
             .map(|t| t.shape[d..].iter().product())
             .collect();
-        let cap: usize = shape.iter().product();
-        macro_rules! cat_as {
-            ($var:ident) => {{
-                let mut slices = Vec::with_capacity(parts.len());
-                for p in &parts {
-                    match &p.data {
-                        Data::$var(v) => slices.push(&v[..]),
-                        _ => return Err(TensorError::invalid("internal error: cat dtype")),
-                    }
-                }
-                Data::$var(go(&slices, &widths, outer, cap))
-            }};
-        }
-        let data = match dtype {
-            DType::F32 => cat_as!(F32),
-            DType::I64 => cat_as!(I64),
-            DType::Bool => cat_as!(Bool),
-        };
-        Ok(Tensor::raw(shape, data))
+        concat_rows(tensors, shape, d, &widths)
     }
 
-    /// `torch.stack(tensors, dim)`.
+    /// `torch.stack(tensors, dim)`. The result's size is checked before anything is copied, and
+    /// the inputs are read in place (an unsqueezed tensor has the same row-major data), so
+    /// `torch.stack([x] * 1000000)` costs one size check, not a million copies.
     pub fn stack(tensors: &[&Tensor], dim: i64) -> Result<Tensor> {
         let Some(first) = tensors.first() else {
             return Err(TensorError::invalid("stack expects a non-empty TensorList"));
@@ -420,13 +387,61 @@ impl Tensor {
             }
         }
         let d = norm_insert_dim(dim, first.ndim())?;
-        let un: Vec<Tensor> = tensors
-            .iter()
-            .map(|t| t.unsqueeze(d as i64))
-            .collect::<Result<_>>()?;
-        let refs: Vec<&Tensor> = un.iter().collect();
-        Tensor::cat(&refs, d as i64)
+        let mut shape = first.shape.clone();
+        shape.insert(d, tensors.len());
+        let width: usize = first.shape[d..].iter().product();
+        concat_rows(tensors, shape, d, &vec![width; tensors.len()])
     }
+}
+
+/// Concatenation along `d` of the result `shape`: for each outer index (the dims before `d`),
+/// row `o` of every part in turn, part `i` contributing `widths[i]` elements. Size-checked
+/// before allocating; copying charges a [`limits::Meter`].
+fn concat_rows(
+    tensors: &[&Tensor],
+    shape: Vec<usize>,
+    d: usize,
+    widths: &[usize],
+) -> Result<Tensor> {
+    let cap = limits::checked_numel(&shape)?;
+    limits::check_pieces("concatenating", tensors.len(), cap)?;
+    let dtype = tensors
+        .iter()
+        .map(|t| t.dtype())
+        .max()
+        .unwrap_or(DType::F32);
+    let outer: usize = shape[..d].iter().product();
+    let parts: Vec<std::borrow::Cow<'_, Tensor>> =
+        tensors.iter().map(|t| t.cast_cow(dtype)).collect();
+    fn go<T: Copy>(parts: &[&[T]], widths: &[usize], outer: usize, cap: usize) -> Result<Vec<T>> {
+        let mut meter = limits::Meter::new("concatenation")?;
+        let mut out = Vec::with_capacity(cap);
+        for o in 0..outer {
+            for (p, &w) in parts.iter().zip(widths) {
+                meter.charge(w as u64 + 1)?;
+                out.extend_from_slice(&p[o * w..(o + 1) * w]);
+            }
+        }
+        Ok(out)
+    }
+    macro_rules! cat_as {
+        ($var:ident) => {{
+            let mut slices = Vec::with_capacity(parts.len());
+            for p in &parts {
+                match &p.data {
+                    Data::$var(v) => slices.push(&v[..]),
+                    _ => return Err(TensorError::invalid("internal error: cat dtype")),
+                }
+            }
+            Data::$var(go(&slices, widths, outer, cap)?)
+        }};
+    }
+    let data = match dtype {
+        DType::F32 => cat_as!(F32),
+        DType::I64 => cat_as!(I64),
+        DType::Bool => cat_as!(Bool),
+    };
+    Ok(Tensor::raw(shape, data))
 }
 
 fn resolve_shape(n: usize, shape: &[i64]) -> Option<Vec<usize>> {

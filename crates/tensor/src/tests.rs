@@ -75,6 +75,139 @@ fn limit_guard_restores() {
     assert_eq!(limits::max_numel(), limits::DEFAULT_MAX_NUMEL);
 }
 
+// ----- time limits inside long builtins ------------------------------------------------------
+
+fn timed<T>(f: impl FnOnce() -> T) -> (T, std::time::Duration) {
+    let t = std::time::Instant::now();
+    let r = f();
+    (r, t.elapsed())
+}
+
+fn assert_ran_out(r: Result<impl std::fmt::Debug>) {
+    let e = r.unwrap_err();
+    assert_eq!(e.kind, ErrorKind::TooLarge, "{e}");
+    assert!(e.message.contains("time limit"), "{e}");
+}
+
+#[test]
+fn long_matmul_stops_at_the_deadline() {
+    // 1024^3 = 2^30 multiply-adds: seconds in a debug build, so the deadline must interrupt it.
+    let a = Tensor::ones(&[1024, 1024], DType::F32).unwrap();
+    let _d = limits::DeadlineGuard::after(std::time::Duration::from_millis(50));
+    let (r, took) = timed(|| a.matmul(&a));
+    assert_ran_out(r);
+    assert!(took.as_millis() < 1000, "{took:?}");
+}
+
+#[test]
+fn long_einsum_and_topk_stop_at_the_deadline() {
+    let a = Tensor::ones(&[300, 300], DType::F32).unwrap();
+    let x = Tensor::arange(0.0, 4_000_000.0, 1.0, DType::F32)
+        .unwrap()
+        .reshape(&[2000, 2000])
+        .unwrap();
+    let _d = limits::DeadlineGuard::after(std::time::Duration::from_millis(30));
+    // A repeated label forces the general loop (not the matmul route): 300^3 steps.
+    let (r, took) = timed(|| Tensor::einsum("ij,jk,kk->ik", &[&a, &a, &a]));
+    assert_ran_out(r);
+    assert!(took.as_millis() < 1000, "{took:?}");
+    std::thread::sleep(std::time::Duration::from_millis(40));
+    let (r, took) = timed(|| x.topk(2000, -1, true));
+    assert_ran_out(r);
+    assert!(took.as_millis() < 200, "{took:?}");
+}
+
+#[test]
+fn an_expired_deadline_refuses_large_allocations_but_not_small_ones() {
+    let _d = limits::DeadlineGuard::after(std::time::Duration::ZERO);
+    std::thread::sleep(std::time::Duration::from_millis(1));
+    assert_ran_out(Tensor::ones(&[1 << 20], DType::F32));
+    assert!(Tensor::ones(&[16], DType::F32).is_ok());
+    let big = {
+        let _none = limits::DeadlineGuard::after(std::time::Duration::from_secs(3600));
+        Tensor::ones(&[1 << 17], DType::F32).unwrap()
+    };
+    assert_ran_out(big.exp());
+    assert_ran_out(big.sum(None, false));
+}
+
+#[test]
+fn deadline_guard_restores() {
+    assert_eq!(limits::deadline(), None);
+    {
+        let _d = limits::DeadlineGuard::after(std::time::Duration::from_secs(1));
+        assert!(limits::deadline().is_some());
+    }
+    assert_eq!(limits::deadline(), None);
+    assert!(limits::check_deadline("x").is_ok());
+}
+
+#[test]
+fn topk_and_sort_match_a_stable_sort_with_ties_across_merge_runs() {
+    // 10,000 values with many ties: larger than one merge run, so the merge path is exercised.
+    let n = 10_000usize;
+    let vals: Vec<f32> = (0..n).map(|j| ((j * 7919) % 13) as f32).collect();
+    let x = f(&[n], &vals);
+    for largest in [true, false] {
+        let mut naive: Vec<usize> = (0..n).collect();
+        naive.sort_by(|&p, &q| {
+            let c = vals[p].total_cmp(&vals[q]);
+            if largest { c.reverse() } else { c }
+        });
+        for k in [1usize, 100, 5000, n] {
+            let (v, ix) = x.topk(k as i64, 0, largest).unwrap();
+            let want: Vec<i64> = naive[..k].iter().map(|&j| j as i64).collect();
+            assert_eq!(ix.as_i64().unwrap(), &want[..], "k={k} largest={largest}");
+            let wv: Vec<f32> = naive[..k].iter().map(|&j| vals[j]).collect();
+            assert_eq!(vals_of(&v), wv);
+        }
+    }
+}
+
+fn vals_of(t: &Tensor) -> Vec<f32> {
+    t.to_f32_vec()
+}
+
+#[test]
+fn sixteen_operand_einsum_is_refused_before_running() {
+    // 4^16 = 2^32 loop steps times 16 operands: refused by the work limit in microseconds.
+    let v = ar(&[4]);
+    let ops: Vec<&Tensor> = (0..16).map(|_| &v).collect();
+    let (r, took) = timed(|| Tensor::einsum("a,b,c,d,e,f,g,h,i,j,k,l,m,n,o,p->", &ops));
+    let e = r.unwrap_err();
+    assert_eq!(e.kind, ErrorKind::TooLarge);
+    assert!(e.message.contains("einsum would take"), "{e}");
+    assert!(took.as_millis() < 100, "{took:?}");
+}
+
+#[test]
+fn stack_of_a_million_copies_is_refused_before_copying() {
+    let x = ar(&[128]);
+    let many: Vec<&Tensor> = vec![&x; 1_000_000];
+    let (r, took) = timed(|| Tensor::stack(&many, 0));
+    assert_eq!(r.unwrap_err().kind, ErrorKind::TooLarge);
+    assert!(took.as_millis() < 500, "{took:?}");
+    // Small stacks along every dim are unchanged by the in-place route.
+    let a = ar(&[2, 3]);
+    let b = a.mul(&Tensor::scalar_f32(10.0)).unwrap();
+    for d in [0i64, 1, 2, -1] {
+        let s = Tensor::stack(&[&a, &b], d).unwrap();
+        let naive = Tensor::cat(&[&a.unsqueeze(d).unwrap(), &b.unsqueeze(d).unwrap()], d).unwrap();
+        assert_eq!(s, naive, "dim {d}");
+    }
+}
+
+#[test]
+fn splitting_into_millions_of_pieces_is_refused() {
+    let _g = limits::LimitGuard::new(1 << 20, 1 << 30);
+    let x = Tensor::ones(&[1 << 19], DType::F32).unwrap();
+    let e = x.split(1, 0).unwrap_err();
+    assert_eq!(e.kind, ErrorKind::TooLarge);
+    assert!(e.message.contains("splitting into 524288 tensors"), "{e}");
+    assert_eq!(x.chunk(1 << 19, 0).unwrap_err().kind, ErrorKind::TooLarge);
+    assert_eq!(x.split(1 << 10, 0).unwrap().len(), 1 << 9);
+}
+
 #[test]
 fn shape_formatting() {
     assert_eq!(fmt_shape(&[]), "()");

@@ -6,6 +6,7 @@
 mod common;
 mod diags;
 mod generator;
+mod graph_props;
 mod ir_dumps;
 mod props;
 mod samples;

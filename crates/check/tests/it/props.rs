@@ -24,7 +24,7 @@ proptest! {
         let task = load_task_text("gen.yaml", &g.task_yaml);
         let (src, out) = stepforge_check::check_answer(&task, &g.program);
         prop_assert!(out.diagnostics.is_empty(), "{}\n{}\n{}", g.task_yaml, g.program, render_all(&src, &out.diagnostics));
-        prop_assert!(out.ok && out.linear && out.linear_compat);
+        prop_assert!(out.ok && out.is_linear() && out.linear_compat.unwrap_or(false));
         let graph = out.graph.expect("well-typed");
         prop_assert!(graph.is_linear());
         prop_assert_eq!(graph.topo_order().len(), graph.op_count());
@@ -42,10 +42,10 @@ proptest! {
         prop_assert!(out.well_typed(), "{}\n{}", text, render_all(&src, &out.diagnostics));
         // Each Copy split one stream into two uses: removing it leaves one extra use.
         prop_assert_eq!(out.copies_needed, removed, "{}", text);
-        prop_assert_eq!(out.linear, removed == 0);
+        prop_assert_eq!(out.is_linear(), removed == 0);
         let fixed = apply_fixes(&text, &out.diagnostics, true);
         let (src2, out2) = stepforge_check::check_answer(&task, &fixed);
-        prop_assert!(out2.ok && out2.linear && out2.linear_compat, "{}\n{}", fixed, render_all(&src2, &out2.diagnostics));
+        prop_assert!(out2.ok && out2.is_linear() && out2.linear_compat.unwrap_or(false), "{}\n{}", fixed, render_all(&src2, &out2.diagnostics));
         prop_assert!(out2.diagnostics.is_empty(), "{}\n{}", fixed, render_all(&src2, &out2.diagnostics));
         let p2 = stepforge_syntax::parse_answer(&fixed).ok().unwrap();
         prop_assert_eq!(count_copies(&p2), out.copies_needed);

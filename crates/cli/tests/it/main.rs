@@ -6,9 +6,23 @@
 // Tests and benches may unwrap: a failure there is a test failure, not a user-facing panic.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod agent;
+#[path = "../../../agent/tests/it/common.rs"]
+#[allow(dead_code)]
+mod agent_common;
 mod commands;
+mod hardening;
+mod hostile;
+#[path = "../../../agent/tests/it/server.rs"]
+#[allow(dead_code)]
+mod server;
 mod shapes;
 mod verdicts;
+
+// The MCP and LSP servers' stdio tests: they live with the servers crate, but only this test
+// binary gets `CARGO_BIN_EXE_stepforge`.
+#[path = "../../../servers/tests/it/stdio/mod.rs"]
+mod servers_stdio;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -114,12 +128,12 @@ pub fn redact(text: &str) -> String {
     out
 }
 
-/// `elapsed_us` anywhere in a JSON value becomes `"[us]"`.
+/// `elapsed_us` and every `*_us` under `timing` anywhere in a JSON value become `"[us]"`.
 pub fn redact_json(v: &mut serde_json::Value) {
     match v {
         serde_json::Value::Object(m) => {
             for (k, x) in m.iter_mut() {
-                if k == "elapsed_us" {
+                if k == "elapsed_us" || k == "timing" {
                     *x = serde_json::Value::String("[us]".into());
                 } else {
                     redact_json(x);

@@ -27,6 +27,7 @@ const VERIFY_KEYS: &[&str] = &[
     "outputs",
     "seeds",
     "elapsed_us",
+    "timing",
 ];
 
 /// DESIGN §10: one diagnostic.
@@ -37,7 +38,16 @@ const SPAN_KEYS: &[&str] = &["line", "column", "end_line", "end_column"];
 
 /// Every diagnostic of a JSON document has exactly the DESIGN §10 shape.
 fn assert_diagnostic_shape(d: &serde_json::Value) {
-    assert_eq!(keys(d), set(DIAG_KEYS), "{d}");
+    // `verify` also says which text the lines count in (`source`: task|program, and `path`).
+    let mut own = keys(d);
+    if own.remove("source") {
+        assert!(own.remove("path"), "{d}");
+        assert!(
+            matches!(d["source"].as_str(), Some("task" | "program")),
+            "{d}"
+        );
+    }
+    assert_eq!(own, set(DIAG_KEYS), "{d}");
     assert!(
         matches!(d["severity"].as_str(), Some("error" | "warning")),
         "{d}"
@@ -76,6 +86,11 @@ fn assert_verify_shape(j: &serde_json::Value) {
     assert!(j["task"].is_string() && j["verdict"].is_string());
     assert!(j["linear"].is_boolean() && j["linear_compat"].is_boolean());
     assert!(j["copies_needed"].is_u64() && j["elapsed_us"].is_u64());
+    assert_eq!(
+        keys(&j["timing"]),
+        set(&["generate_us", "reference_us", "program_us", "compare_us"]),
+        "{j}"
+    );
     assert!(
         j["seeds"]
             .as_array()

@@ -3,7 +3,7 @@
 use std::time::Duration;
 
 use stepforge_exec::{ExecLimits, Verdict, VerifyOptions, VerifyReport, verify};
-use stepforge_syntax::codes::Code;
+use stepforge_syntax::codes::{Code, Phase};
 
 use crate::{dims, load, task_text};
 
@@ -177,7 +177,7 @@ fn huge_dims_are_a_limit_in_milliseconds_not_an_oom() {
     let start = std::time::Instant::now();
     let r = verify(&t, None, &opts);
     assert_eq!(r.verdict, Verdict::LimitExceeded, "{:#?}", r.diagnostics);
-    assert!(codes(&r).iter().all(|c| c.as_str().starts_with("E07")));
+    assert!(codes(&r).iter().all(|c| c.phase() == Phase::Limit));
     // debug build, shared machine: generous, but far from the seconds an allocation would take
     assert!(
         start.elapsed() < Duration::from_millis(500),
@@ -312,6 +312,7 @@ fn the_json_report_has_exactly_the_designed_fields() {
         "outputs",
         "seeds",
         "elapsed_us",
+        "timing",
     ];
     want.sort_unstable();
     let mut got = keys.clone();
@@ -353,7 +354,7 @@ fn a_non_linear_program_still_runs_but_is_not_linear() {
         &VerifyOptions::default(),
     );
     assert_eq!(r.verdict, Verdict::Pass, "{:#?}", r.diagnostics);
-    assert!(!r.linear);
+    assert_eq!(r.linear, Some(false));
     assert!(!r.passed());
     assert_eq!(r.copies_needed, 1);
 }

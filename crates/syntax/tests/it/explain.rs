@@ -1,7 +1,7 @@
 //! The examples in every E01xx explanation do what they say: the "Wrong" one produces its
 //! code, the "Right" one parses cleanly.
 
-use stepforge_syntax::codes::Code;
+use stepforge_syntax::codes::{Code, Phase};
 use stepforge_syntax::*;
 
 /// The first fenced block after `## {heading}`.
@@ -44,7 +44,7 @@ fn codes_of(code: Code, text: &str) -> Vec<Code> {
 
 #[test]
 fn explanation_examples_are_true() {
-    for code in Code::ALL.iter().filter(|c| c.as_str().starts_with("E01")) {
+    for code in Code::ALL.iter().filter(|c| c.phase() == Phase::Syntax) {
         let text = code.explanation();
         assert!(
             text.starts_with(&format!("# {}: ", code.as_str())),
@@ -60,4 +60,63 @@ fn explanation_examples_are_true() {
         let r = codes_of(*code, &right);
         assert!(r.is_empty(), "{code}: right example gives {r:?}\n{right}");
     }
+}
+
+/// The code blocks under `heading` ("## Wrong" / "## Right") of an explanation.
+fn blocks_under<'a>(md: &'a str, heading: &str) -> Vec<&'a str> {
+    let Some(at) = md.find(heading) else {
+        return Vec::new();
+    };
+    let section = &md[at + heading.len()..];
+    let section = section.split("\n## ").next().unwrap_or("");
+    let mut out = Vec::new();
+    let mut rest = section;
+    while let Some(open) = rest.find("```text\n").or_else(|| rest.find("```python\n")) {
+        let body_start = rest[open..].find('\n').map(|n| open + n + 1).unwrap();
+        let Some(len) = rest[body_start..].find("\n```") else {
+            break;
+        };
+        out.push(&rest[body_start..body_start + len]);
+        rest = &rest[body_start + len + 4..];
+    }
+    out
+}
+
+/// Every "Right" example that is a program fragment (it uses `step.`) parses without a syntax
+/// error: a fragment may lack its `return` (E0116) and nothing else. This is what keeps a help
+/// text such as E0612's Merge-with-a-list-of-branches honest about what the parser accepts.
+#[test]
+fn every_right_program_example_parses() {
+    let mut checked = 0;
+    for &code in Code::ALL {
+        for block in blocks_under(code.explanation(), "## Right") {
+            if !block.contains("step.") || block.contains("```") || block.contains("impl:") {
+                continue;
+            }
+            let p = stepforge_syntax::parse_program(block);
+            let bad: Vec<String> = p
+                .diagnostics
+                .iter()
+                .filter(|d| d.is_error() && d.code != Code::E0116)
+                .map(|d| format!("{}: {}", d.code, d.message))
+                .collect();
+            assert!(bad.is_empty(), "{code:?} right example:\n{block}\n{bad:?}");
+            checked += 1;
+        }
+    }
+    assert!(checked >= 20, "only {checked} right examples found");
+}
+
+#[test]
+fn merge_branches_may_be_a_list_or_a_tuple() {
+    for src in [
+        "Y = step.Merge(fn=f).apply(([P0, P1], G2))\nreturn Y\n",
+        "Y = step.Merge(fn=f).apply(((P0, P1), G2))\nreturn Y\n",
+    ] {
+        let p = stepforge_syntax::parse_program(src);
+        assert!(p.diagnostics.is_empty(), "{src}: {:?}", p.diagnostics);
+    }
+    // A bare list as the whole input is still the tuple mistake (with its fix).
+    let p = stepforge_syntax::parse_program("Y = step.Map(fn=f).apply([A, B])\nreturn Y\n");
+    assert_eq!(p.diagnostics[0].code, Code::E0117);
 }

@@ -2,7 +2,7 @@
 //! plus exact-location checks for errors inside embedded code.
 
 use stepforge_syntax::Diagnostic;
-use stepforge_syntax::codes::Code;
+use stepforge_syntax::codes::{Code, Phase};
 use stepforge_task::{GenLimits, Loaded, check_dims, dim_values, generate, load_str};
 
 fn render(loaded: &Loaded, diags: &[Diagnostic]) -> (String, serde_json::Value) {
@@ -134,7 +134,7 @@ fn syntax_error_in_apply_body() {
         loaded
             .diagnostics
             .iter()
-            .all(|d| d.code.as_str().starts_with("E01"))
+            .all(|d| d.code.phase() == Phase::Syntax)
     );
     // The first error is on line 11 of the YAML file, inside the `|` block.
     let d = &loaded.diagnostics[0];

@@ -119,10 +119,56 @@ codes! {
     E0704: Error, "too many ops";
     E0705: Error, "verification time limit exceeded";
     // --- warnings ------------------------------------------------------------------------
+    W0101: Warning, "several programs in the answer (the last one is checked)";
     W0201: Warning, "name rebound";
     W0202: Warning, "element function never used";
     W0401: Warning, "stream never consumed";
     W0501: Warning, "unknown task field (ignored)";
+}
+
+/// Which phase a code belongs to: the range its number is in (see the module docs). Callers
+/// classify diagnostics with this instead of matching on code prefixes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Phase {
+    /// E01xx: lexing, parsing, answer extraction, dtype and dim syntax.
+    Syntax,
+    /// E02xx: names.
+    Names,
+    /// E03xx: types, shapes, parameters.
+    Types,
+    /// E04xx: linearity.
+    Linearity,
+    /// E05xx: task files.
+    Task,
+    /// E06xx: evaluation and comparison with the reference.
+    Eval,
+    /// E07xx: resource limits.
+    Limit,
+    /// E08xx: simulation.
+    Sim,
+    /// Wxxxx: every warning, whatever it is about.
+    Warning,
+}
+
+impl Code {
+    pub fn phase(self) -> Phase {
+        let s = self.as_str();
+        if s.starts_with('W') {
+            return Phase::Warning;
+        }
+        match s.get(1..3) {
+            Some("01") => Phase::Syntax,
+            Some("02") => Phase::Names,
+            Some("03") => Phase::Types,
+            Some("04") => Phase::Linearity,
+            Some("05") => Phase::Task,
+            Some("06") => Phase::Eval,
+            Some("07") => Phase::Limit,
+            // E08xx; the registry has no other range (`phases_cover_every_code` checks).
+            _ => Phase::Sim,
+        }
+    }
 }
 
 impl fmt::Display for Code {
@@ -158,8 +204,26 @@ mod tests {
     #[test]
     fn ranges_match_severity() {
         for c in Code::ALL {
-            let warn = c.as_str().starts_with('W');
+            let warn = c.phase() == Phase::Warning;
             assert_eq!(c.severity() == Severity::Warning, warn, "{c}");
         }
+    }
+
+    #[test]
+    fn phases_cover_every_code() {
+        for c in Code::ALL {
+            let s = c.as_str();
+            let ok =
+                s.starts_with('W') || (s.starts_with('E') && ("01"..="08").contains(&&s[1..3]));
+            assert!(ok, "{c}: outside every phase range");
+        }
+        assert_eq!(Code::E0110.phase(), Phase::Syntax);
+        assert_eq!(Code::E0206.phase(), Phase::Names);
+        assert_eq!(Code::E0315.phase(), Phase::Types);
+        assert_eq!(Code::E0401.phase(), Phase::Linearity);
+        assert_eq!(Code::E0512.phase(), Phase::Task);
+        assert_eq!(Code::E0611.phase(), Phase::Eval);
+        assert_eq!(Code::E0705.phase(), Phase::Limit);
+        assert_eq!(Code::W0401.phase(), Phase::Warning);
     }
 }

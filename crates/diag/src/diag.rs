@@ -9,7 +9,7 @@ use std::fmt;
 
 use serde::Serialize;
 
-use crate::span::{Source, Span};
+use crate::span::{Source, SourceId, Span};
 
 pub use crate::codes::Code;
 
@@ -18,6 +18,26 @@ pub use crate::codes::Code;
 pub enum Severity {
     Error,
     Warning,
+}
+
+/// The texts a diagnostic may point into: the task file and, when the program was supplied
+/// separately (an answer), the program. Each span is rendered against the text its
+/// [`SourceId`] names; a program span with no program text falls back to the task (the
+/// program then *is* the task's reference impl).
+#[derive(Debug, Clone, Copy)]
+pub struct Sources<'a> {
+    pub task: &'a Source,
+    pub program: Option<&'a Source>,
+}
+
+impl<'a> Sources<'a> {
+    /// The text `span` points into.
+    pub fn of(&self, span: Span) -> &'a Source {
+        match (span.source, self.program) {
+            (SourceId::Program, Some(p)) => p,
+            _ => self.task,
+        }
+    }
 }
 
 /// A secondary location with a short message ("E2 defined here with dims [K, M]").
@@ -173,7 +193,8 @@ impl Diagnostic {
         self
     }
 
-    /// Renders against `source` in the JSON shape of DESIGN §10.
+    /// Renders against `source` in the JSON shape of DESIGN §10 (every span is taken to point
+    /// into `source`; see [`Diagnostic::to_json_in`] for diagnostics spanning two texts).
     pub fn to_json(&self, source: &Source) -> serde_json::Value {
         let span = |s: Span| {
             let a = source.line_col(s.lo);
@@ -182,11 +203,15 @@ impl Diagnostic {
                 "line": a.line, "column": a.column, "end_line": b.line, "end_column": b.column,
             })
         };
+        self.json_with(span)
+    }
+
+    fn json_with(&self, span: impl Fn(Span) -> serde_json::Value) -> serde_json::Value {
         serde_json::json!({
             "code": self.code.as_str(),
             "severity": self.severity,
             "message": self.message,
-            "span": self.span.map(span),
+            "span": self.span.map(&span),
             "labels": self.labels.iter().map(|l| serde_json::json!({
                 "span": span(l.span), "message": l.message,
             })).collect::<Vec<_>>(),
@@ -202,13 +227,29 @@ impl Diagnostic {
         })
     }
 
+    /// Renders in the JSON shape of DESIGN §10, each span against the text its source id names;
+    /// every span also says `"source": "task"|"program"` and `"file"` (the source's name).
+    pub fn to_json_in(&self, sources: Sources<'_>) -> serde_json::Value {
+        let span = |s: Span| {
+            let source = sources.of(s);
+            let a = source.line_col(s.lo);
+            let b = source.line_col(s.hi);
+            serde_json::json!({
+                "source": s.source.as_str(), "file": source.name,
+                "line": a.line, "column": a.column, "end_line": b.line, "end_column": b.column,
+            })
+        };
+        self.json_with(span)
+    }
+
     /// Renders against `source` as a human report with a source snippet and carets.
     pub fn render_human(&self, source: &Source, color: bool) -> String {
         use codespan_reporting::diagnostic::{Diagnostic as CsDiag, Label as CsLabel};
-        use codespan_reporting::files::SimpleFile;
         use codespan_reporting::term::{self, Config};
 
-        let file = SimpleFile::new(source.name.as_str(), source.text.as_str());
+        // The source's own line table, not a `SimpleFile` (which rebuilds it per call): that
+        // made rendering N diagnostics of one file O(N * file size).
+        let file = CsSource(source);
         let mut d = match self.severity {
             Severity::Error => CsDiag::error(),
             Severity::Warning => CsDiag::warning(),
@@ -279,6 +320,78 @@ impl Diagnostic {
             .unwrap_or_else(|| source.name.clone());
         format!("{at}: {}[{}]: {}", self.severity, self.code, self.message)
     }
+}
+
+/// A [`Source`] seen as codespan's one-file database, reusing its line table.
+struct CsSource<'s>(&'s Source);
+
+impl<'a> codespan_reporting::files::Files<'a> for CsSource<'_> {
+    type FileId = ();
+    type Name = &'a str;
+    type Source = &'a str;
+
+    fn name(&'a self, (): ()) -> Result<&'a str, codespan_reporting::files::Error> {
+        Ok(&self.0.name)
+    }
+
+    fn source(&'a self, (): ()) -> Result<&'a str, codespan_reporting::files::Error> {
+        Ok(&self.0.text)
+    }
+
+    fn line_index(
+        &'a self,
+        (): (),
+        byte_index: usize,
+    ) -> Result<usize, codespan_reporting::files::Error> {
+        Ok(self
+            .0
+            .line_starts()
+            .binary_search(&byte_index)
+            .unwrap_or_else(|next| next.saturating_sub(1)))
+    }
+
+    fn line_range(
+        &'a self,
+        (): (),
+        line_index: usize,
+    ) -> Result<std::ops::Range<usize>, codespan_reporting::files::Error> {
+        let starts = self.0.line_starts();
+        let len = self.0.text.len();
+        let at = |i: usize| match i.cmp(&starts.len()) {
+            std::cmp::Ordering::Less => Ok(starts[i]),
+            std::cmp::Ordering::Equal => Ok(len),
+            std::cmp::Ordering::Greater => Err(codespan_reporting::files::Error::LineTooLarge {
+                given: i,
+                max: starts.len() - 1,
+            }),
+        };
+        Ok(at(line_index)?..at(line_index + 1)?)
+    }
+}
+
+/// Default of [`cap_per_code`]: the first 100 diagnostics of each code are reported.
+pub const DEFAULT_MAX_PER_CODE: usize = 100;
+
+/// Keeps the first `max_per_code` diagnostics of each code (in the given order) and counts the
+/// rest per code, so a pathological input (40,000 lines of an unknown operator) yields a
+/// bounded report: "and 39,900 more E0202" instead of 200 MB of output.
+pub fn cap_per_code(
+    diags: Vec<Diagnostic>,
+    max_per_code: usize,
+) -> (Vec<Diagnostic>, std::collections::BTreeMap<Code, usize>) {
+    let mut seen: std::collections::BTreeMap<Code, usize> = std::collections::BTreeMap::new();
+    let mut omitted = std::collections::BTreeMap::new();
+    let mut kept = Vec::with_capacity(diags.len().min(max_per_code.saturating_mul(8)));
+    for d in diags {
+        let n = seen.entry(d.code).or_insert(0);
+        *n += 1;
+        if *n <= max_per_code {
+            kept.push(d);
+        } else {
+            *omitted.entry(d.code).or_insert(0) += 1;
+        }
+    }
+    (kept, omitted)
 }
 
 fn clamp(span: Span, source: &Source) -> std::ops::Range<usize> {
@@ -362,6 +475,44 @@ mod tests {
     }
 
     #[test]
+    fn capping_keeps_the_first_of_each_code_and_counts_the_rest() {
+        let mut v = Vec::new();
+        for i in 0..5u32 {
+            v.push(Diagnostic::new(Code::E0110, format!("a{i}")));
+            v.push(Diagnostic::new(Code::E0103, format!("b{i}")));
+        }
+        v.push(Diagnostic::new(Code::E0104, "c"));
+        let (kept, omitted) = cap_per_code(v, 2);
+        let msgs: Vec<&str> = kept.iter().map(|d| d.message.as_str()).collect();
+        assert_eq!(msgs, ["a0", "b0", "a1", "b1", "c"]);
+        assert_eq!(omitted.get(&Code::E0110), Some(&3));
+        assert_eq!(omitted.get(&Code::E0103), Some(&3));
+        assert_eq!(omitted.get(&Code::E0104), None);
+    }
+
+    #[test]
+    fn human_rendering_of_many_diagnostics_is_linear() {
+        // 20,000 lines and one diagnostic per line: rebuilding the line table per diagnostic
+        // (the old SimpleFile route) took seconds here; with the shared table it is milliseconds.
+        let text: String = (0..20_000)
+            .map(|i| format!("E{i} = step.Frob(fn=f).apply(X)\n"))
+            .collect();
+        let src = Source::new("p.step", text);
+        let start = std::time::Instant::now();
+        let mut total = 0;
+        for (i, lo) in src.line_starts().iter().take(20_000).enumerate() {
+            let d = Diagnostic::new(Code::E0110, format!("d{i}")).at(Span::new(*lo, *lo + 2));
+            total += d.render_human(&src, false).len();
+        }
+        assert!(total > 0);
+        let took = start.elapsed();
+        assert!(took.as_secs_f64() < 5.0, "{took:?}");
+        let last =
+            Diagnostic::new(Code::E0110, "end").at(Span::new(src.text.len(), src.text.len()));
+        assert!(last.render_human(&src, false).contains("p.step:20001:1"));
+    }
+
+    #[test]
     fn json_shape_has_design_fields() {
         let src = Source::new("p.step", "E1 = step.Mapp(fn=f).apply(E0)\n");
         let d = Diagnostic::new(Code::E0110, "unexpected")
@@ -379,5 +530,35 @@ mod tests {
             d.render_human(&src, false)
                 .contains("error[E0110]: unexpected")
         );
+    }
+
+    #[test]
+    fn json_in_renders_each_span_against_its_own_text() {
+        let task = Source::new("t.yaml", "fns:\n  f: x\n");
+        let prog = Source::new("p.step", "E1 = f(E0)\n");
+        let d = Diagnostic::new(Code::E0302, "mismatch")
+            .at(Span::new(5, 10))
+            .label(Span::new(7, 8).in_task(), "declared here");
+        let sources = Sources {
+            task: &task,
+            program: Some(&prog),
+        };
+        let j = d.to_json_in(sources);
+        assert_eq!(j["span"]["source"], "program");
+        assert_eq!(j["span"]["file"], "p.step");
+        assert_eq!(j["span"]["column"], 6);
+        let l = &j["labels"][0]["span"];
+        assert_eq!(l["source"], "task");
+        assert_eq!(l["file"], "t.yaml");
+        assert_eq!(
+            (l["line"].as_u64(), l["column"].as_u64()),
+            (Some(2), Some(3))
+        );
+        // Without a separate program, program spans are read in the task file.
+        let only_task = Sources {
+            task: &task,
+            program: None,
+        };
+        assert_eq!(d.to_json_in(only_task)["span"]["file"], "t.yaml");
     }
 }

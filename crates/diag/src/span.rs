@@ -6,16 +6,53 @@
 
 use serde::Serialize;
 
-/// A half-open byte range `[lo, hi)` into a source text.
+/// Which text a span points into: the task file, or a separately supplied program (an
+/// answer). Code embedded in the task file (reference impl, fn bodies, `global`, snippets) is
+/// parsed in place and so points into the task.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SourceId {
+    /// The program being checked or verified (the default: what the parser is usually given).
+    #[default]
+    Program,
+    /// The task file.
+    Task,
+}
+
+impl SourceId {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SourceId::Program => "program",
+            SourceId::Task => "task",
+        }
+    }
+
+    pub fn is_program(&self) -> bool {
+        *self == SourceId::Program
+    }
+}
+
+/// A half-open byte range `[lo, hi)` into the text named by `source`.
+///
+/// Twelve bytes and `Copy`. [`Span::new`] points into the program; [`Span::in_task`] /
+/// [`Span::with_source`] retag a span (the task loader does this for everything it parses).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default, Serialize)]
 pub struct Span {
     pub lo: u32,
     pub hi: u32,
+    /// Not serialised when it is the default, so serialised trees keep their old shape.
+    #[serde(skip_serializing_if = "SourceId::is_program")]
+    pub source: SourceId,
 }
 
 impl Span {
-    pub const DUMMY: Span = Span { lo: 0, hi: 0 };
+    pub const DUMMY: Span = Span {
+        lo: 0,
+        hi: 0,
+        source: SourceId::Program,
+    };
 
+    /// A span into the program. Use [`Span::in_task`] for the task file.
     pub fn new(lo: usize, hi: usize) -> Span {
         // Sources are bounded far below 4 GiB by the loaders; saturate rather than wrap so a
         // pathological input can only blur a location, never point it somewhere wrong.
@@ -23,14 +60,26 @@ impl Span {
         Span {
             lo: clamp(lo),
             hi: clamp(hi.max(lo)),
+            source: SourceId::Program,
         }
     }
 
-    /// The smallest span covering both.
+    /// The same bytes of the text `source`.
+    pub fn with_source(self, source: SourceId) -> Span {
+        Span { source, ..self }
+    }
+
+    /// The same bytes of the task file.
+    pub fn in_task(self) -> Span {
+        self.with_source(SourceId::Task)
+    }
+
+    /// The smallest span covering both (in `self`'s source).
     pub fn to(self, other: Span) -> Span {
         Span {
             lo: self.lo.min(other.lo),
             hi: self.hi.max(other.hi),
+            source: self.source,
         }
     }
 
@@ -51,6 +100,7 @@ impl Span {
         Span {
             lo: self.lo.saturating_add(offset),
             hi: self.hi.saturating_add(offset),
+            source: self.source,
         }
     }
 }
@@ -110,6 +160,11 @@ impl Source {
         }
     }
 
+    /// Byte offsets of the starts of the lines (the first is 0).
+    pub(crate) fn line_starts(&self) -> &[usize] {
+        &self.line_starts
+    }
+
     /// Byte offset of the start of a 1-based line (clamped).
     pub fn line_start(&self, line: u32) -> usize {
         let idx = (line.max(1) as usize - 1).min(self.line_starts.len() - 1);
@@ -142,5 +197,15 @@ mod tests {
         assert_eq!(a.to(b), Span::new(1, 5));
         assert_eq!(a.shifted(10), Span::new(13, 15));
         assert_eq!(Span::new(5, 2), Span::new(5, 5));
+    }
+
+    #[test]
+    fn source_id_is_kept_and_small() {
+        let t = Span::new(3, 5).in_task();
+        assert_eq!(t.source, SourceId::Task);
+        assert_eq!(t.shifted(1).source, SourceId::Task);
+        assert_eq!(t.to(Span::new(0, 9)), Span::new(0, 9).in_task());
+        assert_eq!(Span::DUMMY.source, SourceId::Program);
+        assert!(std::mem::size_of::<Span>() <= 12);
     }
 }

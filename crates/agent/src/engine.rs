@@ -1,0 +1,908 @@
+//! The agent loop: parallel sampling with repair turns and the guardian, verification with
+//! graph-hash dedup, and the paper's Algorithm 1 (DESIGN §14):
+//!
+//! 1. iteration 0 samples k programs for every task;
+//! 2. solved tasks are stratified by success count (fewer successes = harder) into m strata;
+//! 3. for demonstration level i = 1..=strata (hardest first, cumulative: strata 1..i, one
+//!    shortest — or, with the simulator, fastest — verified solution per task), every unsolved
+//!    task is re-sampled k times at each temperature (0.4/0.7/1.0) and the best outcome over
+//!    the temperatures is kept (best-of merge); each level is one iteration;
+//! 4. a level that solves new tasks restratifies and starts again from the hardest stratum;
+//! 5. the run stops when every level was tried without a gain, every task is solved, the
+//!    iteration cap or the budget is reached.
+//!
+//! Determinism: every sample turn has a key (`task/i<iter>/T<temp>/s<idx>/t<turn>`), rounds are
+//! barriers and every decision is taken on the round's complete results in key order, so a
+//! replayed or resumed run makes the same decisions. The store is the memo: a key already in
+//! it is never asked again.
+
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, OnceLock};
+
+use serde::Serialize;
+
+use crate::config::{Feasibility, Objective, RunConfig};
+use crate::prompt::{self, Demo};
+use crate::provider::{CallError, ChatRequest, Completion, Message, Provider};
+use crate::store::{IterationRow, SampleRow, SolutionRow, Store};
+use crate::tool::{Simulator, Tool, VerifySummary};
+
+/// Observer of a run (the CLI draws progress bars or log lines from it).
+pub trait Progress: Send + Sync {
+    fn round_started(&self, _iteration: u32, _tasks: usize, _samples: u64) {}
+    fn sample_done(&self, _task: &str, _passed: bool, _tokens: u64, _cost: f64) {}
+    fn iteration_done(&self, _row: &IterationRow) {}
+}
+
+/// A progress observer that observes nothing.
+#[derive(Debug)]
+pub struct NoProgress;
+impl Progress for NoProgress {}
+
+/// How a run ended.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case", tag = "status")]
+pub enum Status {
+    Done,
+    /// Batch mode: requests written to `requests`; resume with the output file.
+    Waiting {
+        requests: String,
+    },
+    BudgetExhausted,
+    Failed {
+        error: String,
+    },
+}
+
+/// The final JSON of a run.
+#[derive(Debug, Clone, Serialize)]
+pub struct Summary {
+    pub run: i64,
+    #[serde(flatten)]
+    pub status: Status,
+    pub tasks: usize,
+    pub solved: usize,
+    pub solved_tasks: Vec<String>,
+    pub iterations: Vec<IterationRow>,
+    pub samples: u64,
+    pub tokens: u64,
+    pub cost: f64,
+    pub guardian_fired: u64,
+    pub verifications: u64,
+    pub failures: BTreeMap<String, u64>,
+}
+
+/// Hard token and cost budget, counted over every finished sample turn (reused ones too, so a
+/// resumed run stops where the uninterrupted one would). Calls already in flight when it runs
+/// out still finish, so the overshoot is at most `concurrency` answers.
+#[derive(Debug, Default)]
+struct Budget {
+    tokens: AtomicU64,
+    micro_usd: AtomicU64,
+    max_tokens: Option<u64>,
+    max_usd: Option<f64>,
+}
+
+impl Budget {
+    fn add(&self, tokens: u64, cost: f64) {
+        self.tokens.fetch_add(tokens, Ordering::SeqCst);
+        self.micro_usd
+            .fetch_add((cost * 1e6).round().max(0.0) as u64, Ordering::SeqCst);
+    }
+    fn exhausted(&self) -> bool {
+        let t = self.tokens.load(Ordering::SeqCst);
+        let c = self.micro_usd.load(Ordering::SeqCst) as f64 / 1e6;
+        self.max_tokens.is_some_and(|m| t >= m) || self.max_usd.is_some_and(|m| c >= m)
+    }
+}
+
+/// What one sample (all its turns) came to.
+#[derive(Debug, Clone)]
+enum Outcome {
+    Finished {
+        passed: Option<Box<SampleRow>>,
+        tokens: u64,
+        cost: f64,
+    },
+    Pending,
+    Budget,
+    Fatal(String),
+}
+
+/// A task's solved state.
+#[derive(Debug, Clone)]
+struct Solved {
+    successes: u32,
+    best: SampleRow,
+}
+
+type VerifyCache = Mutex<BTreeMap<String, Arc<OnceLock<VerifySummary>>>>;
+
+/// What an [`Engine`] is built from.
+pub struct Parts {
+    pub cfg: RunConfig,
+    pub run: i64,
+    pub store: Arc<Store>,
+    pub provider: Arc<Provider>,
+    /// Sorted by path.
+    pub tools: Vec<Arc<Tool>>,
+    pub simulator: Option<Arc<dyn Simulator>>,
+    pub progress: Arc<dyn Progress>,
+    /// Batch request files are named `<batch_prefix>.batch-N.requests.jsonl`.
+    pub batch_prefix: String,
+}
+
+pub struct Engine {
+    cfg: RunConfig,
+    run: i64,
+    store: Arc<Store>,
+    provider: Arc<Provider>,
+    tools: Vec<Arc<Tool>>,
+    simulator: Option<Arc<dyn Simulator>>,
+    progress: Arc<dyn Progress>,
+    memo: BTreeMap<String, SampleRow>,
+    system: String,
+    /// Per task: verify results by graph hash (passes) or program hash (failures).
+    vcache: Vec<VerifyCache>,
+    /// Per task: evaluations by answer hash.
+    acache: Vec<Mutex<BTreeMap<String, Arc<OnceLock<Evaluated>>>>>,
+    verify_slots: tokio::sync::Semaphore,
+    call_slots: tokio::sync::Semaphore,
+    budget: Budget,
+    guardian: AtomicU64,
+    verifications: AtomicU64,
+    price: crate::config::Price,
+    batch_prefix: String,
+}
+
+impl std::fmt::Debug for Engine {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Engine").field("run", &self.run).finish()
+    }
+}
+
+impl Engine {
+    /// Prepares a run over `tools` (sorted by path). Finished sample turns already in the store
+    /// for `run` are reused, never asked again.
+    pub fn new(parts: Parts) -> Result<Arc<Engine>, String> {
+        let Parts {
+            cfg,
+            run,
+            store,
+            provider,
+            tools,
+            simulator,
+            progress,
+            batch_prefix,
+        } = parts;
+        let memo = store.samples(run)?;
+        let vcache = tools.iter().map(|_| Mutex::new(BTreeMap::new())).collect();
+        let acache = tools.iter().map(|_| Mutex::new(BTreeMap::new())).collect();
+        let cpus = std::thread::available_parallelism().map_or(2, usize::from);
+        let calls = cfg.concurrency.max(1);
+        Ok(Arc::new(Engine {
+            price: cfg.price(),
+            budget: Budget {
+                max_tokens: cfg.budget_tokens,
+                max_usd: cfg.budget_usd,
+                ..Budget::default()
+            },
+            system: prompt::system_prompt(&crate::tool::manual()),
+            cfg,
+            run,
+            store,
+            provider,
+            tools,
+            simulator,
+            progress,
+            memo,
+            vcache,
+            acache,
+            verify_slots: tokio::sync::Semaphore::new(cpus),
+            call_slots: tokio::sync::Semaphore::new(calls),
+            guardian: AtomicU64::new(0),
+            verifications: AtomicU64::new(0),
+            batch_prefix,
+        }))
+    }
+
+    fn feasibility(&self) -> Feasibility {
+        match (self.cfg.feasibility, &self.simulator) {
+            (Some(f), _) => f,
+            (None, Some(_)) => Feasibility::Require,
+            (None, None) => Feasibility::Report,
+        }
+    }
+
+    /// Runs Algorithm 1 to its end (or to a stop: waiting for batch answers, budget, error).
+    pub async fn run(self: &Arc<Self>) -> Summary {
+        let n = self.tools.len();
+        let mut solved: BTreeMap<usize, Solved> = BTreeMap::new();
+        let mut rows: Vec<IterationRow> = Vec::new();
+        let all: Vec<usize> = (0..n).collect();
+        let status = 'run: {
+            let r = self
+                .round(
+                    0,
+                    &all,
+                    &Arc::new(Vec::new()),
+                    &[self.cfg.initial_temperature],
+                    None,
+                )
+                .await;
+            if let Err(s) = self.merge(0, None, r, &mut solved, &mut rows) {
+                break 'run s;
+            }
+            let mut iteration = 0u32;
+            loop {
+                if solved.len() == n {
+                    break 'run Status::Done;
+                }
+                let strata = stratify(&solved, self.cfg.granularity, &self.tools);
+                let mut gained = false;
+                for level in 1..=strata.len() {
+                    if iteration >= self.cfg.iterations {
+                        break 'run Status::Done;
+                    }
+                    iteration += 1;
+                    let demo_tasks: Vec<usize> = strata[..level].concat();
+                    let demos: Vec<Demo> = demo_tasks
+                        .iter()
+                        .filter_map(|t| {
+                            let s = solved.get(t)?;
+                            Some(Demo {
+                                task: self.tools[*t].name().to_string(),
+                                task_text: self.tools[*t].prompt_text(),
+                                program: s.best.program.clone().unwrap_or_default(),
+                            })
+                        })
+                        .collect();
+                    let names: Vec<String> = demos.iter().map(|d| d.task.clone()).collect();
+                    if let Err(e) = self.store.put_demonstrations(self.run, iteration, &names) {
+                        break 'run Status::Failed { error: e };
+                    }
+                    let unsolved: Vec<usize> = all
+                        .iter()
+                        .copied()
+                        .filter(|t| !solved.contains_key(t))
+                        .collect();
+                    let temps = self.cfg.temperatures.clone();
+                    let r = self
+                        .round(iteration, &unsolved, &Arc::new(demos), &temps, None)
+                        .await;
+                    let before = solved.len();
+                    if let Err(s) =
+                        self.merge(iteration, Some(level as u32), r, &mut solved, &mut rows)
+                    {
+                        break 'run s;
+                    }
+                    if solved.len() > before {
+                        gained = true;
+                        break;
+                    }
+                }
+                if !gained {
+                    break 'run Status::Done;
+                }
+            }
+        };
+        let status = if status == Status::Done && self.cfg.objective == Objective::Cycles {
+            self.optimize(&mut solved).await.unwrap_or(Status::Done)
+        } else {
+            status
+        };
+        self.finish(status, &solved, rows)
+    }
+
+    /// `--objective cycles`: one optimize round per solved task, keeping the fastest feasible
+    /// solution (only reachable with a simulator; `RunConfig::validate` refuses it otherwise).
+    async fn optimize(self: &Arc<Self>, solved: &mut BTreeMap<usize, Solved>) -> Option<Status> {
+        self.simulator.as_ref()?;
+        let tasks: Vec<usize> = solved.keys().copied().collect();
+        let prompts: BTreeMap<usize, String> = tasks
+            .iter()
+            .map(|t| {
+                let s = &solved[t];
+                let sim = s
+                    .best
+                    .diagnostics
+                    .as_deref()
+                    .and_then(|d| serde_json::from_str(d).ok())
+                    .unwrap_or(serde_json::Value::Null);
+                let p = s.best.program.clone().unwrap_or_default();
+                (*t, prompt::optimize_prompt(&self.tools[*t], &p, &sim))
+            })
+            .collect();
+        let it = u32::MAX - 1;
+        let r = self
+            .round(
+                it,
+                &tasks,
+                &Arc::new(Vec::new()),
+                &[self.cfg.initial_temperature],
+                Some(&prompts),
+            )
+            .await;
+        for (t, _temp, outcome) in r {
+            match outcome {
+                Outcome::Finished {
+                    passed: Some(row), ..
+                } => {
+                    let s = solved.get_mut(&t)?;
+                    if row.cycles.unwrap_or(u64::MAX) < s.best.cycles.unwrap_or(u64::MAX) {
+                        s.best = *row;
+                    }
+                }
+                Outcome::Pending => {
+                    return Some(Status::Waiting {
+                        requests: String::new(),
+                    });
+                }
+                Outcome::Budget => return Some(Status::BudgetExhausted),
+                Outcome::Fatal(e) => return Some(Status::Failed { error: e }),
+                Outcome::Finished { .. } => {}
+            }
+        }
+        None
+    }
+
+    /// Samples k programs for each of `tasks` at each temperature; results in key order.
+    async fn round(
+        self: &Arc<Self>,
+        iteration: u32,
+        tasks: &[usize],
+        demos: &Arc<Vec<Demo>>,
+        temps: &[f64],
+        prompts: Option<&BTreeMap<usize, String>>,
+    ) -> Vec<(usize, f64, Outcome)> {
+        let k = self.cfg.samples;
+        self.progress.round_started(
+            iteration,
+            tasks.len(),
+            tasks.len() as u64 * u64::from(k) * temps.len() as u64,
+        );
+        let mut handles = Vec::new();
+        for &t in tasks {
+            let p = match prompts.and_then(|p| p.get(&t)) {
+                Some(p) => p.clone(),
+                None => prompt::proposer_prompt(&self.tools[t], demos),
+            };
+            let prompt = Arc::new(p);
+            for &temp in temps {
+                for idx in 0..k {
+                    let me = Arc::clone(self);
+                    let prompt = Arc::clone(&prompt);
+                    handles.push((
+                        t,
+                        temp,
+                        tokio::spawn(
+                            async move { me.sample(t, iteration, temp, idx, prompt).await },
+                        ),
+                    ));
+                }
+            }
+        }
+        let mut out = Vec::with_capacity(handles.len());
+        for (t, temp, h) in handles {
+            let o = h
+                .await
+                .unwrap_or_else(|e| Outcome::Fatal(format!("a sample task failed: {e}")));
+            out.push((t, temp, o));
+        }
+        out
+    }
+
+    /// One sample: the proposer's answer, then up to `repairs` repair turns.
+    async fn sample(
+        self: Arc<Self>,
+        t: usize,
+        iteration: u32,
+        temp: f64,
+        idx: u32,
+        prompt: Arc<String>,
+    ) -> Outcome {
+        let tool = Arc::clone(&self.tools[t]);
+        let base = format!("{}/i{iteration}/T{temp:.2}/s{idx:03}", tool.name());
+        let mut messages = vec![Message::user(prompt.as_str())];
+        let (mut tokens, mut cost) = (0u64, 0f64);
+        for turn in 0..=self.cfg.repairs {
+            let req = ChatRequest {
+                key: format!("{base}/t{turn}"),
+                system: self.system.clone(),
+                messages: messages.clone(),
+                temperature: temp,
+            };
+            let row = match self.memo.get(&req.key) {
+                Some(r) => r.clone(),
+                None => {
+                    // The budget is checked once a call slot is free, so queued samples see
+                    // what the calls before them spent.
+                    let Ok(_slot) = self.call_slots.acquire().await else {
+                        return Outcome::Fatal("call slots closed".into());
+                    };
+                    if self.budget.exhausted() {
+                        return Outcome::Budget;
+                    }
+                    let call = self.provider.complete(&req).await;
+                    drop(_slot);
+                    let meta = (iteration, temp, idx, turn);
+                    let row = match call {
+                        Ok(c) => self.evaluate(t, &req, meta, c).await,
+                        Err(CallError::Failed(f)) => self.failed_row(t, &req, meta, &f),
+                        Err(CallError::Pending) => return Outcome::Pending,
+                        Err(CallError::Fatal(m)) => return Outcome::Fatal(m),
+                    };
+                    if let Err(e) = self.store.insert_sample(self.run, &row) {
+                        return Outcome::Fatal(e);
+                    }
+                    row
+                }
+            };
+            let tk = row.prompt_tokens + row.completion_tokens;
+            self.budget.add(tk, row.cost);
+            tokens += tk;
+            cost += row.cost;
+            self.progress
+                .sample_done(tool.name(), row.passed, tk, row.cost);
+            if row.passed {
+                return Outcome::Finished {
+                    passed: Some(Box::new(row)),
+                    tokens,
+                    cost,
+                };
+            }
+            if row.verdict == "provider_error" || turn == self.cfg.repairs {
+                break;
+            }
+            messages.push(Message::assistant(row.response.clone().unwrap_or_default()));
+            messages.push(Message::user(prompt::repair_prompt(
+                &row.verdict,
+                row.diagnostics.as_deref(),
+                &crate::tool::explain,
+            )));
+        }
+        Outcome::Finished {
+            passed: None,
+            tokens,
+            cost,
+        }
+    }
+
+    fn failed_row(
+        &self,
+        t: usize,
+        req: &ChatRequest,
+        meta: (u32, f64, u32, u32),
+        f: &crate::provider::Failure,
+    ) -> SampleRow {
+        SampleRow {
+            key: req.key.clone(),
+            task: self.tools[t].name().to_string(),
+            iteration: meta.0,
+            temperature: meta.1,
+            sample: meta.2,
+            turn: meta.3,
+            prompt_hash: req.request_hash(),
+            response: None,
+            program: None,
+            graph_hash: None,
+            verdict: "provider_error".into(),
+            linear: None,
+            passed: false,
+            guardian: false,
+            diagnostics: None,
+            cycles: None,
+            onchip_bytes: None,
+            feasible: None,
+            prompt_tokens: 0,
+            completion_tokens: 0,
+            cost: 0.0,
+            provider: self.provider.kind().as_str().into(),
+            model: self.cfg.provider.model.clone(),
+            toolchain_version: crate::tool::toolchain_version(),
+            error: Some(format!("{}: {}", f.kind, f.message)),
+        }
+    }
+
+    /// Checks, guards (Copy fix), verifies (deduplicated) and simulates one answer.
+    async fn evaluate(
+        self: &Arc<Self>,
+        t: usize,
+        req: &ChatRequest,
+        meta: (u32, f64, u32, u32),
+        c: Completion,
+    ) -> SampleRow {
+        let _slot = self.verify_slots.acquire().await.ok();
+        let me = Arc::clone(self);
+        let text = c.text.clone();
+        let ev = tokio::task::spawn_blocking(move || me.evaluate_blocking(t, &text)).await;
+        let ev = ev.unwrap_or_else(|e| Evaluated::broken(format!("verification crashed: {e}")));
+        let cost = (c.usage.prompt_tokens as f64 * self.price.input_per_mtok
+            + c.usage.completion_tokens as f64 * self.price.output_per_mtok)
+            / 1e6;
+        SampleRow {
+            key: req.key.clone(),
+            task: self.tools[t].name().to_string(),
+            iteration: meta.0,
+            temperature: meta.1,
+            sample: meta.2,
+            turn: meta.3,
+            prompt_hash: req.request_hash(),
+            response: Some(c.text),
+            program: Some(ev.program),
+            graph_hash: ev.graph_hash,
+            verdict: ev.verdict,
+            linear: ev.linear,
+            passed: ev.passed,
+            guardian: ev.guardian,
+            diagnostics: ev.diagnostics,
+            cycles: ev.cycles,
+            onchip_bytes: ev.onchip_bytes,
+            feasible: ev.feasible,
+            prompt_tokens: c.usage.prompt_tokens,
+            completion_tokens: c.usage.completion_tokens,
+            cost,
+            provider: c.provider,
+            model: c.model,
+            toolchain_version: crate::tool::toolchain_version(),
+            error: None,
+        }
+    }
+
+    /// Identical answers (common at low temperature) are evaluated once per task.
+    fn evaluate_blocking(&self, t: usize, answer: &str) -> Evaluated {
+        let key = format!("answer:{}", crate::util::sha256_hex(answer));
+        let cell = self.acache[t]
+            .lock()
+            .map(|mut m| Arc::clone(m.entry(key).or_default()))
+            .unwrap_or_default();
+        let ev = cell.get_or_init(|| self.evaluate_answer(t, answer)).clone();
+        if ev.guardian {
+            self.guardian.fetch_add(1, Ordering::Relaxed);
+        }
+        ev
+    }
+
+    fn evaluate_answer(&self, t: usize, answer: &str) -> Evaluated {
+        let tool = &self.tools[t];
+        let mut program = crate::tool::extract_program(answer);
+        let mut check = tool.check(&program);
+        let mut guardian = false;
+        if !check.ok && check.only_linearity_errors {
+            let (fixed, applied) = tool.fix(&program);
+            if applied > 0 {
+                program = fixed;
+                check = tool.check(&program);
+                guardian = true;
+            }
+        }
+        // Passing results are shared by graph hash (same graph, same values); failures only by
+        // exact text, because their diagnostics point into the text and feed repair prompts.
+        let text_key = format!("text:{}", crate::util::sha256_hex(&program));
+        let graph_key = check.graph_hash.as_ref().map(|h| format!("graph:{h}"));
+        let cached = |key: &str| {
+            self.vcache[t]
+                .lock()
+                .ok()
+                .and_then(|m| m.get(key).and_then(|c| c.get().cloned()))
+        };
+        let v = match graph_key
+            .as_deref()
+            .and_then(cached)
+            .filter(VerifySummary::passed)
+        {
+            Some(v) => v,
+            None => {
+                let cell = self.vcache[t]
+                    .lock()
+                    .map(|mut m| Arc::clone(m.entry(text_key).or_default()))
+                    .unwrap_or_default();
+                let v = cell
+                    .get_or_init(|| {
+                        self.verifications.fetch_add(1, Ordering::Relaxed);
+                        tool.verify(&program, self.cfg.seeds)
+                    })
+                    .clone();
+                if v.passed()
+                    && let (Some(g), Ok(mut m)) = (graph_key, self.vcache[t].lock())
+                {
+                    m.entry(g).or_default().get_or_init(|| v.clone());
+                }
+                v
+            }
+        };
+        let mut passed = v.passed();
+        // Passes keep this program's own check JSON (its warnings), failures the verify JSON.
+        let mut diagnostics = Some(if passed {
+            check.json.to_string()
+        } else {
+            v.json.to_string()
+        });
+        let (mut cycles, mut onchip, mut feasible) = (None, None, None);
+        if passed && let Some(sim) = &self.simulator {
+            let r = sim.simulate(tool, &program);
+            cycles = Some(r.cycles);
+            onchip = Some(r.onchip_peak_bytes);
+            feasible = Some(!r.deadlock);
+            if r.deadlock && self.feasibility() == Feasibility::Require {
+                passed = false;
+            }
+            diagnostics = Some(r.json.to_string());
+        }
+        Evaluated {
+            program,
+            graph_hash: check.graph_hash,
+            verdict: if passed || feasible != Some(false) {
+                v.verdict
+            } else {
+                "deadlock".into()
+            },
+            linear: v.linear,
+            passed,
+            guardian,
+            diagnostics,
+            cycles,
+            onchip_bytes: onchip,
+            feasible,
+        }
+    }
+
+    /// Best-of merge of a round into the solved set; records the iteration.
+    fn merge(
+        &self,
+        iteration: u32,
+        stratum: Option<u32>,
+        results: Vec<(usize, f64, Outcome)>,
+        solved: &mut BTreeMap<usize, Solved>,
+        rows: &mut Vec<IterationRow>,
+    ) -> Result<(), Status> {
+        let mut stop = None;
+        // task -> temperature -> (successes, passing rows)
+        let mut per: BTreeMap<usize, BTreeMap<String, (u32, Vec<SampleRow>)>> = BTreeMap::new();
+        let (mut samples, mut tokens, mut cost) = (0u64, 0u64, 0f64);
+        for (t, temp, o) in results {
+            match o {
+                Outcome::Finished {
+                    passed,
+                    tokens: tk,
+                    cost: c,
+                    ..
+                } => {
+                    samples += 1;
+                    tokens += tk;
+                    cost += c;
+                    let e = per
+                        .entry(t)
+                        .or_default()
+                        .entry(format!("{temp:.2}"))
+                        .or_default();
+                    if let Some(r) = passed {
+                        e.0 += 1;
+                        e.1.push(*r);
+                    }
+                }
+                Outcome::Pending => stop = stop.or(Some(self.waiting())),
+                Outcome::Budget => stop = stop.or(Some(Status::BudgetExhausted)),
+                Outcome::Fatal(e) => stop = Some(Status::Failed { error: e }),
+            }
+        }
+        if let Some(Status::Waiting { .. } | Status::Failed { .. }) = &stop {
+            return Err(stop.unwrap_or(Status::Done));
+        }
+        let before = solved.len();
+        for (t, temps) in per {
+            let successes = temps.values().map(|(s, _)| *s).max().unwrap_or(0);
+            let best = temps
+                .into_values()
+                .flat_map(|(_, r)| r)
+                .min_by(|a, b| rank(a).cmp(&rank(b)));
+            if let (Some(best), true) = (best, successes > 0) {
+                let s = Solved { successes, best };
+                let row = SolutionRow {
+                    task: self.tools[t].name().to_string(),
+                    program: s.best.program.clone().unwrap_or_default(),
+                    sample_key: s.best.key.clone(),
+                    iteration,
+                    successes,
+                    cycles: s.best.cycles,
+                    onchip_bytes: s.best.onchip_bytes,
+                };
+                self.store
+                    .put_solution(self.run, &row)
+                    .map_err(|e| Status::Failed { error: e })?;
+                solved.insert(t, s);
+            }
+        }
+        let row = IterationRow {
+            iteration,
+            stratum,
+            solved: solved.len() as u32,
+            new: (solved.len() - before) as u32,
+            samples,
+            tokens,
+            cost,
+        };
+        self.store
+            .put_iteration(self.run, &row)
+            .map_err(|e| Status::Failed { error: e })?;
+        self.progress.iteration_done(&row);
+        rows.push(row);
+        match stop {
+            Some(s) => Err(s),
+            None => Ok(()),
+        }
+    }
+
+    /// Writes the queued batch requests and names the file.
+    fn waiting(&self) -> Status {
+        let lines = self.provider.take_pending();
+        let path = format!(
+            "{}.batch-{}.requests.jsonl",
+            self.cfg_store_stem(),
+            self.batch_seq()
+        );
+        let mut text = String::new();
+        for l in &lines {
+            text.push_str(&l.to_string());
+            text.push('\n');
+        }
+        match std::fs::write(&path, text) {
+            Ok(()) => Status::Waiting { requests: path },
+            Err(e) => Status::Failed {
+                error: format!("cannot write {path}: {e}"),
+            },
+        }
+    }
+
+    fn cfg_store_stem(&self) -> String {
+        self.batch_prefix.clone()
+    }
+
+    /// Batch files are numbered by the answers already ingested (one file per wait).
+    fn batch_seq(&self) -> usize {
+        let mut n = 0;
+        while std::path::Path::new(&format!(
+            "{}.batch-{n}.requests.jsonl",
+            self.cfg_store_stem()
+        ))
+        .exists()
+        {
+            n += 1;
+        }
+        n
+    }
+
+    fn finish(
+        &self,
+        status: Status,
+        solved: &BTreeMap<usize, Solved>,
+        rows: Vec<IterationRow>,
+    ) -> Summary {
+        let label = match &status {
+            Status::Done => "done".to_string(),
+            Status::Waiting { requests } => format!("waiting:{requests}"),
+            Status::BudgetExhausted => "budget_exhausted".into(),
+            Status::Failed { error } => format!("failed:{}", crate::util::truncate(error, 500)),
+        };
+        let _ = self.store.set_status(self.run, &label);
+        let mut solved_tasks: Vec<String> = solved
+            .keys()
+            .map(|t| self.tools[*t].name().to_string())
+            .collect();
+        solved_tasks.sort();
+        Summary {
+            run: self.run,
+            status,
+            tasks: self.tools.len(),
+            solved: solved.len(),
+            solved_tasks,
+            samples: rows.iter().map(|r| r.samples).sum(),
+            tokens: rows.iter().map(|r| r.tokens).sum(),
+            cost: rows.iter().map(|r| r.cost).sum(),
+            iterations: rows,
+            guardian_fired: self.guardian.load(Ordering::Relaxed),
+            verifications: self.verifications.load(Ordering::Relaxed),
+            failures: self.provider.stats.snapshot(),
+        }
+    }
+}
+
+/// Demonstrations prefer fast solutions when cycles are known, else short ones; ties by key.
+fn rank(r: &SampleRow) -> (u64, usize, String) {
+    (
+        r.cycles.unwrap_or(u64::MAX),
+        r.program.as_deref().map_or(usize::MAX, |p| p.trim().len()),
+        r.key.clone(),
+    )
+}
+
+/// Solved tasks by success count ascending (hardest first), split into at most m strata of
+/// near-equal size; ties by task path.
+fn stratify(solved: &BTreeMap<usize, Solved>, m: usize, tools: &[Arc<Tool>]) -> Vec<Vec<usize>> {
+    let mut order: Vec<usize> = solved.keys().copied().collect();
+    order.sort_by(|a, b| {
+        (solved[a].successes, tools[*a].path()).cmp(&(solved[b].successes, tools[*b].path()))
+    });
+    let n = order.len();
+    let m = m.max(1).min(n.max(1));
+    let mut out = Vec::new();
+    for g in 0..m {
+        let chunk: Vec<usize> = order[g * n / m..(g + 1) * n / m].to_vec();
+        if !chunk.is_empty() {
+            out.push(chunk);
+        }
+    }
+    out
+}
+
+#[derive(Debug, Clone)]
+struct Evaluated {
+    program: String,
+    graph_hash: Option<String>,
+    verdict: String,
+    linear: Option<bool>,
+    passed: bool,
+    guardian: bool,
+    diagnostics: Option<String>,
+    cycles: Option<u64>,
+    onchip_bytes: Option<u64>,
+    feasible: Option<bool>,
+}
+
+impl Evaluated {
+    fn broken(msg: String) -> Evaluated {
+        Evaluated {
+            program: String::new(),
+            graph_hash: None,
+            verdict: "runtime_error".into(),
+            linear: None,
+            passed: false,
+            guardian: false,
+            diagnostics: Some(serde_json::json!({"error": msg}).to_string()),
+            cycles: None,
+            onchip_bytes: None,
+            feasible: None,
+        }
+    }
+}
+
+/// A per-task Pareto set of (cycles, on-chip bytes): the `--objective cycles` bookkeeping.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Pareto {
+    /// (cycles, onchip bytes, sample key), no point dominated by another.
+    pub points: Vec<(u64, u64, String)>,
+}
+
+impl Pareto {
+    /// Inserts a point unless dominated; drops the points it dominates. True if kept.
+    pub fn insert(&mut self, cycles: u64, bytes: u64, key: &str) -> bool {
+        if self
+            .points
+            .iter()
+            .any(|(c, b, _)| *c <= cycles && *b <= bytes)
+        {
+            return false;
+        }
+        self.points
+            .retain(|(c, b, _)| !(cycles <= *c && bytes <= *b));
+        self.points.push((cycles, bytes, key.to_string()));
+        self.points.sort();
+        true
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pareto_keeps_the_front() {
+        let mut p = Pareto::default();
+        assert!(p.insert(100, 50, "a"));
+        assert!(p.insert(80, 60, "b"));
+        assert!(!p.insert(120, 70, "c"));
+        assert!(p.insert(70, 40, "d"));
+        assert_eq!(p.points, vec![(70, 40, "d".to_string())]);
+    }
+}

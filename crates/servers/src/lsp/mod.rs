@@ -1,0 +1,416 @@
+//! `stepforge lsp`: a language server over stdio for task files (`*.yaml`) and `.step` programs,
+//! on rust-analyzer's `lsp-server` plumbing (synchronous, crossbeam channels).
+//!
+//! Threads: the main loop owns the open documents and never computes anything itself. Requests
+//! (hover, definition, completion, code actions, inlay hints, the `stepforge.verify` command)
+//! run on a pool of workers against a snapshot of their document, so a slow one never delays
+//! the others; replies go out as they finish. Diagnostics are computed by one debouncing thread:
+//! it waits until a document has been quiet for [`DEBOUNCE`], analyses the newest version and
+//! publishes; the analysis is cached per version so the requests that follow reuse it.
+//! Positions are UTF-16 (the LSP default).
+
+mod analysis;
+mod features;
+pub mod transport;
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::thread;
+use std::time::{Duration, Instant};
+
+use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
+use lsp_server::{Connection, ErrorCode, Message, Notification, Request, Response};
+use lsp_types::notification::{
+    DidChangeTextDocument, DidCloseTextDocument, DidOpenTextDocument, Notification as _,
+    PublishDiagnostics,
+};
+use lsp_types::request::{
+    CodeActionRequest, Completion, ExecuteCommand, GotoDefinition, HoverRequest, InlayHintRequest,
+    Request as _,
+};
+use lsp_types::{
+    CodeActionKind, CodeActionOptions, CodeActionProviderCapability, CompletionOptions,
+    DidChangeTextDocumentParams, DidCloseTextDocumentParams, DidOpenTextDocumentParams,
+    ExecuteCommandOptions, HoverProviderCapability, InitializeResult, OneOf, PositionEncodingKind,
+    PublishDiagnosticsParams, ServerCapabilities, ServerInfo, TextDocumentSyncCapability,
+    TextDocumentSyncKind,
+};
+use serde_json::Value;
+
+pub use analysis::{Analysis, Doc, find_task};
+
+use crate::text::{LineIndex, Pos};
+use crate::toolchain::Sessions;
+
+/// Quiet time before a changed document is re-analysed.
+pub const DEBOUNCE: Duration = Duration::from_millis(20);
+/// The command that verifies the document (arguments: `[{"uri", "dims"?, "seeds"?}]`).
+pub const VERIFY_COMMAND: &str = "stepforge.verify";
+/// The largest document analysed (larger ones get one diagnostic saying so).
+pub const MAX_DOC_BYTES: usize = 8 << 20;
+
+#[derive(Debug, Clone)]
+pub struct LspConfig {
+    pub workers: usize,
+}
+
+impl Default for LspConfig {
+    fn default() -> LspConfig {
+        LspConfig { workers: 4 }
+    }
+}
+
+type Job = Box<dyn FnOnce() + Send>;
+
+/// State shared by the workers.
+#[derive(Debug, Default)]
+struct Shared {
+    sessions: Sessions,
+    analyses: analysis::Analyses,
+}
+
+/// Runs the server on `conn` until `exit` (or the client goes away).
+pub fn serve(conn: &Connection, cfg: &LspConfig) -> Result<(), String> {
+    let caps = capabilities();
+    let init = serde_json::to_value(InitializeResult {
+        capabilities: caps,
+        server_info: Some(ServerInfo {
+            name: "stepforge".into(),
+            version: Some(env!("CARGO_PKG_VERSION").into()),
+        }),
+    })
+    .map_err(|e| e.to_string())?;
+    let (id, _params) = conn.initialize_start().map_err(|e| e.to_string())?;
+    conn.initialize_finish(id, init)
+        .map_err(|e| e.to_string())?;
+
+    let shared = Arc::new(Shared::default());
+    let (jobs_tx, jobs_rx) = crossbeam_channel::unbounded::<Job>();
+    for _ in 0..cfg.workers.max(1) {
+        let rx = jobs_rx.clone();
+        thread::spawn(move || {
+            for job in rx {
+                // A panicking request must not take the worker down with it.
+                let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(job));
+            }
+        });
+    }
+    let (diag_tx, diag_rx) = crossbeam_channel::unbounded::<DiagEvent>();
+    {
+        let (shared, out) = (shared.clone(), conn.sender.clone());
+        thread::spawn(move || diagnostics_loop(&diag_rx, &shared, &out));
+    }
+
+    let mut docs: BTreeMap<String, Doc> = BTreeMap::new();
+    for msg in &conn.receiver {
+        match msg {
+            Message::Request(req) => {
+                if conn.handle_shutdown(&req).map_err(|e| e.to_string())? {
+                    return Ok(());
+                }
+                dispatch(req, &docs, &shared, &jobs_tx, &conn.sender);
+            }
+            Message::Notification(n) => {
+                if n.method == "exit" {
+                    return Ok(());
+                }
+                on_notification(n, &mut docs, &diag_tx);
+            }
+            Message::Response(_) => {}
+        }
+    }
+    Ok(())
+}
+
+fn capabilities() -> ServerCapabilities {
+    ServerCapabilities {
+        position_encoding: Some(PositionEncodingKind::UTF16),
+        text_document_sync: Some(TextDocumentSyncCapability::Kind(
+            TextDocumentSyncKind::INCREMENTAL,
+        )),
+        hover_provider: Some(HoverProviderCapability::Simple(true)),
+        definition_provider: Some(OneOf::Left(true)),
+        completion_provider: Some(CompletionOptions {
+            trigger_characters: Some(vec![".".into(), "=".into(), "(".into(), ",".into()]),
+            ..Default::default()
+        }),
+        code_action_provider: Some(CodeActionProviderCapability::Options(CodeActionOptions {
+            code_action_kinds: Some(vec![
+                CodeActionKind::QUICKFIX,
+                CodeActionKind::new("source.fixAll.stepforge"),
+            ]),
+            ..Default::default()
+        })),
+        inlay_hint_provider: Some(OneOf::Left(true)),
+        execute_command_provider: Some(ExecuteCommandOptions {
+            commands: vec![VERIFY_COMMAND.into()],
+            ..Default::default()
+        }),
+        ..Default::default()
+    }
+}
+
+enum DiagEvent {
+    Changed(Doc),
+    Closed(String),
+}
+
+fn on_notification(n: Notification, docs: &mut BTreeMap<String, Doc>, diag: &Sender<DiagEvent>) {
+    match n.method.as_str() {
+        DidOpenTextDocument::METHOD => {
+            if let Ok(p) = serde_json::from_value::<DidOpenTextDocumentParams>(n.params) {
+                let d = p.text_document;
+                let doc = Doc {
+                    uri: d.uri.as_str().to_string(),
+                    version: d.version,
+                    text: Arc::from(d.text),
+                };
+                docs.insert(doc.uri.clone(), doc.clone());
+                let _ = diag.send(DiagEvent::Changed(doc));
+            }
+        }
+        DidChangeTextDocument::METHOD => {
+            if let Ok(p) = serde_json::from_value::<DidChangeTextDocumentParams>(n.params) {
+                let uri = p.text_document.uri.as_str().to_string();
+                let Some(old) = docs.get(&uri) else { return };
+                let mut text = old.text.to_string();
+                for ch in p.content_changes {
+                    match ch.range {
+                        Some(r) => {
+                            let idx = LineIndex::new(&text);
+                            let at = |p: lsp_types::Position| {
+                                idx.offset(
+                                    &text,
+                                    Pos {
+                                        line: p.line,
+                                        character: p.character,
+                                    },
+                                )
+                            };
+                            let (lo, hi) = (at(r.start), at(r.end));
+                            if lo <= hi {
+                                text.replace_range(lo..hi, &ch.text);
+                            }
+                        }
+                        None => text = ch.text,
+                    }
+                }
+                let doc = Doc {
+                    uri: uri.clone(),
+                    version: p.text_document.version,
+                    text: Arc::from(text),
+                };
+                docs.insert(uri, doc.clone());
+                let _ = diag.send(DiagEvent::Changed(doc));
+            }
+        }
+        DidCloseTextDocument::METHOD => {
+            if let Ok(p) = serde_json::from_value::<DidCloseTextDocumentParams>(n.params) {
+                let uri = p.text_document.uri.as_str().to_string();
+                docs.remove(&uri);
+                let _ = diag.send(DiagEvent::Closed(uri));
+            }
+        }
+        _ => {}
+    }
+}
+
+/// Debounces changes per document and publishes diagnostics for the newest version.
+fn diagnostics_loop(rx: &Receiver<DiagEvent>, shared: &Shared, out: &Sender<Message>) {
+    let mut pending: BTreeMap<String, Doc> = BTreeMap::new();
+    let mut quiet_since = Instant::now();
+    loop {
+        let ev = if pending.is_empty() {
+            rx.recv().map_err(|_| RecvTimeoutError::Disconnected)
+        } else {
+            rx.recv_timeout(DEBOUNCE.saturating_sub(quiet_since.elapsed()))
+        };
+        match ev {
+            Ok(DiagEvent::Changed(doc)) => {
+                pending.insert(doc.uri.clone(), doc);
+                quiet_since = Instant::now();
+            }
+            Ok(DiagEvent::Closed(uri)) => {
+                pending.remove(&uri);
+                shared.analyses.remove(&uri);
+                publish(out, &uri, Vec::new(), None);
+            }
+            Err(RecvTimeoutError::Timeout) => {
+                for (_, doc) in std::mem::take(&mut pending) {
+                    let diags = if doc.text.len() > MAX_DOC_BYTES {
+                        vec![lsp_types::Diagnostic {
+                            message: format!(
+                                "the document is {} bytes; stepforge analyses documents up to {MAX_DOC_BYTES} bytes",
+                                doc.text.len()
+                            ),
+                            source: Some("stepforge".into()),
+                            ..Default::default()
+                        }]
+                    } else {
+                        shared
+                            .analyses
+                            .get(&doc, &shared.sessions)
+                            .lsp_diagnostics()
+                    };
+                    publish(out, &doc.uri, diags, Some(doc.version));
+                }
+            }
+            Err(RecvTimeoutError::Disconnected) => return,
+        }
+    }
+}
+
+fn publish(
+    out: &Sender<Message>,
+    uri: &str,
+    diagnostics: Vec<lsp_types::Diagnostic>,
+    version: Option<i32>,
+) {
+    let Ok(uri) = uri.parse() else { return };
+    let params = PublishDiagnosticsParams {
+        uri,
+        diagnostics,
+        version,
+    };
+    let _ = out.send(Message::Notification(Notification::new(
+        PublishDiagnostics::METHOD.into(),
+        params,
+    )));
+}
+
+/// The document a request names (`textDocument.uri`), as the client last sent it.
+fn doc_of(params: &Value, docs: &BTreeMap<String, Doc>) -> Option<Doc> {
+    let uri = params
+        .pointer("/textDocument/uri")
+        .or_else(|| params.pointer("/arguments/0/uri"))?
+        .as_str()?;
+    docs.get(uri)
+        .filter(|d| d.text.len() <= MAX_DOC_BYTES)
+        .cloned()
+}
+
+fn dispatch(
+    req: Request,
+    docs: &BTreeMap<String, Doc>,
+    shared: &Arc<Shared>,
+    jobs: &Sender<Job>,
+    out: &Sender<Message>,
+) {
+    let Request { id, method, params } = req;
+    let known = matches!(
+        method.as_str(),
+        HoverRequest::METHOD
+            | GotoDefinition::METHOD
+            | Completion::METHOD
+            | CodeActionRequest::METHOD
+            | InlayHintRequest::METHOD
+            | ExecuteCommand::METHOD
+    );
+    if !known {
+        let msg = format!("unsupported request `{method}`");
+        let _ = out.send(Response::new_err(id, ErrorCode::MethodNotFound as i32, msg).into());
+        return;
+    }
+    let doc = doc_of(&params, docs);
+    let (shared, out) = (shared.clone(), out.clone());
+    let job: Job = Box::new(move || {
+        let result = handle(&method, &params, doc, &shared);
+        let resp = match result {
+            Ok(v) => Response::new_ok(id, v),
+            Err((code, msg)) => Response::new_err(id, code as i32, msg),
+        };
+        let _ = out.send(resp.into());
+    });
+    // Fails only when every worker is gone, and then there is nothing left to answer with.
+    let _ = jobs.send(job);
+}
+
+fn handle(
+    method: &str,
+    params: &Value,
+    doc: Option<Doc>,
+    shared: &Shared,
+) -> Result<Value, (ErrorCode, String)> {
+    let invalid = |e: serde_json::Error| (ErrorCode::InvalidParams, e.to_string());
+    let Some(doc) = doc else {
+        // A request about a document the client never opened (or too large): no answer.
+        return Ok(Value::Null);
+    };
+    let a = shared.analyses.get(&doc, &shared.sessions);
+    let json = |v: Result<Value, serde_json::Error>| v.map_err(invalid);
+    match method {
+        HoverRequest::METHOD => {
+            let p: lsp_types::HoverParams =
+                serde_json::from_value(params.clone()).map_err(invalid)?;
+            json(serde_json::to_value(features::hover(
+                &a,
+                p.text_document_position_params.position,
+            )))
+        }
+        GotoDefinition::METHOD => {
+            let p: lsp_types::GotoDefinitionParams =
+                serde_json::from_value(params.clone()).map_err(invalid)?;
+            json(serde_json::to_value(features::definition(
+                &a,
+                p.text_document_position_params.position,
+            )))
+        }
+        Completion::METHOD => {
+            let p: lsp_types::CompletionParams =
+                serde_json::from_value(params.clone()).map_err(invalid)?;
+            json(serde_json::to_value(features::completion(
+                &a,
+                p.text_document_position.position,
+            )))
+        }
+        CodeActionRequest::METHOD => {
+            let p: lsp_types::CodeActionParams =
+                serde_json::from_value(params.clone()).map_err(invalid)?;
+            json(serde_json::to_value(features::code_actions(&a, p.range)))
+        }
+        InlayHintRequest::METHOD => {
+            let p: lsp_types::InlayHintParams =
+                serde_json::from_value(params.clone()).map_err(invalid)?;
+            json(serde_json::to_value(features::inlay_hints(&a, p.range)))
+        }
+        ExecuteCommand::METHOD => verify_command(&a, params),
+        _ => Err((
+            ErrorCode::MethodNotFound,
+            format!("unsupported request `{method}`"),
+        )),
+    }
+}
+
+/// `stepforge.verify`: verifies the document (a program, or a task file's own `impl`) and
+/// returns the verify JSON.
+fn verify_command(a: &Analysis, params: &Value) -> Result<Value, (ErrorCode, String)> {
+    if params.get("command").and_then(Value::as_str) != Some(VERIFY_COMMAND) {
+        return Err((
+            ErrorCode::InvalidParams,
+            format!("the only command is `{VERIFY_COMMAND}`"),
+        ));
+    }
+    let arg = params
+        .pointer("/arguments/0")
+        .cloned()
+        .unwrap_or(Value::Null);
+    let mut opts_args = serde_json::Map::new();
+    for k in ["dims", "seeds", "time_limit_ms"] {
+        if let Some(v) = arg.get(k) {
+            opts_args.insert(k.into(), v.clone());
+        }
+    }
+    let opts = crate::mcp::verify_options(&Value::Object(opts_args))
+        .map_err(|e| (ErrorCode::InvalidParams, e.message))?;
+    let Some(task) = &a.task else {
+        return Err((
+            ErrorCode::InvalidParams,
+            "the document has no task to verify against".into(),
+        ));
+    };
+    let program = match a.kind {
+        analysis::Kind::Task => None,
+        analysis::Kind::Program => Some(&*a.doc.text),
+    };
+    Ok(task.session.verify(program, &opts).to_json())
+}
