@@ -1,14 +1,16 @@
 //! `stepforge-check` owns the static checker (DESIGN §4, §5, §10): lowering a parsed program
 //! against its task into the typed stream graph of `stepforge-ir`, name resolution (E02xx), the
 //! type and shape rule of every operator (E03xx, in [`rules`]), linearity (E04xx) with the
-//! Copy-inserting fix, and lints (W0201, W0202, W0401). [`ast_types`] converts written dtypes
-//! and dims into IR types (it lives here so that the IR does not depend on the parser).
+//! Copy-inserting fix, and lints (W0201, W0202, W0401, W0801 in [`deadlock`]). [`ast_types`]
+//! converts written dtypes and dims into IR types (it lives here so that the IR does not depend
+//! on the parser).
 //!
 //! It does no I/O and never panics on user input; every problem is a [`Diagnostic`]. Results
 //! are side tables: the graph is built only for a well-typed program (one whose only errors, if
 //! any, are linearity errors) and is never mutated afterwards.
 
 pub mod ast_types;
+mod deadlock;
 mod linear;
 mod lower;
 pub mod rules;
@@ -178,6 +180,10 @@ pub fn check_with_env(te: &TaskEnv, program: &Program, opts: &CheckOptions) -> C
         })
         .collect();
     let graph = if type_ok { lw.build_graph() } else { None };
+    if let Some(g) = &graph {
+        diagnostics.extend(deadlock::lint(g, &te.env, opts.text));
+        diagnostics.sort_by_key(|d| (d.span.map_or(0, |s| s.lo), d.severity, d.code));
+    }
     CheckOutput {
         ok: !diagnostics.iter().any(Diagnostic::is_error),
         graph,

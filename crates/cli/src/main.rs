@@ -10,6 +10,7 @@ mod cmd_check;
 mod cmd_explain;
 mod cmd_parse;
 mod cmd_serve;
+mod cmd_sim;
 mod cmd_verify;
 mod common;
 mod output;
@@ -85,6 +86,8 @@ enum Command {
     Mcp(cmd_serve::McpArgs),
     /// Serve the Language Server Protocol over stdio (for editors).
     Lsp(cmd_serve::LspArgs),
+    /// Simulate a program cycle by cycle on the accelerator model (cycles, stalls, deadlocks).
+    Sim(cmd_sim::Args),
 }
 
 fn main() -> ExitCode {
@@ -111,6 +114,7 @@ fn main() -> ExitCode {
         Command::Agent(args) => cmd_agent::run(&args),
         Command::Mcp(args) => cmd_serve::run_mcp(&args),
         Command::Lsp(args) => cmd_serve::run_lsp(&args),
+        Command::Sim(args) => cmd_sim::run(&args),
     };
     status.into()
 }

@@ -118,12 +118,17 @@ codes! {
     E0703: Error, "live stream memory limit exceeded";
     E0704: Error, "too many ops";
     E0705: Error, "verification time limit exceeded";
+    // --- E08xx: simulation ---------------------------------------------------------------
+    E0801: Error, "deadlock on bounded FIFOs";
+    E0802: Error, "program cannot be simulated";
+    E0803: Error, "simulation failed at run time";
     // --- warnings ------------------------------------------------------------------------
     W0101: Warning, "several programs in the answer (the last one is checked)";
     W0201: Warning, "name rebound";
     W0202: Warning, "element function never used";
     W0401: Warning, "stream never consumed";
     W0501: Warning, "unknown task field (ignored)";
+    W0801: Warning, "copied stream rejoins after a reduction: deadlocks on shallow FIFOs";
 }
 
 /// Which phase a code belongs to: the range its number is in (see the module docs). Callers

@@ -10,13 +10,16 @@
 mod answer;
 mod manual;
 mod session;
+mod sim;
 
 pub use answer::answer_program;
 pub use manual::manual;
 
 pub use session::{CheckReport, FixReport, OpenError, Session};
+pub use sim::{SimOptions, SimReport};
 pub use stepforge_check::TypedStream;
 pub use stepforge_exec::{ExecLimits, Verdict, VerifyOptions, VerifyReport};
+pub use stepforge_sim::HwConfig;
 pub use stepforge_syntax::{Diagnostic, Severity, Source, Span};
 
 /// The long explanation of a diagnostic code (`stepforge explain CODE`), or `None` for a code

@@ -17,6 +17,7 @@ mod hostile;
 #[allow(dead_code)]
 mod server;
 mod shapes;
+mod sim;
 mod verdicts;
 
 // The MCP and LSP servers' stdio tests: they live with the servers crate, but only this test

@@ -1,0 +1,137 @@
+//! `stepforge sim TASK.yaml|DIR`: the cycle-level simulator (DESIGN §11–12) through the session
+//! API. JSON: one report object per line per task. Human: the summary (and the deadlock
+//! diagnostic) per task. Exit 1 when a program does not check, cannot be simulated, or
+//! deadlocks.
+
+use std::path::PathBuf;
+
+use stepforge_driver::{HwConfig, Session, SimOptions};
+
+use crate::cmd_verify::task_files;
+use crate::{Format, Status, dims_flag, output, read_input};
+
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// A task file, or a directory searched recursively for task files.
+    pub task: PathBuf,
+    /// The program to simulate; default: the task's `impl`.
+    #[arg(long = "impl")]
+    pub impl_file: Option<PathBuf>,
+    /// Hardware config (TOML, see simulator/hw/default.toml); default: the built-in defaults.
+    #[arg(long)]
+    pub hw: Option<PathBuf>,
+    /// Dimension overrides: `K=V,K2=V2`.
+    #[arg(long)]
+    pub dims: Option<String>,
+    /// Depth of every FIFO (overrides the config).
+    #[arg(long = "fifo-depth")]
+    pub fifo_depth: Option<usize>,
+    /// Shapes only: no data, no element functions (fast at model sizes).
+    #[arg(long = "timing-only")]
+    pub timing_only: bool,
+    /// Timing-only routing: hot bits per Partition/Merge selector element.
+    #[arg(long = "routing-hot", default_value_t = 1)]
+    pub routing_hot: usize,
+    /// Write a Chrome trace (Perfetto) to this file (single task only).
+    #[arg(long)]
+    pub trace: Option<PathBuf>,
+    /// Write the annotated graph as DOT to this file (single task only).
+    #[arg(long)]
+    pub dot: Option<PathBuf>,
+    #[arg(long, value_enum, default_value_t = Format::Human)]
+    pub format: Format,
+}
+
+fn write_file(path: &PathBuf, text: &str) -> Result<(), Status> {
+    std::fs::write(path, text).map_err(|e| {
+        output::error(&format!("cannot write {}: {e}", path.display()));
+        Status::Usage
+    })
+}
+
+fn options(args: &Args) -> Result<SimOptions, Status> {
+    let mut opts = SimOptions {
+        dims: dims_flag(args.dims.as_deref())?,
+        ..SimOptions::default()
+    };
+    if let Some(p) = &args.hw {
+        opts.hw = HwConfig::from_toml(&read_input(p)?).map_err(|e| {
+            output::error(&format!("{}: {e}", p.display()));
+            Status::Usage
+        })?;
+    }
+    if args.fifo_depth == Some(0) || args.routing_hot == 0 {
+        output::error("--fifo-depth and --routing-hot must be at least 1");
+        return Err(Status::Usage);
+    }
+    opts.timing_only = args.timing_only;
+    opts.dot = args.dot.is_some();
+    opts.engine.fifo_depth = args.fifo_depth;
+    opts.engine.routing_hot = args.routing_hot;
+    opts.engine.trace = args.trace.is_some();
+    Ok(opts)
+}
+
+pub fn run(args: &Args) -> Status {
+    let opts = match options(args) {
+        Ok(o) => o,
+        Err(s) => return s,
+    };
+    let program = match &args.impl_file {
+        Some(p) => match read_input(p) {
+            Ok(t) => Some(t),
+            Err(s) => return s,
+        },
+        None => None,
+    };
+    let files = match task_files(&args.task) {
+        Ok(f) => f,
+        Err(s) => return s,
+    };
+    if files.len() > 1 && (args.trace.is_some() || args.dot.is_some()) {
+        output::error("--trace and --dot need a single task file");
+        return Status::Usage;
+    }
+    let mut status = Status::Ok;
+    for file in &files {
+        let session = match Session::open(file) {
+            Ok(s) => s,
+            Err(e) => {
+                if args.format == Format::Json {
+                    output::json(&e.to_json());
+                } else {
+                    output::error(&e.to_string());
+                }
+                status = Status::Rejected;
+                continue;
+            }
+        };
+        let r = session.simulate(program.as_deref(), &opts);
+        if !r.ok() {
+            status = Status::Rejected;
+        }
+        if let (Some(p), Some(t)) = (&args.trace, &r.trace)
+            && let Err(s) = write_file(p, &t.to_string())
+        {
+            return s;
+        }
+        if let (Some(p), Some(d)) = (&args.dot, &r.dot)
+            && let Err(s) = write_file(p, d)
+        {
+            return s;
+        }
+        match args.format {
+            Format::Json => output::json(&r.to_json()),
+            Format::Human => {
+                let color = std::io::IsTerminal::is_terminal(&std::io::stdout())
+                    && std::env::var_os("NO_COLOR").is_none();
+                let text = r.render_human(color);
+                output::line(text.trim_end());
+                if r.run.is_none() && r.diagnostics.is_empty() {
+                    output::line(&format!("{}: not simulated", r.task));
+                }
+            }
+        }
+    }
+    status
+}

@@ -1,0 +1,89 @@
+//! Simulator throughput: channel elements per second and simulated cycles per second, in
+//! timing-only and functional mode, at default and scaled dims (issue #10).
+//!
+//! `cargo bench -p stepforge-sim` prints criterion medians; each case also prints the
+//! derived rates (`elements/s`, `cycles/s`) from one run, which is what the issue asks for.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::print_stdout)]
+
+use std::path::Path;
+use std::time::Instant;
+
+use criterion::{Criterion, criterion_group, criterion_main};
+use stepforge_ir::DimEnv;
+use stepforge_sim::{HwConfig, ShapeFlops, SimInput, SimOptions, simulate};
+
+struct Loaded {
+    graph: stepforge_ir::Graph,
+    dims: DimEnv,
+}
+
+fn load(rel: &str, dims: &[(&str, i64)]) -> Loaded {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("..").join(rel);
+    let loaded = stepforge_task::load_file(&path).unwrap();
+    let task = loaded.ok_task().unwrap();
+    let ov: Vec<(String, i64)> = dims.iter().map(|(k, v)| ((*k).to_string(), *v)).collect();
+    let out = stepforge_check::check_task_with(task, &ov).unwrap();
+    let values = stepforge_task::dim_values(task, &ov).unwrap();
+    let env = stepforge_exec::eval::eval_global(task.global.as_ref(), values).unwrap();
+    Loaded {
+        graph: out.graph.unwrap(),
+        dims: DimEnv::from_statics(env.dims.iter().map(|(k, v)| (k.clone(), *v))),
+    }
+}
+
+fn cases() -> Vec<(&'static str, &'static str, Vec<(&'static str, i64)>)> {
+    vec![
+        ("rmsnorm default", "operators/norm/rmsnorm.yaml", vec![]),
+        (
+            "rmsnorm D=1024 N=4096",
+            "operators/norm/rmsnorm.yaml",
+            vec![("D", 1024), ("N", 4096)],
+        ),
+        (
+            "attention D=64 N=2048 M=16",
+            "operators/attention/scan_max_rescale.yaml",
+            vec![("D", 64), ("N", 2048), ("M", 16)],
+        ),
+        (
+            "moe top2 D=1024 N=2048",
+            "operators/moe-e2e/top2_softmax_ffn.yaml",
+            vec![("D", 1024), ("N", 2048), ("K", 64)],
+        ),
+    ]
+}
+
+fn bench(c: &mut Criterion) {
+    let hw = HwConfig::default();
+    let mut g = c.benchmark_group("sim_timing_only");
+    g.sample_size(10);
+    for (name, path, dims) in cases() {
+        let l = load(path, &dims);
+        let input = SimInput {
+            graph: &l.graph,
+            dims: &l.dims,
+            hw: &hw,
+            fns: &ShapeFlops,
+            inputs: None,
+            source: None,
+            same_source: false,
+        };
+        let opts = SimOptions::default();
+        let t = Instant::now();
+        let r = simulate(&input, &opts).unwrap().report;
+        let s = t.elapsed().as_secs_f64();
+        let elems: u64 = r.channels.iter().map(|c| c.elements).sum();
+        println!(
+            "{name}: {elems} channel elements, {} cycles, {:.3} s: {:.2} M elements/s, {:.2} M cycles/s",
+            r.cycles,
+            s,
+            elems as f64 / s / 1e6,
+            r.cycles as f64 / s / 1e6
+        );
+        g.bench_function(name, |b| b.iter(|| simulate(&input, &opts).unwrap()));
+    }
+    g.finish();
+}
+
+criterion_group!(benches, bench);
+criterion_main!(benches);
