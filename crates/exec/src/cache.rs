@@ -206,6 +206,8 @@ fn prepare_seed(
     }
     let generate_us = micros(started);
     let started = Instant::now();
+    // References contract in f64 (DESIGN §9: references may be more exact than programs).
+    let _acc = stepforge_tensor::AccumulationGuard::new(stepforge_tensor::Accumulation::F64);
     let mut expected = Vec::with_capacity(task.outputs.len());
     for decl in &task.outputs {
         let mut fields = Vec::with_capacity(decl.transforms.len());

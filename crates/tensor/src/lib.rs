@@ -10,8 +10,10 @@
 //!   cannot broadcast, out-of-range dims, absurd sizes).
 //! - Every allocation is sized-checked first against a per-thread limit ([`limits`]), so an
 //!   untrusted `torch.ones(10**12)` fails in microseconds with [`ErrorKind::TooLarge`].
-//! - Reductions and contractions accumulate in f64 (more exact than torch's f32, which the
-//!   verification tolerance allows for).
+//! - Reductions accumulate in f64 (more exact than torch's f32, which the verification
+//!   tolerance allows for). Contractions go through a blocked SIMD GEMM (`matrixmultiply`):
+//!   f32 operands accumulate in f32 like torch's, unless the thread asked for f64
+//!   ([`AccumulationGuard`], what references use); integer operands accumulate in f64.
 //!
 //! It does no I/O and knows nothing about the syntax or the evaluator.
 
@@ -28,6 +30,7 @@ use std::fmt;
 
 pub use elementwise::{BinaryOp, CmpOp, UnaryOp};
 pub use index::Index;
+pub use linalg::{Accumulation, AccumulationGuard, accumulation};
 
 /// Element type. The order is torch's promotion order for the three kinds we support.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
