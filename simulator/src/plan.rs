@@ -150,12 +150,12 @@ fn chan_info(
     span: stepforge_syntax::Span,
 ) -> Result<ChanInfo, SimError> {
     let s = g.stream(sid);
-    if s.consumers.len() > 1 {
+    if g.consumers(sid).len() > 1 {
         return Err(SimError::unsupported(
             format!(
                 "stream `{}` is read {} times; on the hardware a FIFO has one reader (make the program linear with Copy)",
                 stream_name(g, sid),
-                s.consumers.len()
+                g.consumers(sid).len()
             ),
             s.span,
         ));
@@ -191,8 +191,8 @@ fn chan_info(
     Ok(ChanInfo {
         id: sid,
         name: stream_name(g, sid),
-        producer: s.producer.op.index(),
-        consumer: s.consumers.first().map(|c| c.op.index()),
+        producer: g.producer(sid).op.index(),
+        consumer: g.consumers(sid).first().map(|c| c.op.index()),
         depth: hw.fifo_depth,
         elem_bytes,
         buf_bytes,
@@ -209,8 +209,8 @@ pub(crate) fn stream_name(g: &Graph, sid: StreamId) -> String {
         Some(n) => n.clone(),
         None => format!(
             "{} output {}",
-            g.op(s.producer.op).kind.name(),
-            s.producer.port
+            g.op(g.producer(sid).op).kind.name(),
+            g.producer(sid).port
         ),
     }
 }
@@ -255,7 +255,11 @@ struct Ctx<'a> {
 
 impl Ctx<'_> {
     fn ch(&self, op: &Op, port: usize, out: bool) -> Result<&ChanInfo, SimError> {
-        let list = if out { &op.outputs } else { &op.inputs };
+        let list = if out {
+            self.g.outputs_of(op.id)
+        } else {
+            self.g.inputs_of(op.id)
+        };
         list.get(port)
             .and_then(|s| self.chans.get(s.index()))
             .ok_or_else(|| SimError::internal(format!("{} has no port {port}", op.id), op.span))
@@ -291,7 +295,7 @@ impl Ctx<'_> {
             OpKind::Output { .. } => UnitKind::Store,
             OpKind::Map { f } => {
                 let ins: Vec<&ChanInfo> =
-                    (0..op.inputs.len()).map(input).collect::<Result<_, _>>()?;
+                    (0..self.g.inputs_of(op.id).len()).map(input).collect::<Result<_, _>>()?;
                 let (flops, cost) = self.fn_cost(*f, &ins, output(0)?, false);
                 UnitKind::Map { f: *f, cost, flops }
             }
@@ -340,7 +344,7 @@ impl Ctx<'_> {
             }
             OpKind::Streamify => {
                 let (i, o) = (input(0)?, output(0)?);
-                let nb = match &self.g.stream(op.inputs[0]).ty.elem {
+                let nb = match &self.g.stream(self.g.inputs_of(op.id)[0]).ty.elem {
                     ElemType::Buffer { dims, .. } => dims.len(),
                     _ => return Err(SimError::internal("Streamify of a non-buffer", op.span)),
                 };
@@ -384,7 +388,7 @@ pub(crate) fn lower(
 ) -> Result<Plan, SimError> {
     let mut chans = Vec::with_capacity(g.streams().len());
     for s in g.streams() {
-        let span = g.op(s.producer.op).span;
+        let span = g.op(g.producer(s.id).op).span;
         let mut c = chan_info(g, s.id, &s.ty, env, hw, span)?;
         if let Some(&d) = depths.get(&s.id) {
             c.depth = d.max(1);
@@ -404,8 +408,8 @@ pub(crate) fn lower(
             op: op.id.index(),
             label: op_label(g, op),
             kind: ctx.kind(op)?,
-            inputs: op.inputs.iter().map(|s| s.index()).collect(),
-            outputs: op.outputs.iter().map(|s| s.index()).collect(),
+            inputs: g.inputs_of(op.id).iter().map(|s| s.index()).collect(),
+            outputs: g.outputs_of(op.id).iter().map(|s| s.index()).collect(),
         });
     }
     let req = hw.offchip.request_bytes;

@@ -41,12 +41,13 @@ fn walk(g: &Graph, start: StreamId, env: &DimEnv) -> Branch {
     };
     let mut s = start;
     for _ in 0..g.op_count() {
-        let Some(c) = g.stream(s).consumers.first() else {
+        let Some(c) = g.consumers(s).first() else {
             return b;
         };
         let op = g.op(c.op);
-        if op.inputs.len() != 1 || op.outputs.len() != 1 {
-            if op.inputs.len() > 1 {
+        let (ins, outs) = (g.inputs_of(op.id), g.outputs_of(op.id));
+        if ins.len() != 1 || outs.len() != 1 {
+            if ins.len() > 1 {
                 b.join = Some(op.id);
             }
             return b;
@@ -57,7 +58,7 @@ fn walk(g: &Graph, start: StreamId, env: &DimEnv) -> Branch {
             _ => None,
         };
         if let (Some(k), None) = (group, b.wait) {
-            let ty = &g.stream(op.inputs[0]).ty;
+            let ty = &g.stream(ins[0]).ty;
             let n = ty.dims.iter().take(k).try_fold(1u64, |acc, d| {
                 d.eval(env)
                     .and_then(|v| u64::try_from(v).ok())
@@ -69,7 +70,7 @@ fn walk(g: &Graph, start: StreamId, env: &DimEnv) -> Branch {
             }
         }
         b.ops.push(op.id);
-        s = op.outputs[0];
+        s = outs[0];
         b.last = s;
     }
     b
@@ -157,7 +158,9 @@ fn fix(g: &Graph, text: &str, join: OpId, s: StreamId, group: u64, env: &DimEnv)
 pub(crate) fn lint(g: &Graph, env: &DimEnv, text: Option<&str>) -> Vec<Diagnostic> {
     let mut out = Vec::new();
     for op in g.ops().filter(|o| matches!(o.kind, OpKind::Copy)) {
-        let [o0, o1] = op.outputs[..] else { continue };
+        let [o0, o1] = g.outputs_of(op.id)[..] else {
+            continue;
+        };
         let (b0, b1) = (walk(g, o0, env), walk(g, o1, env));
         let (Some(j0), Some(j1)) = (b0.join, b1.join) else {
             continue;
@@ -183,7 +186,7 @@ pub(crate) fn lint(g: &Graph, env: &DimEnv, text: Option<&str>) -> Vec<Diagnosti
             Code::W0801,
             format!(
                 "the copies of `{}` rejoin at {} after {} waits for {need} elements, but the direct path holds only {cap}: this deadlocks on FIFOs of depth {FIFO_DEPTH}",
-                name(g, op.inputs[0]),
+                name(g, g.inputs_of(op.id)[0]),
                 label(g, j0),
                 label(g, red),
             ),
