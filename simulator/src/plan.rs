@@ -294,8 +294,9 @@ impl Ctx<'_> {
             }
             OpKind::Output { .. } => UnitKind::Store,
             OpKind::Map { f } => {
-                let ins: Vec<&ChanInfo> =
-                    (0..self.g.inputs_of(op.id).len()).map(input).collect::<Result<_, _>>()?;
+                let ins: Vec<&ChanInfo> = (0..self.g.inputs_of(op.id).len())
+                    .map(input)
+                    .collect::<Result<_, _>>()?;
                 let (flops, cost) = self.fn_cost(*f, &ins, output(0)?, false);
                 UnitKind::Map { f: *f, cost, flops }
             }

@@ -199,7 +199,7 @@ fn param_type(
     diags: &mut Vec<Diagnostic>,
     same_source: bool,
 ) -> Option<ParamType> {
-    let elem = match ElemType::from_ast(&p.dtype) {
+    let elem = match crate::ast_types::elem_type_from_ast(&p.dtype) {
         Ok(e) => e,
         Err(e) => {
             diags.push(decl_error(
@@ -212,7 +212,7 @@ fn param_type(
     };
     let mut dims = Vec::with_capacity(p.dims.len());
     for d in &p.dims {
-        let Some(x) = Dim::from_ast(d) else {
+        let Some(x) = crate::ast_types::dim_from_ast(d) else {
             let msg = format!("{what}: a dimension overflows or divides by zero");
             diags.push(decl_error(msg, d.span(), same_source));
             return None;

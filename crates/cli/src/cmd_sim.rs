@@ -38,6 +38,9 @@ pub struct Args {
     /// Write the annotated graph as DOT to this file (single task only).
     #[arg(long)]
     pub dot: Option<PathBuf>,
+    /// Also verify each program (seeds 0..2) and show the verdict in the summary table.
+    #[arg(long)]
+    pub verify: bool,
     #[arg(long, value_enum, default_value_t = Format::Human)]
     pub format: Format,
 }
@@ -93,6 +96,8 @@ pub fn run(args: &Args) -> Status {
         return Status::Usage;
     }
     let mut status = Status::Ok;
+    let many = files.len() > 1;
+    let mut rows: Vec<String> = Vec::new();
     for file in &files {
         let session = match Session::open(file) {
             Ok(s) => s,
@@ -110,6 +115,16 @@ pub fn run(args: &Args) -> Status {
         if !r.ok() {
             status = Status::Rejected;
         }
+        let verdict = args.verify.then(|| {
+            session.verify(
+                program.as_deref(),
+                &stepforge_driver::VerifyOptions::with_seed_count(3),
+            )
+        });
+        if verdict.as_ref().is_some_and(|v| !v.passed()) {
+            status = Status::Rejected;
+        }
+        rows.push(summary_row(&r, verdict.as_ref()));
         if let (Some(p), Some(t)) = (&args.trace, &r.trace)
             && let Err(s) = write_file(p, &t.to_string())
         {
@@ -122,6 +137,7 @@ pub fn run(args: &Args) -> Status {
         }
         match args.format {
             Format::Json => output::json(&r.to_json()),
+            Format::Human if many => {}
             Format::Human => {
                 let color = std::io::IsTerminal::is_terminal(&std::io::stdout())
                     && std::env::var_os("NO_COLOR").is_none();
@@ -133,5 +149,46 @@ pub fn run(args: &Args) -> Status {
             }
         }
     }
+    if many && args.format == Format::Human {
+        output::line(
+            "| task | verify | cycles | speed of light | SoL fraction | on-chip peak (KiB) | off-chip MiB | bottleneck |",
+        );
+        output::line("|---|---|---:|---:|---:|---:|---:|---|");
+        for row in &rows {
+            output::line(row);
+        }
+    }
     status
+}
+
+/// One line of the directory summary table.
+fn summary_row(
+    r: &stepforge_driver::SimReport,
+    v: Option<&stepforge_driver::VerifyReport>,
+) -> String {
+    let verdict = v.map_or("-".to_string(), |v| {
+        let linear = if v.linear == Some(true) {
+            ""
+        } else {
+            " (not linear)"
+        };
+        format!("{}{linear}", v.verdict)
+    });
+    match &r.run {
+        Some(run) if run.deadlock.is_none() => format!(
+            "| {} | {verdict} | {} | {} | {:.2} | {:.1} | {:.2} | {} |",
+            r.task,
+            run.cycles,
+            run.sol_cycles,
+            run.sol_fraction,
+            run.onchip_peak_bytes as f64 / 1024.0,
+            (run.offchip_read + run.offchip_write) as f64 / (1 << 20) as f64,
+            run.bottleneck
+        ),
+        Some(run) => format!(
+            "| {} | {verdict} | deadlock at cycle {} | | | | | |",
+            r.task, run.cycles
+        ),
+        None => format!("| {} | {verdict} | not simulated | | | | | |", r.task),
+    }
 }

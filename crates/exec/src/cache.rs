@@ -228,3 +228,38 @@ fn prepare_seed(
         bytes,
     })
 }
+
+/// The references' outputs for `seed` with every input and parameter perturbed by a relative
+/// noise `rel` (draw `draw` of [`crate::compare::perturb_f32`]): what the tie-aware comparison
+/// needs to tell an ill-conditioned reference position (a near-tie the program may decide
+/// either way) from a wrong program. Computed only after a mismatch, never cached.
+pub fn perturbed_expected(
+    task: &Task,
+    data: &SeedData,
+    rel: f64,
+    draw: u64,
+    clock: &Clock,
+) -> Result<Vec<Vec<Tensor>>, ExecError> {
+    let mut env = data.env.clone();
+    for t in env.data.values_mut() {
+        if let Some(values) = t.as_f32() {
+            let mut values = values.to_vec();
+            crate::compare::perturb_f32(&mut values, rel, draw);
+            let p = Tensor::from_f32(t.shape().to_vec(), values)
+                .map_err(|e| ExecError::task(Diagnostic::new(Code::E0701, e.message)))?;
+            *t = Arc::new(p);
+        }
+    }
+    let _acc = stepforge_tensor::AccumulationGuard::new(stepforge_tensor::Accumulation::F64);
+    let mut out = Vec::with_capacity(task.outputs.len());
+    for decl in &task.outputs {
+        let mut fields = Vec::with_capacity(decl.transforms.len());
+        for block in &decl.transforms {
+            clock.check(Span::DUMMY)?;
+            fields
+                .push(eval::eval_snippet(block, &env).map_err(|e| ExecError::from_eval_task(&e))?);
+        }
+        out.push(fields);
+    }
+    Ok(out)
+}

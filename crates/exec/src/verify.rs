@@ -9,13 +9,17 @@
 use std::time::Instant;
 
 use stepforge_check::CheckOutput;
+use stepforge_ir::OpKind;
 use stepforge_syntax::codes::Code;
 use stepforge_syntax::{Diagnostic, Span};
 use stepforge_task::{Loaded, Task, Tolerance};
-use stepforge_tensor::fmt_shape;
+use stepforge_tensor::{Tensor, fmt_shape};
 
-use crate::cache::VerifyCache;
-use crate::compare::{FieldStats, compare_values};
+use crate::cache::{SeedData, VerifyCache, perturbed_expected};
+use crate::compare::{
+    EPS_F32, FieldStats, MAX_EXCUSED_FRACTION, ToleranceRule, compare_tie_aware, compare_values,
+    effective_tolerance,
+};
 use crate::error::{ErrorClass, ExecError, Origin};
 use crate::exec::Prepared;
 use crate::limits::{Clock, ExecLimits};
@@ -188,6 +192,63 @@ fn run_checked(
     }
 }
 
+/// The two antithetic draws of the references on perturbed inputs (DESIGN §9, tie-aware
+/// comparison), with a relative noise of the field's tolerance.
+fn perturbed_draws(
+    task: &Task,
+    data: &SeedData,
+    tol: Tolerance,
+    clock: &Clock,
+) -> Result<Vec<Vec<Vec<Tensor>>>, ExecError> {
+    let rel = tol.rtol.max(EPS_F32);
+    (0..2)
+        .map(|draw| perturbed_expected(task, data, rel, draw, clock))
+        .collect()
+}
+
+/// The longest reduction that can feed an output (DESIGN §9, the depth of the tolerance
+/// formula): the elements one Accum or Scan folds, the branches a Merge folds, and the longest
+/// dimension of any element buffer or parameter (element functions contract over those:
+/// `x @ W`, `x.sum()`). A conservative bound read off the graph and the dims, so a correct
+/// f32 program is not rejected for rounding the f64 reference does not make.
+fn reduction_depth(
+    graph: &stepforge_ir::Graph,
+    dims: &std::collections::BTreeMap<String, i64>,
+) -> u64 {
+    let env = stepforge_ir::DimEnv::from_statics(dims.iter().map(|(k, v)| (k.clone(), *v)));
+    let value = |d: &stepforge_ir::Dim| d.eval(&env).and_then(|v| u64::try_from(v).ok());
+    let mut depth = 1u64;
+    for op in graph.ops() {
+        let folded = match &op.kind {
+            OpKind::Accum { b, .. } | OpKind::Scan { b, .. } => {
+                graph.inputs_of(op.id).first().map(|s| {
+                    graph
+                        .stream(*s)
+                        .ty
+                        .dims
+                        .iter()
+                        .take(*b)
+                        .filter_map(value)
+                        .product()
+                })
+            }
+            OpKind::Merge { n, .. } => Some(*n as u64),
+            _ => None,
+        };
+        depth = depth.max(folded.unwrap_or(1));
+    }
+    let buffer_dims = graph
+        .streams()
+        .iter()
+        .flat_map(|s| s.ty.elem.fields().to_vec())
+        .flat_map(|f| f.field_tensor_dims());
+    let param_dims = graph.params().iter().flat_map(|p| p.dims.clone());
+    for d in buffer_dims.chain(param_dims) {
+        depth = depth.max(value(&d).unwrap_or(1));
+    }
+    depth
+}
+
 fn micros(since: Instant) -> u64 {
     u64::try_from(since.elapsed().as_micros()).unwrap_or(u64::MAX)
 }
@@ -204,7 +265,11 @@ fn execute(
     let mut clock = Clock::new(limits);
     let prep = cache.dims(task, &opts.dims, limits)?;
     let prepared = Prepared::new(graph, task, &prep.env)?;
-    let tol = opts.tolerance(task);
+    let rule = ToleranceRule {
+        base: opts.tolerance(task),
+        depth: reduction_depth(graph, &prep.env.dims),
+        exact: opts.rtol.is_some() || opts.atol.is_some(),
+    };
     // Per output field: the error statistics, and whether its shape matched (else the field
     // was not compared and reports no errors).
     let mut stats: Vec<Vec<(FieldStats, bool)>> = task
@@ -222,6 +287,8 @@ fn execute(
         let outputs = prepared.run(&data.env, &data.inputs, limits, &mut clock)?;
         r.timing.program_us += micros(started);
         let started = Instant::now();
+        // The references on perturbed inputs, computed at the first mismatch of this seed.
+        let mut perturbed: Option<Vec<Vec<Vec<Tensor>>>> = None;
         for (oi, ((decl, found), expected)) in task
             .outputs
             .iter()
@@ -256,7 +323,29 @@ fn execute(
                     }
                     continue;
                 }
-                let st = compare_values(&field.data, &expected.to_f64_vec(), &shape, tol);
+                let expected_v = expected.to_f64_vec();
+                let tol = effective_tolerance(rule, &expected_v);
+                let mut st = compare_values(&field.data, &expected_v, &shape, tol);
+                if st.first_mismatch.is_some() {
+                    let draws = match &perturbed {
+                        Some(p) => p,
+                        None => perturbed.insert(perturbed_draws(task, &data, tol, &clock)?),
+                    };
+                    let values: Vec<Vec<f64>> = draws
+                        .iter()
+                        .filter_map(|d| d.get(oi).and_then(|o| o.get(k)))
+                        .map(Tensor::to_f64_vec)
+                        .collect();
+                    let refs: Vec<&[f64]> = values.iter().map(Vec::as_slice).collect();
+                    st = compare_tie_aware(
+                        &field.data,
+                        &expected_v,
+                        &refs,
+                        &shape,
+                        tol,
+                        MAX_EXCUSED_FRACTION,
+                    );
+                }
                 if let Some(m) = &st.first_mismatch
                     && !value_bad
                 {

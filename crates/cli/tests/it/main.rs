@@ -11,11 +11,11 @@ mod agent;
 #[allow(dead_code)]
 mod agent_common;
 mod commands;
+mod hardening;
+mod hostile;
 #[path = "../../../agent/tests/it/server.rs"]
 #[allow(dead_code)]
 mod server;
-mod hardening;
-mod hostile;
 mod shapes;
 mod sim;
 mod verdicts;
