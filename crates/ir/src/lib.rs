@@ -9,6 +9,7 @@
 //! 3. every [`FnId`] in an op names an entry of the graph's function table;
 //! 4. the graph is acyclic and [`Graph::topo_order`] lists every op once.
 
+pub mod builtin;
 pub mod dim;
 pub mod dump;
 pub mod graph;

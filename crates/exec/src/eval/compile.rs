@@ -12,7 +12,9 @@ use stepforge_syntax::ast::{
 use stepforge_syntax::codes::Code;
 use stepforge_tensor::DType;
 
-use super::funcs::{self, Func};
+use stepforge_ir::builtin::{self as table, Ns};
+
+use super::funcs::Func;
 use super::value::Value;
 use super::{Env, EvalError};
 
@@ -292,20 +294,19 @@ impl Compiler<'_> {
         let found = match (root, rest) {
             ("torch", [name]) => torch_const(name)
                 .map(Path::Const)
-                .or_else(|| funcs::torch_fn(name).map(Path::Func)),
-            ("torch", ["nn", name]) => funcs::nn_module(name).map(Path::Func),
+                .or_else(|| Func::lookup(Ns::Torch, name).map(Path::Func)),
+            ("torch", ["nn", name]) => Func::lookup(Ns::Nn, name).map(Path::Func),
             ("torch", ["nn", "functional", name]) | ("F", [name]) => {
-                funcs::torch_fn(name).map(Path::Func)
+                Func::lookup(Ns::Torch, name).map(Path::Func)
             }
-            ("torch", ["ops", "aten", "native_layer_norm"])
-            | ("torch", ["ops", "aten", "native_layer_norm", "default"]) => {
-                Some(Path::Func(Func::NativeLayerNorm))
+            ("torch", ["ops", "aten", name]) | ("torch", ["ops", "aten", name, "default"]) => {
+                Func::lookup(Ns::Aten, name).map(Path::Func)
             }
             ("math", [name]) => match *name {
                 "pi" => Some(Path::Const(Value::Float(std::f64::consts::PI))),
                 "e" => Some(Path::Const(Value::Float(std::f64::consts::E))),
                 "inf" => Some(Path::Const(Value::Float(f64::INFINITY))),
-                _ => funcs::math_fn(name).map(Path::Func),
+                _ => Func::lookup(Ns::Math, name).map(Path::Func),
             },
             ("torch" | "math" | "F", _) => None,
             _ => return Ok(None),
@@ -315,12 +316,12 @@ impl Compiler<'_> {
             None => {
                 let last = rest.last().copied().unwrap_or(root);
                 let prefix = p[..p.len() - 1].join(".");
-                let list: &[&str] = match (root, rest) {
-                    ("torch", ["nn", _]) => funcs::NN_NAMES,
-                    ("math", _) => funcs::MATH_NAMES,
-                    _ => funcs::TORCH_NAMES,
+                let ns = match (root, rest) {
+                    ("torch", ["nn", _]) => Ns::Nn,
+                    ("math", _) => Ns::Math,
+                    _ => Ns::Torch,
                 };
-                let hint = closest(last, list.iter().copied()).map(|c| format!("{prefix}.{c}"));
+                let hint = closest(last, Func::names(ns)).map(|c| format!("{prefix}.{c}"));
                 Err(did_you_mean(
                     unsupported(format!("unsupported name `{full}`"), span),
                     hint,
@@ -349,7 +350,7 @@ impl Compiler<'_> {
                     span,
                 ));
             }
-        } else if let Some(f) = funcs::builtin(n) {
+        } else if let Some(f) = Func::lookup(Ns::Py, n) {
             EK::Const(Value::Func(f))
         } else if self.env.dims.contains_key(n) {
             // A bare dimension symbol is its own name, as a key: `f"{E}_value"` is "E_value"
@@ -363,7 +364,7 @@ impl Compiler<'_> {
         } else {
             let mut known: Vec<&str> = self.slots.keys().map(String::as_str).collect();
             known.extend(self.env.names.keys().map(String::as_str));
-            known.extend(funcs::BUILTIN_NAMES.iter().copied());
+            known.extend(Func::names(Ns::Py));
             known.extend(["input", "state", "input_data", "ctx"]);
             let hint = closest(n, known).map(str::to_string);
             return Err(did_you_mean(
@@ -452,9 +453,9 @@ impl Compiler<'_> {
         kwargs
             .iter()
             .map(|(k, v)| {
-                let Some(key) = funcs::keyword(&k.name) else {
+                let Some(key) = table::keyword(&k.name) else {
                     let hint =
-                        closest(&k.name, funcs::KEYWORDS.iter().copied()).map(str::to_string);
+                        closest(&k.name, table::KEYWORDS.iter().copied()).map(str::to_string);
                     return Err(did_you_mean(
                         unsupported(format!("unsupported keyword argument `{}`", k.name), k.span),
                         hint,
@@ -567,7 +568,7 @@ impl Compiler<'_> {
             "values" => Attr::Values,
             "indices" => Attr::Indices,
             other => {
-                let msg = if funcs::method(other.trim_end_matches('_')).is_some() {
+                let msg = if Func::lookup(Ns::Method, other.trim_end_matches('_')).is_some() {
                     format!("method `.{other}` must be called: `.{other}(...)`")
                 } else {
                     format!("unsupported attribute `.{other}`")
@@ -655,7 +656,7 @@ impl Compiler<'_> {
                     ));
                 }
                 None => match p.as_slice() {
-                    [n] if !self.is_bound(n) => funcs::builtin(n),
+                    [n] if !self.is_bound(n) => Func::lookup(Ns::Py, n),
                     _ => None,
                 },
             };
@@ -679,9 +680,8 @@ impl Compiler<'_> {
                 Some(b) if !b.is_empty() && !b.ends_with('_') => (b, true),
                 _ => (name, false),
             };
-            let Some(f) = funcs::method(base) else {
-                let hint =
-                    closest(name, funcs::METHOD_NAMES.iter().copied()).map(|c| format!(".{c}()"));
+            let Some(f) = Func::lookup(Ns::Method, base) else {
+                let hint = closest(name, Func::names(Ns::Method)).map(|c| format!(".{c}()"));
                 return Err(did_you_mean(
                     unsupported(format!("unsupported method `.{name}()`"), attr.span),
                     hint,
