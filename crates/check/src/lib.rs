@@ -7,6 +7,7 @@
 //! are side tables: the graph is built only for a well-typed program (one whose only errors, if
 //! any, are linearity errors) and is never mutated afterwards.
 
+pub mod func_lower;
 mod linear;
 mod lower;
 pub mod rules;
@@ -17,6 +18,7 @@ use stepforge_syntax::ast::Program;
 use stepforge_syntax::{Diagnostic, Parsed, Source};
 use stepforge_task::Task;
 
+pub use func_lower::lower_task_functions;
 pub use linear::Linearity;
 pub use lower::TaskEnv;
 

@@ -11,6 +11,7 @@
 
 pub mod builtin;
 pub mod dim;
+pub mod func;
 pub mod dump;
 pub mod graph;
 pub mod hash;

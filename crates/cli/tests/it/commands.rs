@@ -126,3 +126,10 @@ fn snapshot_parse_program_human() {
     assert_eq!(run.code, 0, "{}", run.stderr);
     insta::assert_snapshot!("parse_program_human", run.transcript());
 }
+
+#[test]
+fn check_reports_unknown_torch_function_in_an_element_function() {
+    let run = stepforge(&["check", "crates/cli/tests/it/fixtures/unknown_torch_fn.yaml"]);
+    assert_eq!(run.code, 1, "{}", run.stderr);
+    insta::assert_snapshot!("check_unknown_torch_fn", run.transcript());
+}
