@@ -12,12 +12,14 @@ use std::sync::Arc;
 use stepforge_ir::builtin::{self as table, Builtin, Ns};
 use stepforge_ir::func::{
     Attr, BinOp, Body, CmpOp, Const, DType, Expr as IrExpr, ExprId, FPart, Index, Key, Mode,
-    References, Slot, Stmt, TaskFunctions, Target as IrTarget, UnOp,
+    References, Slot, Stmt, Target as IrTarget, TaskFunctions, UnOp,
 };
-use stepforge_syntax::Span;
-use stepforge_syntax::ast::{self, Block, Expr, ExprKind, FStringPart, PyStmtKind, SliceItem, Target};
-use stepforge_syntax::codes::Code;
 use stepforge_syntax::Diagnostic;
+use stepforge_syntax::Span;
+use stepforge_syntax::ast::{
+    self, Block, Expr, ExprKind, FStringPart, PyStmtKind, SliceItem, Target,
+};
+use stepforge_syntax::codes::Code;
 
 /// A lowering error: what, where, and a suggestion.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -120,10 +122,7 @@ fn edit_distance(a: &str, b: &str) -> usize {
 }
 
 /// The closest known name, if it is close enough to be a likely typo.
-pub(crate) fn closest<'a>(
-    name: &str,
-    candidates: impl IntoIterator<Item = &'a str>,
-) -> Option<&'a str> {
+pub fn closest<'a>(name: &str, candidates: impl IntoIterator<Item = &'a str>) -> Option<&'a str> {
     let limit = (name.chars().count() / 3).max(1);
     candidates
         .into_iter()
@@ -520,12 +519,7 @@ impl Lowerer<'_> {
     }
 
     #[inline(never)]
-    fn attr(
-        &mut self,
-        e: &Expr,
-        value: &Expr,
-        attr: &ast::Ident,
-    ) -> Result<ExprId, LowerError> {
+    fn attr(&mut self, e: &Expr, value: &Expr, attr: &ast::Ident) -> Result<ExprId, LowerError> {
         let span = e.span;
         if let Some(p) = dotted(e) {
             match self.path(&p, span)? {
@@ -605,7 +599,12 @@ impl Lowerer<'_> {
     }
 
     #[inline(never)]
-    fn list_comp(&mut self, elt: &Expr, target: &Target, iter: &Expr) -> Result<IrExpr, LowerError> {
+    fn list_comp(
+        &mut self,
+        elt: &Expr,
+        target: &Target,
+        iter: &Expr,
+    ) -> Result<IrExpr, LowerError> {
         let iter = self.bx(iter)?;
         let target = self.target(target)?;
         let elt = self.bx(elt)?;
@@ -637,12 +636,12 @@ impl Lowerer<'_> {
             };
             if let Some(f) = direct {
                 let kind = IrExpr::Call {
-                        func: f,
-                        recv: None,
-                        args: self.exprs(args)?,
-                        kwargs: self.kwargs(kwargs)?,
-                        inplace: None,
-                    };
+                    func: f,
+                    recv: None,
+                    args: self.exprs(args)?,
+                    kwargs: self.kwargs(kwargs)?,
+                    inplace: None,
+                };
                 return Ok(self.node(kind, span));
             }
         }
@@ -666,19 +665,19 @@ impl Lowerer<'_> {
                 _ => None,
             };
             let kind = IrExpr::Call {
-                    func: f,
-                    recv: Some(recv),
-                    args: self.exprs(args)?,
-                    kwargs: self.kwargs(kwargs)?,
-                    inplace,
-                };
+                func: f,
+                recv: Some(recv),
+                args: self.exprs(args)?,
+                kwargs: self.kwargs(kwargs)?,
+                inplace,
+            };
             return Ok(self.node(kind, span));
         }
         let kind = IrExpr::CallValue {
-                func: self.bx(func)?,
-                args: self.exprs(args)?,
-                kwargs: self.kwargs(kwargs)?,
-            };
+            func: self.bx(func)?,
+            args: self.exprs(args)?,
+            kwargs: self.kwargs(kwargs)?,
+        };
         Ok(self.node(kind, span))
     }
 }
@@ -717,9 +716,11 @@ pub fn lower_task_functions(task: &stepforge_task::Task) -> (TaskFunctions, Vec<
     if let Ok(values) = stepforge_task::dim_values(task, &[]) {
         scope.dims.extend(values.into_keys());
     }
-    scope
-        .dims
-        .extend(stepforge_task::DEFAULT_DIMS.iter().map(|(k, _)| k.to_string()));
+    scope.dims.extend(
+        stepforge_task::DEFAULT_DIMS
+            .iter()
+            .map(|(k, _)| k.to_string()),
+    );
     let global = task
         .global
         .as_ref()

@@ -212,13 +212,11 @@ fn execute(
         .iter()
         .map(|o| vec![(FieldStats::default(), true); o.transforms.len().max(1)])
         .collect();
-    // References are compiled at their first use (so a bad one fails where it always did)
-    // and reused for every seed: only `input_data` changes between seeds.
-    let mut refs: Vec<Vec<Option<eval::Snippet>>> = task
-        .outputs
-        .iter()
-        .map(|o| vec![None; o.transforms.len()])
-        .collect();
+    // References share one scope in file order; they are compiled at their first use and
+    // reused for every seed: only `input_data` changes between seeds.
+    let blocks: Vec<&stepforge_syntax::ast::Block> =
+        task.outputs.iter().flat_map(|o| &o.transforms).collect();
+    let mut refs: Option<eval::References> = None;
     let mut shape_bad = false;
     let mut value_bad = false;
     for &seed in &opts.seeds {
@@ -247,21 +245,24 @@ fn execute(
         }
         let outputs = prepared.run(&env, &streams, limits, &mut clock)?;
         drop(streams);
+        clock.check(Span::DUMMY)?;
+        let r_all = match &refs {
+            Some(r) => r,
+            None => refs.insert(
+                eval::References::compile(&blocks, &env)
+                    .map_err(|e| ExecError::from_eval_task(&e))?,
+            ),
+        };
+        let mut all_expected = r_all
+            .eval(&env)
+            .map_err(|e| ExecError::from_eval_task(&e))?
+            .into_iter();
         for (oi, (decl, found)) in task.outputs.iter().zip(&outputs).enumerate() {
-            for (k, block) in decl.transforms.iter().enumerate() {
+            for k in 0..decl.transforms.len() {
                 clock.check(Span::DUMMY)?;
-                let cached = refs.get_mut(oi).and_then(|r| r.get_mut(k));
-                let expected = match cached {
-                    Some(Some(snippet)) => snippet.eval(&env),
-                    Some(slot) => eval::Snippet::compile(block, &env)
-                        .and_then(|snippet| snippet.eval(&env).map(|t| (snippet, t)))
-                        .map(|(snippet, t)| {
-                            *slot = Some(snippet);
-                            t
-                        }),
-                    None => eval::eval_snippet(block, &env),
-                }
-                .map_err(|e| ExecError::from_eval_task(&e))?;
+                let Some(expected) = all_expected.next() else {
+                    continue;
+                };
                 let Some(field) = found.fields.get(k) else {
                     continue;
                 };

@@ -171,8 +171,9 @@ impl Attr {
         })
     }
 
-    pub const NAMES: &'static [&'static str] =
-        &["T", "mT", "shape", "dtype", "ndim", "data", "values", "indices"];
+    pub const NAMES: &'static [&'static str] = &[
+        "T", "mT", "shape", "dtype", "ndim", "data", "values", "indices",
+    ];
 }
 
 /// One item of a subscript.
@@ -188,7 +189,10 @@ pub enum Index {
 pub enum Target {
     Slot(Slot),
     /// `X_value = ..` in a `global` block: defines dim X unless it already has a value.
-    DimName { slot: Slot, dim: Arc<str> },
+    DimName {
+        slot: Slot,
+        dim: Arc<str>,
+    },
     Tuple(Vec<Target>, Span),
     /// `x[..] = ..` on a local.
     Item {

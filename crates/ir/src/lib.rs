@@ -11,8 +11,8 @@
 
 pub mod builtin;
 pub mod dim;
-pub mod func;
 pub mod dump;
+pub mod func;
 pub mod graph;
 pub mod hash;
 pub mod types;

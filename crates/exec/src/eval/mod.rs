@@ -27,6 +27,7 @@ mod tests;
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
+use stepforge_ir::func::{Body, Mode};
 use stepforge_syntax::ast::Block;
 use stepforge_syntax::codes::Code;
 use stepforge_syntax::{Diagnostic, Span};
@@ -205,7 +206,20 @@ impl Function {
     ) -> Result<Function, EvalError> {
         Ok(Function {
             name: name.into(),
-            code: compile::compile(body, env, compile::Mode::Function)?,
+            code: compile::compile(body, env, Mode::Function)?,
+        })
+    }
+
+    /// Prepares a lowered body for `env` (its globals and dims are resolved now; `input_data`
+    /// is looked up at call time).
+    pub fn from_ir(
+        name: impl Into<String>,
+        body: Arc<Body>,
+        env: &Env,
+    ) -> Result<Function, EvalError> {
+        Ok(Function {
+            name: name.into(),
+            code: compile::prepare(body, env)?,
         })
     }
 
@@ -224,7 +238,7 @@ impl Function {
         state: Option<Vec<Tensor>>,
     ) -> Result<Vec<Tensor>, EvalError> {
         let v = env.guarded(|| interp::run(&self.code, env, Some(inputs), state))?;
-        fields_of(v, &self.name, self.code.span)
+        fields_of(v, &self.name, self.code.body.span)
     }
 
     /// Like [`Function::call`] with shared inputs (no copies when the caller keeps them).
@@ -235,7 +249,7 @@ impl Function {
         state: Option<Vec<Arc<Tensor>>>,
     ) -> Result<Vec<Tensor>, EvalError> {
         let v = env.guarded(|| interp::run_shared(&self.code, env, inputs, state))?;
-        fields_of(v, &self.name, self.code.span)
+        fields_of(v, &self.name, self.code.body.span)
     }
 }
 
@@ -280,7 +294,7 @@ pub fn call_fn(
 /// Evaluates a block and returns its value: the value of a `return`, else of its last line
 /// (an assignment's assigned value).
 pub fn eval_block(block: &Block, env: &Env) -> Result<Value, EvalError> {
-    let code = compile::compile(block, env, compile::Mode::Snippet)?;
+    let code = compile::compile(block, env, Mode::Snippet)?;
     env.guarded(|| interp::run(&code, env, None, None))
 }
 
@@ -294,14 +308,61 @@ pub struct Snippet {
 impl Snippet {
     pub fn compile(block: &Block, env: &Env) -> Result<Snippet, EvalError> {
         Ok(Snippet {
-            code: compile::compile(block, env, compile::Mode::Snippet)?,
+            code: compile::compile(block, env, Mode::Snippet)?,
         })
     }
 
     /// Evaluates the snippet to a tensor (Python numbers become 0-d tensors).
     pub fn eval(&self, env: &Env) -> Result<Tensor, EvalError> {
         let v = env.guarded(|| interp::run(&self.code, env, None, None))?;
-        snippet_tensor(v, self.code.span)
+        snippet_tensor(v, self.code.body.span)
+    }
+}
+
+/// A task's reference snippets, prepared once for an [`Env`] and evaluated for many data
+/// sets. They share one scope in file order (DESIGN §7): a later snippet may use a name an
+/// earlier one bound. Each snippet's value is its last line.
+#[derive(Debug, Clone)]
+pub struct References {
+    code: compile::Compiled,
+    parts: Vec<std::ops::Range<usize>>,
+}
+
+impl References {
+    /// Prepares lowered snippets (see `stepforge_check::lower_task_functions`).
+    pub fn from_ir(
+        refs: &stepforge_ir::func::References,
+        env: &Env,
+    ) -> Result<References, EvalError> {
+        Ok(References {
+            code: compile::prepare(Arc::new(refs.body.clone()), env)?,
+            parts: refs
+                .parts
+                .iter()
+                .map(|p| p.clone().unwrap_or(0..0))
+                .collect(),
+        })
+    }
+
+    /// Lowers `blocks` (in order, one scope) against `env` and prepares them.
+    pub fn compile(blocks: &[&Block], env: &Env) -> Result<References, EvalError> {
+        let span = blocks.first().map(|b| b.span).unwrap_or_default();
+        let (body, parts) =
+            stepforge_check::func_lower::lower_snippets(blocks, &compile::scope_of(env), span)
+                .map_err(|(_, e)| compile::lower_error(e))?;
+        Ok(References {
+            code: compile::prepare(Arc::new(body), env)?,
+            parts,
+        })
+    }
+
+    /// Evaluates every snippet in order, one tensor each (Python numbers become 0-d tensors).
+    pub fn eval(&self, env: &Env) -> Result<Vec<Tensor>, EvalError> {
+        let values = env.guarded(|| interp::run_parts(&self.code, env, &self.parts))?;
+        values
+            .into_iter()
+            .map(|v| snippet_tensor(v, self.code.body.span))
+            .collect()
     }
 }
 

@@ -3,8 +3,8 @@
 
 use std::sync::Arc;
 
+use stepforge_ir::func::BinOp;
 use stepforge_syntax::Span;
-use stepforge_syntax::ast::BinOp;
 use stepforge_tensor::{BinaryOp, CmpOp, DType, Scalar, Tensor, UnaryOp};
 
 use super::EvalError;

@@ -79,7 +79,11 @@ pub(super) fn call(f: Func, a: Args, max_items: usize) -> Result<Value, EvalErro
                 best = Some(match best {
                     None => it,
                     Some(b) => {
-                        let op = if f == PyMax { CmpOp::Gt } else { CmpOp::Lt };
+                        let op = if f == PyMax {
+                            stepforge_ir::func::CmpOp::Gt
+                        } else {
+                            stepforge_ir::func::CmpOp::Lt
+                        };
                         let better = super::super::interp::compare(op, &it, &b, span)?;
                         if py_truthy(&better, span)? { it } else { b }
                     }
