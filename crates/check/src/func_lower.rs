@@ -158,6 +158,9 @@ pub fn lower_block(block: &Block, scope: &Scope, mode: Mode) -> Result<Body, Low
     Ok(c.body)
 }
 
+/// The statements of one snippet in a shared body.
+pub type StmtRange = std::ops::Range<usize>;
+
 /// Lowers reference snippets into one body sharing one scope, in order: a later snippet sees
 /// the names an earlier one bound. Returns the body and each snippet's statement range, or
 /// the first error with the index of the snippet it is in.
@@ -165,7 +168,7 @@ pub fn lower_snippets(
     blocks: &[&Block],
     scope: &Scope,
     span: Span,
-) -> Result<(Body, Vec<std::ops::Range<usize>>), (usize, LowerError)> {
+) -> Result<(Body, Vec<StmtRange>), (usize, LowerError)> {
     let mut c = Lowerer::new(scope, Mode::Snippet, span);
     let mut parts = Vec::with_capacity(blocks.len());
     for (i, b) in blocks.iter().enumerate() {
@@ -739,7 +742,7 @@ pub fn lower_task_functions(task: &stepforge_task::Task) -> (TaskFunctions, Vec<
         .fns
         .iter()
         .map(|f| match lower_block(&f.body, &scope, Mode::Function) {
-            Ok(b) => Some(b),
+            Ok(b) => Some(Arc::new(b)),
             Err(e) => {
                 let note = format!("in element function `{}`", f.func_name.name);
                 diags.push(e.to_diagnostic().note(note));

@@ -130,8 +130,15 @@ fn stem(path: &str) -> String {
 }
 
 /// The verdict of a program the checker could not type: the earliest phase that failed.
-fn static_verdict(diags: &[Diagnostic]) -> Verdict {
-    let errors: Vec<&Diagnostic> = diags.iter().filter(|d| d.is_error()).collect();
+/// `task_fn` tells the errors found in the task's own element functions and references.
+fn static_verdict(diags: &[Diagnostic], task_fn: impl Fn(&Diagnostic) -> bool) -> Verdict {
+    let errors: Vec<&Diagnostic> = diags
+        .iter()
+        .filter(|d| d.is_error() && !task_fn(d))
+        .collect();
+    if errors.is_empty() && diags.iter().any(Diagnostic::is_error) {
+        return Verdict::TaskError;
+    }
     let code = |d: &&Diagnostic| d.code.as_str();
     if errors.iter().any(|d| code(d).starts_with("E01")) {
         Verdict::SyntaxError
@@ -152,11 +159,22 @@ fn run_checked(task: &Task, check: &CheckOutput, opts: &VerifyOptions, r: &mut V
     r.linear = check.linear;
     r.linear_compat = check.linear_compat;
     r.copies_needed = check.copies_needed;
+    // Errors in the task's element functions and references (the checker reports them with
+    // every program) belong to the task: they are shown at their place in the task file.
+    let (_, task_fn_diags) = stepforge_check::lower_task_functions(task);
+    let task_fn = |d: &Diagnostic| {
+        task_fn_diags
+            .iter()
+            .find(|t| t.code == d.code && t.message == d.message)
+    };
     for d in &check.diagnostics {
-        r.push(Origin::Program, d.clone());
+        match task_fn(d) {
+            Some(t) => r.push(Origin::Task, t.clone()),
+            None => r.push(Origin::Program, d.clone()),
+        }
     }
     let Some(graph) = &check.graph else {
-        r.verdict = static_verdict(&check.diagnostics);
+        r.verdict = static_verdict(&check.diagnostics, |d| task_fn(d).is_some());
         return;
     };
     if let Err(e) = execute(task, graph, opts, r) {
@@ -198,7 +216,9 @@ fn execute(
     };
     let mut env = eval::eval_global_in(task.global.as_ref(), base)
         .map_err(|e| ExecError::from_eval_task(&e))?;
-    let prepared = Prepared::new(graph, task, &env)?;
+    // Lowered once per task (the session will cache this; see crates/driver).
+    let (functions, _) = stepforge_check::lower_task_functions(task);
+    let prepared = Prepared::new(graph, task, &functions, &env)?;
     let gen_limits = GenLimits {
         max_tensor_elements: limits.max_tensor_elements,
         max_total_elements: limits.max_live_bytes / 4,

@@ -524,7 +524,7 @@ pub struct TaskFunctions {
     pub global: Option<Body>,
     /// One body per element function, indexed like the task's fns (`None` when its body did
     /// not lower; the diagnostics say why).
-    pub fns: Vec<Option<Body>>,
+    pub fns: Vec<Option<Arc<Body>>>,
     /// The reference snippets (`None` when one of them did not lower).
     pub references: Option<References>,
 }
