@@ -795,3 +795,66 @@ fn lower_references(
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used)]
+
+    use super::*;
+
+    fn scope() -> Scope {
+        Scope {
+            globals: ["act".to_string()].into_iter().collect(),
+            dims: ["D".to_string()].into_iter().collect(),
+        }
+    }
+
+    fn lower(src: &str) -> Result<Body, LowerError> {
+        let block = stepforge_syntax::parse_block(src).value.expect("parses");
+        lower_block(&block, &scope(), Mode::Function)
+    }
+
+    #[test]
+    fn names_resolve_to_slots_builtins_globals_and_dims() {
+        let b = lower("x = input[0] * D_value\ny = act(x).sum(dim=-1)\nreturn [torch.exp(y)]\n")
+            .unwrap();
+        assert_eq!(
+            b.dump(),
+            "x#2 = (input#0[0] * dim D)\n\
+             y#3 = (global act)(x#2).<sum>(dim=(-1))\n\
+             return [<exp>(y#3)]\n"
+        );
+    }
+
+    #[test]
+    fn unknown_names_are_e0602_with_a_suggestion() {
+        let e = lower("return [torch.sigmoud(input[0])]").unwrap_err();
+        assert_eq!(e.code, Code::E0602);
+        assert_eq!(e.message, "unsupported name `torch.sigmoud`");
+        assert_eq!(e.help.as_deref(), Some("did you mean `torch.sigmoid`?"));
+        let e = lower("return [input[0].sume()]").unwrap_err();
+        assert_eq!(e.message, "unsupported method `.sume()`");
+        let e = lower("return [input[0].sum(dimm=0)]").unwrap_err();
+        assert_eq!(e.help.as_deref(), Some("did you mean `dim`?"));
+        let e = lower("return [actt(input[0])]").unwrap_err();
+        assert_eq!(e.help.as_deref(), Some("did you mean `act`?"));
+    }
+
+    #[test]
+    fn snippets_share_one_scope_in_order() {
+        let a = stepforge_syntax::parse_snippet("affinity = input_data['X']\naffinity")
+            .value
+            .unwrap();
+        let b = stepforge_syntax::parse_snippet("affinity").value.unwrap();
+        let (body, parts) = lower_snippets(&[&a, &b], &scope(), Span::default()).unwrap();
+        assert_eq!(parts, vec![0..2, 2..3]);
+        assert_eq!(
+            body.dump(),
+            "affinity#0 = input_data[\"X\"]\naffinity#0\naffinity#0\n"
+        );
+        // In the other order the name is not bound yet.
+        let e = lower_snippets(&[&b, &a], &scope(), Span::default()).unwrap_err();
+        assert_eq!(e.0, 0);
+        assert_eq!(e.1.code, Code::E0602);
+    }
+}
