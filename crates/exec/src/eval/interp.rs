@@ -85,14 +85,10 @@ pub(crate) fn run_parts(
 
 pub(crate) type GlobalResult = (BTreeMap<String, Value>, BTreeMap<String, i64>);
 
-pub(crate) fn run_global(
-    block: &stepforge_syntax::ast::Block,
-    env: &Env,
-) -> Result<GlobalResult, EvalError> {
-    let code = super::compile::compile(block, env, Mode::Global)?;
+pub(crate) fn run_global(code: &Compiled, env: &Env) -> Result<GlobalResult, EvalError> {
     let mut it = Interp::new(&code, env);
     it.dims = Some(env.dims.clone());
-    it.block(&code)?;
+    it.block(code)?;
     let mut names = BTreeMap::new();
     for (name, v) in code.body.slot_names.iter().zip(it.slots) {
         if let Some(v) = v {

@@ -179,9 +179,21 @@ pub fn eval_global(block: Option<&Block>, dims: BTreeMap<String, i64>) -> Result
 }
 
 /// [`eval_global`] starting from a prepared env (custom limits, data).
-pub fn eval_global_in(block: Option<&Block>, mut env: Env) -> Result<Env, EvalError> {
-    if let Some(block) = block {
-        let (names, dims) = env.guarded(|| interp::run_global(block, &env))?;
+pub fn eval_global_in(block: Option<&Block>, env: Env) -> Result<Env, EvalError> {
+    match block {
+        Some(block) => {
+            let body = compile::compile(block, &env, Mode::Global)?.body;
+            eval_global_ir(Some(&body), env)
+        }
+        None => Ok(env),
+    }
+}
+
+/// [`eval_global_in`] of a lowered `global` block (`TaskFunctions::global`).
+pub fn eval_global_ir(body: Option<&Body>, mut env: Env) -> Result<Env, EvalError> {
+    if let Some(body) = body {
+        let code = compile::prepare(Arc::new(body.clone()), &env)?;
+        let (names, dims) = env.guarded(|| interp::run_global(&code, &env))?;
         env.names = names;
         env.dims = dims;
     }
