@@ -86,7 +86,7 @@ pub(crate) fn run_parts(
 pub(crate) type GlobalResult = (BTreeMap<String, Value>, BTreeMap<String, i64>);
 
 pub(crate) fn run_global(code: &Compiled, env: &Env) -> Result<GlobalResult, EvalError> {
-    let mut it = Interp::new(&code, env);
+    let mut it = Interp::new(code, env);
     it.dims = Some(env.dims.clone());
     it.block(code)?;
     let mut names = BTreeMap::new();
