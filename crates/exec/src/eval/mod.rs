@@ -1,12 +1,14 @@
 //! The evaluator of the Python/torch subset (DESIGN §7): element-function bodies, `global`
 //! blocks and reference snippets, over `stepforge-tensor` tensors.
 //!
-//! Design for speed: a block is first *compiled* against an [`Env`] ([`Function::compile`]):
-//! local names become frame slots, `torch.*` paths and method names become `Func`
-//! values, keyword names become `&'static str`, global names and `X_value`s become constants.
-//! Unsupported names and methods are found here, once, before anything runs. Calling a
-//! compiled function then walks a small tree with no string allocation and no tensor copies
-//! (tensors are shared through `Arc`).
+//! Design for speed: bodies arrive lowered to the element-function IR
+//! ([`stepforge_ir::func`], by `stepforge_check::func_lower`, once per task): local names are
+//! frame slots, `torch.*` paths and method names are [`stepforge_ir::builtin::Builtin`]s,
+//! keyword names are `&'static str`. Preparing a body for an [`Env`] ([`Function::from_ir`])
+//! resolves its constants, `global` names and `X_value`s once, per node. Calling it then walks
+//! the IR arena with no string allocation and no tensor copies (tensors are shared through
+//! `Arc`). The AST entry points ([`Function::compile`], [`eval_block`], ..) lower first; they
+//! serve tests and the batching rewrite, which is still an AST→AST rewrite.
 //!
 //! Safety: every evaluation has a step budget ("fuel", E0702) and runs under the tensor
 //! crate's per-thread size and work limits (E0701), so a hostile snippet such as

@@ -1,5 +1,6 @@
-//! The torch functions, tensor methods and Python builtins the evaluator supports, resolved
-//! by name once at compile time and dispatched by enum at run time.
+//! The implementations of the builtins of `stepforge_ir::builtin` (the one table: names,
+//! classes, costs), dispatched by the table's class to one module per family, mirroring
+//! `crates/tensor`. Names are resolved by the lowering, never here.
 
 use std::sync::Arc;
 
