@@ -62,9 +62,9 @@ fn verify_all_with(files: &[PathBuf], opts: &VerifyOptions) -> Vec<String> {
         let task = load_task(path);
         let r = verify(&task, None, opts);
         assert_eq!(r.seeds, opts.seeds, "{}", rel(path));
-        if !(r.verdict == Verdict::Pass && r.linear && r.passed()) {
+        if !(r.verdict == Verdict::Pass && r.linear == Some(true) && r.passed()) {
             failures.push(format!(
-                "{}: verdict {}, linear {}\n{}",
+                "{}: verdict {}, linear {:?}\n{}",
                 rel(path),
                 r.verdict,
                 r.linear,
@@ -130,8 +130,8 @@ fn every_reference_impl_checks_clean_with_no_copies_needed() {
         let out = stepforge_check::check_task(&task)
             .unwrap_or_else(|| panic!("{} has no reference impl", rel(&path)));
         let clean = out.ok
-            && out.linear
-            && out.linear_compat
+            && out.linear == Some(true)
+            && out.linear_compat == Some(true)
             && out.copies_needed == 0
             && out.diagnostics.is_empty()
             && out.well_typed();
@@ -142,7 +142,7 @@ fn every_reference_impl_checks_clean_with_no_copies_needed() {
                 .map(|d| d.render_human(&task.source, false))
                 .collect();
             problems.push(format!(
-                "{}: ok {}, linear {}, linear_compat {}, copies_needed {}\n{diags}",
+                "{}: ok {}, linear {:?}, linear_compat {:?}, copies_needed {}\n{diags}",
                 rel(&path),
                 out.ok,
                 out.linear,
@@ -275,9 +275,9 @@ fn copies_round_trip(path: &Path, task: &Task, want: usize) -> Option<String> {
         .iter()
         .map(|d| d.render_human(&src, false))
         .collect();
-    if out.copies_needed != want || !out.well_typed() || out.linear != (want == 0) {
+    if out.copies_needed != want || !out.well_typed() || out.linear != Some(want == 0) {
         return Some(format!(
-            "{name}: without Copies: copies_needed {} (want {want}), well typed {}, linear {}\n{stripped}\n{diags}",
+            "{name}: without Copies: copies_needed {} (want {want}), well typed {}, linear {:?}\n{stripped}\n{diags}",
             out.copies_needed,
             out.well_typed(),
             out.linear
@@ -296,21 +296,21 @@ fn copies_round_trip(path: &Path, task: &Task, want: usize) -> Option<String> {
     }
     let fixed = apply_fixes(&stripped, &out.diagnostics, true);
     let (fsrc, fout) = stepforge_check::check_answer(task, &fixed);
-    if !(fout.ok && fout.linear && fout.copies_needed == 0) {
+    if !(fout.ok && fout.linear == Some(true) && fout.copies_needed == 0) {
         let diags: String = fout
             .diagnostics
             .iter()
             .map(|d| d.render_human(&fsrc, false))
             .collect();
         return Some(format!(
-            "{name}: the fixed program does not check clean (linear {}, copies_needed {})\n{fixed}\n{diags}",
+            "{name}: the fixed program does not check clean (linear {:?}, copies_needed {})\n{fixed}\n{diags}",
             fout.linear, fout.copies_needed
         ));
     }
     let r = verify(task, Some(&fixed), &VerifyOptions::with_seed_count(3));
     if !r.passed() {
         return Some(format!(
-            "{name}: the fixed program verifies {} (linear {})\n{fixed}\n{}",
+            "{name}: the fixed program verifies {} (linear {:?})\n{fixed}\n{}",
             r.verdict,
             r.linear,
             rendered(&r)

@@ -11,6 +11,7 @@
 
 pub mod ast_types;
 mod deadlock;
+pub mod func_lower;
 mod linear;
 mod lower;
 pub mod rules;
@@ -21,6 +22,7 @@ use stepforge_syntax::ast::Program;
 use stepforge_syntax::{Diagnostic, Parsed, Source, Span};
 use stepforge_task::Task;
 
+pub use func_lower::lower_task_functions;
 pub use linear::Linearity;
 pub use lower::TaskEnv;
 

@@ -43,6 +43,9 @@ pub struct TaskEnv {
     /// `task.yaml:LINE` of each fn declaration, for notes on diagnostics about task fns when
     /// the program lives in another file (their spans could not be shown there).
     pub fn_decl_at: Vec<String>,
+    /// The task's element functions, `global` block and reference snippets, lowered once
+    /// (their errors are in `diagnostics`).
+    pub functions: stepforge_ir::func::TaskFunctions,
 }
 
 /// An E0315 about a task declaration. It is located only when the program's spans point into
@@ -50,6 +53,22 @@ pub struct TaskEnv {
 fn decl_error(message: String, at: Span, same_source: bool) -> Diagnostic {
     let d = Diagnostic::new(Code::E0315, message);
     if same_source { d.at(at) } else { d }
+}
+
+/// A diagnostic located in the task file: kept as is when the program's spans point into the
+/// task file, else unlocated with a `task.yaml:LINE` note (a task span would be read as a place
+/// in the program).
+fn task_located(d: Diagnostic, task: &Task, same_source: bool) -> Diagnostic {
+    if same_source {
+        return d;
+    }
+    let line = d.span.map(|s| task.source.line_col(s.lo).line);
+    let mut d = d;
+    d.span = None;
+    match line {
+        Some(l) => d.note(format!("at {}:{l}", task.source.name)),
+        None => d,
+    }
 }
 
 fn decl_type(
@@ -178,6 +197,10 @@ impl TaskEnv {
                 })
                 .collect()
         };
+        let (functions, fn_diags) = crate::func_lower::lower_task_functions(task);
+        for d in fn_diags {
+            diagnostics.push(task_located(d, task, same_source));
+        }
         TaskEnv {
             env,
             known_syms,
@@ -188,6 +211,7 @@ impl TaskEnv {
             params,
             diagnostics,
             fn_decl_at,
+            functions,
         }
     }
 }

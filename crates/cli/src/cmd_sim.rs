@@ -8,6 +8,7 @@ use std::path::PathBuf;
 use stepforge_driver::{HwConfig, Session, SimOptions};
 
 use crate::cmd_verify::task_files;
+use crate::common::CommonArgs;
 use crate::{Format, Status, dims_flag, output, read_input};
 
 #[derive(Debug, clap::Args)]
@@ -38,6 +39,8 @@ pub struct Args {
     /// Write the annotated graph as DOT to this file (single task only).
     #[arg(long)]
     pub dot: Option<PathBuf>,
+    #[command(flatten)]
+    pub common: CommonArgs,
     /// Also verify each program (seeds 0..2) and show the verdict in the summary table.
     #[arg(long)]
     pub verify: bool,
@@ -58,7 +61,7 @@ fn options(args: &Args) -> Result<SimOptions, Status> {
         ..SimOptions::default()
     };
     if let Some(p) = &args.hw {
-        opts.hw = HwConfig::from_toml(&read_input(p)?).map_err(|e| {
+        opts.hw = HwConfig::from_toml(&read_input(p, &args.common)?).map_err(|e| {
             output::error(&format!("{}: {e}", p.display()));
             Status::Usage
         })?;
@@ -81,13 +84,13 @@ pub fn run(args: &Args) -> Status {
         Err(s) => return s,
     };
     let program = match &args.impl_file {
-        Some(p) => match read_input(p) {
+        Some(p) => match read_input(p, &args.common) {
             Ok(t) => Some(t),
             Err(s) => return s,
         },
         None => None,
     };
-    let files = match task_files(&args.task) {
+    let files = match task_files(&args.task, args.format) {
         Ok(f) => f,
         Err(s) => return s,
     };

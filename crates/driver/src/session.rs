@@ -279,7 +279,7 @@ impl Session {
     }
 
     /// The checker's view of the task under `dims` (built once per distinct overrides).
-    fn task_env(&self, dims: &[(String, i64)]) -> Arc<TaskEnv> {
+    pub(crate) fn task_env(&self, dims: &[(String, i64)]) -> Arc<TaskEnv> {
         let mut envs = self.envs.lock().unwrap_or_else(PoisonError::into_inner);
         if let Some((_, te)) = envs.iter().find(|(d, _)| d == dims) {
             return te.clone();

@@ -228,6 +228,8 @@ impl Session {
             }
         };
         let dims = DimEnv::from_statics(env.dims.iter().map(|(k, v)| (k.clone(), *v)));
+        // The element functions' IR, lowered once per task (the checker's task environment).
+        let lowered = self.task_env(&opts.dims);
         let fns = EvalFns {
             graph,
             env: &env,
@@ -235,8 +237,13 @@ impl Session {
                 .fns()
                 .iter()
                 .map(|sig| {
-                    let decl = self.task().fns.get(sig.decl_index)?;
-                    Function::compile(sig.name.clone(), &decl.body, &env).ok()
+                    let di = self
+                        .task()
+                        .fns
+                        .iter()
+                        .position(|d| d.func_name.name == sig.name)?;
+                    let body = lowered.functions.fns.get(di)?.clone()?;
+                    Function::from_ir(sig.name.clone(), body, &env).ok()
                 })
                 .collect(),
         };

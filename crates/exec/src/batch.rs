@@ -32,6 +32,7 @@
 
 use std::collections::BTreeMap;
 
+use stepforge_ir::builtin::{Builtin, Class, Ns};
 use stepforge_syntax::Span;
 use stepforge_syntax::ast::{
     BinOp, Block, Expr, ExprKind, Ident, PyStmt, PyStmtKind, SliceItem, Target, UnOp,
@@ -115,24 +116,34 @@ struct Cx<'a> {
     consts: Vec<(String, Value)>,
 }
 
-const TORCH_UNARY: &[&str] = &[
-    "exp",
-    "sqrt",
-    "rsqrt",
-    "sigmoid",
-    "tanh",
-    "abs",
-    "log",
-    "relu",
-    "sin",
-    "cos",
-    "neg",
-    "reciprocal",
-    "erf",
-    "square",
-];
-const TORCH_BINARY: &[&str] = &["max", "maximum", "min", "minimum"];
-const REDUCTIONS: &[&str] = &["sum", "mean", "var", "std", "amax", "amin"];
+/// An elementwise one-operand torch function or method (`torch.exp(x)`, `x.exp()`).
+fn is_unary(ns: Ns, name: &str) -> bool {
+    Builtin::lookup(ns, name).is_some_and(|b| b.class() == Class::Unary)
+}
+
+/// `torch.max(a, b)` and friends: elementwise when both operands are tensors.
+fn is_binary_extreme(name: &str) -> bool {
+    matches!(
+        Builtin::lookup(Ns::Torch, name),
+        Some(Builtin::Max | Builtin::Maximum | Builtin::Min | Builtin::Minimum)
+    )
+}
+
+/// The reductions over literal dims the analysis shifts past the lane axis.
+fn is_reduction(name: &str) -> bool {
+    matches!(
+        Builtin::lookup(Ns::Method, name),
+        Some(
+            Builtin::Sum
+                | Builtin::Mean
+                | Builtin::Var
+                | Builtin::Std
+                | Builtin::Amax
+                | Builtin::Amin
+        )
+    )
+}
+
 const RESERVED: &[&str] = &["input", "state", "torch", "input_data", "ctx"];
 
 /// The lane-parallel form of `body` (see the module doc) when `body`, called with element
@@ -819,10 +830,10 @@ impl Cx<'_> {
         // `torch.f(x, ..)` is `x.f(..)`: `off` is where the arguments after `x` start.
         let (recv, off) = if is_torch(value) && !self.locals.contains_key("torch") {
             match (name, &mut args[..]) {
-                (n, [x]) if TORCH_UNARY.contains(&n) && kwargs.is_empty() => {
+                (n, [x]) if is_unary(Ns::Torch, n) && kwargs.is_empty() => {
                     return unary(self.expr(x)?);
                 }
-                (n, [a, b]) if TORCH_BINARY.contains(&n) && kwargs.is_empty() => {
+                (n, [a, b]) if is_binary_extreme(n) && kwargs.is_empty() => {
                     // `torch.max(x, 1)` would reduce over dim 1: both must be tensors.
                     let ka = self.expr(a)?;
                     let kb = self.expr(b)?;
@@ -859,7 +870,7 @@ impl Cx<'_> {
         };
         match name {
             // `x.float()` is elementwise too (a dtype conversion).
-            m if (TORCH_UNARY.contains(&m) || m == "float")
+            m if (is_unary(Ns::Method, m) || m == "float")
                 && args.len() == off
                 && kwargs.is_empty() =>
             {
@@ -874,7 +885,7 @@ impl Cx<'_> {
                 }
                 unary(recv)
             }
-            m if REDUCTIONS.contains(&m) => {
+            m if is_reduction(m) => {
                 let torch_ok = off == 0 || matches!(m, "sum" | "mean");
                 torch_ok.then_some(())?;
                 reduce(

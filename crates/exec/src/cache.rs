@@ -21,6 +21,7 @@ use stepforge_tensor::Tensor;
 use crate::error::ExecError;
 use crate::eval::{self, Env, EvalLimits};
 use crate::limits::{Clock, ExecLimits};
+use stepforge_ir::func::TaskFunctions;
 
 /// Bytes of generated inputs and expected outputs a cache may hold.
 pub const MAX_CACHED_BYTES: u64 = 256 << 20;
@@ -68,6 +69,10 @@ pub struct SeedData {
 pub struct DimsPrep {
     /// Dimension values and the `global` scope (no data yet).
     pub env: Env,
+    /// The task's element functions, `global` and references, lowered once.
+    pub functions: TaskFunctions,
+    /// The references, prepared against `env` (one shared scope, file order).
+    refs: eval::References,
     seeds: Mutex<BTreeMap<u64, Arc<SeedData>>>,
 }
 
@@ -114,10 +119,26 @@ impl VerifyCache {
             },
             ..Env::new(values)
         };
-        let env = eval::eval_global_in(task.global.as_ref(), base)
-            .map_err(|e| ExecError::from_eval_task(&e))?;
+        let (functions, _) = stepforge_check::lower_task_functions(task);
+        let env = match &functions.global {
+            Some(body) => eval::eval_global_ir(Some(body), base),
+            // A `global` that did not lower: evaluating the block reports why.
+            None => eval::eval_global_in(task.global.as_ref(), base),
+        }
+        .map_err(|e| ExecError::from_eval_task(&e))?;
+        let refs = match &functions.references {
+            Some(r) => eval::References::from_ir(r, &env),
+            None => {
+                let blocks: Vec<&stepforge_syntax::ast::Block> =
+                    task.outputs.iter().flat_map(|o| &o.transforms).collect();
+                eval::References::compile(&blocks, &env)
+            }
+        }
+        .map_err(|e| ExecError::from_eval_task(&e))?;
         let prep = Arc::new(DimsPrep {
             env,
+            functions,
+            refs,
             seeds: Mutex::new(BTreeMap::new()),
         });
         let mut all = self.dims.lock().unwrap_or_else(PoisonError::into_inner);
@@ -146,7 +167,7 @@ impl VerifyCache {
         {
             return Ok(s.clone());
         }
-        let data = Arc::new(prepare_seed(task, &prep.env, seed, limits, clock)?);
+        let data = Arc::new(prepare_seed(task, prep, seed, limits, clock)?);
         let mut bytes = self.bytes.lock().unwrap_or_else(PoisonError::into_inner);
         if bytes.saturating_add(data.bytes) <= MAX_CACHED_BYTES {
             *bytes += data.bytes;
@@ -170,7 +191,7 @@ fn limit_diag(d: Diagnostic) -> ExecError {
 /// Generates one seed's inputs and evaluates every reference snippet on them.
 fn prepare_seed(
     task: &Task,
-    base: &Env,
+    prep: &DimsPrep,
     seed: u64,
     limits: &ExecLimits,
     clock: &Clock,
@@ -182,8 +203,9 @@ fn prepare_seed(
         max_total_elements: limits.max_live_bytes / 4,
         max_total_bytes: limits.max_live_bytes,
     };
-    let data = stepforge_task::generate(task, &base.dims, seed, &gen_limits).map_err(limit_diag)?;
-    let mut env = base.clone();
+    let data =
+        stepforge_task::generate(task, &prep.env.dims, seed, &gen_limits).map_err(limit_diag)?;
+    let mut env = prep.env.clone();
     let mut inputs: Vec<Vec<Arc<Vec<f32>>>> = Vec::with_capacity(data.inputs.len());
     let mut bytes = 0u64;
     let n_inputs = task.inputs.len();
@@ -208,17 +230,13 @@ fn prepare_seed(
     let started = Instant::now();
     // References contract in f64 (DESIGN §9: references may be more exact than programs).
     let _acc = stepforge_tensor::AccumulationGuard::new(stepforge_tensor::Accumulation::F64);
-    let mut expected = Vec::with_capacity(task.outputs.len());
-    for decl in &task.outputs {
-        let mut fields = Vec::with_capacity(decl.transforms.len());
-        for block in &decl.transforms {
-            clock.check(Span::DUMMY)?;
-            let t = eval::eval_snippet(block, &env).map_err(|e| ExecError::from_eval_task(&e))?;
-            bytes += 8 * t.numel() as u64;
-            fields.push(t);
-        }
-        expected.push(fields);
-    }
+    clock.check(Span::DUMMY)?;
+    let expected = evaluate_references(task, prep, &env)?;
+    bytes += expected
+        .iter()
+        .flatten()
+        .map(|t| 8 * t.numel() as u64)
+        .sum::<u64>();
     Ok(SeedData {
         env,
         inputs,
@@ -235,6 +253,7 @@ fn prepare_seed(
 /// either way) from a wrong program. Computed only after a mismatch, never cached.
 pub fn perturbed_expected(
     task: &Task,
+    prep: &DimsPrep,
     data: &SeedData,
     rel: f64,
     draw: u64,
@@ -251,15 +270,24 @@ pub fn perturbed_expected(
         }
     }
     let _acc = stepforge_tensor::AccumulationGuard::new(stepforge_tensor::Accumulation::F64);
-    let mut out = Vec::with_capacity(task.outputs.len());
-    for decl in &task.outputs {
-        let mut fields = Vec::with_capacity(decl.transforms.len());
-        for block in &decl.transforms {
-            clock.check(Span::DUMMY)?;
-            fields
-                .push(eval::eval_snippet(block, &env).map_err(|e| ExecError::from_eval_task(&e))?);
-        }
-        out.push(fields);
-    }
-    Ok(out)
+    clock.check(Span::DUMMY)?;
+    evaluate_references(task, prep, &env)
+}
+
+/// Every reference snippet in one shared scope (DESIGN §7), grouped per output.
+fn evaluate_references(
+    task: &Task,
+    prep: &DimsPrep,
+    env: &Env,
+) -> Result<Vec<Vec<Tensor>>, ExecError> {
+    let mut all = prep
+        .refs
+        .eval(env)
+        .map_err(|e| ExecError::from_eval_task(&e))?
+        .into_iter();
+    Ok(task
+        .outputs
+        .iter()
+        .map(|decl| all.by_ref().take(decl.transforms.len()).collect())
+        .collect())
 }

@@ -22,6 +22,7 @@
 use std::collections::BTreeMap;
 use std::sync::{Arc, OnceLock};
 
+use stepforge_ir::func::TaskFunctions;
 use stepforge_ir::{Dim, DimEnv, DynDim, ElemType, FnId, FnKind, Graph, Op, OpKind, StreamId};
 use stepforge_syntax::ast::{Block, DtypeAst};
 use stepforge_syntax::codes::Code;
@@ -116,7 +117,14 @@ impl<'g> Prepared<'g> {
     /// Compiles every element function the graph uses against `env` (its `global` names and
     /// dims) and evaluates their output shapes. A function body the evaluator cannot compile
     /// is a task error.
-    pub fn new(graph: &'g Graph, task: &'g Task, env: &Env) -> Result<Prepared<'g>, ExecError> {
+    ///
+    /// `functions` are the task's lowered element functions, indexed by [`stepforge_ir::FnId`].
+    pub fn new(
+        graph: &'g Graph,
+        task: &'g Task,
+        functions: &TaskFunctions,
+        env: &Env,
+    ) -> Result<Prepared<'g>, ExecError> {
         let dims = DimEnv::from_statics(env.dims.iter().map(|(k, v)| (k.clone(), *v)));
         let data = data_shapes(task, &env.dims);
         let mut fns: Vec<Option<FnPlan<'g>>> = (0..graph.fns().len()).map(|_| None).collect();
@@ -132,14 +140,24 @@ impl<'g> Prepared<'g> {
                 continue;
             }
             let sig = graph.fn_sig(f);
-            let Some(decl) = task.fns.iter().find(|d| d.func_name.name == sig.name) else {
+            // The AST body is still needed by the batching rewrite (`batch.rs`).
+            let Some((di, decl)) = task
+                .fns
+                .iter()
+                .enumerate()
+                .find(|(_, d)| d.func_name.name == sig.name)
+            else {
                 return Err(internal(
                     format!("fn `{}` has no declaration", sig.name),
                     op.span,
                 ));
             };
-            let func = Function::compile(sig.name.clone(), &decl.body, env)
-                .map_err(|e| ExecError::from_eval_task(&e))?;
+            let func = match functions.fns.get(di) {
+                Some(Some(body)) => Function::from_ir(sig.name.clone(), body.clone(), env),
+                // A body that did not lower: lowering it again reports why.
+                _ => Function::compile(sig.name.clone(), &decl.body, env),
+            }
+            .map_err(|e| ExecError::from_eval_task(&e))?;
             let mut out = Vec::new();
             for field in sig.output.fields() {
                 let shape = eval_dims(&field.field_tensor_dims(), &dims, &sig.name, sig.span)

@@ -15,7 +15,7 @@ use stepforge_syntax::{Diagnostic, Span};
 use stepforge_task::{Loaded, Task, Tolerance};
 use stepforge_tensor::{Tensor, fmt_shape};
 
-use crate::cache::{SeedData, VerifyCache, perturbed_expected};
+use crate::cache::{DimsPrep, SeedData, VerifyCache, perturbed_expected};
 use crate::compare::{
     EPS_F32, FieldStats, MAX_EXCUSED_FRACTION, ToleranceRule, compare_tie_aware, compare_values,
     effective_tolerance,
@@ -147,8 +147,15 @@ fn stem(path: &str) -> String {
 }
 
 /// The verdict of a program the checker could not type: the earliest phase that failed.
-fn static_verdict(diags: &[Diagnostic]) -> Verdict {
-    let errors: Vec<&Diagnostic> = diags.iter().filter(|d| d.is_error()).collect();
+/// `task_fn` tells the errors found in the task's own element functions and references.
+fn static_verdict(diags: &[Diagnostic], task_fn: impl Fn(&Diagnostic) -> bool) -> Verdict {
+    let errors: Vec<&Diagnostic> = diags
+        .iter()
+        .filter(|d| d.is_error() && !task_fn(d))
+        .collect();
+    if errors.is_empty() && diags.iter().any(Diagnostic::is_error) {
+        return Verdict::TaskError;
+    }
     let code = |d: &&Diagnostic| d.code.as_str();
     if errors.iter().any(|d| code(d).starts_with("E01")) {
         Verdict::SyntaxError
@@ -175,11 +182,22 @@ fn run_checked(
     r.linear = check.linear;
     r.linear_compat = check.linear_compat;
     r.copies_needed = check.copies_needed;
+    // Errors in the task's element functions and references (the checker reports them with
+    // every program) belong to the task: they are shown at their place in the task file.
+    let (_, task_fn_diags) = stepforge_check::lower_task_functions(task);
+    let task_fn = |d: &Diagnostic| {
+        task_fn_diags
+            .iter()
+            .find(|t| t.code == d.code && t.message == d.message)
+    };
     for d in &check.diagnostics {
-        r.push(Origin::Program, d.clone());
+        match task_fn(d) {
+            Some(t) => r.push(Origin::Task, t.clone()),
+            None => r.push(Origin::Program, d.clone()),
+        }
     }
     let Some(graph) = &check.graph else {
-        r.verdict = static_verdict(&check.diagnostics);
+        r.verdict = static_verdict(&check.diagnostics, |d| task_fn(d).is_some());
         return;
     };
     if let Err(e) = execute(task, graph, opts, cache, r) {
@@ -196,13 +214,14 @@ fn run_checked(
 /// comparison), with a relative noise of the field's tolerance.
 fn perturbed_draws(
     task: &Task,
+    prep: &DimsPrep,
     data: &SeedData,
     tol: Tolerance,
     clock: &Clock,
 ) -> Result<Vec<Vec<Vec<Tensor>>>, ExecError> {
     let rel = tol.rtol.max(EPS_F32);
     (0..2)
-        .map(|draw| perturbed_expected(task, data, rel, draw, clock))
+        .map(|draw| perturbed_expected(task, prep, data, rel, draw, clock))
         .collect()
 }
 
@@ -264,7 +283,7 @@ fn execute(
     let limits = &opts.limits;
     let mut clock = Clock::new(limits);
     let prep = cache.dims(task, &opts.dims, limits)?;
-    let prepared = Prepared::new(graph, task, &prep.env)?;
+    let prepared = Prepared::new(graph, task, &prep.functions, &prep.env)?;
     let rule = ToleranceRule {
         base: opts.tolerance(task),
         depth: reduction_depth(graph, &prep.env.dims),
@@ -329,7 +348,7 @@ fn execute(
                 if st.first_mismatch.is_some() {
                     let draws = match &perturbed {
                         Some(p) => p,
-                        None => perturbed.insert(perturbed_draws(task, &data, tol, &clock)?),
+                        None => perturbed.insert(perturbed_draws(task, &prep, &data, tol, &clock)?),
                     };
                     let values: Vec<Vec<f64>> = draws
                         .iter()

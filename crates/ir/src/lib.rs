@@ -9,8 +9,10 @@
 //! checked, by the IR verifier ([`verify::verify`]); [`Graph::instantiate`] turns symbolic
 //! shapes into concrete ones for one dimension binding ([`Instance`]).
 
+pub mod builtin;
 pub mod dim;
 pub mod dump;
+pub mod func;
 pub mod graph;
 pub mod hash;
 pub mod instance;

@@ -221,7 +221,7 @@ fn lint_fires_and_its_fix_verifies_and_simulates() {
     let fixed = stepforge_syntax::diag::apply_fixes(&prog, &out.diagnostics, true);
     let (_, after) = stepforge_check::check_answer(task, &fixed);
     assert!(
-        after.ok && after.linear && after.diagnostics.is_empty(),
+        after.ok && after.linear == Some(true) && after.diagnostics.is_empty(),
         "{fixed}\n{:?}",
         after.diagnostics
     );

@@ -120,7 +120,7 @@ impl<'a> EvalFns<'a> {
             .fns()
             .iter()
             .map(|sig| {
-                let decl = &c.task.fns[sig.decl_index];
+                let decl = c.task.fns.iter().find(|d| d.func_name.name == sig.name)?;
                 Function::compile(sig.name.clone(), &decl.body, &c.env).ok()
             })
             .collect();
@@ -183,7 +183,8 @@ pub fn sim(
 }
 
 pub fn execute(c: &Case) -> Vec<StreamData> {
-    let p = Prepared::new(&c.graph, &c.task, &c.env).unwrap();
+    let (functions, _) = stepforge_check::lower_task_functions(&c.task);
+    let p = Prepared::new(&c.graph, &c.task, &functions, &c.env).unwrap();
     let limits = ExecLimits::default();
     let mut clock = Clock::new(&limits);
     p.run(&c.env, &c.inputs, &limits, &mut clock).unwrap()

@@ -126,3 +126,23 @@ fn snapshot_parse_program_human() {
     assert_eq!(run.code, 0, "{}", run.stderr);
     insta::assert_snapshot!("parse_program_human", run.transcript());
 }
+
+#[test]
+fn check_reports_unknown_torch_function_in_an_element_function() {
+    let run = stepforge(&[
+        "check",
+        "crates/cli/tests/it/fixtures/unknown_torch_fn.yaml",
+    ]);
+    assert_eq!(run.code, 1, "{}", run.stderr);
+    insta::assert_snapshot!("check_unknown_torch_fn", run.transcript());
+}
+
+#[test]
+fn reference_snippets_share_one_scope_in_file_order() {
+    let path = "crates/cli/tests/it/fixtures/shared_reference_scope.yaml";
+    let run = stepforge(&["check", path]);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    let run = stepforge(&["verify", path, "--format", "json"]);
+    assert_eq!(run.code, 0, "{}", run.stdout);
+    assert_eq!(run.json_lines()[0]["verdict"], "pass", "{}", run.stdout);
+}

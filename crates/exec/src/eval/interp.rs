@@ -3,14 +3,15 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
+use stepforge_ir::func::{
+    Attr, BinOp, CmpOp, Expr, ExprId, FPart, Index as CIndex, Key, Mode, Slot, Stmt,
+    Target as CTarget, UnOp,
+};
 use stepforge_syntax::Span;
-use stepforge_syntax::ast::{BinOp, CmpOp, UnOp};
 use stepforge_syntax::codes::Code as DiagCode;
 use stepforge_tensor::{BinaryOp, Index, Tensor};
 
-use super::compile::{
-    Attr, CExpr, CIndex, CTarget, Compiled, EK, FPart, INPUT_SLOT, Key, Mode, STATE_SLOT, StmtKind,
-};
+use super::compile::{Compiled, INPUT_SLOT, STATE_SLOT};
 use super::funcs::{self, Args, as_int, to_tensor};
 use super::value::Value;
 use super::{Env, EvalError};
@@ -21,6 +22,9 @@ const MAX_LIST: usize = 1 << 20;
 
 struct Interp<'e> {
     env: &'e Env,
+    body: &'e stepforge_ir::func::Body,
+    /// Constants, globals and dimension values, by node.
+    values: &'e [Option<Value>],
     fuel: u64,
     /// Elements produced so far (see [`super::EvalLimits::max_produced`]).
     produced: u64,
@@ -41,9 +45,9 @@ pub(crate) fn run(
     state: Option<Vec<Tensor>>,
 ) -> Result<Value, EvalError> {
     let mut it = Interp::new(code, env);
-    if code.mode == Mode::Function {
-        it.slots[INPUT_SLOT] = inputs.map(tensor_values);
-        it.slots[STATE_SLOT] = state.map(tensor_values);
+    if code.mode() == Mode::Function {
+        it.slots[INPUT_SLOT as usize] = inputs.map(tensor_values);
+        it.slots[STATE_SLOT as usize] = state.map(tensor_values);
     }
     it.block(code)
 }
@@ -56,25 +60,37 @@ pub(crate) fn run_shared(
 ) -> Result<Value, EvalError> {
     let mut it = Interp::new(code, env);
     let wrap = |ts: Vec<Arc<Tensor>>| Value::list(ts.into_iter().map(Value::Tensor).collect());
-    if code.mode == Mode::Function {
-        it.slots[INPUT_SLOT] = Some(wrap(inputs));
-        it.slots[STATE_SLOT] = state.map(wrap);
+    if code.mode() == Mode::Function {
+        it.slots[INPUT_SLOT as usize] = Some(wrap(inputs));
+        it.slots[STATE_SLOT as usize] = state.map(wrap);
     }
     it.block(code)
 }
 
+/// Runs the statement ranges `parts` of a snippet body in one frame, in order; the value of
+/// each is its last line (or its `return`).
+pub(crate) fn run_parts(
+    code: &Compiled,
+    env: &Env,
+    parts: &[std::ops::Range<usize>],
+) -> Result<Vec<Value>, EvalError> {
+    let mut it = Interp::new(code, env);
+    let mut out = Vec::with_capacity(parts.len());
+    for p in parts {
+        let stmts = code.body.stmts.get(p.clone()).unwrap_or(&[]);
+        out.push(it.stmts(stmts)?);
+    }
+    Ok(out)
+}
+
 pub(crate) type GlobalResult = (BTreeMap<String, Value>, BTreeMap<String, i64>);
 
-pub(crate) fn run_global(
-    block: &stepforge_syntax::ast::Block,
-    env: &Env,
-) -> Result<GlobalResult, EvalError> {
-    let code = super::compile::compile(block, env, Mode::Global)?;
-    let mut it = Interp::new(&code, env);
+pub(crate) fn run_global(code: &Compiled, env: &Env) -> Result<GlobalResult, EvalError> {
+    let mut it = Interp::new(code, env);
     it.dims = Some(env.dims.clone());
-    it.block(&code)?;
+    it.block(code)?;
     let mut names = BTreeMap::new();
-    for (name, v) in code.slot_names.iter().zip(it.slots) {
+    for (name, v) in code.body.slot_names.iter().zip(it.slots) {
         if let Some(v) = v {
             names.insert(name.clone(), v);
         }
@@ -86,10 +102,12 @@ impl<'e> Interp<'e> {
     fn new(code: &'e Compiled, env: &'e Env) -> Interp<'e> {
         Interp {
             env,
+            body: &code.body,
+            values: &code.values,
             fuel: env.limits.fuel,
             produced: 0,
-            slots: vec![None; code.slot_names.len()],
-            slot_names: &code.slot_names,
+            slots: vec![None; code.body.slot_names.len()],
+            slot_names: &code.body.slot_names,
             dims: None,
         }
     }
@@ -115,16 +133,21 @@ impl<'e> Interp<'e> {
     }
 
     fn block(&mut self, code: &Compiled) -> Result<Value, EvalError> {
+        self.stmts(&code.body.stmts)
+    }
+
+    /// Runs statements; the value is a `return`'s, else the last line's.
+    fn stmts(&mut self, stmts: &[Stmt]) -> Result<Value, EvalError> {
         let mut last = Value::None;
-        for s in &code.stmts {
-            match &s.kind {
-                StmtKind::Assign(t, e) => {
-                    let v = self.expr(e)?;
+        for s in stmts {
+            match s {
+                Stmt::Assign(t, e) => {
+                    let v = self.expr(*e)?;
                     self.assign(t, v.clone())?;
                     last = v;
                 }
-                StmtKind::Expr(e) => last = self.expr(e)?,
-                StmtKind::Return(e) => return self.expr(e),
+                Stmt::Expr(e) => last = self.expr(*e)?,
+                Stmt::Return(e) => return self.expr(*e),
             }
         }
         Ok(last)
@@ -133,22 +156,22 @@ impl<'e> Interp<'e> {
     fn assign(&mut self, t: &CTarget, v: Value) -> Result<(), EvalError> {
         match t {
             CTarget::Slot(s) => {
-                self.slots[*s] = Some(v);
+                self.slots[*s as usize] = Some(v);
                 Ok(())
             }
             CTarget::DimName { slot, dim } => {
                 let dims = self.dims.get_or_insert_with(BTreeMap::new);
-                let v = match dims.get(dim) {
+                let v = match dims.get(&**dim) {
                     // Task-file literals and `--dims` overrides win over the block.
                     Some(&known) => Value::Int(known),
                     None => {
                         if let Some(i) = as_int(&v) {
-                            dims.insert(dim.clone(), i);
+                            dims.insert(dim.to_string(), i);
                         }
                         v
                     }
                 };
-                self.slots[*slot] = Some(v);
+                self.slots[*slot as usize] = Some(v);
                 Ok(())
             }
             CTarget::Tuple(targets, span) => {
@@ -199,8 +222,12 @@ impl<'e> Interp<'e> {
             CTarget::Item { slot, index, span } => {
                 let idx = self.indices(index)?;
                 let span = *span;
-                let name = self.slot_names.get(*slot).cloned().unwrap_or_default();
-                let Some(cur) = self.slots[*slot].as_mut() else {
+                let name = self
+                    .slot_names
+                    .get(*slot as usize)
+                    .cloned()
+                    .unwrap_or_default();
+                let Some(cur) = self.slots[*slot as usize].as_mut() else {
                     return Err(EvalError::eval(
                         format!("name `{name}` is not defined"),
                         span,
@@ -250,11 +277,11 @@ impl<'e> Interp<'e> {
     fn key(&mut self, key: &Key) -> Result<Arc<str>, EvalError> {
         match key {
             Key::Const(k) => Ok(k.clone()),
-            Key::Dyn(e) => match self.expr(e)? {
+            Key::Dyn(e) => match self.expr(*e)? {
                 Value::Str(s) => Ok(s),
                 other => Err(EvalError::eval(
                     format!("keys must be strings, not {}", other.type_name()),
-                    e.span,
+                    self.body.span(*e),
                 )),
             },
         }
@@ -266,14 +293,15 @@ impl<'e> Interp<'e> {
             out.push(match it {
                 CIndex::Ellipsis => Index::Ellipsis,
                 CIndex::Index(e) => {
-                    let v = self.expr(e)?;
-                    index_of(&v, e.span)?
+                    let v = self.expr(*e)?;
+                    index_of(&v, self.body.span(*e))?
                 }
                 CIndex::Slice(lo, hi, st) => {
-                    let mut part = |e: &Option<CExpr>| -> Result<Option<i64>, EvalError> {
+                    let body = self.body;
+                    let mut part = |e: &Option<ExprId>| -> Result<Option<i64>, EvalError> {
                         match e {
                             None => Ok(None),
-                            Some(e) => match self.expr(e)? {
+                            Some(e) => match self.expr(*e)? {
                                 Value::None => Ok(None),
                                 v => as_int(&v).map(Some).ok_or_else(|| {
                                     EvalError::eval(
@@ -281,7 +309,7 @@ impl<'e> Interp<'e> {
                                             "slice indices must be integers, not {}",
                                             v.type_name()
                                         ),
-                                        e.span,
+                                        body.span(*e),
                                     )
                                 }),
                             },
@@ -300,10 +328,10 @@ impl<'e> Interp<'e> {
 
     // A plain loop: iterator adapters add several frames per nesting level in debug builds.
     #[inline(never)]
-    fn exprs(&mut self, es: &[CExpr]) -> Result<Vec<Value>, EvalError> {
+    fn exprs(&mut self, es: &[ExprId]) -> Result<Vec<Value>, EvalError> {
         let mut out = Vec::with_capacity(es.len());
         for e in es {
-            out.push(self.expr(e)?);
+            out.push(self.expr(*e)?);
         }
         Ok(out)
     }
@@ -311,40 +339,43 @@ impl<'e> Interp<'e> {
     // `expr` recurses once per nesting level, so it only dispatches: every arm with locals
     // lives in its own non-inlined method, which keeps the recursive frame small (the parser
     // admits 200 levels, and evaluation may run on 2 MiB thread stacks in debug builds).
-    fn expr(&mut self, e: &CExpr) -> Result<Value, EvalError> {
-        self.tick(1, e.span)?;
-        let span = e.span;
-        match &e.kind {
-            EK::Const(v) => Ok(v.clone()),
-            EK::Slot(s) => match &self.slots[*s] {
+    fn expr(&mut self, id: ExprId) -> Result<Value, EvalError> {
+        let body = self.body;
+        let span = body.span(id);
+        self.tick(1, span)?;
+        match body.expr(id) {
+            Expr::Const(_) | Expr::Global(_) | Expr::DimValue(_) => {
+                Ok(self.values[id.0 as usize].clone().unwrap_or(Value::None))
+            }
+            Expr::Slot(s) => match &self.slots[*s as usize] {
                 Some(v) => Ok(v.clone()),
                 None => Err(self.unbound(*s, span)),
             },
-            EK::CtxGet(k) => self.ctx_get(k, span),
-            EK::DataGet(k) => self.data_get(k, span),
-            EK::Attr(v, a) => self.attr_expr(v, *a, span),
-            EK::Call {
+            Expr::CtxGet(k) => self.ctx_get(k, span),
+            Expr::DataGet(k) => self.data_get(k, span),
+            Expr::Attr(v, a) => self.attr_expr(*v, *a, span),
+            Expr::Call {
                 func,
                 recv,
                 args,
                 kwargs,
                 inplace,
-            } => self.call_expr(*func, recv.as_deref(), args, kwargs, *inplace, span),
-            EK::CallValue { func, args, kwargs } => self.call_value(func, args, kwargs, span),
-            EK::Subscript(base, items) => self.subscript_expr(base, items, span),
-            EK::Binary(op, l, r) => self.binary_expr(*op, l, r, span),
-            EK::Unary(op, x) => self.unary_expr(*op, x, span),
-            EK::Compare(first, rest) => self.compare_expr(first, rest, span),
-            EK::IfElse(c, a, b) => self.if_expr(c, a, b),
-            EK::List(items) => self.sequence(items, span, false),
-            EK::Tuple(items) => self.sequence(items, span, true),
-            EK::ListComp { elt, target, iter } => self.list_comp(elt, target, iter, span),
-            EK::FString(parts) => self.fstring(parts, span),
+            } => self.call_expr(*func, *recv, args, kwargs, *inplace, span),
+            Expr::CallValue { func, args, kwargs } => self.call_value(*func, args, kwargs, span),
+            Expr::Subscript(base, items) => self.subscript_expr(*base, items, span),
+            Expr::Binary(op, l, r) => self.binary_expr(*op, *l, *r, span),
+            Expr::Unary(op, x) => self.unary_expr(*op, *x, span),
+            Expr::Compare(first, rest) => self.compare_expr(*first, rest, span),
+            Expr::IfElse { cond, then, orelse } => self.if_expr(*cond, *then, *orelse),
+            Expr::List(items) => self.sequence(items, span, false),
+            Expr::Tuple(items) => self.sequence(items, span, true),
+            Expr::ListComp { elt, target, iter } => self.list_comp(*elt, target, *iter, span),
+            Expr::FString(parts) => self.fstring(parts, span),
         }
     }
 
     #[inline(never)]
-    fn sequence(&mut self, items: &[CExpr], span: Span, tuple: bool) -> Result<Value, EvalError> {
+    fn sequence(&mut self, items: &[ExprId], span: Span, tuple: bool) -> Result<Value, EvalError> {
         let v = self.exprs(items)?;
         check_nesting(&v, span)?;
         Ok(if tuple {
@@ -355,8 +386,8 @@ impl<'e> Interp<'e> {
     }
 
     #[inline(never)]
-    fn unbound(&self, s: usize, span: Span) -> EvalError {
-        let name = self.slot_names.get(s).map_or("?", String::as_str);
+    fn unbound(&self, s: Slot, span: Span) -> EvalError {
+        let name = self.slot_names.get(s as usize).map_or("?", String::as_str);
         let msg = match name {
             "state" => "`state` is only defined in reducers (fns with `init`)".to_string(),
             "input" => "`input` is only defined in element functions".to_string(),
@@ -402,7 +433,7 @@ impl<'e> Interp<'e> {
     }
 
     #[inline(never)]
-    fn attr_expr(&mut self, v: &CExpr, a: Attr, span: Span) -> Result<Value, EvalError> {
+    fn attr_expr(&mut self, v: ExprId, a: Attr, span: Span) -> Result<Value, EvalError> {
         let v = self.expr(v)?;
         attr(v, a, span)
     }
@@ -411,10 +442,10 @@ impl<'e> Interp<'e> {
     fn call_expr(
         &mut self,
         func: funcs::Func,
-        recv: Option<&CExpr>,
-        args: &[CExpr],
-        kwargs: &[(&'static str, CExpr)],
-        inplace: Option<usize>,
+        recv: Option<ExprId>,
+        args: &[ExprId],
+        kwargs: &[(&'static str, ExprId)],
+        inplace: Option<Slot>,
         span: Span,
     ) -> Result<Value, EvalError> {
         let mut pos = Vec::with_capacity(args.len() + 1);
@@ -422,13 +453,13 @@ impl<'e> Interp<'e> {
             pos.push(self.expr(r)?);
         }
         for a in args {
-            pos.push(self.expr(a)?);
+            pos.push(self.expr(*a)?);
         }
         let kw = self.kwargs(kwargs)?;
         let out = call_builtin(func, pos, kw, span)?;
         self.charge(&out, span)?;
         if let Some(s) = inplace {
-            self.slots[s] = Some(out.clone());
+            self.slots[s as usize] = Some(out.clone());
         }
         Ok(out)
     }
@@ -436,9 +467,9 @@ impl<'e> Interp<'e> {
     #[inline(never)]
     fn call_value(
         &mut self,
-        func: &CExpr,
-        args: &[CExpr],
-        kwargs: &[(&'static str, CExpr)],
+        func: ExprId,
+        args: &[ExprId],
+        kwargs: &[(&'static str, ExprId)],
         span: Span,
     ) -> Result<Value, EvalError> {
         let f = self.expr(func)?;
@@ -477,43 +508,43 @@ impl<'e> Interp<'e> {
     #[inline(never)]
     fn subscript_expr(
         &mut self,
-        base: &CExpr,
+        base: ExprId,
         items: &[CIndex],
         span: Span,
     ) -> Result<Value, EvalError> {
         let b = self.expr(base)?;
         // Fast path for `input[0]` / `state[1]`: no index vector.
         if let (Value::List(l) | Value::Tuple(l), [CIndex::Index(ie)]) = (&b, items) {
-            let iv = self.expr(ie)?;
+            let iv = self.expr(*ie)?;
             if let Value::Int(i) = iv {
                 return seq_item(l, i, span);
             }
             let idx = Indices {
-                tensor: vec![index_of(&iv, ie.span)?],
+                tensor: vec![index_of(&iv, self.body.span(*ie))?],
             };
             return subscript(b, idx, span);
         }
         match b {
             Value::Ctx | Value::InputData => {
                 let key = match items {
-                    [CIndex::Index(k)] => match self.expr(k)? {
+                    [CIndex::Index(k)] => match self.expr(*k)? {
                         Value::Str(s) => s,
                         other => {
                             return Err(EvalError::eval(
                                 format!("keys must be strings, not {}", other.type_name()),
-                                k.span,
+                                self.body.span(*k),
                             ));
                         }
                     },
                     _ => return Err(EvalError::eval("expected one key", span)),
                 };
                 let k = Key::Const(key);
-                let kind = if matches!(b, Value::Ctx) {
-                    EK::CtxGet(k)
+                self.tick(1, span)?;
+                if matches!(b, Value::Ctx) {
+                    self.ctx_get(&k, span)
                 } else {
-                    EK::DataGet(k)
-                };
-                self.expr(&CExpr { kind, span })
+                    self.data_get(&k, span)
+                }
             }
             _ => {
                 let idx = self.indices(items)?;
@@ -528,8 +559,8 @@ impl<'e> Interp<'e> {
     fn binary_expr(
         &mut self,
         op: BinOp,
-        l: &CExpr,
-        r: &CExpr,
+        l: ExprId,
+        r: ExprId,
         span: Span,
     ) -> Result<Value, EvalError> {
         let a = self.expr(l)?;
@@ -540,7 +571,7 @@ impl<'e> Interp<'e> {
     }
 
     #[inline(never)]
-    fn unary_expr(&mut self, op: UnOp, x: &CExpr, span: Span) -> Result<Value, EvalError> {
+    fn unary_expr(&mut self, op: UnOp, x: ExprId, span: Span) -> Result<Value, EvalError> {
         let v = self.expr(x)?;
         unop(op, v, span)
     }
@@ -548,13 +579,13 @@ impl<'e> Interp<'e> {
     #[inline(never)]
     fn compare_expr(
         &mut self,
-        first: &CExpr,
-        rest: &[(CmpOp, CExpr)],
+        first: ExprId,
+        rest: &[(CmpOp, ExprId)],
         span: Span,
     ) -> Result<Value, EvalError> {
         let mut left = self.expr(first)?;
         for (op, e) in rest {
-            let right = self.expr(e)?;
+            let right = self.expr(*e)?;
             let r = compare(*op, &left, &right, span)?;
             if rest.len() == 1 {
                 return Ok(r);
@@ -569,9 +600,9 @@ impl<'e> Interp<'e> {
     }
 
     #[inline(never)]
-    fn if_expr(&mut self, c: &CExpr, a: &CExpr, b: &CExpr) -> Result<Value, EvalError> {
+    fn if_expr(&mut self, c: ExprId, a: ExprId, b: ExprId) -> Result<Value, EvalError> {
         let cv = self.expr(c)?;
-        if py_truthy(&cv, c.span)? {
+        if py_truthy(&cv, self.body.span(c))? {
             self.expr(a)
         } else {
             self.expr(b)
@@ -581,9 +612,9 @@ impl<'e> Interp<'e> {
     #[inline(never)]
     fn list_comp(
         &mut self,
-        elt: &CExpr,
+        elt: ExprId,
         target: &CTarget,
-        iter: &CExpr,
+        iter: ExprId,
         span: Span,
     ) -> Result<Value, EvalError> {
         let it = self.expr(iter)?;
@@ -607,7 +638,7 @@ impl<'e> Interp<'e> {
                 out.push(self.expr(elt)?);
             }
         } else {
-            for item in funcs::iter_items(&it, iter.span, MAX_LIST)? {
+            for item in funcs::iter_items(&it, self.body.span(iter), MAX_LIST)? {
                 self.tick(1, span)?;
                 self.assign(target, item)?;
                 out.push(self.expr(elt)?);
@@ -623,7 +654,7 @@ impl<'e> Interp<'e> {
         for p in parts {
             match p {
                 FPart::Lit(l) => s.push_str(l),
-                FPart::Expr(e) => s.push_str(&self.expr(e)?.py_str()),
+                FPart::Expr(e) => s.push_str(&self.expr(*e)?.py_str()),
             }
             if s.len() > MAX_LIST {
                 return Err(EvalError::new(
@@ -641,11 +672,11 @@ impl<'e> Interp<'e> {
 
     fn kwargs(
         &mut self,
-        kwargs: &[(&'static str, CExpr)],
+        kwargs: &[(&'static str, ExprId)],
     ) -> Result<Vec<(&'static str, Value)>, EvalError> {
         kwargs
             .iter()
-            .map(|(k, e)| Ok((*k, self.expr(e)?)))
+            .map(|(k, e)| Ok((*k, self.expr(*e)?)))
             .collect()
     }
 
@@ -872,16 +903,7 @@ fn tensor_binop(op: BinOp) -> Option<BinaryOp> {
 }
 
 fn op_str(op: BinOp) -> &'static str {
-    match op {
-        BinOp::Add => "+",
-        BinOp::Sub => "-",
-        BinOp::Mul => "*",
-        BinOp::Div => "/",
-        BinOp::FloorDiv => "//",
-        BinOp::Mod => "%",
-        BinOp::Pow => "**",
-        BinOp::MatMul => "@",
-    }
+    op.as_str()
 }
 
 enum Num {
@@ -1100,23 +1122,7 @@ fn tensor_cmp(op: CmpOp) -> stepforge_tensor::CmpOp {
 }
 
 /// A comparison with Python/torch semantics (tensors compare elementwise to bool tensors).
-pub(crate) fn compare(
-    op: impl Into<CmpOpAny>,
-    a: &Value,
-    b: &Value,
-    span: Span,
-) -> Result<Value, EvalError> {
-    let op = match op.into() {
-        CmpOpAny::Ast(o) => o,
-        CmpOpAny::Tensor(o) => match o {
-            stepforge_tensor::CmpOp::Lt => CmpOp::Lt,
-            stepforge_tensor::CmpOp::Le => CmpOp::Le,
-            stepforge_tensor::CmpOp::Gt => CmpOp::Gt,
-            stepforge_tensor::CmpOp::Ge => CmpOp::Ge,
-            stepforge_tensor::CmpOp::Eq => CmpOp::Eq,
-            stepforge_tensor::CmpOp::Ne => CmpOp::Ne,
-        },
-    };
+pub(crate) fn compare(op: CmpOp, a: &Value, b: &Value, span: Span) -> Result<Value, EvalError> {
     if (matches!(a, Value::Tensor(_)) || matches!(b, Value::Tensor(_)))
         && let (Some(x), Some(y)) = (to_tensor(a), to_tensor(b))
     {
@@ -1180,21 +1186,4 @@ fn py_eq(a: &Value, b: &Value) -> Option<bool> {
         }
         _ => return None,
     })
-}
-
-pub(crate) enum CmpOpAny {
-    Ast(CmpOp),
-    Tensor(stepforge_tensor::CmpOp),
-}
-
-impl From<CmpOp> for CmpOpAny {
-    fn from(o: CmpOp) -> CmpOpAny {
-        CmpOpAny::Ast(o)
-    }
-}
-
-impl From<stepforge_tensor::CmpOp> for CmpOpAny {
-    fn from(o: stepforge_tensor::CmpOp) -> CmpOpAny {
-        CmpOpAny::Tensor(o)
-    }
 }

@@ -1,12 +1,14 @@
 //! The evaluator of the Python/torch subset (DESIGN §7): element-function bodies, `global`
 //! blocks and reference snippets, over `stepforge-tensor` tensors.
 //!
-//! Design for speed: a block is first *compiled* against an [`Env`] ([`Function::compile`]):
-//! local names become frame slots, `torch.*` paths and method names become `Func`
-//! values, keyword names become `&'static str`, global names and `X_value`s become constants.
-//! Unsupported names and methods are found here, once, before anything runs. Calling a
-//! compiled function then walks a small tree with no string allocation and no tensor copies
-//! (tensors are shared through `Arc`).
+//! Design for speed: bodies arrive lowered to the element-function IR
+//! ([`stepforge_ir::func`], by `stepforge_check::func_lower`, once per task): local names are
+//! frame slots, `torch.*` paths and method names are [`stepforge_ir::builtin::Builtin`]s,
+//! keyword names are `&'static str`. Preparing a body for an [`Env`] ([`Function::from_ir`])
+//! resolves its constants, `global` names and `X_value`s once, per node. Calling it then walks
+//! the IR arena with no string allocation and no tensor copies (tensors are shared through
+//! `Arc`). The AST entry points ([`Function::compile`], [`eval_block`], ..) lower first; they
+//! serve tests and the batching rewrite, which is still an AST→AST rewrite.
 //!
 //! Safety: every evaluation has a step budget ("fuel", E0702) and runs under the tensor
 //! crate's per-thread size and work limits (E0701), so a hostile snippet such as
@@ -27,6 +29,7 @@ mod tests;
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
+use stepforge_ir::func::{Body, Mode};
 use stepforge_syntax::ast::Block;
 use stepforge_syntax::codes::Code;
 use stepforge_syntax::{Diagnostic, Span};
@@ -178,9 +181,21 @@ pub fn eval_global(block: Option<&Block>, dims: BTreeMap<String, i64>) -> Result
 }
 
 /// [`eval_global`] starting from a prepared env (custom limits, data).
-pub fn eval_global_in(block: Option<&Block>, mut env: Env) -> Result<Env, EvalError> {
-    if let Some(block) = block {
-        let (names, dims) = env.guarded(|| interp::run_global(block, &env))?;
+pub fn eval_global_in(block: Option<&Block>, env: Env) -> Result<Env, EvalError> {
+    match block {
+        Some(block) => {
+            let body = compile::compile(block, &env, Mode::Global)?.body;
+            eval_global_ir(Some(&body), env)
+        }
+        None => Ok(env),
+    }
+}
+
+/// [`eval_global_in`] of a lowered `global` block (`TaskFunctions::global`).
+pub fn eval_global_ir(body: Option<&Body>, mut env: Env) -> Result<Env, EvalError> {
+    if let Some(body) = body {
+        let code = compile::prepare(Arc::new(body.clone()), &env)?;
+        let (names, dims) = env.guarded(|| interp::run_global(&code, &env))?;
         env.names = names;
         env.dims = dims;
     }
@@ -205,7 +220,20 @@ impl Function {
     ) -> Result<Function, EvalError> {
         Ok(Function {
             name: name.into(),
-            code: compile::compile(body, env, compile::Mode::Function)?,
+            code: compile::compile(body, env, Mode::Function)?,
+        })
+    }
+
+    /// Prepares a lowered body for `env` (its globals and dims are resolved now; `input_data`
+    /// is looked up at call time).
+    pub fn from_ir(
+        name: impl Into<String>,
+        body: Arc<Body>,
+        env: &Env,
+    ) -> Result<Function, EvalError> {
+        Ok(Function {
+            name: name.into(),
+            code: compile::prepare(body, env)?,
         })
     }
 
@@ -224,7 +252,7 @@ impl Function {
         state: Option<Vec<Tensor>>,
     ) -> Result<Vec<Tensor>, EvalError> {
         let v = env.guarded(|| interp::run(&self.code, env, Some(inputs), state))?;
-        fields_of(v, &self.name, self.code.span)
+        fields_of(v, &self.name, self.code.body.span)
     }
 
     /// Like [`Function::call`] with shared inputs (no copies when the caller keeps them).
@@ -235,7 +263,7 @@ impl Function {
         state: Option<Vec<Arc<Tensor>>>,
     ) -> Result<Vec<Tensor>, EvalError> {
         let v = env.guarded(|| interp::run_shared(&self.code, env, inputs, state))?;
-        fields_of(v, &self.name, self.code.span)
+        fields_of(v, &self.name, self.code.body.span)
     }
 }
 
@@ -280,7 +308,7 @@ pub fn call_fn(
 /// Evaluates a block and returns its value: the value of a `return`, else of its last line
 /// (an assignment's assigned value).
 pub fn eval_block(block: &Block, env: &Env) -> Result<Value, EvalError> {
-    let code = compile::compile(block, env, compile::Mode::Snippet)?;
+    let code = compile::compile(block, env, Mode::Snippet)?;
     env.guarded(|| interp::run(&code, env, None, None))
 }
 
@@ -294,14 +322,61 @@ pub struct Snippet {
 impl Snippet {
     pub fn compile(block: &Block, env: &Env) -> Result<Snippet, EvalError> {
         Ok(Snippet {
-            code: compile::compile(block, env, compile::Mode::Snippet)?,
+            code: compile::compile(block, env, Mode::Snippet)?,
         })
     }
 
     /// Evaluates the snippet to a tensor (Python numbers become 0-d tensors).
     pub fn eval(&self, env: &Env) -> Result<Tensor, EvalError> {
         let v = env.guarded(|| interp::run(&self.code, env, None, None))?;
-        snippet_tensor(v, self.code.span)
+        snippet_tensor(v, self.code.body.span)
+    }
+}
+
+/// A task's reference snippets, prepared once for an [`Env`] and evaluated for many data
+/// sets. They share one scope in file order (DESIGN §7): a later snippet may use a name an
+/// earlier one bound. Each snippet's value is its last line.
+#[derive(Debug, Clone)]
+pub struct References {
+    code: compile::Compiled,
+    parts: Vec<std::ops::Range<usize>>,
+}
+
+impl References {
+    /// Prepares lowered snippets (see `stepforge_check::lower_task_functions`).
+    pub fn from_ir(
+        refs: &stepforge_ir::func::References,
+        env: &Env,
+    ) -> Result<References, EvalError> {
+        Ok(References {
+            code: compile::prepare(Arc::new(refs.body.clone()), env)?,
+            parts: refs
+                .parts
+                .iter()
+                .map(|p| p.clone().unwrap_or(0..0))
+                .collect(),
+        })
+    }
+
+    /// Lowers `blocks` (in order, one scope) against `env` and prepares them.
+    pub fn compile(blocks: &[&Block], env: &Env) -> Result<References, EvalError> {
+        let span = blocks.first().map(|b| b.span).unwrap_or_default();
+        let (body, parts) =
+            stepforge_check::func_lower::lower_snippets(blocks, &compile::scope_of(env), span)
+                .map_err(|(_, e)| compile::lower_error(e))?;
+        Ok(References {
+            code: compile::prepare(Arc::new(body), env)?,
+            parts,
+        })
+    }
+
+    /// Evaluates every snippet in order, one tensor each (Python numbers become 0-d tensors).
+    pub fn eval(&self, env: &Env) -> Result<Vec<Tensor>, EvalError> {
+        let values = env.guarded(|| interp::run_parts(&self.code, env, &self.parts))?;
+        values
+            .into_iter()
+            .map(|v| snippet_tensor(v, self.code.body.span))
+            .collect()
     }
 }
 

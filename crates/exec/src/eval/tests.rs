@@ -899,25 +899,6 @@ fn unsupported_names_suggest_the_closest() {
 }
 
 #[test]
-fn suggestion_lists_only_name_supported_things() {
-    for n in funcs::TORCH_NAMES {
-        assert!(funcs::torch_fn(n).is_some(), "torch.{n}");
-    }
-    for n in funcs::METHOD_NAMES {
-        assert!(funcs::method(n).is_some(), ".{n}");
-    }
-    for n in funcs::NN_NAMES {
-        assert!(funcs::nn_module(n).is_some(), "torch.nn.{n}");
-    }
-    for n in funcs::BUILTIN_NAMES {
-        assert!(funcs::builtin(n).is_some(), "{n}");
-    }
-    for n in funcs::MATH_NAMES {
-        assert!(funcs::math_fn(n).is_some(), "math.{n}");
-    }
-}
-
-#[test]
 fn dimension_symbols_work_as_keys() {
     assert!(matches!(val("f\"{E}_value\""), Value::Str(s) if &*s == "E_value"));
     assert_eq!(int(val("ctx[f\"{E}_value\"]")), 3);

@@ -116,7 +116,9 @@ pub fn run(
         .unwrap_or_else(|| panic!("program does not check: {:#?}", check.diagnostics));
     let values = stepforge_task::dim_values(task, &overrides).unwrap();
     let env = eval_global_in(task.global.as_ref(), Env::new(values)).unwrap();
-    let prepared = Prepared::new(&graph, task, &env).unwrap();
+    let (functions, diags) = stepforge_check::lower_task_functions(task);
+    assert!(diags.is_empty(), "{diags:#?}");
+    let prepared = Prepared::new(&graph, task, &functions, &env).unwrap();
     let limits = ExecLimits::default();
     let mut clock = Clock::new(&limits);
     let inputs: Vec<Vec<Arc<Vec<f32>>>> = inputs.into_iter().map(|d| vec![Arc::new(d)]).collect();
