@@ -161,10 +161,13 @@ pub struct Session {
     loaded: Loaded,
     /// Task-level verification work (dims, `global`, seeded data, expected outputs), shared
     /// by every `verify` of this session.
-    cache: VerifyCache,
+    pub(crate) cache: VerifyCache,
     /// The checker's task environment per dims overrides (most sessions use one).
-    envs: Mutex<Vec<(Vec<(String, i64)>, Arc<TaskEnv>)>>,
+    envs: Mutex<Vec<EnvEntry>>,
 }
+
+/// A dims binding and the checker's task environment under it.
+type EnvEntry = (Vec<(String, i64)>, Arc<TaskEnv>);
 
 /// Distinct dims overrides whose checker environment a session keeps.
 const MAX_ENVS: usize = 8;

@@ -6,21 +6,20 @@
 //! simulator's shape estimate ([`stepforge_sim::ShapeFlops`]: one FLOP per output scalar)
 //! until the element-function IR carries per-builtin costs.
 
-use std::sync::Arc;
-
 use serde_json::{Value, json};
-use stepforge_exec::eval::{self, Env, Function};
+use stepforge_exec::ExecLimits;
+use stepforge_exec::eval::{Env, Function};
+use stepforge_exec::limits::Clock;
 use stepforge_ir::{DimEnv, FnId, FnKind, Graph};
 use stepforge_sim::{ElemFns, HwConfig, ShapeFlops, SimInput, simulate};
 use stepforge_syntax::codes::Code;
 use stepforge_syntax::{Diagnostic, Source};
-use stepforge_task::{GenLimits, Task};
 use stepforge_tensor::Tensor;
 
 use crate::Session;
 
 /// How to simulate.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Default)]
 pub struct SimOptions {
     /// `--dims` overrides.
     pub dims: Vec<(String, i64)>,
@@ -31,18 +30,6 @@ pub struct SimOptions {
     pub dot: bool,
     /// Engine options (FIFO depth override, trace, limits).
     pub engine: stepforge_sim::SimOptions,
-}
-
-impl Default for SimOptions {
-    fn default() -> SimOptions {
-        SimOptions {
-            dims: Vec::new(),
-            hw: HwConfig::default(),
-            timing_only: false,
-            dot: false,
-            engine: stepforge_sim::SimOptions::default(),
-        }
-    }
 }
 
 /// The result of [`Session::simulate`].
@@ -151,42 +138,6 @@ impl ElemFns for EvalFns<'_> {
     }
 }
 
-/// Dims, `global` and (functional mode) seed-0 data for a simulation.
-fn prepare(
-    task: &Task,
-    dims: &[(String, i64)],
-    data: bool,
-) -> Result<(Env, Vec<Vec<Arc<Vec<f32>>>>), Diagnostic> {
-    let values = stepforge_task::dim_values(task, dims)?;
-    let mut env = eval::eval_global(task.global.as_ref(), values).map_err(|e| e.to_diagnostic())?;
-    let mut inputs = Vec::new();
-    if !data {
-        return Ok((env, inputs));
-    }
-    let generated = stepforge_task::generate(task, &env.dims, 0, &GenLimits::default())?;
-    let n_in = task.inputs.len();
-    for (i, t) in generated
-        .inputs
-        .into_iter()
-        .chain(generated.parameters)
-        .enumerate()
-    {
-        let mut fields = Vec::with_capacity(t.fields.len());
-        for (k, f) in t.fields.into_iter().enumerate() {
-            if k == 0 {
-                let tensor = Tensor::from_f32(f.shape, f.data.clone())
-                    .map_err(|e| Diagnostic::new(Code::E0701, e.message))?;
-                env.set_data(t.name.clone(), tensor);
-            }
-            fields.push(Arc::new(f.data));
-        }
-        if i < n_in {
-            inputs.push(fields);
-        }
-    }
-    Ok((env, inputs))
-}
-
 impl Session {
     /// Simulates a program (`None`: the task's reference `impl`) on the hardware model.
     pub fn simulate(&self, program: Option<&str>, opts: &SimOptions) -> SimReport {
@@ -220,19 +171,35 @@ impl Session {
             report.diagnostics = errors;
             return report;
         };
-        let (env, inputs) = match prepare(self.task(), &opts.dims, !opts.timing_only) {
-            Ok(x) => x,
-            Err(d) => {
-                report.diagnostics.push(d);
+        // Dims, `global`, the lowered functions and (functional mode) seed 0's data come from
+        // the session's verification cache: the same values `verify` runs on.
+        let limits = ExecLimits::default();
+        let prep = match self.cache.dims(self.task(), &opts.dims, &limits) {
+            Ok(p) => p,
+            Err(e) => {
+                report.diagnostics.push(*e.diagnostic);
                 return report;
             }
         };
+        let seed = if opts.timing_only {
+            None
+        } else {
+            match self
+                .cache
+                .seed(self.task(), &prep, 0, &limits, &Clock::new(&limits))
+            {
+                Ok(s) => Some(s),
+                Err(e) => {
+                    report.diagnostics.push(*e.diagnostic);
+                    return report;
+                }
+            }
+        };
+        let env = seed.as_ref().map_or(&prep.env, |s| &s.env);
         let dims = DimEnv::from_statics(env.dims.iter().map(|(k, v)| (k.clone(), *v)));
-        // The element functions' IR, lowered once per task (the checker's task environment).
-        let lowered = self.task_env(&opts.dims);
         let fns = EvalFns {
             graph,
-            env: &env,
+            env,
             fns: graph
                 .fns()
                 .iter()
@@ -242,8 +209,8 @@ impl Session {
                         .fns
                         .iter()
                         .position(|d| d.func_name.name == sig.name)?;
-                    let body = lowered.functions.fns.get(di)?.clone()?;
-                    Function::from_ir(sig.name.clone(), body, &env).ok()
+                    let body = prep.functions.fns.get(di)?.clone()?;
+                    Function::from_ir(sig.name.clone(), body, env).ok()
                 })
                 .collect(),
         };
@@ -252,7 +219,7 @@ impl Session {
             dims: &dims,
             hw: &opts.hw,
             fns: &fns,
-            inputs: (!opts.timing_only).then_some(&inputs[..]),
+            inputs: seed.as_ref().map(|s| &s.inputs[..]),
             source: Some(check.source()),
             same_source,
         };

@@ -14,6 +14,9 @@ use crate::lexer::{Spanned, Tok};
 use crate::ops;
 use crate::span::Span;
 
+// One value per parsed line, moved straight into the program: boxing the larger variant would
+// add an allocation per statement on the agent's hot path for no saving.
+#[allow(clippy::large_enum_variant)]
 pub(crate) enum FastLine {
     Stmt(Stmt),
     Return(Return),
