@@ -32,7 +32,10 @@ fn load(rel: &str, dims: &[(&str, i64)]) -> Loaded {
     }
 }
 
-fn cases() -> Vec<(&'static str, &'static str, Vec<(&'static str, i64)>)> {
+/// A bench case: label, task file, dims overrides.
+type Case = (&'static str, &'static str, Vec<(&'static str, i64)>);
+
+fn cases() -> Vec<Case> {
     vec![
         ("rmsnorm default", "operators/norm/rmsnorm.yaml", vec![]),
         (

@@ -154,7 +154,7 @@ pub fn run(args: &Args) -> Status {
     }
     if many && args.format == Format::Human {
         output::line(
-            "| task | verify | cycles | speed of light | SoL fraction | on-chip peak (KiB) | off-chip MiB | bottleneck |",
+            "| task | verify | cycles | speed of light | SoL fraction | on-chip peak (KiB) | off-chip (KiB) | bottleneck |",
         );
         output::line("|---|---|---:|---:|---:|---:|---:|---|");
         for row in &rows {
@@ -179,13 +179,13 @@ fn summary_row(
     });
     match &r.run {
         Some(run) if run.deadlock.is_none() => format!(
-            "| {} | {verdict} | {} | {} | {:.2} | {:.1} | {:.2} | {} |",
+            "| {} | {verdict} | {} | {} | {:.2} | {:.1} | {:.1} | {} |",
             r.task,
             run.cycles,
             run.sol_cycles,
             run.sol_fraction,
             run.onchip_peak_bytes as f64 / 1024.0,
-            (run.offchip_read + run.offchip_write) as f64 / (1 << 20) as f64,
+            (run.offchip_read + run.offchip_write) as f64 / 1024.0,
             run.bottleneck
         ),
         Some(run) => format!(
