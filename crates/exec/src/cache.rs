@@ -73,6 +73,8 @@ pub struct DimsPrep {
     pub functions: TaskFunctions,
     /// The references, prepared against `env` (one shared scope, file order).
     refs: eval::References,
+    /// Element functions prepared against `env`, shared by every candidate program.
+    pub plans: crate::exec::PlanCache,
     seeds: Mutex<BTreeMap<u64, Arc<SeedData>>>,
 }
 
@@ -139,6 +141,7 @@ impl VerifyCache {
             env,
             functions,
             refs,
+            plans: crate::exec::PlanCache::default(),
             seeds: Mutex::new(BTreeMap::new()),
         });
         let mut all = self.dims.lock().unwrap_or_else(PoisonError::into_inner);

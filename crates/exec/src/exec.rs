@@ -40,7 +40,7 @@ use crate::stream::{FieldData, StreamData};
 /// the batch layout when a fold makes one call per inner step instead of one per element.
 const MIN_LANES: usize = 2;
 
-struct FnPlan<'g> {
+struct FnPlan {
     name: String,
     func: Function,
     /// Per output field: printable type and concrete element shape (for `check_result`).
@@ -50,7 +50,7 @@ struct FnPlan<'g> {
     /// Reducers: the initial state, one tensor per output field (shared, never mutated).
     init: Option<Vec<Arc<Tensor>>>,
     /// The declared body and the shapes of its input fields, for the batch analysis.
-    body: &'g Block,
+    body: Block,
     in_shapes: Vec<Vec<usize>>,
     /// The lane-parallel form of the body, when it has one: many elements go through one
     /// call ([`crate::batch`]). Analysed at the first call with enough lanes, since many
@@ -58,7 +58,7 @@ struct FnPlan<'g> {
     batched: OnceLock<Option<Function>>,
 }
 
-impl FnPlan<'_> {
+impl FnPlan {
     /// The stream of this function's results: one field per output, `out[k]` its data.
     fn stream(&self, dims: Vec<usize>, out: Vec<Vec<f32>>) -> StreamData {
         StreamData {
@@ -72,11 +72,41 @@ impl FnPlan<'_> {
     }
 }
 
+/// Prepared element functions by name, shared by every program of one task under one `env`
+/// (see [`Prepared::new_cached`]). Only successful preparations are kept.
+#[derive(Default)]
+pub struct PlanCache {
+    plans: std::sync::Mutex<BTreeMap<String, Arc<FnPlan>>>,
+}
+
+impl std::fmt::Debug for PlanCache {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PlanCache").finish_non_exhaustive()
+    }
+}
+
+impl PlanCache {
+    fn get(&self, name: &str) -> Option<Arc<FnPlan>> {
+        self.plans
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .get(name)
+            .cloned()
+    }
+
+    fn insert(&self, name: &str, plan: Arc<FnPlan>) {
+        self.plans
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .insert(name.to_string(), plan);
+    }
+}
+
 /// A graph prepared for execution under one set of dimension values: element functions
 /// compiled, their output shapes evaluated. Reused across seeds.
 pub struct Prepared<'g> {
     graph: &'g Graph,
-    fns: Vec<Option<FnPlan<'g>>>,
+    fns: Vec<Option<Arc<FnPlan>>>,
     /// Shapes of the `input_data` tensors (see [`data_shapes`]).
     data: BTreeMap<String, Vec<usize>>,
     dims: DimEnv,
@@ -125,9 +155,22 @@ impl<'g> Prepared<'g> {
         functions: &TaskFunctions,
         env: &Env,
     ) -> Result<Prepared<'g>, ExecError> {
+        Prepared::new_cached(graph, task, functions, env, &PlanCache::default())
+    }
+
+    /// [`Prepared::new`] reusing (and filling) `plans`: prepared element functions and their
+    /// batching analysis depend only on the task and the dims, not on the program, so one
+    /// cache serves every candidate program of a task under one `env`.
+    pub fn new_cached(
+        graph: &'g Graph,
+        task: &'g Task,
+        functions: &TaskFunctions,
+        env: &Env,
+        plans: &PlanCache,
+    ) -> Result<Prepared<'g>, ExecError> {
         let dims = DimEnv::from_statics(env.dims.iter().map(|(k, v)| (k.clone(), *v)));
         let data = data_shapes(task, &env.dims);
-        let mut fns: Vec<Option<FnPlan<'g>>> = (0..graph.fns().len()).map(|_| None).collect();
+        let mut fns: Vec<Option<Arc<FnPlan>>> = (0..graph.fns().len()).map(|_| None).collect();
         for op in graph.ops() {
             let Some(f) = op.kind.fn_id() else { continue };
             let Some(slot) = fns.get_mut(f.index()) else {
@@ -140,6 +183,10 @@ impl<'g> Prepared<'g> {
                 continue;
             }
             let sig = graph.fn_sig(f);
+            if let Some(plan) = plans.get(&sig.name) {
+                *slot = Some(plan);
+                continue;
+            }
             // The AST body is still needed by the batching rewrite (`batch.rs`).
             let Some((di, decl)) = task
                 .fns
@@ -213,16 +260,18 @@ impl<'g> Prepared<'g> {
                     .map_err(|e| ExecError::task(*e.diagnostic))?;
                 in_shapes.push(shape);
             }
-            *slot = Some(FnPlan {
+            let plan = Arc::new(FnPlan {
                 name: sig.name.clone(),
                 func,
                 out,
                 out_len,
                 init,
-                body: &decl.body,
+                body: decl.body.clone(),
                 in_shapes,
                 batched: OnceLock::new(),
             });
+            plans.insert(&sig.name, plan.clone());
+            *slot = Some(plan);
         }
         Ok(Prepared {
             graph,
@@ -690,7 +739,7 @@ impl Run<'_, '_> {
 
     fn alloc_outputs(
         &self,
-        plan: &FnPlan<'_>,
+        plan: &FnPlan,
         count: usize,
         held: &[StreamData],
         span: Span,
@@ -714,7 +763,7 @@ impl Run<'_, '_> {
 
     fn call(
         &mut self,
-        plan: &FnPlan<'_>,
+        plan: &FnPlan,
         inputs: Vec<Arc<Tensor>>,
         state: Option<Vec<Arc<Tensor>>>,
         span: Span,
@@ -734,7 +783,7 @@ impl Run<'_, '_> {
     /// result does not have the shape `(..field, lanes)`.
     fn call_batched(
         &mut self,
-        plan: &FnPlan<'_>,
+        plan: &FnPlan,
         args: Vec<Arc<Tensor>>,
         state: Option<Vec<Arc<Tensor>>>,
         lanes: usize,
@@ -761,12 +810,12 @@ impl Run<'_, '_> {
     }
 
     /// The plan's batched function, analysed and compiled at its first use.
-    fn batched_fn<'p>(&self, plan: &'p FnPlan<'_>) -> Option<&'p Function> {
+    fn batched_fn<'p>(&self, plan: &'p FnPlan) -> Option<&'p Function> {
         plan.batched
             .get_or_init(|| {
                 let out: Vec<Vec<usize>> = plan.out.iter().map(|(_, s)| s.clone()).collect();
                 crate::batch::batched_body(
-                    plan.body,
+                    &plan.body,
                     self.env,
                     &self.p.data,
                     &plan.in_shapes,
@@ -780,7 +829,7 @@ impl Run<'_, '_> {
 
     fn map_batched(
         &mut self,
-        plan: &FnPlan<'_>,
+        plan: &FnPlan,
         fields: &[&FieldData],
         count: usize,
         span: Span,
@@ -807,7 +856,7 @@ impl Run<'_, '_> {
     #[allow(clippy::too_many_arguments)]
     fn fold_batched(
         &mut self,
-        plan: &FnPlan<'_>,
+        plan: &FnPlan,
         init: &[Arc<Tensor>],
         input: &StreamData,
         inner: usize,
@@ -882,7 +931,7 @@ impl Run<'_, '_> {
     #[allow(clippy::too_many_arguments)]
     fn merge_batched(
         &mut self,
-        plan: &FnPlan<'_>,
+        plan: &FnPlan,
         init: &[Arc<Tensor>],
         branches: &[StreamData],
         chosen: &[usize],
@@ -1324,10 +1373,10 @@ fn batch_init(init: &[Arc<Tensor>], lanes: usize) -> Option<Vec<Arc<Tensor>>> {
 
 /// The prepared function `f` (borrowed from the plan, not from the run, so the run stays
 /// mutable while the function is called).
-fn plan_of<'p, 'g>(p: &'p Prepared<'g>, f: FnId, span: Span) -> Result<&'p FnPlan<'g>, ExecError> {
+fn plan_of<'p>(p: &'p Prepared<'_>, f: FnId, span: Span) -> Result<&'p FnPlan, ExecError> {
     p.fns
         .get(f.index())
-        .and_then(Option::as_ref)
+        .and_then(Option::as_deref)
         .ok_or_else(|| internal(format!("{f} was not prepared"), span))
 }
 

@@ -22,7 +22,7 @@ pub mod verify;
 
 pub use cache::VerifyCache;
 pub use error::{ErrorClass, ExecError, Origin};
-pub use exec::Prepared;
+pub use exec::{PlanCache, Prepared};
 pub use limits::ExecLimits;
 pub use report::{OutputReport, PhaseTiming, ReportDiagnostic, Verdict, VerifyReport};
 pub use stream::{FieldData, StreamData};

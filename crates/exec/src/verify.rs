@@ -283,7 +283,7 @@ fn execute(
     let limits = &opts.limits;
     let mut clock = Clock::new(limits);
     let prep = cache.dims(task, &opts.dims, limits)?;
-    let prepared = Prepared::new(graph, task, &prep.functions, &prep.env)?;
+    let prepared = Prepared::new_cached(graph, task, &prep.functions, &prep.env, &prep.plans)?;
     let rule = ToleranceRule {
         base: opts.tolerance(task),
         depth: reduction_depth(graph, &prep.env.dims),
