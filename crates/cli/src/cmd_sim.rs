@@ -9,7 +9,7 @@ use stepforge_driver::{HwConfig, Session, SimOptions};
 
 use crate::cmd_verify::task_files;
 use crate::common::CommonArgs;
-use crate::{Format, Status, dims_flag, output, read_input};
+use crate::{Format, Status, dims_flag, output, read_input, read_optional_input};
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
@@ -83,12 +83,9 @@ pub fn run(args: &Args) -> Status {
         Ok(o) => o,
         Err(s) => return s,
     };
-    let program = match &args.impl_file {
-        Some(p) => match read_input(p, &args.common) {
-            Ok(t) => Some(t),
-            Err(s) => return s,
-        },
-        None => None,
+    let program = match read_optional_input(args.impl_file.as_ref(), &args.common) {
+        Ok(p) => p,
+        Err(s) => return s,
     };
     let files = match task_files(&args.task, args.format) {
         Ok(f) => f,

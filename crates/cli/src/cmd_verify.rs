@@ -9,7 +9,7 @@ use stepforge_exec::{Origin, Verdict, VerifyOptions, VerifyReport};
 use stepforge_syntax::Diagnostic;
 
 use crate::common::{CommonArgs, LimitArgs, MAX_SEEDS, check_dim_names, not_a_file};
-use crate::{Format, Status, dims_flag, output, read_input};
+use crate::{Format, Status, dims_flag, output, read_optional_input};
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
@@ -151,12 +151,9 @@ pub fn run(args: &Args) -> Status {
     opts.rtol = args.rtol;
     opts.atol = args.atol;
     opts.limits = args.limits.apply(opts.limits);
-    let program = match &args.impl_file {
-        Some(p) => match read_input(p, &args.common) {
-            Ok(t) => Some(t),
-            Err(s) => return s,
-        },
-        None => None,
+    let program = match read_optional_input(args.impl_file.as_ref(), &args.common) {
+        Ok(p) => p,
+        Err(s) => return s,
     };
     let files = match task_files(&args.task, args.format) {
         Ok(f) => f,

@@ -131,6 +131,14 @@ pub fn dims_flag(flag: Option<&str>) -> Result<Vec<(String, i64)>, Status> {
     }
 }
 
+/// [`read_input`] of an optional `--impl FILE` (`None` when the flag is absent).
+pub fn read_optional_input(
+    path: Option<&std::path::PathBuf>,
+    common: &common::CommonArgs,
+) -> Result<Option<String>, Status> {
+    path.map(|p| read_input(p, common)).transpose()
+}
+
 /// Reads a program or answer file (bounded by `--max-input-bytes`); failure is one error line
 /// and exit 2.
 pub fn read_input(path: &std::path::Path, common: &common::CommonArgs) -> Result<String, Status> {
