@@ -321,7 +321,8 @@ impl Session {
 
     /// Verifies a program (`None`: the task's reference `impl`) on seeded data.
     pub fn verify(&self, program: Option<&str>, opts: &VerifyOptions) -> VerifyReport {
-        stepforge_exec::verify_cached(self.task(), program, opts, &self.cache)
+        let te = program.map(|_| self.task_env(&opts.dims));
+        crate::verify::verify_in(self.task(), program, opts, &self.cache, te)
     }
 }
 

@@ -6,7 +6,7 @@
 use std::fmt;
 
 use serde::Serialize;
-use stepforge_syntax::{Diagnostic, Source, Span};
+use stepforge_diag::{Diagnostic, Source, Span};
 
 use crate::compare::Mismatch;
 use crate::error::{ExecError, Origin};
