@@ -699,9 +699,11 @@ pub fn lower_task_functions(task: &stepforge_task::Task) -> (TaskFunctions, Vec<
     );
     let global = match &task.global {
         None => Ok(None),
-        Some(g) => lower_block(g, &scope, Mode::Global)
-            .map(Some)
-            .map_err(|e| e.to_diagnostic().note("in the task's `global` block")),
+        Some(g) => lower_block(g, &scope, Mode::Global).map(Some).map_err(|e| {
+            e.to_diagnostic()
+                .note("in the task's `global` block")
+                .in_task()
+        }),
     };
     if let Ok(Some(g)) = &global {
         scope.globals.extend(g.slot_names.iter().cloned());
@@ -715,7 +717,7 @@ pub fn lower_task_functions(task: &stepforge_task::Task) -> (TaskFunctions, Vec<
                 .map(Arc::new)
                 .map_err(|e| {
                     let note = format!("in element function `{}`", f.func_name.name);
-                    e.to_diagnostic().note(note)
+                    e.to_diagnostic().note(note).in_task()
                 })
         })
         .collect();
@@ -754,7 +756,7 @@ fn lower_references(task: &stepforge_task::Task, scope: &Scope) -> Result<Refere
             };
             let mut d = e.to_diagnostic();
             d.message = format!("{} (in the reference of {which})", d.message);
-            Err(d)
+            Err(d.in_task())
         }
     }
 }
