@@ -40,6 +40,7 @@
 mod chan;
 mod deadlock;
 mod engine;
+pub mod flops;
 pub mod fns;
 pub mod hw;
 mod plan;

@@ -16,7 +16,7 @@ pub use answer::answer_program;
 pub use manual::manual;
 
 pub use session::{CheckReport, FixReport, OpenError, Session};
-pub use sim::{SimOptions, SimReport};
+pub use sim::{EvalFns, SimOptions, SimReport};
 pub use stepforge_check::TypedStream;
 pub use stepforge_exec::{ExecLimits, Verdict, VerifyOptions, VerifyReport};
 pub use stepforge_sim::HwConfig;

@@ -2,7 +2,7 @@
 
 use stepforge_sim::{HwConfig, ShapeFlops, SimOptions};
 
-use crate::harness::{EvalFns, case, execute, operators, sim};
+use crate::harness::{case, eval_fns, execute, operators, sim};
 
 #[test]
 fn library_timing_only_summary() {
@@ -44,7 +44,7 @@ fn functional_outputs_equal_the_executors() {
     };
     for p in operators() {
         let c = case(&p, &[]);
-        let fns = EvalFns::new(&c);
+        let fns = eval_fns(&c);
         let run = sim(&c, &fns, true, &hw, &SimOptions::default());
         assert!(run.report.deadlock.is_none(), "{}", c.task.name);
         let got = run.outputs.unwrap();
@@ -64,5 +64,87 @@ fn functional_outputs_equal_the_executors() {
                 }
             }
         }
+    }
+}
+
+/// One FLOP query: function, input shapes, count.
+type Query = (String, Vec<Vec<usize>>, stepforge_sim::flops::FlopCount);
+
+/// Records every FLOP query of a run.
+struct Recording<'a> {
+    inner: stepforge_driver::EvalFns<'a>,
+    log: std::cell::RefCell<Vec<Query>>,
+    graph: &'a stepforge_ir::Graph,
+}
+
+impl stepforge_sim::ElemFns for Recording<'_> {
+    fn flops(&self, f: stepforge_ir::FnId, inputs: &[Vec<usize>], outputs: &[Vec<usize>]) -> u64 {
+        let c = self.inner.flop_count(f, inputs, outputs).unwrap();
+        let name = self.graph.fn_sig(f).name.clone();
+        self.log.borrow_mut().push((name, inputs.to_vec(), c));
+        c.flops
+    }
+    fn apply(
+        &self,
+        f: stepforge_ir::FnId,
+        state: Option<&[stepforge_tensor::Tensor]>,
+        input: &[stepforge_tensor::Tensor],
+    ) -> Result<Vec<stepforge_tensor::Tensor>, String> {
+        self.inner.apply(f, state, input)
+    }
+    fn init(
+        &self,
+        f: stepforge_ir::FnId,
+        outputs: &[Vec<usize>],
+    ) -> Result<Vec<stepforge_tensor::Tensor>, String> {
+        self.inner.init(f, outputs)
+    }
+}
+
+/// The FLOP walker derives every shape in every library function (no node is charged by the
+/// fallback estimate), and a function with a matmul costs at least 2·k·n per call.
+#[test]
+fn library_flops_come_from_the_ir_without_estimates() {
+    let hw = HwConfig::default();
+    for p in operators() {
+        let c = case(&p, &[]);
+        let rec = Recording {
+            inner: eval_fns(&c),
+            log: Default::default(),
+            graph: &c.graph,
+        };
+        sim(&c, &rec, false, &hw, &SimOptions::default());
+        for (name, shapes, count) in rec.log.borrow().iter() {
+            println!("{:<28} {name:<12} {shapes:?} -> {count:?}", c.task.name);
+            assert_eq!(count.estimated, 0, "{}: fn {name} {shapes:?}", c.task.name);
+        }
+    }
+}
+
+/// Through the session API, timing-only and functional runs charge the same FLOPs per firing
+/// (parameter shapes come from the task's declarations when there is no data). Units whose
+/// element counts differ (timing-only routing is synthetic) are not compared.
+#[test]
+fn session_flops_do_not_depend_on_the_mode() {
+    for p in operators() {
+        let s = stepforge_driver::Session::open(&p).unwrap();
+        let run = |timing_only| {
+            let o = stepforge_driver::SimOptions {
+                timing_only,
+                ..stepforge_driver::SimOptions::default()
+            };
+            let r = s.simulate(None, &o);
+            r.run
+                .unwrap_or_else(|| panic!("{}: {:?}", p.display(), r.diagnostics))
+        };
+        let (t, f) = (run(true), run(false));
+        let mut compared = 0;
+        for (a, b) in t.units.iter().zip(&f.units) {
+            if a.elements_in == b.elements_in {
+                assert_eq!(a.flops, b.flops, "{}: unit {} {}", p.display(), a.id, a.op);
+                compared += 1;
+            }
+        }
+        assert!(compared * 2 >= t.units.len(), "{}", p.display());
     }
 }
