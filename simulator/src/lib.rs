@@ -77,6 +77,19 @@ pub struct SimOptions {
     pub wall_limit: Option<Duration>,
     /// On a deadlock, re-simulate (timing-only) to find the FIFO depth that avoids it.
     pub suggest_depth: bool,
+    /// Called now and then during a run (every 65536 unit firings) with the elements the
+    /// load units have read so far and the total they will read: for a progress bar.
+    pub progress: Option<Progress>,
+}
+
+/// A progress callback: `(elements loaded, elements to load)`.
+#[derive(Clone)]
+pub struct Progress(pub Arc<dyn Fn(u64, u64) + Send + Sync>);
+
+impl std::fmt::Debug for Progress {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Progress(..)")
+    }
 }
 
 impl Default for SimOptions {
@@ -89,6 +102,7 @@ impl Default for SimOptions {
             max_steps: 20_000_000_000,
             wall_limit: Some(Duration::from_secs(600)),
             suggest_depth: true,
+            progress: None,
         }
     }
 }
@@ -226,6 +240,15 @@ fn engine_run(
         share,
         steps: 0,
         deadline: opts.wall_limit.map(|d| start + d),
+        loaded: 0,
+        to_load: plan
+            .units
+            .iter()
+            .map(|u| match u.kind {
+                plan::UnitKind::Load { count, .. } => count,
+                _ => 0,
+            })
+            .fold(0u64, u64::saturating_add),
         span: g.ops().map(|o| o.span).collect(),
     };
     engine::run(&mut env, &mut chans, &mut units)?;

@@ -19,7 +19,7 @@ pub use session::{CheckReport, FixReport, OpenError, Session};
 pub use sim::{EvalFns, SimOptions, SimReport};
 pub use stepforge_check::TypedStream;
 pub use stepforge_exec::{ExecLimits, Verdict, VerifyOptions, VerifyReport};
-pub use stepforge_sim::HwConfig;
+pub use stepforge_sim::{HwConfig, Progress as SimProgress};
 pub use stepforge_syntax::{Diagnostic, Severity, Source, Span};
 
 /// The long explanation of a diagnostic code (`stepforge explain CODE`), or `None` for a code

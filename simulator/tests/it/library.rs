@@ -148,3 +148,51 @@ fn session_flops_do_not_depend_on_the_mode() {
         assert!(compared * 2 >= t.units.len(), "{}", p.display());
     }
 }
+
+/// Every number of every library task's timing-only run at depth 2, in one snapshot: the
+/// engine's results must not change when its code does (batching, refactors).
+#[test]
+fn library_timing_is_stable() {
+    let hw = HwConfig::default();
+    let mut out = String::new();
+    for p in operators() {
+        let c = case(&p, &[]);
+        let r = sim(&c, &eval_fns(&c), false, &hw, &SimOptions::default()).report;
+        assert!(r.deadlock.is_none(), "{}", c.task.name);
+        let f = sim(&c, &eval_fns(&c), true, &hw, &SimOptions::default()).report;
+        assert!(f.deadlock.is_none(), "{}", c.task.name);
+        out += &format!(
+            "{} functional cycles={} peak={}\n",
+            c.task.name, f.cycles, f.onchip_peak_bytes
+        );
+        out += &format!(
+            "{} cycles={} sol={} peak={} read={} write={}\n",
+            c.task.name,
+            r.cycles,
+            r.sol_cycles,
+            r.onchip_peak_bytes,
+            r.offchip_read,
+            r.offchip_write
+        );
+        for u in &r.units {
+            out += &format!(
+                "  {} {} busy={} in={} out={} ein={} eout={} flops={}\n",
+                u.id,
+                u.op,
+                u.busy,
+                u.stall_input,
+                u.stall_output,
+                u.elements_in,
+                u.elements_out,
+                u.flops
+            );
+        }
+        for ch in &r.channels {
+            out += &format!(
+                "  {}->{:?} depth={} max={} n={}\n",
+                ch.from, ch.to, ch.depth, ch.max_occupancy, ch.elements
+            );
+        }
+    }
+    insta::assert_snapshot!("library_timing", out);
+}
