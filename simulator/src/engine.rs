@@ -143,6 +143,10 @@ pub(crate) struct Env<'a> {
     pub steps: u64,
     pub deadline: Option<Instant>,
     pub span: Vec<stepforge_syntax::Span>,
+    /// Per channel: bytes of its elements' tiles (0: none), and a selector's bits (the hot
+    /// per-element facts of the plan, kept compact).
+    pub buf: Vec<i64>,
+    pub mask: Vec<Option<usize>>,
     /// Elements the load units have read, and will read in all (for progress).
     pub loaded: u64,
     pub to_load: u64,
@@ -153,11 +157,11 @@ impl Env<'_> {
         self.inputs.is_some()
     }
 
+    #[inline]
     fn mem(&mut self, ch: usize, t: u64, sign: i64) {
-        let b = self.plan.chans.get(ch).map_or(0, |c| c.buf_bytes);
+        let b = self.buf.get(ch).copied().unwrap_or(0);
         if b > 0 {
-            self.mem
-                .push((t, sign.saturating_mul(i64::try_from(b).unwrap_or(i64::MAX))));
+            self.mem.push((t, sign.saturating_mul(b)));
         }
     }
 
@@ -167,8 +171,9 @@ impl Env<'_> {
 
     /// A freshly computed timing-only element for channel `ch`: a synthesized routing mask
     /// when it is a selector, else nothing.
+    #[inline]
     fn synth(&self, ch: usize, index: u64) -> Val {
-        match self.plan.chans.get(ch).and_then(|c| c.mask_bits) {
+        match self.mask.get(ch).copied().flatten() {
             Some(bits) => Val::Mask(synth_mask(index, bits, self.opts.routing_hot)),
             None => Val::Shape,
         }
@@ -246,9 +251,22 @@ fn pop_val(chans: &mut [Chan], c: usize, t: u64) -> Val {
 /// Runs the engine; returns the units' final state.
 pub(crate) fn run(env: &mut Env, chans: &mut [Chan], units: &mut [Unit]) -> Result<(), SimError> {
     let n = units.len();
+    let plan = env.plan;
+    // Per unit: each adjacent channel and the unit at its other end.
+    let adj: Vec<Vec<(usize, usize)>> = plan
+        .units
+        .iter()
+        .map(|info| {
+            let ins = info.inputs.iter().map(|&c| (c, plan.chans[c].producer));
+            let outs = info
+                .outputs
+                .iter()
+                .filter_map(|&c| plan.chans[c].consumer.map(|v| (c, v)));
+            ins.chain(outs).collect()
+        })
+        .collect();
     let mut queued = vec![true; n];
     let mut queue: VecDeque<usize> = (0..n).collect();
-    let plan = env.plan;
     while let Some(u) = queue.pop_front() {
         queued[u] = false;
         if units[u].done {
@@ -263,18 +281,22 @@ pub(crate) fn run(env: &mut Env, chans: &mut [Chan], units: &mut [Unit]) -> Resu
             }
             Status::Blocked(b) => units[u].blocked = Some(b),
         }
-        if units[u].moves != before || units[u].done {
-            let info = &plan.units[u];
-            let near = info
-                .inputs
-                .iter()
-                .map(|&c| Some(plan.chans[c].producer))
-                .chain(info.outputs.iter().map(|&c| plan.chans[c].consumer));
-            for v in near.flatten() {
-                if !queued[v] && !units[v].done {
-                    queued[v] = true;
-                    queue.push_back(v);
-                }
+        if units[u].moves == before && !units[u].done {
+            continue;
+        }
+        // Moving changed only the channels next to `u`: wake the neighbours blocked on one
+        // of those (a unit blocked elsewhere stays blocked, so waking it would be wasted).
+        for &(c, v) in &adj[u] {
+            if queued[v] || units[v].done {
+                continue;
+            }
+            let waits = match units[v].blocked {
+                Some(Block::Input(x) | Block::Output(x)) => x == c,
+                None => true,
+            };
+            if waits {
+                queued[v] = true;
+                queue.push_back(v);
             }
         }
     }
@@ -574,26 +596,27 @@ fn load(cx: &mut Cx, index: usize, count: u64) -> Fire {
     if u.st.pos == 0 && u.st.bw == 0.0 {
         u.st.bw = env.hw.offchip.startup as f64;
     }
+    // Requests run ahead of the consumer by the FIFO plus the window that covers the
+    // latency; the oldest entry they may overtake must have been popped.
+    let window = (chans[out].depth as u64).saturating_add(load_window(env.hw, share, e));
+    let per = e / share;
     loop {
         if u.st.pos == count {
-            u.busy = u.busy.max(u.st.xfer.ceil() as u64);
+            u.busy = u.busy.max(ceil_u64(u.st.xfer));
             return Ok(finish(u, &[], &[out], chans)?);
         }
         let sp = space(chans, out)?;
         env.tick(ui)?;
         let i = u.st.pos;
-        // Requests run ahead of the consumer by the FIFO plus the window that covers the
-        // latency; the oldest entry they may overtake must have been popped.
         let c = &chans[out];
-        let window = (c.depth as u64).saturating_add(load_window(env.hw, share, e));
         let gate = i
             .checked_sub(window)
             .and_then(|k| c.pop_time_of(k))
             .unwrap_or(0) as f64;
         let issue = u.st.bw.max(gate);
-        u.st.bw = issue + e / share;
-        u.st.xfer += e / share;
-        let arrive = u.st.bw.ceil() as u64 + lat;
+        u.st.bw = issue + per;
+        u.st.xfer += per;
+        let arrive = ceil_u64(u.st.bw) + lat;
         let push = arrive.max(sp).max(u.clock);
         u.stall_out += push - arrive.max(u.clock);
         u.clock = push + 1;
@@ -609,6 +632,13 @@ fn load(cx: &mut Cx, index: usize, count: u64) -> Fire {
         u.elements_out += 1;
         u.st.pos += 1;
     }
+}
+
+/// ⌈x⌉ of a non-negative cycle count (no libm call on baseline x86-64).
+#[inline]
+fn ceil_u64(x: f64) -> u64 {
+    let t = x as u64;
+    if (t as f64) < x { t + 1 } else { t }
 }
 
 /// Entries a load stream keeps in flight beyond its FIFO: enough to cover the latency.
@@ -656,11 +686,11 @@ fn store(cx: &mut Cx) -> Fire {
         if stop {
             let r = finish(u, &[inp], &[], chans)?;
             u.clock = u.clock.max(u.st.last);
-            u.busy = u.busy.max(u.st.xfer.ceil() as u64);
+            u.busy = u.busy.max(ceil_u64(u.st.xfer));
             return Ok(r);
         }
         env.tick(ui)?;
-        let ready = u.clock.max(u.st.bw.ceil() as u64);
+        let ready = u.clock.max(ceil_u64(u.st.bw));
         let start = ready.max(at);
         u.stall_in += start - ready;
         u.span(u.clock, start, STALL_IN);
@@ -668,7 +698,7 @@ fn store(cx: &mut Cx) -> Fire {
         let v = pop_val(chans, inp, start);
         u.st.bw = u.st.bw.max(start as f64) + e / share;
         u.st.xfer += e / share;
-        u.st.last = u.st.bw.ceil() as u64 + env.hw.offchip.latency;
+        u.st.last = ceil_u64(u.st.bw) + env.hw.offchip.latency;
         env.mem(inp, u.st.last, -1);
         u.clock = start + 1;
         u.moves += 1;

@@ -240,6 +240,12 @@ fn engine_run(
         share,
         steps: 0,
         deadline: opts.wall_limit.map(|d| start + d),
+        buf: plan
+            .chans
+            .iter()
+            .map(|c| i64::try_from(c.buf_bytes).unwrap_or(i64::MAX))
+            .collect(),
+        mask: plan.chans.iter().map(|c| c.mask_bits).collect(),
         loaded: 0,
         to_load: plan
             .units
