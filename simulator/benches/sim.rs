@@ -45,9 +45,9 @@ fn cases() -> Vec<Case> {
     vec![
         ("rmsnorm default", "operators/norm/rmsnorm.yaml", vec![]),
         (
-            "rmsnorm D=1024 N=4096",
+            "rmsnorm D=1024 N=4096 M=1 (4M elements)",
             "operators/norm/rmsnorm.yaml",
-            vec![("D", 1024), ("N", 4096)],
+            vec![("D", 1024), ("N", 4096), ("M", 1)],
         ),
         (
             "attention D=64 N=2048 M=16",

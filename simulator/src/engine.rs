@@ -84,20 +84,20 @@ impl Unit {
         }
     }
 
+    #[inline]
     fn span(&mut self, a: u64, b: u64, kind: u8) {
+        let Some(s) = &mut self.spans else { return };
         if b <= a {
             return;
         }
-        if let Some(s) = &mut self.spans {
-            if let Some(last) = s.last_mut()
-                && last.2 == kind
-                && last.1 == a
-            {
-                last.1 = b;
-                return;
-            }
-            s.push((a, b, kind));
+        if let Some(last) = s.last_mut()
+            && last.2 == kind
+            && last.1 == a
+        {
+            last.1 = b;
+            return;
         }
+        s.push((a, b, kind));
     }
 
     /// One firing: inputs arrive by `t_in`; `ii` cycles of work (busy), the result is ready
@@ -612,7 +612,7 @@ fn load(cx: &mut Cx, index: usize, count: u64) -> Fire {
         let gate = i
             .checked_sub(window)
             .and_then(|k| c.pop_time_of(k))
-            .unwrap_or(0) as f64;
+            .map_or(0.0, cycle_f64);
         let issue = u.st.bw.max(gate);
         u.st.bw = issue + per;
         u.st.xfer += per;
@@ -634,11 +634,19 @@ fn load(cx: &mut Cx, index: usize, count: u64) -> Fire {
     }
 }
 
-/// ⌈x⌉ of a non-negative cycle count (no libm call on baseline x86-64).
+/// ⌈x⌉ of a non-negative cycle count (no libm call on baseline x86-64; cycle counts stay
+/// far below 2⁶³, where the signed conversions are single instructions).
 #[inline]
 fn ceil_u64(x: f64) -> u64 {
-    let t = x as u64;
-    if (t as f64) < x { t + 1 } else { t }
+    let t = x as i64;
+    let up = if (t as f64) < x { t + 1 } else { t };
+    u64::try_from(up).unwrap_or(0)
+}
+
+/// A cycle as f64 (exact below 2⁵³).
+#[inline]
+fn cycle_f64(t: u64) -> f64 {
+    i64::try_from(t).map_or(t as f64, |t| t as f64)
 }
 
 /// Entries a load stream keeps in flight beyond its FIFO: enough to cover the latency.
@@ -678,6 +686,7 @@ fn store(cx: &mut Cx) -> Fire {
     let inp = env.plan.units[ui].inputs[0];
     let share = env.share[ui];
     let e = env.plan.chans[inp].elem_bytes as f64;
+    let per = e / share;
     if u.elements_in == 0 && u.st.bw == 0.0 {
         u.st.bw = env.hw.offchip.startup as f64;
     }
@@ -696,8 +705,8 @@ fn store(cx: &mut Cx) -> Fire {
         u.span(u.clock, start, STALL_IN);
         u.span(start, start + 1, BUSY);
         let v = pop_val(chans, inp, start);
-        u.st.bw = u.st.bw.max(start as f64) + e / share;
-        u.st.xfer += e / share;
+        u.st.bw = u.st.bw.max(cycle_f64(start)) + per;
+        u.st.xfer += per;
         u.st.last = ceil_u64(u.st.bw) + env.hw.offchip.latency;
         env.mem(inp, u.st.last, -1);
         u.clock = start + 1;
