@@ -15,8 +15,10 @@
 //!   memory bandwidth⌉, ⌈FLOPs / compute⌉, ⌈bytes written to tiles / memory bandwidth⌉, 1).
 //!   Bytes "from tiles" are the element's `Buffer` fields (scalars and Multihot vectors travel
 //!   in the FIFO itself); a reducer also reads its state's buffer fields. Parameters that
-//!   element functions read are assumed resident on chip and are not charged (the
-//!   element-function IR will say which ones a function reads).
+//!   element functions read are assumed resident on chip and are not charged. FLOPs come from
+//!   the element function's IR and the shapes ([`flops`]).
+//! - Dims: every stream dim must be known before the run except the outermost (Partition's
+//!   data-dependent counts; stop tokens end every stream). A dynamic inner dim is E0802.
 //! - Shape-only ops (Zip, Copy, Promote, Flatten, Reshape) move one element per cycle with no
 //!   latency beyond the hop. Repeat, RepeatRef, Streamify and Partition emit one element per
 //!   cycle (Streamify at least ⌈element bytes / memory bandwidth⌉). Bufferize writes each
