@@ -296,7 +296,7 @@ pub(crate) fn run(env: &mut Env, chans: &mut [Chan], units: &mut [Unit]) -> Resu
             };
             if waits {
                 queued[v] = true;
-                queue.push_back(v);
+                queue.push_front(v);
             }
         }
     }
