@@ -37,9 +37,18 @@ struct Row {
 }
 
 impl Row {
-    /// Elements and cycles per second of CPU time (wall time when CPU time is unknown).
+    /// The time the rates are per: the thread's CPU time for runs long enough for the
+    /// scheduler's accounting to resolve (≥ 50 ms), else wall time.
+    fn basis_ms(&self) -> (f64, &'static str) {
+        match self.cpu_ms {
+            Some(c) if self.wall_ms >= 50.0 && c > 0.0 => (c, "cpu"),
+            _ => (self.wall_ms, "wall"),
+        }
+    }
+
+    /// Elements and cycles per second of [`Row::basis_ms`].
     fn rates(&self) -> (f64, f64) {
-        let s = self.cpu_ms.unwrap_or(self.wall_ms) / 1e3;
+        let s = self.basis_ms().0 / 1e3;
         if s <= 0.0 {
             return (0.0, 0.0);
         }
@@ -52,7 +61,7 @@ impl Row {
             "task": self.task, "dims": self.dims, "mode": self.mode,
             "channel_elements": self.elements, "cycles": self.cycles,
             "median_wall_ms": self.wall_ms, "median_cpu_ms": self.cpu_ms,
-            "elements_per_s": eps, "cycles_per_s": cps,
+            "elements_per_s": eps, "cycles_per_s": cps, "rate_basis": self.basis_ms().1,
             "deadlock": self.deadlock, "error": self.error,
         })
     }
@@ -155,17 +164,17 @@ pub fn run(
         })),
         Format::Human => {
             output::line(&format!(
-                "machine: {machine}; {iters} runs per row after 1 warm-up; rates per second of the thread's CPU time (median)"
+                "machine: {machine}; {iters} runs per row after 1 warm-up; medians; rates per second of the thread's CPU time (`cpu`), or of wall time for runs under 50 ms (`wall`)"
             ));
             output::line("");
             output::line(
-                "| task | dims | mode | channel elements | cycles | wall ms | cpu ms | M elements/s | M cycles/s |",
+                "| task | dims | mode | channel elements | cycles | wall ms | cpu ms | M elements/s | M cycles/s | per |",
             );
-            output::line("|---|---|---|---:|---:|---:|---:|---:|---:|");
+            output::line("|---|---|---|---:|---:|---:|---:|---:|---:|---|");
             for r in &rows {
                 if let Some(e) = &r.error {
                     output::line(&format!(
-                        "| {} | {} | {} | {e} | | | | | |",
+                        "| {} | {} | {} | {e} | | | | | | |",
                         r.task, r.dims, r.mode
                     ));
                     continue;
@@ -173,7 +182,7 @@ pub fn run(
                 let (eps, cps) = r.rates();
                 let dl = if r.deadlock { " (deadlock)" } else { "" };
                 output::line(&format!(
-                    "| {} | {} | {}{dl} | {} | {} | {:.2} | {} | {:.2} | {:.2} |",
+                    "| {} | {} | {}{dl} | {} | {} | {:.2} | {} | {:.2} | {:.2} | {} |",
                     r.task,
                     r.dims,
                     r.mode,
@@ -182,7 +191,8 @@ pub fn run(
                     r.wall_ms,
                     r.cpu_ms.map_or("-".to_string(), |c| format!("{c:.2}")),
                     eps / 1e6,
-                    cps / 1e6
+                    cps / 1e6,
+                    r.basis_ms().1
                 ));
             }
         }
