@@ -17,10 +17,10 @@ pub use answer::answer_program;
 pub use manual::manual;
 
 pub use session::{CheckReport, FixReport, OpenError, Session};
-pub use sim::{SimOptions, SimReport};
+pub use sim::{EvalFns, SimOptions, SimReport};
 pub use stepforge_check::TypedStream;
 pub use stepforge_exec::{ExecLimits, Verdict, VerifyOptions, VerifyReport};
-pub use stepforge_sim::HwConfig;
+pub use stepforge_sim::{HwConfig, Progress as SimProgress};
 pub use stepforge_syntax::{Diagnostic, Severity, Source, Span};
 pub use verify::{verify, verify_loaded};
 
