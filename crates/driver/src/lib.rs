@@ -13,7 +13,7 @@ mod session;
 mod sim;
 
 pub use answer::answer_program;
-pub use manual::manual;
+pub use manual::{OpDoc, manual, op_doc};
 
 pub use session::{CheckReport, FixReport, OpenError, Session};
 pub use sim::{SimOptions, SimReport};
