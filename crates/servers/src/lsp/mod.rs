@@ -13,8 +13,8 @@ mod analysis;
 mod features;
 pub mod transport;
 
-use std::collections::BTreeMap;
-use std::sync::Arc;
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::{Arc, Mutex};
 use std::thread;
 use std::time::{Duration, Instant};
 
@@ -67,6 +67,21 @@ type Job = Box<dyn FnOnce() + Send>;
 struct Shared {
     sessions: Sessions,
     analyses: analysis::Analyses,
+    /// Requests queued or running, and those the client cancelled (`$/cancelRequest`) before
+    /// a worker took them: those are answered with `RequestCancelled` without running.
+    requests: Mutex<Requests>,
+}
+
+#[derive(Debug, Default)]
+struct Requests {
+    in_flight: BTreeSet<String>,
+    cancelled: BTreeSet<String>,
+}
+
+impl Shared {
+    fn requests(&self) -> std::sync::MutexGuard<'_, Requests> {
+        self.requests.lock().unwrap_or_else(|p| p.into_inner())
+    }
 }
 
 /// Runs the server on `conn` until `exit` (or the client goes away).
@@ -113,6 +128,16 @@ pub fn serve(conn: &Connection, cfg: &LspConfig) -> Result<(), String> {
             Message::Notification(n) => {
                 if n.method == "exit" {
                     return Ok(());
+                }
+                if n.method == "$/cancelRequest" {
+                    if let Some(id) = n.params.get("id") {
+                        let key = id.to_string();
+                        let mut r = shared.requests();
+                        if r.in_flight.contains(&key) {
+                            r.cancelled.insert(key);
+                        }
+                    }
+                    continue;
                 }
                 on_notification(n, &mut docs, &diag_tx);
             }
@@ -313,8 +338,27 @@ fn dispatch(
     }
     let doc = doc_of(&params, docs);
     let (shared, out) = (shared.clone(), out.clone());
+    // The id as the client wrote it (`$/cancelRequest` names it the same way).
+    let key = serde_json::to_string(&id).unwrap_or_default();
+    shared.requests().in_flight.insert(key.clone());
     let job: Job = Box::new(move || {
+        let cancelled = {
+            let mut r = shared.requests();
+            r.cancelled.remove(&key)
+        };
+        if cancelled {
+            shared.requests().in_flight.remove(&key);
+            let msg = "cancelled by the client".to_string();
+            let _ = out.send(Response::new_err(id, ErrorCode::RequestCanceled as i32, msg).into());
+            return;
+        }
         let result = handle(&method, &params, doc, &shared);
+        {
+            // Cancelled while running: the result is still sent (LSP allows it).
+            let mut r = shared.requests();
+            r.in_flight.remove(&key);
+            r.cancelled.remove(&key);
+        }
         let resp = match result {
             Ok(v) => Response::new_ok(id, v),
             Err((code, msg)) => Response::new_err(id, code as i32, msg),
