@@ -160,7 +160,7 @@ pub struct Engine {
     /// Per task: verify results by graph hash (passes) or program hash (failures).
     vcache: Vec<VerifyCache>,
     /// Per task: evaluations by answer hash.
-    acache: Vec<Mutex<BTreeMap<String, Arc<OnceLock<Evaluated>>>>>,
+    acache: Vec<Mutex<BTreeMap<String, Arc<tokio::sync::OnceCell<Evaluated>>>>>,
     verify_slots: tokio::sync::Semaphore,
     call_slots: tokio::sync::Semaphore,
     budget: Budget,
@@ -535,12 +535,12 @@ impl Engine {
         let mut messages = vec![Message::user(prompt.as_str())];
         let (mut tokens, mut cost) = (0u64, 0f64);
         for turn in 0..=self.cfg.repairs {
-            let req = ChatRequest {
-                key: format!("{base}/t{turn}"),
-                system: self.system.clone(),
-                messages: messages.clone(),
-                temperature: temp,
-            };
+            let req = ChatRequest::new(
+                format!("{base}/t{turn}"),
+                self.system.clone(),
+                messages.clone(),
+                temp,
+            );
             let row = match self.memo.get(&req.key) {
                 Some(r) => r.clone(),
                 None => {
@@ -641,11 +641,27 @@ impl Engine {
         meta: (u32, f64, u32, u32),
         c: Completion,
     ) -> SampleRow {
-        let _slot = self.verify_slots.acquire().await.ok();
-        let me = Arc::clone(self);
-        let text = c.text.clone();
-        let ev = tokio::task::spawn_blocking(move || me.evaluate_blocking(t, &text)).await;
-        let ev = ev.unwrap_or_else(|e| Evaluated::broken(format!("verification crashed: {e}")));
+        // Identical answers (common at low temperature) are evaluated once per task; the
+        // others wait for that evaluation without holding a verification slot or a thread.
+        let key = format!("answer:{}", crate::util::sha256_hex(&c.text));
+        let cell = self.acache[t]
+            .lock()
+            .map(|mut m| Arc::clone(m.entry(key).or_default()))
+            .unwrap_or_default();
+        let ev = cell
+            .get_or_init(|| async {
+                let _slot = self.verify_slots.acquire().await.ok();
+                let me = Arc::clone(self);
+                let text = c.text.clone();
+                tokio::task::spawn_blocking(move || me.evaluate_answer(t, &text))
+                    .await
+                    .unwrap_or_else(|e| Evaluated::broken(format!("verification crashed: {e}")))
+            })
+            .await
+            .clone();
+        if ev.guardian {
+            self.guardian.fetch_add(1, Ordering::Relaxed);
+        }
         let cost = (c.usage.prompt_tokens as f64 * self.price.input_per_mtok
             + c.usage.completion_tokens as f64 * self.price.output_per_mtok)
             / 1e6;
@@ -676,20 +692,6 @@ impl Engine {
             toolchain_version: crate::tool::toolchain_version(),
             error: None,
         }
-    }
-
-    /// Identical answers (common at low temperature) are evaluated once per task.
-    fn evaluate_blocking(&self, t: usize, answer: &str) -> Evaluated {
-        let key = format!("answer:{}", crate::util::sha256_hex(answer));
-        let cell = self.acache[t]
-            .lock()
-            .map(|mut m| Arc::clone(m.entry(key).or_default()))
-            .unwrap_or_default();
-        let ev = cell.get_or_init(|| self.evaluate_answer(t, answer)).clone();
-        if ev.guardian {
-            self.guardian.fetch_add(1, Ordering::Relaxed);
-        }
-        ev
     }
 
     fn evaluate_answer(&self, t: usize, answer: &str) -> Evaluated {

@@ -309,13 +309,15 @@ impl Store {
     }
 
     pub fn insert_sample(&self, run: i64, s: &SampleRow) -> R<()> {
+        // Once per sample turn: the statement is parsed once per connection.
         self.with(|c| {
-            c.execute(
+            c.prepare_cached(
                 "INSERT OR REPLACE INTO samples (run_id, key, task, iteration, temperature, sample, turn, prompt_hash,
                  response, program, graph_hash, verdict, linear, passed, guardian, diagnostics, cycles, onchip_bytes,
                  feasible, prompt_tokens, completion_tokens, cost, provider, model, toolchain_version, error)
                  VALUES (?1,?2,?3,?4,?5,?6,?7,?8,?9,?10,?11,?12,?13,?14,?15,?16,?17,?18,?19,?20,?21,?22,?23,?24,?25,?26)",
-                params![
+            )?
+            .execute(params![
                     run, s.key, s.task, s.iteration, s.temperature, s.sample, s.turn, s.prompt_hash,
                     s.response, s.program, s.graph_hash, s.verdict, s.linear, s.passed, s.guardian,
                     s.diagnostics, s.cycles.map(i), s.onchip_bytes.map(i), s.feasible,

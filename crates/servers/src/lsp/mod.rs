@@ -5,8 +5,9 @@
 //! (hover, definition, completion, code actions, inlay hints, the `stepforge.verify` command)
 //! run on a pool of workers against a snapshot of their document, so a slow one never delays
 //! the others; replies go out as they finish. Diagnostics are computed by one debouncing thread:
-//! it waits until a document has been quiet for [`DEBOUNCE`], analyses the newest version and
-//! publishes; the analysis is cached per version so the requests that follow reuse it.
+//! a change after a quiet spell is analysed at once, a burst of changes once it has been quiet
+//! for [`DEBOUNCE`] (newest version only); the analysis is cached per version so the requests
+//! that follow reuse it (and wait for it rather than repeat it).
 //! Positions are UTF-16 (the LSP default).
 
 mod analysis;
@@ -240,10 +241,14 @@ fn on_notification(n: Notification, docs: &mut BTreeMap<String, Doc>, diag: &Sen
     }
 }
 
-/// Debounces changes per document and publishes diagnostics for the newest version.
+/// Debounces changes per document and publishes diagnostics for the newest version. The
+/// debounce has a leading edge: a change after a quiet spell is analysed at once (a single
+/// edit gets its diagnostics without waiting), while the changes of a burst of typing wait
+/// until the document has been quiet for [`DEBOUNCE`] and are analysed once.
 fn diagnostics_loop(rx: &Receiver<DiagEvent>, shared: &Shared, out: &Sender<Message>) {
     let mut pending: BTreeMap<String, Doc> = BTreeMap::new();
     let mut quiet_since = Instant::now();
+    let mut last_change: Option<Instant> = None;
     loop {
         let ev = if pending.is_empty() {
             rx.recv().map_err(|_| RecvTimeoutError::Disconnected)
@@ -251,37 +256,66 @@ fn diagnostics_loop(rx: &Receiver<DiagEvent>, shared: &Shared, out: &Sender<Mess
             rx.recv_timeout(DEBOUNCE.saturating_sub(quiet_since.elapsed()))
         };
         match ev {
-            Ok(DiagEvent::Changed(doc)) => {
-                pending.insert(doc.uri.clone(), doc);
+            Ok(ev) => {
+                let leading = matches!(ev, DiagEvent::Changed(_))
+                    && pending.is_empty()
+                    && last_change.is_none_or(|t| t.elapsed() >= DEBOUNCE);
+                if matches!(ev, DiagEvent::Changed(_)) {
+                    last_change = Some(Instant::now());
+                }
+                on_diag_event(ev, &mut pending, shared, out);
                 quiet_since = Instant::now();
-            }
-            Ok(DiagEvent::Closed(uri)) => {
-                pending.remove(&uri);
-                shared.analyses.remove(&uri);
-                publish(out, &uri, Vec::new(), None);
-            }
-            Err(RecvTimeoutError::Timeout) => {
-                for (_, doc) in std::mem::take(&mut pending) {
-                    let diags = if doc.text.len() > MAX_DOC_BYTES {
-                        vec![lsp_types::Diagnostic {
-                            message: format!(
-                                "the document is {} bytes; stepforge analyses documents up to {MAX_DOC_BYTES} bytes",
-                                doc.text.len()
-                            ),
-                            source: Some("stepforge".into()),
-                            ..Default::default()
-                        }]
-                    } else {
-                        shared
-                            .analyses
-                            .get(&doc, &shared.sessions)
-                            .lsp_diagnostics()
-                    };
-                    publish(out, &doc.uri, diags, Some(doc.version));
+                if leading {
+                    // Whatever else is already queued joins this analysis.
+                    while let Ok(ev) = rx.try_recv() {
+                        on_diag_event(ev, &mut pending, shared, out);
+                    }
+                    flush(&mut pending, shared, out);
                 }
             }
+            Err(RecvTimeoutError::Timeout) => flush(&mut pending, shared, out),
             Err(RecvTimeoutError::Disconnected) => return,
         }
+    }
+}
+
+fn on_diag_event(
+    ev: DiagEvent,
+    pending: &mut BTreeMap<String, Doc>,
+    shared: &Shared,
+    out: &Sender<Message>,
+) {
+    match ev {
+        DiagEvent::Changed(doc) => {
+            pending.insert(doc.uri.clone(), doc);
+        }
+        DiagEvent::Closed(uri) => {
+            pending.remove(&uri);
+            shared.analyses.remove(&uri);
+            publish(out, &uri, Vec::new(), None);
+        }
+    }
+}
+
+/// Analyses and publishes every pending document.
+fn flush(pending: &mut BTreeMap<String, Doc>, shared: &Shared, out: &Sender<Message>) {
+    for (_, doc) in std::mem::take(pending) {
+        let diags = if doc.text.len() > MAX_DOC_BYTES {
+            vec![lsp_types::Diagnostic {
+                message: format!(
+                    "the document is {} bytes; stepforge analyses documents up to {MAX_DOC_BYTES} bytes",
+                    doc.text.len()
+                ),
+                source: Some("stepforge".into()),
+                ..Default::default()
+            }]
+        } else {
+            shared
+                .analyses
+                .get(&doc, &shared.sessions)
+                .lsp_diagnostics()
+        };
+        publish(out, &doc.uri, diags, Some(doc.version));
     }
 }
 

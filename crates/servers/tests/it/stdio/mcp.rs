@@ -144,7 +144,10 @@ fn lists_tools_with_schemas_and_calls_each() {
     assert_eq!(s["status"], "ok", "{s}");
     assert!(s["cycles"].as_u64().unwrap() > 0, "{s}");
     assert!(s["sol_fraction"].as_f64().unwrap() > 0.0, "{s}");
-    assert!(s["bottleneck"].is_string() && s["deadlock"].is_null(), "{s}");
+    assert!(
+        s["bottleneck"].is_string() && s["deadlock"].is_null(),
+        "{s}"
+    );
     let (err, s, _) = tool(
         &mut c,
         "simulate",
@@ -392,9 +395,6 @@ fn a_cancelled_call_is_not_answered_and_the_server_goes_on() {
     assert_eq!(after["result"]["structuredContent"]["ok"], true, "{after}");
     let ping = c.call("ping", json!({}));
     assert!(ping["result"].is_object());
-    assert!(
-        c.seen(queued).is_none(),
-        "the cancelled call was answered"
-    );
+    assert!(c.seen(queued).is_none(), "the cancelled call was answered");
     assert!(c.close().success());
 }
