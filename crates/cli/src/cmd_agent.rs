@@ -22,7 +22,7 @@ pub struct Args {
 #[derive(Debug, clap::Subcommand)]
 pub enum AgentCommand {
     /// Run the loop over a directory of task files.
-    Run(RunArgs),
+    Run(Box<RunArgs>),
     /// Continue the store's latest run (after a kill, or with batch answers).
     Resume(ResumeArgs),
     /// Write the run's solutions as task files with `impl` (a new operator library).
