@@ -173,26 +173,24 @@ impl Session {
         };
         // Dims, `global`, the lowered functions and (functional mode) seed 0's data come from
         // the session's verification cache: the same values `verify` runs on.
-        let limits = ExecLimits::default();
-        let prep = match self.cache.dims(self.task(), &opts.dims, &limits) {
+        let te = self.task_env(&opts.dims);
+        let prepared = crate::verify::with_spec(self.task(), &te.functions, |spec| {
+            let limits = ExecLimits::default();
+            let prep = self.cache.dims(spec, &opts.dims, &limits)?;
+            let seed = match opts.timing_only {
+                true => None,
+                false => Some(
+                    self.cache
+                        .seed(spec, &prep, 0, &limits, &Clock::new(&limits))?,
+                ),
+            };
+            Ok::<_, stepforge_exec::ExecError>((prep, seed))
+        });
+        let (prep, seed) = match prepared {
             Ok(p) => p,
             Err(e) => {
                 report.diagnostics.push(*e.diagnostic);
                 return report;
-            }
-        };
-        let seed = if opts.timing_only {
-            None
-        } else {
-            match self
-                .cache
-                .seed(self.task(), &prep, 0, &limits, &Clock::new(&limits))
-            {
-                Ok(s) => Some(s),
-                Err(e) => {
-                    report.diagnostics.push(*e.diagnostic);
-                    return report;
-                }
             }
         };
         let env = seed.as_ref().map_or(&prep.env, |s| &s.env);
@@ -204,12 +202,7 @@ impl Session {
                 .fns()
                 .iter()
                 .map(|sig| {
-                    let di = self
-                        .task()
-                        .fns
-                        .iter()
-                        .position(|d| d.func_name.name == sig.name)?;
-                    let body = prep.functions.fns.get(di)?.clone()?;
+                    let body = te.functions.fns.get(sig.id.index())?.clone().ok()?;
                     Function::from_ir(sig.name.clone(), body, env).ok()
                 })
                 .collect(),

@@ -7,6 +7,7 @@ use std::sync::Arc;
 use stepforge_exec::eval::{self, Env, Function};
 use stepforge_exec::limits::Clock;
 use stepforge_exec::{ExecLimits, Prepared, StreamData};
+use stepforge_ir::func::TaskFunctions;
 use stepforge_ir::{DimEnv, FnId, FnKind, Graph};
 use stepforge_sim::{ElemFns, HwConfig, ShapeFlops, SimInput, SimOptions, SimRun, simulate};
 use stepforge_syntax::Source;
@@ -15,6 +16,8 @@ use stepforge_tensor::Tensor;
 
 pub struct Case {
     pub task: Task,
+    /// The task's element functions, lowered once.
+    pub functions: TaskFunctions,
     pub graph: Graph,
     pub env: Env,
     pub dims: DimEnv,
@@ -65,7 +68,9 @@ pub fn case_str(
         .clone()
         .unwrap_or_else(|| panic!("{name}: {:?}", check.diagnostics));
     let dimv = stepforge_task::dim_values(&task, overrides).unwrap();
-    let env = eval::eval_global(task.global.as_ref(), dimv.clone()).unwrap();
+    let (functions, _) = stepforge_check::lower_task_functions(&task);
+    let global = functions.global.clone().unwrap();
+    let env = eval::eval_global(global.as_ref(), Env::new(dimv.clone())).unwrap();
     let dims = DimEnv::from_statics(env.dims.iter().map(|(k, v)| (k.clone(), *v)));
     let lim = GenLimits {
         max_tensor_elements: 1 << 26,
@@ -93,6 +98,7 @@ pub fn case_str(
     }
     Case {
         task,
+        functions,
         graph,
         env,
         dims,
@@ -120,8 +126,8 @@ impl<'a> EvalFns<'a> {
             .fns()
             .iter()
             .map(|sig| {
-                let decl = c.task.fns.iter().find(|d| d.func_name.name == sig.name)?;
-                Function::compile(sig.name.clone(), &decl.body, &c.env).ok()
+                let body = c.functions.fns.get(sig.id.index())?.clone().ok()?;
+                Function::from_ir(sig.name.clone(), body, &c.env).ok()
             })
             .collect();
         EvalFns {
@@ -183,8 +189,7 @@ pub fn sim(
 }
 
 pub fn execute(c: &Case) -> Vec<StreamData> {
-    let (functions, _) = stepforge_check::lower_task_functions(&c.task);
-    let p = Prepared::new(&c.graph, &c.task, &functions, &c.env).unwrap();
+    let p = Prepared::new(&c.graph, &c.functions, &c.env).unwrap();
     let limits = ExecLimits::default();
     let mut clock = Clock::new(&limits);
     p.run(&c.env, &c.inputs, &limits, &mut clock).unwrap()
