@@ -14,7 +14,7 @@ mod sim;
 mod verify;
 
 pub use answer::answer_program;
-pub use manual::manual;
+pub use manual::{OpDoc, manual, op_doc};
 
 pub use session::{CheckReport, FixReport, OpenError, Session};
 pub use sim::{EvalFns, SimOptions, SimReport};
