@@ -139,14 +139,14 @@ pub fn sim(
 
 /// The executor's outputs; `None` when it rejects the program.
 pub fn try_execute(c: &Case) -> Option<Vec<StreamData>> {
-    let p = Prepared::new(&c.graph, &c.task, &c.functions, &c.env).ok()?;
+    let p = Prepared::new(&c.graph, &c.functions, &c.env).ok()?;
     let limits = ExecLimits::default();
     let mut clock = Clock::new(&limits);
     p.run(&c.env, &c.inputs, &limits, &mut clock).ok()
 }
 
 pub fn execute(c: &Case) -> Vec<StreamData> {
-    let p = Prepared::new(&c.graph, &c.task, &c.functions, &c.env).unwrap();
+    let p = Prepared::new(&c.graph, &c.functions, &c.env).unwrap();
     let limits = ExecLimits::default();
     let mut clock = Clock::new(&limits);
     p.run(&c.env, &c.inputs, &limits, &mut clock).unwrap()
