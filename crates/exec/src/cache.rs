@@ -59,6 +59,8 @@ pub struct SeedData {
     pub inputs: Vec<Vec<Arc<Vec<f32>>>>,
     /// Per task output, one expected tensor per field.
     pub expected: Vec<Vec<Tensor>>,
+    /// The same values as `f64`, converted once for every candidate's comparison.
+    pub expected_f64: Vec<Vec<Vec<f64>>>,
     pub generate_us: u64,
     pub reference_us: u64,
     bytes: u64,
@@ -231,15 +233,20 @@ fn prepare_seed(
     let _acc = stepforge_tensor::AccumulationGuard::new(stepforge_tensor::Accumulation::F64);
     clock.check(Span::DUMMY)?;
     let expected = evaluate_references(task, prep, &env)?;
+    let expected_f64: Vec<Vec<Vec<f64>>> = expected
+        .iter()
+        .map(|o| o.iter().map(Tensor::to_f64_vec).collect())
+        .collect();
     bytes += expected
         .iter()
         .flatten()
-        .map(|t| 8 * t.numel() as u64)
+        .map(|t| 16 * t.numel() as u64)
         .sum::<u64>();
     Ok(SeedData {
         env,
         inputs,
         expected,
+        expected_f64,
         generate_us,
         reference_us: micros(started),
         bytes,
