@@ -16,6 +16,8 @@ fn main() {
         .nth(1)
         .unwrap_or_else(|| "operators".into());
     let iters: usize = std::env::args().nth(2).map_or(30, |s| s.parse().unwrap());
+    // `session`: only warm-session verifications (for a profiler).
+    let only_session = std::env::args().nth(3).is_some_and(|m| m == "session");
     let mut files = Vec::new();
     for g in std::fs::read_dir(&root).unwrap() {
         let g = g.unwrap().path();
@@ -44,6 +46,12 @@ fn main() {
         let mut prog = Vec::new();
         let mut cmp = Vec::new();
         let mut per = Vec::new();
+        if only_session {
+            for _ in 0..iters {
+                std::hint::black_box(s.verify(Some(&c), &opts));
+            }
+            continue;
+        }
         for _ in 0..iters {
             let t = Instant::now();
             std::hint::black_box(s.check(&c));
