@@ -125,13 +125,13 @@ impl VerifyCache {
         let global = functions
             .global
             .as_ref()
-            .map_err(|d| ExecError::task(d.clone()))?;
+            .map_err(|d| ExecError::task((**d).clone()))?;
         let env =
             eval::eval_global(global.as_ref(), base).map_err(|e| ExecError::from_eval_task(&e))?;
         let refs = functions
             .references
             .as_ref()
-            .map_err(|d| ExecError::task(d.clone()))?;
+            .map_err(|d| ExecError::task((**d).clone()))?;
         let refs =
             eval::References::from_ir(refs, &env).map_err(|e| ExecError::from_eval_task(&e))?;
         let prep = Arc::new(DimsPrep {

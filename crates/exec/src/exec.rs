@@ -268,7 +268,7 @@ fn prepare_fn(
     let body = match functions.fns.get(f.index()) {
         Some(Ok(body)) => body.clone(),
         // The lowering's own diagnostic (E0602 with a did-you-mean, located in the task file).
-        Some(Err(d)) => return Err(ExecError::task(d.clone())),
+        Some(Err(d)) => return Err(ExecError::task((**d).clone())),
         None => {
             return Err(internal(
                 format!("fn `{}` has no lowered body", sig.name),
