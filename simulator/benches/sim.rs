@@ -25,7 +25,11 @@ fn load(rel: &str, dims: &[(&str, i64)]) -> Loaded {
     let ov: Vec<(String, i64)> = dims.iter().map(|(k, v)| ((*k).to_string(), *v)).collect();
     let out = stepforge_check::check_task_with(task, &ov).unwrap();
     let values = stepforge_task::dim_values(task, &ov).unwrap();
-    let env = stepforge_exec::eval::eval_global(task.global.as_ref(), values).unwrap();
+    let (functions, _) = stepforge_check::lower_task_functions(task);
+    let global = functions.global.unwrap();
+    let env =
+        stepforge_exec::eval::eval_global(global.as_ref(), stepforge_exec::eval::Env::new(values))
+            .unwrap();
     Loaded {
         graph: out.graph.unwrap(),
         dims: DimEnv::from_statics(env.dims.iter().map(|(k, v)| (k.clone(), *v))),

@@ -121,9 +121,9 @@ pub fn run(args: &Args) -> Status {
             Ok(l) => l,
             Err(s) => return s,
         };
-        let warm = stepforge_exec::verify_loaded(&loaded, None, &opts);
+        let warm = stepforge_driver::verify_loaded(&loaded, None, &opts);
         let (median_us, p95_us) = time(iters, || {
-            std::hint::black_box(stepforge_exec::verify_loaded(&loaded, None, &opts));
+            std::hint::black_box(stepforge_driver::verify_loaded(&loaded, None, &opts));
         });
         let session = Session::from_loaded(loaded).ok();
         let candidate = session

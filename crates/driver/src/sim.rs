@@ -160,10 +160,7 @@ impl<'a> EvalFns<'a> {
         let bodies: Vec<Option<Arc<Body>>> = graph
             .fns()
             .iter()
-            .map(|sig| {
-                let di = task.fns.iter().position(|d| d.func_name.name == sig.name)?;
-                functions.fns.get(di)?.clone()
-            })
+            .map(|sig| functions.fns.get(sig.id.index())?.clone().ok())
             .collect();
         let fns = graph
             .fns()
@@ -320,31 +317,29 @@ impl Session {
         };
         // Dims, `global`, the lowered functions and (functional mode) seed 0's data come from
         // the session's verification cache: the same values `verify` runs on.
-        let limits = ExecLimits::default();
-        let prep = match self.cache.dims(self.task(), &opts.dims, &limits) {
+        let te = self.task_env(&opts.dims);
+        let prepared = crate::verify::with_spec(self.task(), &te.functions, |spec| {
+            let limits = ExecLimits::default();
+            let prep = self.cache.dims(spec, &opts.dims, &limits)?;
+            let seed = match opts.timing_only {
+                true => None,
+                false => Some(
+                    self.cache
+                        .seed(spec, &prep, 0, &limits, &Clock::new(&limits))?,
+                ),
+            };
+            Ok::<_, stepforge_exec::ExecError>((prep, seed))
+        });
+        let (prep, seed) = match prepared {
             Ok(p) => p,
             Err(e) => {
                 report.diagnostics.push(*e.diagnostic);
                 return report;
             }
         };
-        let seed = if opts.timing_only {
-            None
-        } else {
-            match self
-                .cache
-                .seed(self.task(), &prep, 0, &limits, &Clock::new(&limits))
-            {
-                Ok(s) => Some(s),
-                Err(e) => {
-                    report.diagnostics.push(*e.diagnostic);
-                    return report;
-                }
-            }
-        };
         let env = seed.as_ref().map_or(&prep.env, |s| &s.env);
         let dims = DimEnv::from_statics(env.dims.iter().map(|(k, v)| (k.clone(), *v)));
-        let fns = EvalFns::new(graph, env, self.task(), &prep.functions);
+        let fns = EvalFns::new(graph, env, self.task(), &te.functions);
         let input = SimInput {
             graph,
             dims: &dims,

@@ -219,7 +219,7 @@ fn lint_fires_and_its_fix_verifies_and_simulates() {
         "{fixed}\n{:?}",
         after.diagnostics
     );
-    let v = stepforge_exec::verify(
+    let v = stepforge_driver::verify(
         task,
         Some(&fixed),
         &stepforge_exec::VerifyOptions::default(),

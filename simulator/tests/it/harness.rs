@@ -17,13 +17,13 @@ use stepforge_tensor::Tensor;
 
 pub struct Case {
     pub task: Task,
+    /// The task's element functions, lowered once.
+    pub functions: TaskFunctions,
     pub graph: Graph,
     pub env: Env,
     pub dims: DimEnv,
     pub inputs: Vec<Vec<Arc<Vec<f32>>>>,
     pub source: Source,
-    /// The task's element functions, lowered once.
-    pub functions: TaskFunctions,
 }
 
 pub fn operators() -> Vec<PathBuf> {
@@ -69,7 +69,9 @@ pub fn case_str(
         .clone()
         .unwrap_or_else(|| panic!("{name}: {:?}", check.diagnostics));
     let dimv = stepforge_task::dim_values(&task, overrides).unwrap();
-    let env = eval::eval_global(task.global.as_ref(), dimv.clone()).unwrap();
+    let (functions, _) = stepforge_check::lower_task_functions(&task);
+    let global = functions.global.clone().unwrap();
+    let env = eval::eval_global(global.as_ref(), Env::new(dimv.clone())).unwrap();
     let dims = DimEnv::from_statics(env.dims.iter().map(|(k, v)| (k.clone(), *v)));
     let lim = GenLimits {
         max_tensor_elements: 1 << 26,
@@ -95,10 +97,9 @@ pub fn case_str(
             inputs.push(fields);
         }
     }
-    let (functions, _) = stepforge_check::lower_task_functions(&task);
     Case {
-        functions,
         task,
+        functions,
         graph,
         env,
         dims,
@@ -138,14 +139,14 @@ pub fn sim(
 
 /// The executor's outputs; `None` when it rejects the program.
 pub fn try_execute(c: &Case) -> Option<Vec<StreamData>> {
-    let p = Prepared::new(&c.graph, &c.task, &c.functions, &c.env).ok()?;
+    let p = Prepared::new(&c.graph, &c.functions, &c.env).ok()?;
     let limits = ExecLimits::default();
     let mut clock = Clock::new(&limits);
     p.run(&c.env, &c.inputs, &limits, &mut clock).ok()
 }
 
 pub fn execute(c: &Case) -> Vec<StreamData> {
-    let p = Prepared::new(&c.graph, &c.task, &c.functions, &c.env).unwrap();
+    let p = Prepared::new(&c.graph, &c.functions, &c.env).unwrap();
     let limits = ExecLimits::default();
     let mut clock = Clock::new(&limits);
     p.run(&c.env, &c.inputs, &limits, &mut clock).unwrap()

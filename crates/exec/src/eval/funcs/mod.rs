@@ -4,8 +4,8 @@
 
 use std::sync::Arc;
 
+use stepforge_diag::Span;
 use stepforge_ir::func::BinOp;
-use stepforge_syntax::Span;
 use stepforge_tensor::{BinaryOp, CmpOp, DType, Scalar, Tensor, UnaryOp};
 
 use super::EvalError;
@@ -333,7 +333,7 @@ pub(crate) fn iter_items(v: &Value, span: Span, max: usize) -> Result<Vec<Value>
             let n = range_len(*a, *b, *s);
             if n > max as u64 {
                 return Err(EvalError::new(
-                    stepforge_syntax::codes::Code::E0701,
+                    stepforge_diag::codes::Code::E0701,
                     format!("range of {n} items exceeds the limit of {max}"),
                     span,
                 ));
