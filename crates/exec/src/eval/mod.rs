@@ -18,6 +18,7 @@
 //! and one evaluation produces a bounded total of tensor elements, so neither the stack nor
 //! memory can be exhausted by task code.
 
+mod budget;
 mod compile;
 mod funcs;
 mod interp;
