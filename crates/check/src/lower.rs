@@ -1313,7 +1313,9 @@ impl<'t> Lowerer<'t> {
     /// stream joined element by element with the Accum's input usually wanted a running value
     /// there, which is what Scan keeps (same function, same `b`, the input's dims).
     fn accum_scan_help(&self, e: &mut RuleError, operands: &[Opnd]) {
-        if e.code != Code::E0305 {
+        // Only where the help so far is a Repeat: a Bufferize help means the shapes differ
+        // by a tile, not by a folded dim.
+        if e.code != Code::E0305 || !e.help.as_deref().is_some_and(|h| h.contains("Repeat(")) {
             return;
         }
         let ranks: Vec<Option<usize>> = operands
@@ -1324,12 +1326,23 @@ impl<'t> Lowerer<'t> {
             return;
         };
         for (o, r) in operands.iter().zip(&ranks) {
-            let Some(st) = self.streams.get(o.stream) else {
-                continue;
-            };
-            let Some(OpKind::Accum { f, b }) =
-                self.ops.get(st.producer).and_then(|p| p.kind.as_ref())
-            else {
+            // The Accum may sit behind Copies.
+            let mut prod = self
+                .streams
+                .get(o.stream)
+                .and_then(|st| self.ops.get(st.producer));
+            while let Some(OpRec {
+                kind: Some(OpKind::Copy),
+                inputs,
+                ..
+            }) = prod
+            {
+                prod = inputs
+                    .first()
+                    .and_then(|&i| self.streams.get(i))
+                    .and_then(|st| self.ops.get(st.producer));
+            }
+            let Some(OpKind::Accum { f, b }) = prod.and_then(|p| p.kind.as_ref()) else {
                 continue;
             };
             if r.is_none_or(|r| r + b != longest) {
