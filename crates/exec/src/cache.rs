@@ -273,6 +273,12 @@ pub fn perturbed_expected(
         }
     }
     let _acc = stepforge_tensor::AccumulationGuard::new(stepforge_tensor::Accumulation::F64);
+    // Exact f32 ties (a saturated softmax) are split too, in index order by draw (eval::ties).
+    let _ties = eval::TieSplitGuard::new(if draw % 2 == 0 {
+        eval::TieOrder::LowFirst
+    } else {
+        eval::TieOrder::HighFirst
+    });
     clock.check(Span::DUMMY)?;
     evaluate_references(task, prep, &env)
 }

@@ -24,6 +24,8 @@ struct Interp<'e> {
     values: &'e [Option<Value>],
     /// Fuel, memory and the deadline (one budget for tensors and lists).
     b: Budget,
+    /// Set while evaluating a tie-aware comparison's perturbed reference (see `ties`).
+    ties: Option<super::ties::TieOrder>,
     slots: Vec<Option<Value>>,
     slot_names: &'e [String],
     /// Dimensions being defined by a `global` block (None elsewhere: `env.dims` is used).
@@ -101,6 +103,7 @@ impl<'e> Interp<'e> {
             body: &code.body,
             values: &code.values,
             b: Budget::new(&env.limits),
+            ties: super::ties::current(),
             slots: vec![None; code.body.slot_names.len()],
             slot_names: &code.body.slot_names,
             dims: None,
@@ -447,6 +450,7 @@ impl<'e> Interp<'e> {
         }
         let kw = self.kwargs(kwargs)?;
         let out = call_builtin(func, pos, kw, span, &mut self.b)?;
+        let out = self.split_ties(super::ties::computes(func), out);
         self.b.result(&out, true, span)?;
         if let Some(s) = inplace {
             self.slots[s as usize] = Some(out.clone());
@@ -465,6 +469,11 @@ impl<'e> Interp<'e> {
         let f = self.expr(func)?;
         let pos = self.exprs(args)?;
         let kw = self.kwargs(kwargs)?;
+        let computes = match &f {
+            Value::Func(func) => super::ties::computes(*func),
+            Value::Module(m) => !matches!(m, super::Module::Relu | super::Module::Identity),
+            _ => false,
+        };
         let out = match f {
             Value::Func(func) => call_builtin(func, pos, kw, span, &mut self.b)?,
             Value::Module(m) => match pos.as_slice() {
@@ -491,6 +500,7 @@ impl<'e> Interp<'e> {
                 ));
             }
         };
+        let out = self.split_ties(computes, out);
         self.b.result(&out, true, span)?;
         Ok(out)
     }
@@ -558,6 +568,7 @@ impl<'e> Interp<'e> {
         let a = self.expr(l)?;
         let b = self.expr(r)?;
         let out = binop(op, a, b, span, &mut self.b)?;
+        let out = self.split_ties(true, out);
         self.charge_tensor(&out, span)?;
         Ok(out)
     }
@@ -680,6 +691,17 @@ impl<'e> Interp<'e> {
             .iter()
             .map(|(k, e)| Ok((*k, self.expr(*e)?)))
             .collect()
+    }
+
+    /// `out` with its exact ties split when a perturbed reference is being evaluated and the
+    /// op computed new values (`computes`).
+    fn split_ties(&self, computes: bool, out: Value) -> Value {
+        match (self.ties, &out) {
+            (Some(order), Value::Tensor(t)) if computes => super::ties::split(t, order)
+                .map(Value::tensor)
+                .unwrap_or(out),
+            _ => out,
+        }
     }
 
     /// Tensor work costs fuel too (one step per 1024 elements produced) and counts in the

@@ -22,6 +22,7 @@ mod budget;
 mod compile;
 mod funcs;
 mod interp;
+mod ties;
 mod value;
 
 #[cfg(test)]
@@ -36,6 +37,7 @@ use stepforge_syntax::codes::Code;
 use stepforge_syntax::{Diagnostic, Span};
 use stepforge_tensor::{Tensor, TensorError, fmt_shape, limits};
 
+pub use ties::{TieOrder, TieSplitGuard};
 pub use value::{Module, Value};
 
 /// Resource limits of one evaluation.
