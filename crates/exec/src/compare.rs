@@ -481,6 +481,56 @@ mod tests {
         assert_eq!(st.excused, 60);
     }
 
+    /// A tie that decides a whole row (14% of a 7-row output) is excused when the program
+    /// agrees with one draw there, beyond the 10% cap of the looser excuse; a program that
+    /// agrees with no draw is still capped, and one wrong where the reference is stable fails.
+    #[test]
+    fn agreement_with_one_draw_has_its_own_cap() {
+        let expected = vec![1.0; 70];
+        let mut tie_low = expected.clone();
+        let mut tie_high = expected.clone();
+        for i in 0..10 {
+            tie_low[60 + i] = 0.0; // draw A drops row 6
+            tie_high[50 + i] = 0.0; // draw B drops row 5
+        }
+        let draws: Vec<&[f64]> = vec![&tie_low, &tie_high];
+        let tol = Tolerance::default();
+        let found: Vec<f32> = tie_low.iter().map(|&x| x as f32).collect();
+        let st = compare_tie_aware(
+            &found,
+            &expected,
+            &draws,
+            &[7, 10],
+            tol,
+            MAX_EXCUSED_FRACTION,
+        );
+        assert!(st.first_mismatch.is_none(), "{st:?}");
+        assert_eq!(st.excused, 10);
+        // Row 6 halved: no draw says 0.5, and 14% is over the looser cap.
+        let half: Vec<f32> = (0..70).map(|i| if i >= 60 { 0.5 } else { 1.0 }).collect();
+        let st = compare_tie_aware(
+            &half,
+            &expected,
+            &draws,
+            &[7, 10],
+            tol,
+            MAX_EXCUSED_FRACTION,
+        );
+        assert_eq!(st.first_mismatch.map(|m| m.index), Some(vec![6, 0]));
+        // Wrong in row 0, where no draw moved.
+        let mut wrong = found.clone();
+        wrong[0] = 0.0;
+        let st = compare_tie_aware(
+            &wrong,
+            &expected,
+            &draws,
+            &[7, 10],
+            tol,
+            MAX_EXCUSED_FRACTION,
+        );
+        assert_eq!(st.first_mismatch.map(|m| m.index), Some(vec![0, 0]));
+    }
+
     #[test]
     fn perturbation_is_deterministic_and_relative() {
         let mut a = vec![1.0f32, -2.0, 0.0, f32::INFINITY, 1e-3];
