@@ -201,6 +201,49 @@ pub fn compare_tie_aware(
     tol: Tolerance,
     max_excused_fraction: f64,
 ) -> FieldStats {
+    compare_rounding_aware(
+        found,
+        expected,
+        perturbed,
+        &[],
+        shape,
+        tol,
+        max_excused_fraction,
+    )
+}
+
+/// [`compare_tie_aware`] with a per-element tolerance widened by the reference's own f32
+/// rounding sensitivity: `rounding` are draws of the reference with every value an arithmetic
+/// builtin computes multiplied by `1 + u·k·eps32` (a model of evaluating the same math in
+/// another order, see `eval::ties`), and element `i` may differ from the reference by
+/// `tol + max_draw |r_i - e_i|` before it counts as failing. This is a tolerance, not an
+/// excuse (uncapped): `sin` of an angle near 1000 moves by 1e-4 when the angle is rounded
+/// differently, which no f32 program can avoid, while a wrong program differs by far more.
+pub fn compare_rounding_aware(
+    found: &[f32],
+    expected: &[f64],
+    perturbed: &[&[f64]],
+    rounding: &[&[f64]],
+    shape: &[usize],
+    tol: Tolerance,
+    max_excused_fraction: f64,
+) -> FieldStats {
+    let rounding: Vec<&[f64]> = rounding
+        .iter()
+        .copied()
+        .filter(|p| p.len() == expected.len())
+        .collect();
+    let widen = |i: usize, e: f64| -> Tolerance {
+        let w = rounding
+            .iter()
+            .map(|r| (r[i] - e).abs())
+            .filter(|d| d.is_finite())
+            .fold(0.0f64, f64::max);
+        Tolerance {
+            atol: tol.atol + w,
+            rtol: tol.rtol,
+        }
+    };
     let draws: Vec<&[f64]> = perturbed
         .iter()
         .copied()
@@ -237,7 +280,7 @@ pub fn compare_tie_aware(
     let mut loose = 0usize;
     let mut matched = 0usize;
     let mut st = compare_with(found, expected, shape, |i, f, e| {
-        if within(f, e, tol) {
+        if within(f, e, tol) || (!rounding.is_empty() && within(f, e, widen(i, e))) {
             return true;
         }
         if !(f.is_finite() && e.is_finite()) {
@@ -264,8 +307,11 @@ pub fn compare_tie_aware(
     let matched_cap =
         (MAX_MATCHED_FRACTION.max(max_excused_fraction) * st.compared as f64).floor() as usize;
     if loose > cap || matched > matched_cap {
-        // Too much of the output leans on the excuse: compare plainly.
-        st = compare_values(found, expected, shape, tol);
+        // Too much of the output leans on the excuse: compare plainly (rounding widening
+        // still applies).
+        st = compare_with(found, expected, shape, |i, f, e| {
+            within(f, e, tol) || (!rounding.is_empty() && within(f, e, widen(i, e)))
+        });
         st.excused = 0;
     } else {
         st.excused = excused;

@@ -26,6 +26,10 @@ struct Interp<'e> {
     b: Budget,
     /// Set while evaluating a tie-aware comparison's perturbed reference (see `ties`).
     ties: Option<super::ties::TieOrder>,
+    /// Set while evaluating a rounding draw of the reference: (seed, relative size).
+    rounding: Option<(u64, f64)>,
+    /// Ops perturbed so far (varies the rounding noise from op to op).
+    perturbed_ops: u64,
     slots: Vec<Option<Value>>,
     slot_names: &'e [String],
     /// Dimensions being defined by a `global` block (None elsewhere: `env.dims` is used).
@@ -104,6 +108,8 @@ impl<'e> Interp<'e> {
             values: &code.values,
             b: Budget::new(&env.limits),
             ties: super::ties::current(),
+            rounding: super::ties::rounding(),
+            perturbed_ops: 0,
             slots: vec![None; code.body.slot_names.len()],
             slot_names: &code.body.slot_names,
             dims: None,
@@ -695,11 +701,23 @@ impl<'e> Interp<'e> {
 
     /// `out` with its exact ties split when a perturbed reference is being evaluated and the
     /// op computed new values (`computes`).
-    fn split_ties(&self, computes: bool, out: Value) -> Value {
-        match (self.ties, &out) {
-            (Some(order), Value::Tensor(t)) if computes => super::ties::split(t, order)
+    fn split_ties(&mut self, computes: bool, out: Value) -> Value {
+        if !computes {
+            return out;
+        }
+        let out = match (self.ties, &out) {
+            (Some(order), Value::Tensor(t)) => super::ties::split(t, order)
                 .map(Value::tensor)
                 .unwrap_or(out),
+            _ => out,
+        };
+        match (self.rounding, &out) {
+            (Some((seed, rel)), Value::Tensor(t)) => {
+                self.perturbed_ops += 1;
+                super::ties::round_noise(t, seed, rel, self.perturbed_ops)
+                    .map(Value::tensor)
+                    .unwrap_or(out)
+            }
             _ => out,
         }
     }

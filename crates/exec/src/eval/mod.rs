@@ -37,7 +37,7 @@ use stepforge_syntax::codes::Code;
 use stepforge_syntax::{Diagnostic, Span};
 use stepforge_tensor::{Tensor, TensorError, fmt_shape, limits};
 
-pub use ties::{TieOrder, TieSplitGuard};
+pub use ties::{RoundingNoiseGuard, TieOrder, TieSplitGuard};
 pub use value::{Module, Value};
 
 /// Resource limits of one evaluation.

@@ -33,6 +33,50 @@ pub const MAX_ULPS: usize = 16;
 
 thread_local! {
     static ORDER: Cell<Option<TieOrder>> = const { Cell::new(None) };
+    static ROUNDING: Cell<Option<(u64, f64)>> = const { Cell::new(None) };
+}
+
+/// Rounding noise on this thread until dropped: every float tensor an arithmetic builtin
+/// computes is multiplied elementwise by `1 + rel·u`, `u` uniform in [-1, 1) from a generator
+/// seeded by `seed` and the op's position in the evaluation (deterministic). With `rel` a few
+/// f32 epsilons this models the same math evaluated in another order; the comparison widens
+/// each element's tolerance by how far these draws move the reference
+/// (`compare::compare_rounding_aware`).
+#[derive(Debug)]
+pub struct RoundingNoiseGuard {
+    prev: Option<(u64, f64)>,
+}
+
+impl RoundingNoiseGuard {
+    pub fn new(seed: u64, rel: f64) -> RoundingNoiseGuard {
+        RoundingNoiseGuard {
+            prev: ROUNDING.with(|c| c.replace(Some((seed, rel)))),
+        }
+    }
+}
+
+impl Drop for RoundingNoiseGuard {
+    fn drop(&mut self) {
+        ROUNDING.with(|c| c.set(self.prev));
+    }
+}
+
+pub(crate) fn rounding() -> Option<(u64, f64)> {
+    ROUNDING.with(Cell::get)
+}
+
+/// `t` with rounding noise (see [`RoundingNoiseGuard`]); `op` numbers the op.
+pub(crate) fn round_noise(t: &Tensor, seed: u64, rel: f64, op: u64) -> Option<Tensor> {
+    if t.dtype() != DType::F32 {
+        return None;
+    }
+    let mut v = t.as_f32()?.to_vec();
+    crate::compare::perturb_f32(
+        &mut v,
+        rel,
+        seed ^ op.wrapping_mul(0x9E37_79B9_7F4A_7C15) << 1,
+    );
+    Tensor::from_f32(t.shape().to_vec(), v).ok()
 }
 
 /// Splits ties on this thread until dropped (then the previous setting returns).
