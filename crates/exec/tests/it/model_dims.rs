@@ -7,7 +7,7 @@
 
 use std::path::Path;
 
-use stepforge_exec::{Verdict, VerifyOptions, verify_loaded};
+use stepforge_exec::{ExecLimits, Verdict, VerifyOptions, verify_loaded};
 
 fn root() -> &'static Path {
     Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/../.."))
@@ -23,11 +23,35 @@ fn run(task: &str, program: Option<&str>, dims: &[(&str, i64)]) -> (Verdict, Vec
             .filter(|(k, _)| known.contains(*k))
             .map(|(k, v)| ((*k).to_string(), *v))
             .collect(),
+        // A debug build on a loaded 2-core machine: the time limit is not what is tested.
+        limits: ExecLimits {
+            time_limit: std::time::Duration::from_secs(600),
+            ..ExecLimits::default()
+        },
         ..VerifyOptions::default()
     };
     let r = verify_loaded(&loaded, impl_text.as_deref(), &opts);
     let errors = r.errors().map(|d| d.diagnostic.message.clone()).collect();
     (r.verdict, errors)
+}
+
+/// RoPE at N=1024: angles near 1000 rad, where the program's and the reference's f32 roundings
+/// of the angle differ by 1e-4 in `sin`/`cos` (the rounding draws widen the tolerance there).
+#[test]
+fn rope_passes_at_long_sequences_and_its_wrong_programs_fail() {
+    let task = "operators/rope/gptj_interleaved.yaml";
+    let (v, errors) = run(task, None, &[("N", 1024)]);
+    assert_eq!(v, Verdict::Pass, "{task}: {errors:#?}");
+    for wrong in std::fs::read_dir(root().join("operators/wrong")).unwrap() {
+        let wrong = wrong.unwrap().path();
+        let name = wrong.file_name().unwrap().to_string_lossy().to_string();
+        if !name.starts_with("rope__gptj_interleaved__") {
+            continue;
+        }
+        let rel = format!("operators/wrong/{name}");
+        let (v, _) = run(task, Some(&rel), &[("N", 1024)]);
+        assert_ne!(v, Verdict::Pass, "{rel} passed at N=1024");
+    }
 }
 
 #[test]
