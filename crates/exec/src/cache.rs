@@ -274,7 +274,7 @@ pub fn perturbed_expected(
     }
     let _acc = stepforge_tensor::AccumulationGuard::new(stepforge_tensor::Accumulation::F64);
     // Exact f32 ties (a saturated softmax) are split too, in index order by draw (eval::ties).
-    let _ties = eval::TieSplitGuard::new(if draw % 2 == 0 {
+    let _ties = eval::TieSplitGuard::new(if draw.is_multiple_of(2) {
         eval::TieOrder::LowFirst
     } else {
         eval::TieOrder::HighFirst
