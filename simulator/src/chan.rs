@@ -60,6 +60,11 @@ pub(crate) struct Chan {
     /// Data elements pushed (stop tokens excluded).
     pub elements: u64,
     pub max_occ: usize,
+    /// Pops (by number) that happened at or before the push cycle of the entry last popped:
+    /// the entries pushed in order have non-decreasing push cycles, so this only moves
+    /// forward (occupancy in O(1) amortised, even over a load's long history).
+    occ_k: u64,
+    occ_at: u64,
     /// `(cycle, +1/-1)` occupancy changes, when tracing.
     pub occ: Option<Vec<(u64, i8)>>,
 }
@@ -77,6 +82,8 @@ impl Chan {
             popped: 0,
             elements: 0,
             max_occ: 0,
+            occ_k: 0,
+            occ_at: 0,
             occ: trace.then(Vec::new),
         }
     }
@@ -135,7 +142,18 @@ impl Chan {
         // Occupancy just after this entry was pushed: the entries pushed by then (this one
         // and earlier) not yet popped. Entries more than `depth` back were popped by then
         // (the push waited for it), so only the remembered pops can still count.
-        let later = self.pops.len() - self.pops.partition_point(|&q| q <= e.pushed);
+        let first = self.popped - self.pops.len() as u64;
+        let later = if e.pushed >= self.occ_at {
+            self.occ_at = e.pushed;
+            let mut k = self.occ_k.max(first);
+            while k < self.popped && self.pop_time_of(k).is_some_and(|q| q <= e.pushed) {
+                k += 1;
+            }
+            self.occ_k = k;
+            (self.popped - k) as usize
+        } else {
+            self.pops.len() - self.pops.partition_point(|&q| q <= e.pushed)
+        };
         self.max_occ = self.max_occ.max(later);
         if let Some(o) = &mut self.occ {
             o.push((t, -1));

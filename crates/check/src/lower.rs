@@ -52,7 +52,7 @@ pub struct TaskEnv {
 /// the task file: otherwise a task span would be read as a place in the program.
 fn decl_error(message: String, at: Span, same_source: bool) -> Diagnostic {
     let d = Diagnostic::new(Code::E0315, message);
-    if same_source { d.at(at) } else { d }
+    if same_source { d.at(at.in_task()) } else { d }
 }
 
 /// A diagnostic located in the task file: kept as is when the program's spans point into the

@@ -16,8 +16,8 @@
 //! and the deadline of the tensor crate ([`limits::DeadlineGuard`]) is read every
 //! [`CLOCK_EVERY`] steps, so even a call with a large fuel budget ends close to the time limit.
 
-use stepforge_syntax::Span;
-use stepforge_syntax::codes::Code;
+use stepforge_diag::Span;
+use stepforge_diag::codes::Code;
 use stepforge_tensor::{Tensor, limits};
 
 use super::value::Value;

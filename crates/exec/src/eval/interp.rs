@@ -3,12 +3,12 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
+use stepforge_diag::Span;
+use stepforge_diag::codes::Code as DiagCode;
 use stepforge_ir::func::{
     Attr, BinOp, CmpOp, Expr, ExprId, FPart, Index as CIndex, Key, Mode, Slot, Stmt,
     Target as CTarget, UnOp,
 };
-use stepforge_syntax::Span;
-use stepforge_syntax::codes::Code as DiagCode;
 use stepforge_tensor::{BinaryOp, Index, Tensor};
 
 use super::budget::{Budget, MAX_LIST};
@@ -420,13 +420,16 @@ impl<'e> Interp<'e> {
             Some(t) => Ok(Value::Tensor(t.clone())),
             None => {
                 let names = self.env.data.keys().map(String::as_str);
-                let hint = super::compile::closest(&k, names).map(|c| format!("input_data['{c}']"));
+                let hint = stepforge_diag::suggest::closest(&k, names);
                 let e = EvalError::new(
                     DiagCode::E0602,
                     format!("input_data has no tensor named '{k}'"),
                     span,
                 );
-                Err(super::compile::did_you_mean(e, hint))
+                Err(match hint {
+                    Some(c) => e.with_help(format!("did you mean `input_data['{c}']`?")),
+                    None => e,
+                })
             }
         }
     }

@@ -3,20 +3,68 @@
 
 use std::collections::BTreeMap;
 
-use stepforge_syntax::ast::Block;
-use stepforge_syntax::codes::Code;
+use stepforge_diag::codes::Code;
+use stepforge_ir::func::Mode;
 use stepforge_tensor::{DType, Tensor};
 
 use super::*;
 
-fn parse(src: &str) -> Block {
+/// The source text, checked to parse (the evaluator's tests are written as source text).
+fn parse(src: &str) -> String {
     let p = stepforge_syntax::parse_block(src);
     assert!(
         !p.has_errors(),
         "parse errors in {src:?}: {:?}",
         p.diagnostics
     );
-    p.value.unwrap()
+    src.to_string()
+}
+
+/// Lowers source text against `env`'s globals and dims, as the checker lowers a task's code.
+fn lower(src: &str, env: &Env, mode: Mode) -> Result<Arc<Body>, EvalError> {
+    let block = stepforge_syntax::parse_block(src)
+        .value
+        .unwrap_or_else(|| panic!("{src:?} does not parse"));
+    let scope = stepforge_check::func_lower::Scope {
+        globals: env.names.keys().cloned().collect(),
+        dims: env.dims.keys().cloned().collect(),
+    };
+    stepforge_check::func_lower::lower_block(&block, &scope, mode)
+        .map(Arc::new)
+        .map_err(|e| EvalError {
+            code: e.code,
+            message: e.message,
+            span: e.span,
+            notes: Vec::new(),
+            help: e.help,
+        })
+}
+
+fn eval_global_src(src: &str, dims: BTreeMap<String, i64>) -> Result<Env, EvalError> {
+    let env = Env::new(dims);
+    let body = lower(src, &env, Mode::Global)?;
+    eval_global(Some(&body), env)
+}
+
+fn eval_block(src: &str, env: &Env) -> Result<Value, EvalError> {
+    eval_body(lower(src, env, Mode::Snippet)?, env)
+}
+
+fn eval_snippet(src: &str, env: &Env) -> Result<Tensor, EvalError> {
+    Snippet::from_ir(lower(src, env, Mode::Snippet)?, env)?.eval(env)
+}
+
+fn compile_fn(name: &str, src: &str, env: &Env) -> Result<Function, EvalError> {
+    Function::from_ir(name, lower(src, env, Mode::Function)?, env)
+}
+
+fn call_fn(
+    src: &str,
+    inputs: Vec<Tensor>,
+    state: Option<Vec<Tensor>>,
+    env: &Env,
+) -> Result<Vec<Tensor>, EvalError> {
+    compile_fn("fn", src, env)?.call(env, inputs, state)
 }
 
 fn f(shape: &[usize], data: &[f32]) -> Tensor {
@@ -36,10 +84,10 @@ fn dims() -> BTreeMap<String, i64> {
 }
 
 fn env() -> Env {
-    let mut e = eval_global(
-        Some(&parse(
+    let mut e = eval_global_src(
+        &parse(
             "E_value = 3\nctx[E] = E_value\ngelu = torch.nn.GELU()\nsig = torch.nn.Sigmoid()\nsm = torch.nn.Softmax(dim=-1)\nsilu = torch.nn.SiLU()\n",
-        )),
+        ),
         dims(),
     )
     .unwrap();
@@ -233,7 +281,7 @@ fn modules_from_global() {
 #[test]
 fn global_block_binds_dims_and_respects_overrides() {
     let g = parse("E_value = 3\nctx[E] = E_value\nF_value = E_value * 2\nact = torch.nn.GELU()");
-    let env = eval_global(Some(&g), dims()).unwrap();
+    let env = eval_global_src(&g, dims()).unwrap();
     assert_eq!(env.dims.get("E"), Some(&3));
     assert_eq!(env.dims.get("F"), Some(&6));
     assert!(matches!(
@@ -243,11 +291,11 @@ fn global_block_binds_dims_and_respects_overrides() {
     // A `--dims E=8` override wins over the block's literal, and flows into later bindings.
     let mut d = dims();
     d.insert("E".into(), 8);
-    let env = eval_global(Some(&g), d).unwrap();
+    let env = eval_global_src(&g, d).unwrap();
     assert_eq!(env.dims.get("E"), Some(&8));
     assert_eq!(env.dims.get("F"), Some(&16));
     assert!(matches!(env.names.get("E_value"), Some(Value::Int(8))));
-    let e = eval_global(Some(&parse("ctx[E] = 'x'")), dims()).unwrap_err();
+    let e = eval_global_src(&parse("ctx[E] = 'x'"), dims()).unwrap_err();
     assert_eq!(e.code, Code::E0601);
 }
 
@@ -674,7 +722,7 @@ fn lists_within_the_budget_still_work() {
 #[test]
 fn result_checks_name_the_function() {
     let res = vec![Tensor::zeros(&[1], DType::F32).unwrap()];
-    let span = stepforge_syntax::Span::new(0, 1);
+    let span = stepforge_diag::Span::new(0, 1);
     let e = check_result("row_sum", span, &res, &[("fp32".into(), vec![])]).unwrap_err();
     assert_eq!(e.code, Code::E0603);
     assert_eq!(
@@ -703,7 +751,7 @@ fn compiled_function_is_reusable_and_fast() {
     let body = parse(
         "x = input[0]\nm = torch.max(state[0], x.max())\nreturn [m, state[1] * torch.exp(state[0] - m) + torch.exp(x - m).sum()]",
     );
-    let func = Function::compile("online_softmax", &body, &env).unwrap();
+    let func = compile_fn("online_softmax", &body, &env).unwrap();
     let mut st = vec![
         Tensor::scalar_f32(f32::NEG_INFINITY),
         Tensor::scalar_f32(0.0),
@@ -809,11 +857,11 @@ proptest::proptest! {
         let src = format!("x = torch.arange(12, dtype=torch.float).view(3, 4)\ny = torch.ones(4)\n{e}");
         let p = stepforge_syntax::parse_block(&src);
         proptest::prop_assert!(!p.has_errors(), "{src}: {:?}", p.diagnostics);
-        if let Some(block) = p.ok() {
+        if p.ok().is_some() {
             let mut env = env();
             env.limits = EvalLimits { fuel: 100_000, max_numel: 100_000, max_work: 10_000_000, max_produced: 1_000_000 };
             let start = std::time::Instant::now();
-            let r = eval_block(&block, &env);
+            let r = eval_block(&src, &env);
             proptest::prop_assert!(start.elapsed().as_secs_f64() < 2.0, "{src} took {:?}", start.elapsed());
             if let Err(e) = r {
                 proptest::prop_assert!(!e.message.is_empty());
@@ -839,10 +887,10 @@ fn deep_nesting_stays_on_the_stack() {
         for (open, mid, close) in shapes {
             for depth in (5..=200).step_by(5) {
                 let src = format!("{}{mid}{}", open.repeat(depth), close.repeat(depth));
-                let Some(b) = stepforge_syntax::parse_block(&src).ok() else {
+                if stepforge_syntax::parse_block(&src).ok().is_none() {
                     break;
-                };
-                match eval_block(&b, &env()) {
+                }
+                match eval_block(&src, &env()) {
                     Ok(_) => {}
                     Err(e) => {
                         assert!(e.message.contains(" more than "), "{src}: {e}");
@@ -937,7 +985,7 @@ fn more_torch_functions() {
 fn compiled_functions_can_be_shared_across_threads() {
     fn assert_send_sync<T: Send + Sync>(_: &T) {}
     let env = env();
-    let f = Function::compile("f", &parse("return [input[0] * 2]"), &env).unwrap();
+    let f = compile_fn("f", &parse("return [input[0] * 2]"), &env).unwrap();
     assert_send_sync(&f);
     assert_send_sync(&env);
     let out = std::thread::scope(|s| {

@@ -7,7 +7,8 @@
 
 use std::path::Path;
 
-use stepforge_exec::{ExecLimits, Verdict, VerifyOptions, verify_loaded};
+use stepforge_driver::verify_loaded;
+use stepforge_exec::{ExecLimits, Verdict, VerifyOptions};
 
 fn root() -> &'static Path {
     Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/../.."))

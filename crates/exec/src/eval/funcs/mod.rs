@@ -4,8 +4,8 @@
 
 use std::sync::Arc;
 
+use stepforge_diag::Span;
 use stepforge_ir::func::BinOp;
-use stepforge_syntax::Span;
 use stepforge_tensor::{BinaryOp, CmpOp, DType, Scalar, Tensor, UnaryOp};
 
 use super::EvalError;
