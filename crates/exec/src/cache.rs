@@ -276,8 +276,32 @@ pub fn perturbed_expected(
         }
     }
     let _acc = stepforge_tensor::AccumulationGuard::new(stepforge_tensor::Accumulation::F64);
+    // Exact f32 ties (a saturated softmax) are split too, in index order by draw (eval::ties).
+    let _ties = eval::TieSplitGuard::new(if draw.is_multiple_of(2) {
+        eval::TieOrder::LowFirst
+    } else {
+        eval::TieOrder::HighFirst
+    });
     clock.check(Span::DUMMY)?;
     evaluate_references(task, prep, &env)
+}
+
+/// The references' outputs for `seed` with rounding noise `rel` on every value an arithmetic
+/// builtin computes (draw `draw`; inputs unchanged): how far the reference moves when the same
+/// math is rounded differently, which widens each element's tolerance
+/// (`compare::compare_rounding_aware`). Computed only after a mismatch, never cached.
+pub fn rounding_expected(
+    task: &TaskSpec,
+    prep: &DimsPrep,
+    data: &SeedData,
+    rel: f64,
+    draw: u64,
+    clock: &Clock,
+) -> Result<Vec<Vec<Tensor>>, ExecError> {
+    let _acc = stepforge_tensor::AccumulationGuard::new(stepforge_tensor::Accumulation::F64);
+    let _noise = eval::RoundingNoiseGuard::new(draw, rel);
+    clock.check(Span::DUMMY)?;
+    evaluate_references(task, prep, &data.env)
 }
 
 /// Every reference snippet in one shared scope (DESIGN §7), grouped per output.

@@ -17,10 +17,10 @@ use stepforge_ir::OpKind;
 use stepforge_task::Tolerance;
 use stepforge_tensor::{Tensor, fmt_shape};
 
-use crate::cache::{DimsPrep, SeedData, VerifyCache, perturbed_expected};
+use crate::cache::{DimsPrep, SeedData, VerifyCache, perturbed_expected, rounding_expected};
 use crate::compare::{
-    EPS_F32, FieldStats, MAX_EXCUSED_FRACTION, ToleranceRule, compare_tie_aware, compare_values,
-    effective_tolerance,
+    EPS_F32, FieldStats, MAX_EXCUSED_FRACTION, ToleranceRule, compare_rounding_aware,
+    compare_values, effective_tolerance,
 };
 use crate::error::{ErrorClass, ExecError, Origin};
 use crate::exec::Prepared;
@@ -168,10 +168,28 @@ fn perturbed_draws(
     clock: &Clock,
 ) -> Result<Vec<Vec<Vec<Tensor>>>, ExecError> {
     let rel = tol.rtol.max(EPS_F32);
-    (0..2)
+    let mut draws = (0..2)
         .map(|draw| perturbed_expected(task, prep, data, rel, draw, clock))
-        .collect()
+        .collect::<Result<Vec<_>, _>>()?;
+    // Draws ROUNDING_DRAWS..: f32 rounding noise on the reference's arithmetic.
+    for draw in 0..2 {
+        draws.push(rounding_expected(
+            task,
+            prep,
+            data,
+            ROUNDING_REL,
+            draw,
+            clock,
+        )?);
+    }
+    Ok(draws)
 }
+
+/// Where the rounding draws start in [`perturbed_draws`]'s result.
+const ROUNDING_DRAWS: usize = 2;
+
+/// Relative size of the rounding noise: four f32 epsilons per arithmetic op.
+const ROUNDING_REL: f64 = 4.0 * EPS_F32;
 
 /// The longest reduction that can feed an output (DESIGN §9, the depth of the tolerance
 /// formula): the elements one Accum or Scan folds, the branches a Merge folds, and the longest
@@ -294,10 +312,12 @@ fn execute(
                         .map(Tensor::to_f64_vec)
                         .collect();
                     let refs: Vec<&[f64]> = values.iter().map(Vec::as_slice).collect();
-                    st = compare_tie_aware(
+                    let (refs, rounding) = refs.split_at(ROUNDING_DRAWS.min(refs.len()));
+                    st = compare_rounding_aware(
                         &field.data,
                         expected_v,
-                        &refs,
+                        refs,
+                        rounding,
                         &shape,
                         tol,
                         MAX_EXCUSED_FRACTION,

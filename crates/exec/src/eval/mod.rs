@@ -14,12 +14,16 @@
 //! `torch.ones(10**12)` or `[0 for i in range(10**12)]` fails in microseconds. Errors are values
 //! ([`EvalError`]) with a code and a span, convertible to a [`Diagnostic`]. Expressions nest
 //! at most 100 levels and runtime lists 64, Python lists and strings hold at most 2^20 items,
-//! and one evaluation produces a bounded total of tensor elements, so neither the stack nor
-//! memory can be exhausted by task code.
+//! and one budget (`budget.rs`) counts everything an evaluation builds — tensor elements, list
+//! items and a per-object overhead — and charges fuel and reads the deadline inside list
+//! building, comparison and nesting checks, so neither the stack, memory nor time can be
+//! exhausted by task code.
 
+mod budget;
 mod compile;
 mod funcs;
 mod interp;
+mod ties;
 mod value;
 
 #[cfg(test)]
@@ -34,6 +38,7 @@ use stepforge_ir::func::Body;
 use stepforge_tensor::{Tensor, TensorError, fmt_shape, limits};
 
 pub(crate) use compile::const_value;
+pub use ties::{RoundingNoiseGuard, TieOrder, TieSplitGuard};
 pub use value::{Module, Value};
 
 /// Resource limits of one evaluation.

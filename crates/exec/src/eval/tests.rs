@@ -640,7 +640,83 @@ fn limits_fail_fast() {
     };
     let e = eval_block(&parse("[torch.ones(1000) for i in range(100)]"), &env).unwrap_err();
     assert_eq!(e.code, Code::E0701);
-    assert!(e.message.contains("in total"), "{}", e.message);
+    assert!(e.message.contains("memory budget"), "{}", e.message);
+}
+
+/// Issue 9's list reproductions, at the evaluator: each is refused (a limit code, E07xx)
+/// quickly, with no allocation beyond the budget.
+#[test]
+fn the_list_budget_bounds_lists_built_by_the_evaluator() {
+    let start = std::time::Instant::now();
+    let mut chain = String::from("a = []\n");
+    for _ in 0..30 {
+        chain.push_str("a = [a, a]\n");
+    }
+    let nested = format!("{chain}b = len(f'{{a}}')");
+    for (src, code) in [
+        ("torch.ones(60000000).unbind(0)", Code::E0701),
+        ("list(torch.ones(60000000))", Code::E0701),
+        ("[v for v in torch.ones(60000000)]", Code::E0701),
+        ("[[0]*1000000 for i in range(1000)]", Code::E0701),
+        ("torch.tensor([[0.0]*1000000]*1000)", Code::E0701),
+        (
+            "z = [[0]*1000000]*1000000\nw = z == [[0]*1000000]*1000000",
+            Code::E0702,
+        ),
+        ("sum([[0]*1000000]*1000, [])", Code::E0701),
+        (
+            "[list(enumerate(range(1000000))) for i in range(100)]",
+            Code::E0701,
+        ),
+        (
+            &format!("{chain}z = a == [[a[0][0], a[0][1]], [a[1][0], a[1][1]]]"),
+            Code::E0702,
+        ),
+    ] {
+        // A smaller memory budget than the default (2^28 units) keeps a debug build fast;
+        // the CLI test `hostile::needs_the_evaluator_list_budget` runs the defaults.
+        let mut env = env();
+        env.limits.max_produced = 1 << 25;
+        env.limits.fuel = 1_000_000; // the executor's default per call
+        let t = std::time::Instant::now();
+        let e = eval_block(&parse(src), &env).unwrap_err();
+        assert!(e.is_limit(), "{src}: {e}");
+        assert_eq!(e.code, code, "{src}: {e}");
+        assert!(t.elapsed().as_secs_f64() < 20.0, "{src}: {:?}", t.elapsed());
+    }
+    // Sharing is not a tree: thirty doublings build 31 lists, and their nesting check and
+    // rendering are bounded (the f-string stops at the string limit).
+    let t = std::time::Instant::now();
+    match eval_block(&parse(&nested), &env()) {
+        Ok(v) => assert!(matches!(v, Value::Int(n) if n > 1 << 20), "{v:?}"),
+        Err(e) => assert!(e.is_limit(), "{e}"),
+    }
+    assert!(t.elapsed().as_secs_f64() < 5.0, "{:?}", t.elapsed());
+    assert!(
+        start.elapsed().as_secs_f64() < 60.0,
+        "{:?}",
+        start.elapsed()
+    );
+}
+
+/// Lists within the budget still work, including shared ones.
+#[test]
+fn lists_within_the_budget_still_work() {
+    let v = eval_block(
+        &parse("a = [1, 2]\nb = [a, a] * 3\nlen(b) + len(b[5])"),
+        &env(),
+    )
+    .unwrap();
+    assert!(matches!(v, Value::Int(8)), "{v:?}");
+    let v = eval_block(&parse("[[1, 2]] * 2 == [[1, 2], [1, 2]]"), &env()).unwrap();
+    assert!(matches!(v, Value::Bool(true)), "{v:?}");
+    let v = eval_block(&parse("torch.tensor([[1.0, 2.0]] * 3).sum()"), &env()).unwrap();
+    assert!(
+        matches!(v, Value::Tensor(ref t) if t.item().is_ok()),
+        "{v:?}"
+    );
+    let e = eval_block(&parse("torch.tensor([1, [2, 3]])"), &env()).unwrap_err();
+    assert!(e.message.contains("torch.tensor()"), "{e}");
 }
 
 #[test]

@@ -5,6 +5,7 @@
 
 mod batching;
 mod laws;
+mod model_dims;
 mod ops;
 mod samples;
 mod verdicts;
