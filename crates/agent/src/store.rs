@@ -125,7 +125,7 @@ pub struct SampleRow {
     pub guardian: bool,
     /// The verify JSON (diagnostics, outputs) the repair turn feeds back.
     pub diagnostics: Option<String>,
-    /// Simulator results; `None` until a simulator is present.
+    /// Simulator results: `None` when the run simulates nothing or the sample did not verify.
     pub cycles: Option<u64>,
     pub onchip_bytes: Option<u64>,
     pub feasible: Option<bool>,

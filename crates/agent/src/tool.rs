@@ -1,5 +1,5 @@
 //! The one place where the agent reaches the toolchain. Everything the loop needs from a task
-//! (its prompt text, checking, the Copy fix, verification, and later simulation) goes through
+//! (its prompt text, checking, the Copy fix, verification, and simulation) goes through
 //! [`Tool`], so the rest of the crate never names a toolchain crate.
 
 use std::sync::Arc;
@@ -36,7 +36,7 @@ impl VerifySummary {
     }
 }
 
-/// What the simulator says about a program; filled only when a simulator is present.
+/// What the simulator says about a verified program.
 #[derive(Debug, Clone, PartialEq)]
 pub struct SimSummary {
     pub cycles: u64,

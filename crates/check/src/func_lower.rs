@@ -700,9 +700,8 @@ pub fn lower_task_functions(task: &stepforge_task::Task) -> (TaskFunctions, Vec<
     let global = match &task.global {
         None => Ok(None),
         Some(g) => lower_block(g, &scope, Mode::Global).map(Some).map_err(|e| {
-            e.to_diagnostic()
-                .note("in the task's `global` block")
-                .in_task()
+            let d = e.to_diagnostic().note("in the task's `global` block");
+            Box::new(d.in_task())
         }),
     };
     if let Ok(Some(g)) = &global {
@@ -717,7 +716,7 @@ pub fn lower_task_functions(task: &stepforge_task::Task) -> (TaskFunctions, Vec<
                 .map(Arc::new)
                 .map_err(|e| {
                     let note = format!("in element function `{}`", f.func_name.name);
-                    e.to_diagnostic().note(note).in_task()
+                    Box::new(e.to_diagnostic().note(note).in_task())
                 })
         })
         .collect();
@@ -732,7 +731,10 @@ pub fn lower_task_functions(task: &stepforge_task::Task) -> (TaskFunctions, Vec<
 }
 
 /// The reference snippets of every output field, in one shared scope.
-fn lower_references(task: &stepforge_task::Task, scope: &Scope) -> Result<References, Diagnostic> {
+fn lower_references(
+    task: &stepforge_task::Task,
+    scope: &Scope,
+) -> Result<References, Box<Diagnostic>> {
     let mut blocks = Vec::new();
     let mut owner = Vec::new();
     for o in &task.outputs {
@@ -756,7 +758,7 @@ fn lower_references(task: &stepforge_task::Task, scope: &Scope) -> Result<Refere
             };
             let mut d = e.to_diagnostic();
             d.message = format!("{} (in the reference of {which})", d.message);
-            Err(d.in_task())
+            Err(Box::new(d.in_task()))
         }
     }
 }

@@ -1030,8 +1030,79 @@ impl<'t> Lowerer<'t> {
         };
         let op = info.name;
         let params = self.params(call, info);
-        // Operands.
-        let mut operands: Vec<Opnd> = Vec::new();
+        let (operands, n_branches, arity_ok) = self.op_operands(call, op)?;
+        let op_idx = self.ops.len();
+        let n_out_guess: Option<usize> = match op {
+            "Copy" => Some(2),
+            "Partition" => params
+                .as_ref()
+                .and_then(|p| p.dim.as_ref())
+                .and_then(|n| rules::branch_count(n, &self.te.env, "N").ok()),
+            _ => Some(1),
+        };
+        let a_param = params.as_ref().and_then(|p| p.a.zip(p.span("a")));
+        let inputs: Vec<usize> = operands.iter().map(|o| o.stream).collect();
+
+        let result: Option<Result<(OpKind, Vec<StreamType>), RuleError>> = match (&params, arity_ok)
+        {
+            (Some(p), true) => {
+                let ops_: Option<Vec<Operand>> = operands
+                    .iter()
+                    .map(|o| {
+                        let ty = self.streams.get(o.stream)?.ty.as_ref()?;
+                        Some(Operand { name: o.name, ty })
+                    })
+                    .collect();
+                ops_.and_then(|ops_| self.apply_rule(op, p, &ops_, n_branches, OpId::new(op_idx)))
+            }
+            _ => None,
+        };
+        let (kind, out_types): (Option<OpKind>, Vec<Option<StreamType>>) = match result {
+            Some(Ok((k, outs))) => (Some(k), outs.into_iter().map(Some).collect()),
+            Some(Err(mut e)) => {
+                self.accum_scan_help(&mut e, &operands);
+                let fix = self.bufferize_fix(&e, op, params.as_ref(), &operands);
+                self.emit_rule_error(e, call, params.as_ref(), &operands, fix);
+                match n_out_guess {
+                    Some(n) => (None, vec![None; n]),
+                    None => (None, Vec::new()),
+                }
+            }
+            None => match n_out_guess {
+                Some(n) => (None, vec![None; n]),
+                None => (None, Vec::new()),
+            },
+        };
+        if kind.is_none() && n_out_guess.is_none() {
+            // Partition whose branch count is unknown: there are no streams to bind.
+            self.ops.push(OpRec {
+                kind: None,
+                inputs,
+                outputs: Vec::new(),
+                span: call.span,
+                a_param,
+            });
+            return None;
+        }
+        self.ops.push(OpRec {
+            kind,
+            inputs,
+            outputs: Vec::new(),
+            span: call.span,
+            a_param,
+        });
+        Some(
+            out_types
+                .into_iter()
+                .map(|t| self.new_stream(op_idx, t))
+                .collect(),
+        )
+    }
+
+    /// The stream operands of an op call (`.apply(..)`), in the form each op takes; the branch
+    /// count of a Merge; whether the operands had the right form (else E0309 was reported).
+    fn op_operands(&mut self, call: &'t OpCall, op: &str) -> Option<(Vec<Opnd<'t>>, usize, bool)> {
+        let mut operands: Vec<Opnd<'t>> = Vec::new();
         let mut n_branches = 0usize;
         let mut arity_ok = true;
         match op {
@@ -1160,72 +1231,7 @@ impl<'t> Lowerer<'t> {
             },
         }
 
-        let op_idx = self.ops.len();
-        let n_out_guess: Option<usize> = match op {
-            "Copy" => Some(2),
-            "Partition" => params
-                .as_ref()
-                .and_then(|p| p.dim.as_ref())
-                .and_then(|n| rules::branch_count(n, &self.te.env, "N").ok()),
-            _ => Some(1),
-        };
-        let a_param = params.as_ref().and_then(|p| p.a.zip(p.span("a")));
-        let inputs: Vec<usize> = operands.iter().map(|o| o.stream).collect();
-
-        let result: Option<Result<(OpKind, Vec<StreamType>), RuleError>> = match (&params, arity_ok)
-        {
-            (Some(p), true) => {
-                let ops_: Option<Vec<Operand>> = operands
-                    .iter()
-                    .map(|o| {
-                        let ty = self.streams.get(o.stream)?.ty.as_ref()?;
-                        Some(Operand { name: o.name, ty })
-                    })
-                    .collect();
-                ops_.and_then(|ops_| self.apply_rule(op, p, &ops_, n_branches, OpId::new(op_idx)))
-            }
-            _ => None,
-        };
-        let (kind, out_types): (Option<OpKind>, Vec<Option<StreamType>>) = match result {
-            Some(Ok((k, outs))) => (Some(k), outs.into_iter().map(Some).collect()),
-            Some(Err(mut e)) => {
-                self.accum_scan_help(&mut e, &operands);
-                let fix = self.bufferize_fix(&e, op, params.as_ref(), &operands);
-                self.emit_rule_error(e, call, params.as_ref(), &operands, fix);
-                match n_out_guess {
-                    Some(n) => (None, vec![None; n]),
-                    None => (None, Vec::new()),
-                }
-            }
-            None => match n_out_guess {
-                Some(n) => (None, vec![None; n]),
-                None => (None, Vec::new()),
-            },
-        };
-        if kind.is_none() && n_out_guess.is_none() {
-            // Partition whose branch count is unknown: there are no streams to bind.
-            self.ops.push(OpRec {
-                kind: None,
-                inputs,
-                outputs: Vec::new(),
-                span: call.span,
-                a_param,
-            });
-            return None;
-        }
-        self.ops.push(OpRec {
-            kind,
-            inputs,
-            outputs: Vec::new(),
-            span: call.span,
-            a_param,
-        });
-        Some(
-            out_types
-                .into_iter()
-                .map(|t| self.new_stream(op_idx, t))
-                .collect(),
-        )
+        Some((operands, n_branches, arity_ok))
     }
 
     fn sig(&self, f: FnId) -> Option<&FnSig> {

@@ -277,7 +277,7 @@ fn view_shape(shape: &[usize], args: &[i64]) -> Option<Vec<usize>> {
     let holes = args.iter().filter(|&&a| a == -1).count();
     let fill = match holes {
         0 if known == numel => 0,
-        1 if known > 0 && numel % known == 0 => numel / known,
+        1 if known > 0 && numel.is_multiple_of(known) => numel / known,
         _ => return None,
     };
     Some(

@@ -59,6 +59,8 @@ pub struct SeedData {
     pub inputs: Vec<Vec<Arc<Vec<f32>>>>,
     /// Per task output, one expected tensor per field.
     pub expected: Vec<Vec<Tensor>>,
+    /// The same values as `f64`, converted once for every candidate's comparison.
+    pub expected_f64: Vec<Vec<Vec<f64>>>,
     pub generate_us: u64,
     pub reference_us: u64,
     bytes: u64,
@@ -123,13 +125,13 @@ impl VerifyCache {
         let global = functions
             .global
             .as_ref()
-            .map_err(|d| ExecError::task(d.clone()))?;
+            .map_err(|d| ExecError::task((**d).clone()))?;
         let env =
             eval::eval_global(global.as_ref(), base).map_err(|e| ExecError::from_eval_task(&e))?;
         let refs = functions
             .references
             .as_ref()
-            .map_err(|d| ExecError::task(d.clone()))?;
+            .map_err(|d| ExecError::task((**d).clone()))?;
         let refs =
             eval::References::from_ir(refs, &env).map_err(|e| ExecError::from_eval_task(&e))?;
         let prep = Arc::new(DimsPrep {
@@ -231,15 +233,20 @@ fn prepare_seed(
     let _acc = stepforge_tensor::AccumulationGuard::new(stepforge_tensor::Accumulation::F64);
     clock.check(Span::DUMMY)?;
     let expected = evaluate_references(task, prep, &env)?;
+    let expected_f64: Vec<Vec<Vec<f64>>> = expected
+        .iter()
+        .map(|o| o.iter().map(Tensor::to_f64_vec).collect())
+        .collect();
     bytes += expected
         .iter()
         .flatten()
-        .map(|t| 8 * t.numel() as u64)
+        .map(|t| 16 * t.numel() as u64)
         .sum::<u64>();
     Ok(SeedData {
         env,
         inputs,
         expected,
+        expected_f64,
         generate_us,
         reference_us: micros(started),
         bytes,

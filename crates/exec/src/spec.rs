@@ -13,6 +13,10 @@ use stepforge_ir::func::TaskFunctions;
 use stepforge_task::{GenLimits, GeneratedData, Tolerance};
 
 /// Task-level services only the task model can provide.
+///
+/// The errors are plain diagnostics, as the task model's own functions return them: each is
+/// called once per task or seed, never on a hot path.
+#[allow(clippy::result_large_err)]
 pub trait TaskData: Send + Sync {
     /// Dimension values under `--dims` overrides (E05xx on a bad override).
     fn dim_values(&self, overrides: &[(String, i64)]) -> Result<BTreeMap<String, i64>, Diagnostic>;

@@ -289,28 +289,18 @@ fn execute(
                 let name = field_name(&decl.name, k, decl.fields);
                 if shape != expected.shape() {
                     shape_bad = true;
-                    let mut d = Diagnostic::new(
-                        Code::E0610,
-                        format!(
-                            "output `{name}` has shape {}, but the reference has shape {}",
-                            fmt_shape(&shape),
-                            fmt_shape(expected.shape())
-                        ),
-                    )
-                    .note(format!("expected shape {}", fmt_shape(expected.shape())))
-                    .note(format!("found shape {}", fmt_shape(&shape)));
-                    if let Some(s) = output_span(graph, oi) {
-                        d = d.at(s);
-                    }
-                    r.push(Origin::Program, d);
+                    let d = shape_mismatch(&name, &shape, expected.shape());
+                    r.push(Origin::Program, at_output(d, graph, oi));
                     if let Some(s) = stats.get_mut(oi).and_then(|v| v.get_mut(k)) {
                         s.1 = false;
                     }
                     continue;
                 }
-                let expected_v = expected.to_f64_vec();
-                let tol = effective_tolerance(rule, &expected_v);
-                let mut st = compare_values(&field.data, &expected_v, &shape, tol);
+                let Some(expected_v) = data.expected_f64.get(oi).and_then(|o| o.get(k)) else {
+                    continue;
+                };
+                let tol = effective_tolerance(rule, expected_v);
+                let mut st = compare_values(&field.data, expected_v, &shape, tol);
                 if st.first_mismatch.is_some() {
                     let draws = match &perturbed {
                         Some(p) => p,
@@ -325,7 +315,7 @@ fn execute(
                     let (refs, rounding) = refs.split_at(ROUNDING_DRAWS.min(refs.len()));
                     st = compare_rounding_aware(
                         &field.data,
-                        &expected_v,
+                        expected_v,
                         refs,
                         rounding,
                         &shape,
@@ -336,21 +326,8 @@ fn execute(
                 if let Some(m) = &st.first_mismatch
                     && !value_bad
                 {
-                    let mut d = Diagnostic::new(
-                        Code::E0611,
-                        format!(
-                            "output `{name}` differs from the reference at index {:?} (seed {seed}): expected {}, found {}",
-                            m.index, m.expected as f32, m.found as f32
-                        ),
-                    )
-                    .note(format!(
-                        "tolerance: |found - expected| <= {} + {} * |expected|",
-                        tol.atol, tol.rtol
-                    ));
-                    if let Some(s) = output_span(graph, oi) {
-                        d = d.at(s);
-                    }
-                    r.push(Origin::Program, d);
+                    let d = value_mismatch(&name, m, seed, tol);
+                    r.push(Origin::Program, at_output(d, graph, oi));
                 }
                 if st.first_mismatch.is_some() {
                     value_bad = true;
@@ -365,8 +342,20 @@ fn execute(
             break;
         }
     }
-    r.outputs = task
-        .outputs
+    r.outputs = output_reports(task, stats);
+    r.verdict = if shape_bad {
+        Verdict::ShapeMismatch
+    } else if value_bad {
+        Verdict::ValueMismatch
+    } else {
+        Verdict::Pass
+    };
+    Ok(())
+}
+
+/// One report per output field, with its error statistics (none when not compared).
+fn output_reports(task: &TaskSpec, stats: Vec<Vec<(FieldStats, bool)>>) -> Vec<OutputReport> {
+    task.outputs
         .iter()
         .zip(stats)
         .flat_map(|(decl, fields)| {
@@ -381,15 +370,47 @@ fn execute(
                     first_mismatch: s.first_mismatch,
                 })
         })
-        .collect();
-    r.verdict = if shape_bad {
-        Verdict::ShapeMismatch
-    } else if value_bad {
-        Verdict::ValueMismatch
-    } else {
-        Verdict::Pass
-    };
-    Ok(())
+        .collect()
+}
+
+fn shape_mismatch(name: &str, found: &[usize], expected: &[usize]) -> Diagnostic {
+    Diagnostic::new(
+        Code::E0610,
+        format!(
+            "output `{name}` has shape {}, but the reference has shape {}",
+            fmt_shape(found),
+            fmt_shape(expected)
+        ),
+    )
+    .note(format!("expected shape {}", fmt_shape(expected)))
+    .note(format!("found shape {}", fmt_shape(found)))
+}
+
+fn value_mismatch(
+    name: &str,
+    m: &crate::compare::Mismatch,
+    seed: u64,
+    tol: Tolerance,
+) -> Diagnostic {
+    Diagnostic::new(
+        Code::E0611,
+        format!(
+            "output `{name}` differs from the reference at index {:?} (seed {seed}): expected {}, found {}",
+            m.index, m.expected as f32, m.found as f32
+        ),
+    )
+    .note(format!(
+        "tolerance: |found - expected| <= {} + {} * |expected|",
+        tol.atol, tol.rtol
+    ))
+}
+
+/// `d` located where the program produces output `oi` (when that has a real location).
+fn at_output(d: Diagnostic, graph: &stepforge_ir::Graph, oi: usize) -> Diagnostic {
+    match output_span(graph, oi) {
+        Some(s) => d.at(s),
+        None => d,
+    }
 }
 
 /// Where the program produces output `oi`, if it has a real location.

@@ -653,12 +653,12 @@ pub struct References {
 #[derive(Debug, Clone, PartialEq)]
 pub struct TaskFunctions {
     /// The `global` block (`Ok(None)`: the task has none).
-    pub global: Result<Option<Body>, Diagnostic>,
+    pub global: Result<Option<Body>, Box<Diagnostic>>,
     /// One body per element function, indexed like the task's fns (and like the graph's
     /// [`crate::FnId`]s).
-    pub fns: Vec<Result<Arc<Body>, Diagnostic>>,
+    pub fns: Vec<Result<Arc<Body>, Box<Diagnostic>>>,
     /// The reference snippets.
-    pub references: Result<References, Diagnostic>,
+    pub references: Result<References, Box<Diagnostic>>,
 }
 
 impl TaskFunctions {
@@ -671,6 +671,7 @@ impl TaskFunctions {
             .into_iter()
             .chain(self.fns.iter().filter_map(|f| f.as_ref().err()))
             .chain(self.references.as_ref().err())
+            .map(|d| &**d)
     }
 }
 
