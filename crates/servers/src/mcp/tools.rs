@@ -200,6 +200,11 @@ const TASK_DESC: &str =
     "Path of the task file (*.yaml), relative to the server's root directory or absolute.";
 const PROGRAM_DESC: &str = "The STeP program text: a bare program, a YAML `impl:` block, or an answer with a fenced code block. At most 1 MiB.";
 
+/// The `dims` argument of `verify` and `simulate`.
+fn dims_schema() -> Value {
+    json!({"type": "object", "description": "Dimension overrides, e.g. {\"D\": 64}; values 1..=1048576.", "additionalProperties": {"type": "integer", "minimum": 1, "maximum": MAX_DIM_VALUE}})
+}
+
 fn object(props: Value, required: &[&str]) -> Value {
     json!({"type": "object", "properties": props, "required": required, "additionalProperties": false})
 }
@@ -278,7 +283,7 @@ pub static TOOLS: &[Tool] = &[
                 json!({
                     "task": {"type": "string", "description": TASK_DESC},
                     "program": {"type": "string", "description": PROGRAM_DESC},
-                    "dims": {"type": "object", "description": "Dimension overrides, e.g. {\"D\": 64}; values 1..=1048576.", "additionalProperties": {"type": "integer", "minimum": 1, "maximum": MAX_DIM_VALUE}},
+                    "dims": dims_schema(),
                     "seeds": {"description": "Number of seeds 1..=16 (seeds 0..n; default 3) or a list of at most 16 seeds.", "oneOf": [
                         {"type": "integer", "minimum": 1, "maximum": MAX_SEEDS},
                         {"type": "array", "items": {"type": "integer", "minimum": 0}, "minItems": 1, "maxItems": MAX_SEEDS},
@@ -301,7 +306,7 @@ pub static TOOLS: &[Tool] = &[
                 json!({
                     "task": {"type": "string", "description": TASK_DESC},
                     "program": {"type": "string", "description": PROGRAM_DESC},
-                    "dims": {"type": "object", "description": "Dimension overrides, e.g. {\"D\": 64}; values 1..=1048576.", "additionalProperties": {"type": "integer", "minimum": 1, "maximum": MAX_DIM_VALUE}},
+                    "dims": dims_schema(),
                     "fifo_depth": {"type": "integer", "minimum": 1, "maximum": MAX_FIFO_DEPTH, "description": "Depth of every FIFO (default: the hardware model's, 2)."},
                     "timing_only": {"type": "boolean", "description": "Carry shapes only, no values (fast at large dims; data-dependent routing is estimated). Default false."},
                     "time_limit_ms": {"type": "integer", "minimum": 1, "maximum": MAX_TIME_LIMIT_MS, "description": "Wall-clock limit of the simulation (default 10000)."},
