@@ -414,6 +414,7 @@ fn execute(
                 })
         })
         .collect();
+    r.jit = prepared.jit_report();
     r.verdict = if shape_bad {
         Verdict::ShapeMismatch
     } else if value_bad {

@@ -121,6 +121,11 @@ impl Kernel {
         }
     }
 
+    /// Scratch f32s each lane needs (callers size their chunks by it).
+    pub fn scratch_per_lane(&self) -> usize {
+        self.layout.scratch_per_lane
+    }
+
     /// Runs the function on `lanes` stream elements at once. `scratch` is reused between
     /// calls. Every buffer is checked against the compiled shapes first.
     pub fn run(
