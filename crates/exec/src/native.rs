@@ -207,7 +207,9 @@ impl NativeSlot {
         let fallback = match (self.analysis.get(), kernel) {
             (_, Some(Err(e))) | (Some(Err(e)), _) => Some(e.clone()),
             (Some(Ok(_)), None) => Some("below the --jit auto threshold".to_string()),
-            (None, None) => Some("not analysed (--jit never, or never run)".to_string()),
+            (None, None) => Some(
+                "not run natively (--jit never; Merge ops are interpreted)".to_string(),
+            ),
             _ => None,
         };
         let ok = matches!(kernel, Some(Ok(_)));
@@ -371,4 +373,209 @@ pub(crate) fn fold(
     }
     slot.record_native(t);
     Some(out)
+}
+
+#[cfg(test)]
+mod tests {
+    //! Differential tests: random element functions from a small grammar over the builtin
+    //! table, random shapes and data; the native Map and fold equal the interpreter's
+    //! per-element calls within the verification tolerance (Cranelift's verifier is on in
+    //! debug builds, so every compiled function is also verified).
+    #![allow(clippy::unwrap_used, clippy::expect_used)]
+
+    use std::collections::BTreeMap;
+
+    use proptest::prelude::*;
+    use stepforge_tensor::Tensor;
+
+    use super::*;
+    use crate::eval::{Function, eval_global};
+
+    fn parse(src: &str) -> stepforge_syntax::ast::Block {
+        let p = stepforge_syntax::parse_block(src);
+        assert!(!p.has_errors(), "{src}: {:?}", p.diagnostics);
+        p.value.unwrap()
+    }
+
+    fn env(d: usize, w: &[f32]) -> Env {
+        let dims: BTreeMap<String, i64> = [("D".to_string(), d as i64)].into_iter().collect();
+        let mut e = eval_global(Some(&parse("gelu = torch.nn.GELU()\nscale = 0.25\n")), dims)
+            .unwrap();
+        e.set_data("W", Tensor::from_f32(vec![d, 3], w.to_vec()).unwrap());
+        e
+    }
+
+    /// Expressions of shape [D] over `x` ([D]) and `y` ([D] or scalar).
+    fn expr() -> impl Strategy<Value = String> {
+        let leaf = prop_oneof![
+            Just("input[0]".to_string()),
+            Just("input[1]".to_string()),
+            Just("(input[0] * scale)".to_string()),
+            Just("(0.5 - input[1])".to_string()),
+        ];
+        leaf.prop_recursive(4, 24, 2, |e| {
+            prop_oneof![
+                (e.clone(), e.clone()).prop_map(|(a, b)| format!("({a} + {b})")),
+                (e.clone(), e.clone()).prop_map(|(a, b)| format!("({a} - {b})")),
+                (e.clone(), e.clone()).prop_map(|(a, b)| format!("({a} * {b})")),
+                (e.clone(), e.clone())
+                    .prop_map(|(a, b)| format!("({a} / (torch.abs({b}) + 1.0))")),
+                e.clone().prop_map(|a| format!("torch.exp(-torch.abs({a}))")),
+                e.clone().prop_map(|a| format!("torch.tanh({a})")),
+                e.clone().prop_map(|a| format!("torch.sigmoid({a})")),
+                e.clone().prop_map(|a| format!("torch.relu({a})")),
+                e.clone().prop_map(|a| format!("gelu({a})")),
+                e.clone().prop_map(|a| format!("torch.erf({a})")),
+                e.clone().prop_map(|a| format!("torch.sin({a})")),
+                e.clone().prop_map(|a| format!("torch.sqrt(torch.abs({a}))")),
+                (e.clone(), e.clone()).prop_map(|(a, b)| format!("torch.maximum({a}, {b})")),
+                (e.clone(), e.clone(), e.clone())
+                    .prop_map(|(a, b, c)| format!("torch.where({a} > {b}, {c}, {a})")),
+                (e.clone(), e.clone())
+                    .prop_map(|(a, b)| format!("({a} + {b}.sum(dim=-1, keepdim=True))")),
+                e.clone().prop_map(|a| format!("torch.softmax({a}, dim=-1)")),
+                (e.clone(), e.clone())
+                    .prop_map(|(a, b)| format!("({a} - {b}.mean(dim=-1, keepdim=True))")),
+                e.clone().prop_map(|a| format!("({a} * torch.amax({a}, dim=-1, keepdim=True))")),
+                e.clone().prop_map(|a| {
+                    format!("((({a} + input[0]) @ input_data['W']) @ input_data['W'].T)")
+                }),
+                e.clone().prop_map(|a| format!("({a} * {a}.sum())")),
+            ]
+        })
+    }
+
+    fn close(a: f32, b: f32) -> bool {
+        (a.is_nan() && b.is_nan())
+            || a == b
+            || (a - b).abs() <= 1e-4 * b.abs().max(1.0)
+    }
+
+    struct Case {
+        f: Function,
+        env: Env,
+        ins: Vec<Vec<usize>>,
+        x: Vec<f32>,
+        y: Vec<f32>,
+    }
+
+    impl Case {
+        fn new(src: &str, d: usize, y_scalar: bool, lanes: usize, data: &[f32]) -> Case {
+            let w: Vec<f32> = (0..d * 3).map(|i| data[i % data.len()] * 0.5).collect();
+            let env = env(d, &w);
+            let f = Function::compile("f", &parse(src), &env).unwrap();
+            let yl = if y_scalar { 1 } else { d };
+            let x = (0..lanes * d).map(|i| data[(i * 7 + 1) % data.len()]).collect();
+            let y = (0..lanes * yl).map(|i| data[(i * 5 + 3) % data.len()]).collect();
+            let ins = vec![vec![d], if y_scalar { vec![] } else { vec![d] }];
+            Case { f, env, ins, x, y }
+        }
+
+        fn elem(&self, e: usize) -> Vec<Tensor> {
+            let (d, yl) = (self.ins[0][0], self.ins[1].iter().product::<usize>());
+            vec![
+                Tensor::from_f32(vec![d], self.x[e * d..(e + 1) * d].to_vec()).unwrap(),
+                Tensor::from_f32(self.ins[1].clone(), self.y[e * yl..(e + 1) * yl].to_vec())
+                    .unwrap(),
+            ]
+        }
+
+        fn fields(&self) -> (FieldData, FieldData) {
+            (
+                FieldData::new(self.x.clone(), self.ins[0].clone()),
+                FieldData::new(self.y.clone(), self.ins[1].clone()),
+            )
+        }
+    }
+
+    fn check(native: &[f32], interp: &[f32], src: &str) -> Result<(), TestCaseError> {
+        prop_assert_eq!(native.len(), interp.len());
+        for (i, (a, b)) in native.iter().zip(interp).enumerate() {
+            prop_assert!(close(*a, *b), "{}: [{}] native {} interpreted {}", src, i, a, b);
+        }
+        Ok(())
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(96))]
+
+        #[test]
+        fn native_map_equals_the_interpreter(
+            e in expr(),
+            d in 1usize..9,
+            lanes in 1usize..6,
+            y_scalar in any::<bool>(),
+            data in proptest::collection::vec(-3.0f32..3.0, 8..32),
+        ) {
+            let src = format!("return [{e}]");
+            let c = Case::new(&src, d, y_scalar, lanes, &data);
+            let mut want: Vec<f32> = Vec::new();
+            let mut out_shape = Vec::new();
+            for l in 0..lanes {
+                let r = c.f.call(&c.env, c.elem(l), None).unwrap();
+                out_shape = r[0].shape().to_vec();
+                want.extend(r[0].as_f32().unwrap());
+            }
+            let facts = FnFacts { body: c.f.ir(), ins: &c.ins, outs: vec![out_shape], reducer: false };
+            let (fx, fy) = c.fields();
+            let slot = NativeSlot::default();
+            let got = map(&slot, &facts, &c.env, JitMode::Always, &[&fx, &fy], lanes);
+            let report = slot.report("f");
+            prop_assert!(got.is_some(), "{}: {:?}", src, report.fallback);
+            check(&got.unwrap()[0], &want, &src)?;
+        }
+
+        #[test]
+        fn native_fold_equals_the_interpreter(
+            e in expr(),
+            d in 1usize..7,
+            inner in 1usize..5,
+            outer in 1usize..4,
+            scan in any::<bool>(),
+            data in proptest::collection::vec(-3.0f32..3.0, 8..32),
+        ) {
+            let src = format!("return [state[0] * 0.5 + torch.tanh({e})]");
+            let c = Case::new(&src, d, false, inner * outer, &data);
+            let init = vec![0.25f32; d];
+            let mut want = Vec::new();
+            let mut finals = Vec::new();
+            for o in 0..outer {
+                let mut st = Tensor::from_f32(vec![d], init.clone()).unwrap();
+                for i in 0..inner {
+                    let r = c.f.call(&c.env, c.elem(o * inner + i), Some(vec![st])).unwrap();
+                    st = r.into_iter().next().unwrap();
+                    want.extend(st.as_f32().unwrap());
+                }
+                finals.extend(st.as_f32().unwrap());
+            }
+            let want = if scan { want } else { finals };
+            let facts = FnFacts { body: c.f.ir(), ins: &c.ins, outs: vec![vec![d]], reducer: true };
+            let (fx, fy) = c.fields();
+            let input = StreamData { dims: vec![inner, outer], fields: vec![fx, fy] };
+            let slot = NativeSlot::default();
+            let got = fold(&slot, &facts, &c.env, JitMode::Always, &[&init], &input, inner, outer, scan);
+            prop_assert!(got.is_some(), "{}: {:?}", src, slot.report("f").fallback);
+            check(&got.unwrap()[0], &want, &src)?;
+        }
+    }
+
+    #[test]
+    fn auto_stays_interpreted_below_the_threshold_and_unsupported_bodies_say_why() {
+        let c = Case::new("return [input[0] * input[1]]", 4, true, 3, &[1.0, 2.0, 3.0]);
+        let facts = FnFacts { body: c.f.ir(), ins: &c.ins, outs: vec![vec![4]], reducer: false };
+        let (fx, fy) = c.fields();
+        let slot = NativeSlot::default();
+        assert!(map(&slot, &facts, &c.env, JitMode::Auto, &[&fx, &fy], 3).is_none());
+        assert!(map(&slot, &facts, &c.env, JitMode::Never, &[&fx, &fy], 3).is_none());
+        let r = slot.report("f");
+        assert!(!r.compiled);
+        assert_eq!(r.fallback.as_deref(), Some("below the --jit auto threshold"));
+
+        let c = Case::new("return [torch.topk(input[0], 1)[0]]", 4, true, 3, &[1.0, 2.0]);
+        let facts = FnFacts { body: c.f.ir(), ins: &c.ins, outs: vec![vec![1]], reducer: false };
+        let slot = NativeSlot::default();
+        assert!(map(&slot, &facts, &c.env, JitMode::Always, &[&fx, &fy], 3).is_none());
+        let why = slot.report("f").fallback.unwrap();
+        assert!(why.contains("topk"), "{why}");
+    }
 }
