@@ -378,7 +378,10 @@ fn operators_without_copies_need_the_documented_count_and_the_fix_repairs_them()
 /// every element function the backend supports compiled, and with none.
 #[test]
 fn every_operator_passes_with_jit_always_and_with_jit_never() {
-    for mode in [stepforge_exec::JitMode::Always, stepforge_exec::JitMode::Never] {
+    for mode in [
+        stepforge_exec::JitMode::Always,
+        stepforge_exec::JitMode::Never,
+    ] {
         let mut opts = VerifyOptions::with_seed_count(3);
         opts.limits.jit = mode;
         let failures = verify_all_with(&all_operator_files(), &opts);
@@ -403,11 +406,24 @@ fn jit_always_compiles_most_library_functions() {
             total += 1;
             if j.compiled {
                 compiled += 1;
-                assert!(j.native_calls > 0, "{}: {} compiled but never run", rel(&path), j.name);
+                assert!(
+                    j.native_calls > 0,
+                    "{}: {} compiled but never run",
+                    rel(&path),
+                    j.name
+                );
             } else {
-                assert!(j.fallback.is_some(), "{}: {} has no reason", rel(&path), j.name);
+                assert!(
+                    j.fallback.is_some(),
+                    "{}: {} has no reason",
+                    rel(&path),
+                    j.name
+                );
             }
         }
     }
-    assert!(compiled * 3 >= total * 2, "{compiled} of {total} functions compiled");
+    assert!(
+        compiled * 3 >= total * 2,
+        "{compiled} of {total} functions compiled"
+    );
 }

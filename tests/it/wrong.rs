@@ -206,7 +206,12 @@ fn every_wrong_program_is_rejected_alike_with_jit_always() {
             .or_insert_with(|| load_task(&root().join(&w.task)));
         let r = verify(task, Some(&w.text), &opts);
         if r.verdict.as_str() != w.expect {
-            problems.push(format!("{}: expected {}, got {}", rel(&w.path), w.expect, r.verdict));
+            problems.push(format!(
+                "{}: expected {}, got {}",
+                rel(&w.path),
+                w.expect,
+                r.verdict
+            ));
         }
     }
     assert!(problems.is_empty(), "{}", problems.join("\n"));

@@ -263,9 +263,15 @@ fn run_jit(args: &Args, files: &[PathBuf], opts: &VerifyOptions) -> Status {
             })).collect::<Vec<_>>(),
         })),
         Format::Human => {
-            output::line(&format!("machine: {}; {} seed(s); µs per stream op", machine_line(), args.seeds));
+            output::line(&format!(
+                "machine: {}; {} seed(s); µs per stream op",
+                machine_line(),
+                args.seeds
+            ));
             output::line("");
-            output::line("| task | fn | interp (us) | native (us) | speedup | compile (us) | note |");
+            output::line(
+                "| task | fn | interp (us) | native (us) | speedup | compile (us) | note |",
+            );
             output::line("|---|---|---:|---:|---:|---:|---|");
             for r in &rows {
                 output::line(&format!(
@@ -281,7 +287,11 @@ fn run_jit(args: &Args, files: &[PathBuf], opts: &VerifyOptions) -> Status {
             }
         }
     }
-    if all_pass { Status::Ok } else { Status::Rejected }
+    if all_pass {
+        Status::Ok
+    } else {
+        Status::Rejected
+    }
 }
 
 #[cfg(test)]

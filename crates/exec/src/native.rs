@@ -207,9 +207,9 @@ impl NativeSlot {
         let fallback = match (self.analysis.get(), kernel) {
             (_, Some(Err(e))) | (Some(Err(e)), _) => Some(e.clone()),
             (Some(Ok(_)), None) => Some("below the --jit auto threshold".to_string()),
-            (None, None) => Some(
-                "not run natively (--jit never; Merge ops are interpreted)".to_string(),
-            ),
+            (None, None) => {
+                Some("not run natively (--jit never; Merge ops are interpreted)".to_string())
+            }
             _ => None,
         };
         let ok = matches!(kernel, Some(Ok(_)));
@@ -311,10 +311,7 @@ pub(crate) fn fold(
         return None;
     }
     let steps = if scan { inner } else { 1 };
-    let mut out: Vec<Vec<f32>> = lens
-        .iter()
-        .map(|&l| vec![0.0; outer * steps * l])
-        .collect();
+    let mut out: Vec<Vec<f32>> = lens.iter().map(|&l| vec![0.0; outer * steps * l]).collect();
     let chunk = chunk_lanes(&k, outer);
     let mut scratch = Vec::new();
     let mut o0 = 0;
@@ -399,8 +396,8 @@ mod tests {
 
     fn env(d: usize, w: &[f32]) -> Env {
         let dims: BTreeMap<String, i64> = [("D".to_string(), d as i64)].into_iter().collect();
-        let mut e = eval_global(Some(&parse("gelu = torch.nn.GELU()\nscale = 0.25\n")), dims)
-            .unwrap();
+        let mut e =
+            eval_global(Some(&parse("gelu = torch.nn.GELU()\nscale = 0.25\n")), dims).unwrap();
         e.set_data("W", Tensor::from_f32(vec![d, 3], w.to_vec()).unwrap());
         e
     }
@@ -418,25 +415,28 @@ mod tests {
                 (e.clone(), e.clone()).prop_map(|(a, b)| format!("({a} + {b})")),
                 (e.clone(), e.clone()).prop_map(|(a, b)| format!("({a} - {b})")),
                 (e.clone(), e.clone()).prop_map(|(a, b)| format!("({a} * {b})")),
-                (e.clone(), e.clone())
-                    .prop_map(|(a, b)| format!("({a} / (torch.abs({b}) + 1.0))")),
-                e.clone().prop_map(|a| format!("torch.exp(-torch.abs({a}))")),
+                (e.clone(), e.clone()).prop_map(|(a, b)| format!("({a} / (torch.abs({b}) + 1.0))")),
+                e.clone()
+                    .prop_map(|a| format!("torch.exp(-torch.abs({a}))")),
                 e.clone().prop_map(|a| format!("torch.tanh({a})")),
                 e.clone().prop_map(|a| format!("torch.sigmoid({a})")),
                 e.clone().prop_map(|a| format!("torch.relu({a})")),
                 e.clone().prop_map(|a| format!("gelu({a})")),
                 e.clone().prop_map(|a| format!("torch.erf({a})")),
                 e.clone().prop_map(|a| format!("torch.sin({a})")),
-                e.clone().prop_map(|a| format!("torch.sqrt(torch.abs({a}))")),
+                e.clone()
+                    .prop_map(|a| format!("torch.sqrt(torch.abs({a}))")),
                 (e.clone(), e.clone()).prop_map(|(a, b)| format!("torch.maximum({a}, {b})")),
                 (e.clone(), e.clone(), e.clone())
                     .prop_map(|(a, b, c)| format!("torch.where({a} > {b}, {c}, {a})")),
                 (e.clone(), e.clone())
                     .prop_map(|(a, b)| format!("({a} + {b}.sum(dim=-1, keepdim=True))")),
-                e.clone().prop_map(|a| format!("torch.softmax({a}, dim=-1)")),
+                e.clone()
+                    .prop_map(|a| format!("torch.softmax({a}, dim=-1)")),
                 (e.clone(), e.clone())
                     .prop_map(|(a, b)| format!("({a} - {b}.mean(dim=-1, keepdim=True))")),
-                e.clone().prop_map(|a| format!("({a} * torch.amax({a}, dim=-1, keepdim=True))")),
+                e.clone()
+                    .prop_map(|a| format!("({a} * torch.amax({a}, dim=-1, keepdim=True))")),
                 e.clone().prop_map(|a| {
                     format!("((({a} + input[0]) @ input_data['W']) @ input_data['W'].T)")
                 }),
@@ -446,9 +446,7 @@ mod tests {
     }
 
     fn close(a: f32, b: f32) -> bool {
-        (a.is_nan() && b.is_nan())
-            || a == b
-            || (a - b).abs() <= 1e-4 * b.abs().max(1.0)
+        (a.is_nan() && b.is_nan()) || a == b || (a - b).abs() <= 1e-4 * b.abs().max(1.0)
     }
 
     struct Case {
@@ -465,8 +463,12 @@ mod tests {
             let env = env(d, &w);
             let f = Function::compile("f", &parse(src), &env).unwrap();
             let yl = if y_scalar { 1 } else { d };
-            let x = (0..lanes * d).map(|i| data[(i * 7 + 1) % data.len()]).collect();
-            let y = (0..lanes * yl).map(|i| data[(i * 5 + 3) % data.len()]).collect();
+            let x = (0..lanes * d)
+                .map(|i| data[(i * 7 + 1) % data.len()])
+                .collect();
+            let y = (0..lanes * yl)
+                .map(|i| data[(i * 5 + 3) % data.len()])
+                .collect();
             let ins = vec![vec![d], if y_scalar { vec![] } else { vec![d] }];
             Case { f, env, ins, x, y }
         }
@@ -491,7 +493,14 @@ mod tests {
     fn check(native: &[f32], interp: &[f32], src: &str) -> Result<(), TestCaseError> {
         prop_assert_eq!(native.len(), interp.len());
         for (i, (a, b)) in native.iter().zip(interp).enumerate() {
-            prop_assert!(close(*a, *b), "{}: [{}] native {} interpreted {}", src, i, a, b);
+            prop_assert!(
+                close(*a, *b),
+                "{}: [{}] native {} interpreted {}",
+                src,
+                i,
+                a,
+                b
+            );
         }
         Ok(())
     }
@@ -562,17 +571,36 @@ mod tests {
     #[test]
     fn auto_stays_interpreted_below_the_threshold_and_unsupported_bodies_say_why() {
         let c = Case::new("return [input[0] * input[1]]", 4, true, 3, &[1.0, 2.0, 3.0]);
-        let facts = FnFacts { body: c.f.ir(), ins: &c.ins, outs: vec![vec![4]], reducer: false };
+        let facts = FnFacts {
+            body: c.f.ir(),
+            ins: &c.ins,
+            outs: vec![vec![4]],
+            reducer: false,
+        };
         let (fx, fy) = c.fields();
         let slot = NativeSlot::default();
         assert!(map(&slot, &facts, &c.env, JitMode::Auto, &[&fx, &fy], 3).is_none());
         assert!(map(&slot, &facts, &c.env, JitMode::Never, &[&fx, &fy], 3).is_none());
         let r = slot.report("f");
         assert!(!r.compiled);
-        assert_eq!(r.fallback.as_deref(), Some("below the --jit auto threshold"));
+        assert_eq!(
+            r.fallback.as_deref(),
+            Some("below the --jit auto threshold")
+        );
 
-        let c = Case::new("return [torch.topk(input[0], 1)[0]]", 4, true, 3, &[1.0, 2.0]);
-        let facts = FnFacts { body: c.f.ir(), ins: &c.ins, outs: vec![vec![1]], reducer: false };
+        let c = Case::new(
+            "return [torch.topk(input[0], 1)[0]]",
+            4,
+            true,
+            3,
+            &[1.0, 2.0],
+        );
+        let facts = FnFacts {
+            body: c.f.ir(),
+            ins: &c.ins,
+            outs: vec![vec![1]],
+            reducer: false,
+        };
         let slot = NativeSlot::default();
         assert!(map(&slot, &facts, &c.env, JitMode::Always, &[&fx, &fy], 3).is_none());
         let why = slot.report("f").fallback.unwrap();

@@ -133,8 +133,10 @@ impl Tree {
                 ) && a.vectorisable()
             }
             Tree::Bin(b, x, y) => {
-                matches!(b, Bin::Add | Bin::Sub | Bin::Mul | Bin::Div | Bin::Max | Bin::Min)
-                    && x.vectorisable()
+                matches!(
+                    b,
+                    Bin::Add | Bin::Sub | Bin::Mul | Bin::Div | Bin::Max | Bin::Min
+                ) && x.vectorisable()
                     && y.vectorisable()
             }
             Tree::Sel(..) => false,
@@ -151,7 +153,8 @@ pub fn compile(g: &Graph, n_in: usize, n_state: usize, verify: bool) -> R<Compil
     let fail = |what: &str, e: String| Unsupported(format!("cranelift {what}: {e}"));
     let mut fb = cranelift_codegen::settings::builder();
     use cranelift_codegen::settings::Configurable;
-    fb.set("opt_level", "speed").map_err(|e| fail("flags", e.to_string()))?;
+    fb.set("opt_level", "speed")
+        .map_err(|e| fail("flags", e.to_string()))?;
     fb.set("enable_verifier", if verify { "true" } else { "false" })
         .map_err(|e| fail("flags", e.to_string()))?;
     let isa = cranelift_native::builder()
@@ -191,8 +194,14 @@ pub fn compile(g: &Graph, n_in: usize, n_state: usize, verify: bool) -> R<Compil
     })
 }
 
-fn define(module: &mut JITModule, id: cranelift_module::FuncId, ctx: &mut Context) -> Result<(), String> {
-    module.define_function(id, ctx).map_err(|e| format!("{e:?}"))
+fn define(
+    module: &mut JITModule,
+    id: cranelift_module::FuncId,
+    ctx: &mut Context,
+) -> Result<(), String> {
+    module
+        .define_function(id, ctx)
+        .map_err(|e| format!("{e:?}"))
 }
 
 struct Gen<'a, 'g> {
@@ -293,7 +302,9 @@ impl<'a, 'g> Gen<'a, 'g> {
                     .ins()
                     .load(self.ptr_ty, flags(), self.ptrs, (8 * k) as i32);
                 let ls = if k < self.layout.n_in + self.layout.n_state + self.layout.n_out {
-                    self.b.ins().load(I64, flags(), self.lstrides, (8 * k) as i32)
+                    self.b
+                        .ins()
+                        .load(I64, flags(), self.lstrides, (8 * k) as i32)
                 } else {
                     self.b.ins().iconst(I64, 0)
                 };
@@ -396,7 +407,10 @@ impl<'a, 'g> Gen<'a, 'g> {
                 .b
                 .ins()
                 .load(self.ptr_ty, flags(), self.ptrs, (8 * k) as i32);
-            let ls = self.b.ins().load(I64, flags(), self.lstrides, (8 * k) as i32);
+            let ls = self
+                .b
+                .ins()
+                .load(I64, flags(), self.lstrides, (8 * k) as i32);
             let t = match self.tree(v) {
                 leaf @ Tree::Leaf { .. } => Tree::Un(Un::Copy, Box::new(leaf)),
                 t => t,
@@ -631,7 +645,11 @@ impl<'a, 'g> Gen<'a, 'g> {
             Un::Reciprocal => {
                 let ty = self.b.func.dfg.value_type(x);
                 let one = self.b.ins().f32const(1.0);
-                let one = if ty == F32X4 { self.b.ins().splat(F32X4, one) } else { one };
+                let one = if ty == F32X4 {
+                    self.b.ins().splat(F32X4, one)
+                } else {
+                    one
+                };
                 self.b.ins().fdiv(one, x)
             }
             Un::Relu => {
@@ -733,7 +751,17 @@ impl<'a, 'g> Gen<'a, 'g> {
             let dl = s.b.ins().imul(l, dls);
             let dl = s.b.ins().ishl_imm_s(dl, 2);
             let dbase = s.b.ins().iadd(dst, dl);
-            s.reduce_kept(op, &full, &kext, &rext, &dstr, &bases, dbase, count, Vec::new());
+            s.reduce_kept(
+                op,
+                &full,
+                &kext,
+                &rext,
+                &dstr,
+                &bases,
+                dbase,
+                count,
+                Vec::new(),
+            );
         });
     }
 
@@ -856,7 +884,9 @@ impl<'a, 'g> Gen<'a, 'g> {
             c(self, 1),
         ];
         for (i, v) in vals.into_iter().enumerate() {
-            self.b.ins().stack_store(self.ptr_ty, v, slot, (i * 8) as i32);
+            self.b
+                .ins()
+                .stack_store(self.ptr_ty, v, slot, (i * 8) as i32);
         }
         let desc = self.b.ins().stack_addr(self.ptr_ty, slot, 0);
         let mut sig = Signature::new(CallConv::SystemV);
@@ -887,9 +917,10 @@ fn merge_dims(shape: &[usize], t: &mut Tree, extra: &mut [&mut Vec<isize>]) -> V
     let mut strides: Vec<Vec<isize>> = vec![Vec::new(); all.len()];
     for &d in &keep {
         let mergeable = !ext.is_empty()
-            && all.iter().zip(&strides).all(|(s, cur)| {
-                cur.last().copied() == Some(s[d] * shape[d] as isize)
-            });
+            && all
+                .iter()
+                .zip(&strides)
+                .all(|(s, cur)| cur.last().copied() == Some(s[d] * shape[d] as isize));
         if mergeable {
             if let Some(last) = ext.last_mut() {
                 *last *= shape[d];

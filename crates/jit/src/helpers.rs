@@ -42,7 +42,9 @@ pub extern "C" fn silu(x: f32) -> f32 {
 }
 
 pub extern "C" fn gelu(x: f32) -> f32 {
-    f(x, |x| 0.5 * x * (1.0 + erf_mod::erf(x / std::f64::consts::SQRT_2)))
+    f(x, |x| {
+        0.5 * x * (1.0 + erf_mod::erf(x / std::f64::consts::SQRT_2))
+    })
 }
 
 pub extern "C" fn gelu_tanh(x: f32) -> f32 {

@@ -86,7 +86,15 @@ impl std::fmt::Display for RunError {
 
 impl std::error::Error for RunError {}
 
-fn fits(what: &str, i: usize, offset: usize, ls: usize, len: usize, lanes: usize, have: usize) -> Result<(), RunError> {
+fn fits(
+    what: &str,
+    i: usize,
+    offset: usize,
+    ls: usize,
+    len: usize,
+    lanes: usize,
+    have: usize,
+) -> Result<(), RunError> {
     let need = lanes
         .checked_sub(1)
         .and_then(|l| l.checked_mul(ls))
@@ -138,15 +146,23 @@ impl Kernel {
         scratch: &mut Vec<f32>,
     ) -> Result<(), RunError> {
         let l = &self.layout;
-        if ins.len() != l.n_in || state.len() != l.n_state || outs.len() != l.n_out || data.len() != l.n_data {
+        if ins.len() != l.n_in
+            || state.len() != l.n_state
+            || outs.len() != l.n_out
+            || data.len() != l.n_data
+        {
             return Err(RunError("wrong number of buffers".into()));
         }
         if lanes == 0 {
             return Ok(());
         }
-        let mut ptrs: Vec<*mut f32> = Vec::with_capacity(ins.len() + state.len() + outs.len() + data.len());
+        let mut ptrs: Vec<*mut f32> =
+            Vec::with_capacity(ins.len() + state.len() + outs.len() + data.len());
         let mut strides: Vec<i64> = Vec::with_capacity(ins.len() + state.len() + outs.len());
-        for (kind, args, lens) in [("input", ins, &self.in_lens), ("state", state, &self.state_lens)] {
+        for (kind, args, lens) in [
+            ("input", ins, &self.in_lens),
+            ("state", state, &self.state_lens),
+        ] {
             for (i, (a, &len)) in args.iter().zip(lens).enumerate() {
                 fits(kind, i, a.offset, a.lane_stride, len, lanes, a.data.len())?;
                 // The pointer is only read through (see the module invariants).
@@ -155,7 +171,15 @@ impl Kernel {
             }
         }
         for (i, (o, &len)) in outs.iter_mut().zip(&self.out_lens).enumerate() {
-            fits("output", i, o.offset, o.lane_stride, len, lanes, o.data.len())?;
+            fits(
+                "output",
+                i,
+                o.offset,
+                o.lane_stride,
+                len,
+                lanes,
+                o.data.len(),
+            )?;
             if lanes > 1 && o.lane_stride < len {
                 return Err(RunError(format!("output {i}: lanes overlap")));
             }
@@ -164,7 +188,10 @@ impl Kernel {
         }
         for (i, (d, &len)) in data.iter().zip(&self.data_lens).enumerate() {
             if d.len() != len {
-                return Err(RunError(format!("input_data {i}: {} elements, compiled for {len}", d.len())));
+                return Err(RunError(format!(
+                    "input_data {i}: {} elements, compiled for {len}",
+                    d.len()
+                )));
             }
             ptrs.push(d.as_ptr().cast_mut());
         }
@@ -181,7 +208,12 @@ impl Kernel {
         // invariants checked above.
         let f: Entry = unsafe { std::mem::transmute::<usize, Entry>(self.func) };
         let _keep = &self.code;
-        f(ptrs.as_ptr(), strides.as_ptr(), lanes_i, scratch.as_mut_ptr());
+        f(
+            ptrs.as_ptr(),
+            strides.as_ptr(),
+            lanes_i,
+            scratch.as_mut_ptr(),
+        );
         Ok(())
     }
 }
@@ -192,9 +224,29 @@ impl Kernel {
 pub(crate) extern "C" fn gemm_helper(desc: *const i64) {
     // SAFETY: generated code passes a pointer to 16 initialised i64s on its stack.
     let d = unsafe { std::slice::from_raw_parts(desc, 16) };
-    let [lanes, m, k, n, a, als, rsa, csa, b, bls, rsb, csb, c, cls, rsc, csc] =
-        <[i64; 16]>::try_from(d).unwrap_or([0; 16]);
-    let (a, b, c) = (a as usize as *const f32, b as usize as *const f32, c as usize as *mut f32);
+    let [
+        lanes,
+        m,
+        k,
+        n,
+        a,
+        als,
+        rsa,
+        csa,
+        b,
+        bls,
+        rsb,
+        csb,
+        c,
+        cls,
+        rsc,
+        csc,
+    ] = <[i64; 16]>::try_from(d).unwrap_or([0; 16]);
+    let (a, b, c) = (
+        a as usize as *const f32,
+        b as usize as *const f32,
+        c as usize as *mut f32,
+    );
     let us = |x: i64| usize::try_from(x).unwrap_or(0);
     let (lanes, m, k, n) = (us(lanes), us(m), us(k), us(n));
     if lanes == 0 || m == 0 || n == 0 {
@@ -204,7 +256,9 @@ pub(crate) extern "C" fn gemm_helper(desc: *const i64) {
         for l in 0..lanes {
             for i in 0..m {
                 for j in 0..n {
-                    let o = l as isize * cls as isize + i as isize * rsc as isize + j as isize * csc as isize;
+                    let o = l as isize * cls as isize
+                        + i as isize * rsc as isize
+                        + j as isize * csc as isize;
                     // SAFETY: inside the output buffer (module invariants).
                     unsafe { *c.offset(o) = 0.0 };
                 }
@@ -217,8 +271,20 @@ pub(crate) extern "C" fn gemm_helper(desc: *const i64) {
         // SAFETY: rows l·als of a and l·cls of c are inside their buffers for l < lanes.
         unsafe {
             matrixmultiply::sgemm(
-                lanes, k, n, 1.0, a, als as isize, csa as isize, b, rsb as isize, csb as isize,
-                0.0, c, cls as isize, csc as isize,
+                lanes,
+                k,
+                n,
+                1.0,
+                a,
+                als as isize,
+                csa as isize,
+                b,
+                rsb as isize,
+                csb as isize,
+                0.0,
+                c,
+                cls as isize,
+                csc as isize,
             );
         }
         return;
@@ -228,11 +294,20 @@ pub(crate) extern "C" fn gemm_helper(desc: *const i64) {
         // SAFETY: lane l of each operand is inside its buffer (module invariants).
         unsafe {
             matrixmultiply::sgemm(
-                m, k, n, 1.0,
-                a.offset(li * als as isize), rsa as isize, csa as isize,
-                b.offset(li * bls as isize), rsb as isize, csb as isize,
+                m,
+                k,
+                n,
+                1.0,
+                a.offset(li * als as isize),
+                rsa as isize,
+                csa as isize,
+                b.offset(li * bls as isize),
+                rsb as isize,
+                csb as isize,
                 0.0,
-                c.offset(li * cls as isize), rsc as isize, csc as isize,
+                c.offset(li * cls as isize),
+                rsc as isize,
+                csc as isize,
             );
         }
     }

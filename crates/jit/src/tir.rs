@@ -398,8 +398,16 @@ fn bcast(a: &[usize], b: &[usize]) -> R<Vec<usize>> {
     let n = a.len().max(b.len());
     let mut out = vec![0; n];
     for i in 0..n {
-        let x = if i + a.len() >= n { a[i + a.len() - n] } else { 1 };
-        let y = if i + b.len() >= n { b[i + b.len() - n] } else { 1 };
+        let x = if i + a.len() >= n {
+            a[i + a.len() - n]
+        } else {
+            1
+        };
+        let y = if i + b.len() >= n {
+            b[i + b.len() - n]
+        } else {
+            1
+        };
         out[i] = match (x, y) {
             (x, y) if x == y => x,
             (1, y) => y,
@@ -783,7 +791,11 @@ impl Cx<'_> {
                     let clamp = |x: i64| if x < 0 { (x + n).max(0) } else { x.min(n) };
                     let lo = self.opt_int(*a)?.map_or(0, clamp);
                     let hi = self.opt_int(*b)?.map_or(n, clamp);
-                    let len = if hi > lo { (hi - lo + step - 1) / step } else { 0 };
+                    let len = if hi > lo {
+                        (hi - lo + step - 1) / step
+                    } else {
+                        0
+                    };
                     out.offset = offset_add(out.offset, lo as isize * t.strides[d])?;
                     out.shape.push(len as usize);
                     out.strides.push(t.strides[d] * step as isize);
@@ -888,7 +900,11 @@ impl Cx<'_> {
         } else {
             Dt::F32
         };
-        let (c, a, b) = (c.expand_to(&shape), a.expand_to(&shape), b.expand_to(&shape));
+        let (c, a, b) = (
+            c.expand_to(&shape),
+            a.expand_to(&shape),
+            b.expand_to(&shape),
+        );
         self.flops += numel(&shape) as u64;
         Ok(self.push(NodeKind::Select(c, a, b), shape, batched, dt))
     }
@@ -946,6 +962,14 @@ impl Cx<'_> {
     fn matmul(&mut self, a: View, b: View) -> R<View> {
         if self.dt(&a) == Dt::Bool || self.dt(&b) == Dt::Bool {
             return no("a product of bool tensors");
+        }
+        // The GEMM reads buffers: a constant (an immediate) gets one first.
+        let mut a = a;
+        let mut b = b;
+        for v in [&mut a, &mut b] {
+            if matches!(self.node(v).kind, NodeKind::Const(_)) {
+                *v = self.materialise(v.clone());
+            }
         }
         let (ra, rb) = (a.shape.len(), b.shape.len());
         if !(1..=2).contains(&ra) || !(1..=2).contains(&rb) {
@@ -1206,7 +1230,11 @@ impl Cx<'_> {
             B::Matmul | B::Mm | B::Dot => {
                 a.only(&["input", "other", "mat2", "vec"])?;
                 let x = self.arg_t(&a, 0, "input")?;
-                let y = match a.get(1, "other").or_else(|| a.kw("mat2")).or_else(|| a.kw("vec")) {
+                let y = match a
+                    .get(1, "other")
+                    .or_else(|| a.kw("mat2"))
+                    .or_else(|| a.kw("vec"))
+                {
                     Some(v) => self.tensor(v.clone())?,
                     None => return no("missing second operand"),
                 };
