@@ -6,7 +6,8 @@
 mod common;
 
 use libfuzzer_sys::fuzz_target;
-use stepforge_exec::{Origin, verify};
+use stepforge_driver::verify;
+use stepforge_exec::Origin;
 
 const TASK: &str = include_str!("../../tests/tasks/moe_top1_lists.yaml");
 

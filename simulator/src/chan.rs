@@ -52,14 +52,20 @@ pub(crate) struct Chan {
     pub depth: usize,
     pub hop: u64,
     pub q: VecDeque<Entry>,
-    /// Pop cycles of the most recent `hist` pops, oldest first (monotone).
-    pops: VecDeque<u64>,
-    hist: usize,
+    /// Pop cycles of the most recent `hist` pops (monotone), pop `k` at `pops[k & mask]`: a
+    /// power-of-two ring that grows as pops happen, up to the first power of two ≥ `hist`.
+    pops: Vec<u64>,
+    hist: u64,
     pub pushes: u64,
     pub popped: u64,
     /// Data elements pushed (stop tokens excluded).
     pub elements: u64,
     pub max_occ: usize,
+    /// Pops (by number) that happened at or before the push cycle of the entry last popped:
+    /// the entries pushed in order have non-decreasing push cycles, so this only moves
+    /// forward (occupancy in O(1) amortised, even over a load's long history).
+    occ_k: u64,
+    occ_at: u64,
     /// `(cycle, +1/-1)` occupancy changes, when tracing.
     pub occ: Option<Vec<(u64, i8)>>,
 }
@@ -71,12 +77,14 @@ impl Chan {
             depth,
             hop,
             q: VecDeque::with_capacity(depth.min(1 << 16)),
-            pops: VecDeque::with_capacity(hist.min(1 << 16)),
-            hist,
+            pops: Vec::new(),
+            hist: hist as u64,
             pushes: 0,
             popped: 0,
             elements: 0,
             max_occ: 0,
+            occ_k: 0,
+            occ_at: 0,
             occ: trace.then(Vec::new),
         }
     }
@@ -94,12 +102,39 @@ impl Chan {
         })
     }
 
+    /// How many of the latest pops are remembered.
+    #[inline]
+    fn remembered(&self) -> u64 {
+        self.popped.min(self.hist)
+    }
+
     /// The cycle pop number `k` happened, if it is still remembered.
     #[inline]
     pub fn pop_time_of(&self, k: u64) -> Option<u64> {
-        let first = self.popped - self.pops.len() as u64;
-        let i = k.checked_sub(first)?;
-        self.pops.get(usize::try_from(i).ok()?).copied()
+        if k >= self.popped || self.popped - k > self.remembered() {
+            return None;
+        }
+        let mask = self.pops.len().wrapping_sub(1) as u64;
+        self.pops.get((k & mask) as usize).copied()
+    }
+
+    /// Records pop number `self.popped` at cycle `t`, growing the ring when it must remember
+    /// more pops than it holds.
+    #[inline]
+    fn record_pop(&mut self, t: u64) {
+        let k = self.popped;
+        let want = (k + 1).min(self.hist);
+        if want > self.pops.len() as u64 {
+            let cap = (self.pops.len() * 2).max(4);
+            let old = std::mem::replace(&mut self.pops, vec![0; cap]);
+            let (old_mask, new_mask) = (old.len().wrapping_sub(1) as u64, (cap - 1) as u64);
+            for j in k - self.remembered()..k {
+                self.pops[(j & new_mask) as usize] = old[(j & old_mask) as usize];
+            }
+        }
+        let mask = (self.pops.len() - 1) as u64;
+        self.pops[(k & mask) as usize] = t;
+        self.popped += 1;
     }
 
     #[inline]
@@ -127,15 +162,32 @@ impl Chan {
     #[inline]
     pub fn pop(&mut self, t: u64) -> Option<Token> {
         let e = self.q.pop_front()?;
-        if self.pops.len() == self.hist {
-            self.pops.pop_front();
-        }
-        self.pops.push_back(t);
-        self.popped += 1;
+        self.record_pop(t);
         // Occupancy just after this entry was pushed: the entries pushed by then (this one
         // and earlier) not yet popped. Entries more than `depth` back were popped by then
         // (the push waited for it), so only the remembered pops can still count.
-        let later = self.pops.len() - self.pops.partition_point(|&q| q <= e.pushed);
+        let first = self.popped - self.remembered();
+        let later = if e.pushed >= self.occ_at {
+            self.occ_at = e.pushed;
+            let mut k = self.occ_k.max(first);
+            while k < self.popped && self.pop_time_of(k).is_some_and(|q| q <= e.pushed) {
+                k += 1;
+            }
+            self.occ_k = k;
+            (self.popped - k) as usize
+        } else {
+            // Pushes out of time order (not produced by the engine today): binary search.
+            let (mut lo, mut hi) = (first, self.popped);
+            while lo < hi {
+                let mid = lo + (hi - lo) / 2;
+                if self.pop_time_of(mid).is_some_and(|q| q <= e.pushed) {
+                    lo = mid + 1;
+                } else {
+                    hi = mid;
+                }
+            }
+            (self.popped - lo) as usize
+        };
         self.max_occ = self.max_occ.max(later);
         if let Some(o) = &mut self.occ {
             o.push((t, -1));

@@ -217,6 +217,7 @@ pub(crate) fn suggest(
             let mut o = opts.clone();
             o.trace = false;
             o.suggest_depth = false;
+            o.progress = None;
             o.fifo_depth = Some(hw.fifo_depth);
             o.depths.insert(info.id, depth);
             o.wall_limit = Some(budget);

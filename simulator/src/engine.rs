@@ -13,6 +13,7 @@ use std::rc::Rc;
 use std::sync::Arc;
 use std::time::Instant;
 
+use stepforge_ir::FnId;
 use stepforge_tensor::Tensor;
 
 use crate::chan::{Chan, Token, Val, synth_mask};
@@ -83,20 +84,20 @@ impl Unit {
         }
     }
 
+    #[inline]
     fn span(&mut self, a: u64, b: u64, kind: u8) {
+        let Some(s) = &mut self.spans else { return };
         if b <= a {
             return;
         }
-        if let Some(s) = &mut self.spans {
-            if let Some(last) = s.last_mut()
-                && last.2 == kind
-                && last.1 == a
-            {
-                last.1 = b;
-                return;
-            }
-            s.push((a, b, kind));
+        if let Some(last) = s.last_mut()
+            && last.2 == kind
+            && last.1 == a
+        {
+            last.1 = b;
+            return;
         }
+        s.push((a, b, kind));
     }
 
     /// One firing: inputs arrive by `t_in`; `ii` cycles of work (busy), the result is ready
@@ -142,6 +143,13 @@ pub(crate) struct Env<'a> {
     pub steps: u64,
     pub deadline: Option<Instant>,
     pub span: Vec<stepforge_syntax::Span>,
+    /// Per channel: bytes of its elements' tiles (0: none), and a selector's bits (the hot
+    /// per-element facts of the plan, kept compact).
+    pub buf: Vec<i64>,
+    pub mask: Vec<Option<usize>>,
+    /// Elements the load units have read, and will read in all (for progress).
+    pub loaded: u64,
+    pub to_load: u64,
 }
 
 impl Env<'_> {
@@ -149,11 +157,11 @@ impl Env<'_> {
         self.inputs.is_some()
     }
 
+    #[inline]
     fn mem(&mut self, ch: usize, t: u64, sign: i64) {
-        let b = self.plan.chans.get(ch).map_or(0, |c| c.buf_bytes);
+        let b = self.buf.get(ch).copied().unwrap_or(0);
         if b > 0 {
-            self.mem
-                .push((t, sign.saturating_mul(i64::try_from(b).unwrap_or(i64::MAX))));
+            self.mem.push((t, sign.saturating_mul(b)));
         }
     }
 
@@ -163,8 +171,9 @@ impl Env<'_> {
 
     /// A freshly computed timing-only element for channel `ch`: a synthesized routing mask
     /// when it is a selector, else nothing.
+    #[inline]
     fn synth(&self, ch: usize, index: u64) -> Val {
-        match self.plan.chans.get(ch).and_then(|c| c.mask_bits) {
+        match self.mask.get(ch).copied().flatten() {
             Some(bits) => Val::Mask(synth_mask(index, bits, self.opts.routing_hot)),
             None => Val::Shape,
         }
@@ -181,14 +190,18 @@ impl Env<'_> {
                 self.span.get(u).copied().unwrap_or_default(),
             ));
         }
-        if self.steps & 0xFFFF == 0
-            && let Some(d) = self.deadline
-            && Instant::now() > d
-        {
-            return Err(SimError::limit(
-                "the simulation ran past its wall-clock limit",
-                self.span.get(u).copied().unwrap_or_default(),
-            ));
+        if self.steps & 0xFFFF == 0 {
+            if let Some(p) = &self.opts.progress {
+                (p.0)(self.loaded, self.to_load);
+            }
+            if let Some(d) = self.deadline
+                && Instant::now() > d
+            {
+                return Err(SimError::limit(
+                    "the simulation ran past its wall-clock limit",
+                    self.span.get(u).copied().unwrap_or_default(),
+                ));
+            }
         }
         Ok(())
     }
@@ -235,21 +248,25 @@ fn pop_val(chans: &mut [Chan], c: usize, t: u64) -> Val {
     }
 }
 
-macro_rules! tri {
-    ($e:expr) => {
-        match $e {
-            Ok(v) => v,
-            Err(b) => return Ok(Status::Blocked(b)),
-        }
-    };
-}
-
 /// Runs the engine; returns the units' final state.
 pub(crate) fn run(env: &mut Env, chans: &mut [Chan], units: &mut [Unit]) -> Result<(), SimError> {
     let n = units.len();
+    let plan = env.plan;
+    // Per unit: each adjacent channel and the unit at its other end.
+    let adj: Vec<Vec<(usize, usize)>> = plan
+        .units
+        .iter()
+        .map(|info| {
+            let ins = info.inputs.iter().map(|&c| (c, plan.chans[c].producer));
+            let outs = info
+                .outputs
+                .iter()
+                .filter_map(|&c| plan.chans[c].consumer.map(|v| (c, v)));
+            ins.chain(outs).collect()
+        })
+        .collect();
     let mut queued = vec![true; n];
     let mut queue: VecDeque<usize> = (0..n).collect();
-    let plan = env.plan;
     while let Some(u) = queue.pop_front() {
         queued[u] = false;
         if units[u].done {
@@ -264,18 +281,22 @@ pub(crate) fn run(env: &mut Env, chans: &mut [Chan], units: &mut [Unit]) -> Resu
             }
             Status::Blocked(b) => units[u].blocked = Some(b),
         }
-        if units[u].moves != before || units[u].done {
-            let info = &plan.units[u];
-            let near = info
-                .inputs
-                .iter()
-                .map(|&c| Some(plan.chans[c].producer))
-                .chain(info.outputs.iter().map(|&c| plan.chans[c].consumer));
-            for v in near.flatten() {
-                if !queued[v] && !units[v].done {
-                    queued[v] = true;
-                    queue.push_back(v);
-                }
+        if units[u].moves == before && !units[u].done {
+            continue;
+        }
+        // Moving changed only the channels next to `u`: wake the neighbours blocked on one
+        // of those (a unit blocked elsewhere stays blocked, so waking it would be wasted).
+        for &(c, v) in &adj[u] {
+            if queued[v] || units[v].done {
+                continue;
+            }
+            let waits = match units[v].blocked {
+                Some(Block::Input(x) | Block::Output(x)) => x == c,
+                None => true,
+            };
+            if waits {
+                queued[v] = true;
+                queue.push_front(v);
             }
         }
     }
@@ -310,97 +331,264 @@ fn finish(
     Ok(Status::Done)
 }
 
+/// Why a firing loop stopped early: blocked on a FIFO, or an error.
+pub(crate) enum Flow {
+    Blocked(Block),
+    Fail(SimError),
+}
+
+impl From<Block> for Flow {
+    fn from(b: Block) -> Flow {
+        Flow::Blocked(b)
+    }
+}
+
+impl From<SimError> for Flow {
+    fn from(e: SimError) -> Flow {
+        Flow::Fail(e)
+    }
+}
+
+/// A firing loop's result: `Done` after the stop tokens, else why it stopped.
+type Fire = Result<Status, Flow>;
+
+/// What a unit's firing loop works with: its index, the run, the channels and the unit.
+struct Cx<'a, 'e> {
+    ui: usize,
+    env: &'a mut Env<'e>,
+    chans: &'a mut [Chan],
+    u: &'a mut Unit,
+}
+
+impl Cx<'_, '_> {
+    fn err(&self, msg: impl Into<String>) -> Flow {
+        Flow::Fail(self.env.err(self.ui, msg))
+    }
+
+    #[inline]
+    fn front(&self, c: usize) -> Result<(u64, bool), Block> {
+        front_at(self.chans, c)
+    }
+
+    #[inline]
+    fn space(&self, c: usize) -> Result<u64, Block> {
+        space(self.chans, c)
+    }
+
+    /// The cycle the next element of every input in `ins` has arrived by; `None` when all of
+    /// them carry their stop token (an error when only some do).
+    #[inline]
+    fn heads(&self, ins: &[usize], what: &str) -> Result<Option<u64>, Flow> {
+        let mut t = 0;
+        let mut stops = 0;
+        for &c in ins {
+            let (at, stop) = self.front(c)?;
+            t = t.max(at);
+            stops += usize::from(stop);
+        }
+        if stops == ins.len() {
+            return Ok(None);
+        }
+        if stops > 0 {
+            return Err(self.err(format!("{what}: one input stream ended before the others")));
+        }
+        Ok(Some(t))
+    }
+
+    /// The next element of a grouping unit's input (Accum, Scan, Bufferize): its arrival, or
+    /// `None` at the stop token, which must fall on a group boundary.
+    #[inline]
+    fn next_in_group(&self, inp: usize, what: &str) -> Result<Option<u64>, Flow> {
+        let (at, stop) = self.front(inp)?;
+        if !stop {
+            return Ok(Some(at));
+        }
+        if self.u.st.pos != 0 {
+            return Err(self.err(format!("the stream ended in the middle of a {what}")));
+        }
+        Ok(None)
+    }
+
+    /// Pops the front element of `c` at cycle `at`; its tile is freed at `free`.
+    #[inline]
+    fn take(&mut self, c: usize, at: u64, free: u64) -> Val {
+        let v = pop_val(self.chans, c, at);
+        self.env.mem(c, free, -1);
+        self.u.elements_in += 1;
+        v
+    }
+
+    /// Pushes a data element to `out` at cycle `push`.
+    #[inline]
+    fn emit(&mut self, out: usize, push: u64, v: Val) {
+        self.chans[out].push(push, Token::Data(v));
+        self.env.mem(out, push, 1);
+        self.u.elements_out += 1;
+    }
+
+    fn finish(&mut self, ins: &[usize], outs: &[usize]) -> Fire {
+        Ok(finish(self.u, ins, outs, self.chans)?)
+    }
+
+    fn apply(
+        &self,
+        f: FnId,
+        state: Option<&[Tensor]>,
+        input: &[Tensor],
+    ) -> Result<Vec<Tensor>, Flow> {
+        self.env.fns.apply(f, state, input).map_err(|e| self.err(e))
+    }
+
+    /// Functional mode: one reducer step, state ← f(state, v) (from `init` at a group's start).
+    fn reduce(&mut self, f: FnId, out: usize, v: &Val) -> Result<(), Flow> {
+        if !self.env.functional() {
+            return Ok(());
+        }
+        let state = match self.u.st.acc.take() {
+            Some(s) => s,
+            None => self
+                .env
+                .fns
+                .init(f, &self.env.plan.chans[out].field_shapes)
+                .map_err(|e| self.err(e))?,
+        };
+        self.u.st.acc = Some(self.apply(f, Some(&state), fields(v))?);
+        Ok(())
+    }
+
+    /// The value a reducer emits: its state (functional), else a timing-only element.
+    fn state_val(&mut self, out: usize, keep: bool) -> Val {
+        let acc = if keep {
+            self.u.st.acc.clone()
+        } else {
+            self.u.st.acc.take()
+        };
+        match acc {
+            Some(s) => Val::Fields(Rc::new(s)),
+            None => self.env.synth(out, self.u.elements_out),
+        }
+    }
+
+    /// Takes the next element of `inp` to hold (Streamify's tile, Repeat's value) for
+    /// `count` outputs; `true` at the stop token.
+    fn hold(&mut self, inp: usize, count: u64) -> Result<bool, Flow> {
+        let (at, stop) = self.front(inp)?;
+        if stop {
+            return Ok(true);
+        }
+        let (start, _) = self.u.fire(at, 0, 0, 0);
+        self.u.st.held = Some(pop_val(self.chans, inp, start));
+        self.u.elements_in += 1;
+        self.u.st.pos = 0;
+        if count == 0 {
+            self.env.mem(inp, start, -1);
+            self.u.st.held = None;
+        }
+        Ok(false)
+    }
+
+    /// Reads the next selector element (Partition, Merge) and makes its branches the current
+    /// choice for `chunk` elements; `false` at the selector's stop token.
+    fn select(&mut self, sel: usize, n: usize, chunk: u64) -> Result<bool, Flow> {
+        let (at, stop) = self.front(sel)?;
+        if stop {
+            return Ok(false);
+        }
+        let (start, _) = self.u.fire(at, 0, 0, 0);
+        let v = pop_val(self.chans, sel, start);
+        self.u.elements_in += 1;
+        let c = chosen(&v, n).map_err(|e| self.err(e))?;
+        self.u.st.chosen = (chunk != 0).then_some(c);
+        self.u.st.pos = 0;
+        self.u.st.k = 0;
+        self.u.st.acc = None;
+        Ok(true)
+    }
+
+    /// After one element of a chunk: the choice ends with the chunk.
+    fn chunk_step(&mut self, chunk: u64) {
+        self.u.st.pos += 1;
+        if self.u.st.pos >= chunk {
+            self.u.st.chosen = None;
+        }
+    }
+}
+
 fn step(ui: usize, env: &mut Env, chans: &mut [Chan], u: &mut Unit) -> Result<Status, SimError> {
     let plan = env.plan;
-    let info = &plan.units[ui];
-    let (ins, outs) = (&info.inputs[..], &info.outputs[..]);
-    match &info.kind {
-        UnitKind::Load { index, count } => load(ui, *index, *count, env, chans, u),
-        UnitKind::Store => store(ui, env, chans, u),
-        UnitKind::Map { f, cost, flops } => map(ui, *f, *cost, *flops, env, chans, u),
+    let mut cx = Cx { ui, env, chans, u };
+    let r = match &plan.units[ui].kind {
+        UnitKind::Load { index, count } => load(&mut cx, *index, *count),
+        UnitKind::Store => store(&mut cx),
+        UnitKind::Map { f, cost, flops } => map(&mut cx, *f, *cost, *flops),
         UnitKind::Fold {
             f,
             inner,
             scan,
             cost,
             flops,
-        } => fold(ui, *f, *inner, *scan, *cost, *flops, env, chans, u),
-        UnitKind::Zip | UnitKind::Copy | UnitKind::Pass => loop {
-            let mut t_in = 0;
-            let mut stops = 0;
-            for &c in ins {
-                let (at, stop) = tri!(front_at(chans, c));
-                t_in = t_in.max(at);
-                stops += usize::from(stop);
-            }
-            if stops == ins.len() {
-                return Ok(tri!(finish(u, ins, outs, chans)));
-            }
-            if stops > 0 {
-                return Err(env.err(ui, "Zip: one input stream ended before the other"));
-            }
-            let mut sp = 0;
-            for &c in outs {
-                sp = sp.max(tri!(space(chans, c)));
-            }
-            env.tick(ui)?;
-            let (start, push) = u.fire(t_in, 1, 0, sp);
-            let mut vals: Vec<Val> = Vec::with_capacity(ins.len());
-            for &c in ins {
-                vals.push(pop_val(chans, c, start));
-                env.mem(c, push, -1);
-            }
-            u.elements_in += ins.len() as u64;
-            let v = if vals.len() > 1 && env.functional() {
-                let mut all = Vec::new();
-                for v in &vals {
-                    all.extend(fields(v).iter().cloned());
-                }
-                Val::Fields(Rc::new(all))
-            } else {
-                vals.into_iter()
-                    .find(|v| !matches!(v, Val::Shape))
-                    .unwrap_or(Val::Shape)
-            };
-            for &c in outs {
-                chans[c].push(push, Token::Data(v.clone()));
-                env.mem(c, push, 1);
-                u.elements_out += 1;
-            }
-        },
-        UnitKind::Bufferize { group, cost } => bufferize(ui, *group, *cost, env, chans, u),
-        UnitKind::Streamify { count, cost } => streamify(ui, *count, *cost, env, chans, u),
-        UnitKind::Repeat { n } => repeat(ui, *n, false, env, chans, u),
-        UnitKind::RepeatRef { n } => repeat(ui, *n, true, env, chans, u),
-        UnitKind::Partition { chunk, n } => partition(ui, *chunk, *n, env, chans, u),
+        } => fold(&mut cx, *f, *inner, *scan, *cost, *flops),
+        UnitKind::Zip | UnitKind::Copy | UnitKind::Pass => pass(&mut cx),
+        UnitKind::Bufferize { group, cost } => bufferize(&mut cx, *group, *cost),
+        UnitKind::Streamify { count, cost } => streamify(&mut cx, *count, *cost),
+        UnitKind::Repeat { n } => repeat(&mut cx, *n, false),
+        UnitKind::RepeatRef { n } => repeat(&mut cx, *n, true),
+        UnitKind::Partition { chunk, n } => partition(&mut cx, *chunk, *n),
         UnitKind::Merge {
             f,
             n,
             chunk,
             cost,
             flops,
-        } => merge(ui, *f, *n, *chunk, *cost, *flops, env, chans, u),
+        } => merge(&mut cx, *f, *n, *chunk, *cost, *flops),
+    };
+    match r {
+        Ok(s) => Ok(s),
+        Err(Flow::Blocked(b)) => Ok(Status::Blocked(b)),
+        Err(Flow::Fail(e)) => Err(e),
     }
 }
 
-fn apply(
-    env: &Env,
-    ui: usize,
-    f: stepforge_ir::FnId,
-    state: Option<&[Tensor]>,
-    input: &[Tensor],
-) -> Result<Vec<Tensor>, SimError> {
-    env.fns.apply(f, state, input).map_err(|e| env.err(ui, e))
+/// Zip, Copy and the shape-only ops: one element per cycle, values passed through (Zip
+/// concatenates its inputs' fields).
+fn pass(cx: &mut Cx) -> Fire {
+    let plan = cx.env.plan;
+    let info = &plan.units[cx.ui];
+    let (ins, outs) = (&info.inputs[..], &info.outputs[..]);
+    loop {
+        let Some(t_in) = cx.heads(ins, "Zip")? else {
+            return cx.finish(ins, outs);
+        };
+        let mut sp = 0;
+        for &c in outs {
+            sp = sp.max(cx.space(c)?);
+        }
+        cx.env.tick(cx.ui)?;
+        let (start, push) = cx.u.fire(t_in, 1, 0, sp);
+        let v = if let [c] = ins {
+            cx.take(*c, start, push)
+        } else {
+            let vals: Vec<Val> = ins.iter().map(|&c| cx.take(c, start, push)).collect();
+            if cx.env.functional() {
+                let all: Vec<Tensor> = vals
+                    .iter()
+                    .flat_map(|v| fields(v).iter().cloned())
+                    .collect();
+                Val::Fields(Rc::new(all))
+            } else {
+                vals.into_iter()
+                    .find(|v| !matches!(v, Val::Shape))
+                    .unwrap_or(Val::Shape)
+            }
+        };
+        for &c in outs {
+            cx.emit(c, push, v.clone());
+        }
+    }
 }
 
-fn load(
-    ui: usize,
-    index: usize,
-    count: u64,
-    env: &mut Env,
-    chans: &mut [Chan],
-    u: &mut Unit,
-) -> Result<Status, SimError> {
+fn load(cx: &mut Cx, index: usize, count: u64) -> Fire {
+    let (ui, env, chans, u) = (cx.ui, &mut *cx.env, &mut *cx.chans, &mut *cx.u);
     let out = env.plan.units[ui].outputs[0];
     let share = env.share[ui];
     let e = env.plan.chans[out].elem_bytes as f64;
@@ -408,26 +596,27 @@ fn load(
     if u.st.pos == 0 && u.st.bw == 0.0 {
         u.st.bw = env.hw.offchip.startup as f64;
     }
+    // Requests run ahead of the consumer by the FIFO plus the window that covers the
+    // latency; the oldest entry they may overtake must have been popped.
+    let window = (chans[out].depth as u64).saturating_add(load_window(env.hw, share, e));
+    let per = e / share;
     loop {
         if u.st.pos == count {
-            u.busy = u.busy.max(u.st.xfer.ceil() as u64);
-            return Ok(tri!(finish(u, &[], &[out], chans)));
+            u.busy = u.busy.max(ceil_u64(u.st.xfer));
+            return Ok(finish(u, &[], &[out], chans)?);
         }
-        let sp = tri!(space(chans, out));
+        let sp = space(chans, out)?;
         env.tick(ui)?;
         let i = u.st.pos;
-        // Requests run ahead of the consumer by the FIFO plus the window that covers the
-        // latency; the oldest entry they may overtake must have been popped.
         let c = &chans[out];
-        let window = (c.depth as u64).saturating_add(load_window(env.hw, share, e));
         let gate = i
             .checked_sub(window)
             .and_then(|k| c.pop_time_of(k))
-            .unwrap_or(0) as f64;
+            .map_or(0.0, cycle_f64);
         let issue = u.st.bw.max(gate);
-        u.st.bw = issue + e / share;
-        u.st.xfer += e / share;
-        let arrive = u.st.bw.ceil() as u64 + lat;
+        u.st.bw = issue + per;
+        u.st.xfer += per;
+        let arrive = ceil_u64(u.st.bw) + lat;
         let push = arrive.max(sp).max(u.clock);
         u.stall_out += push - arrive.max(u.clock);
         u.clock = push + 1;
@@ -439,9 +628,25 @@ fn load(
         };
         chans[out].push(push, Token::Data(v));
         env.mem(out, push, 1);
+        env.loaded += 1;
         u.elements_out += 1;
         u.st.pos += 1;
     }
+}
+
+/// ⌈x⌉ of a non-negative cycle count (no libm call on baseline x86-64; cycle counts stay
+/// far below 2⁶³, where the signed conversions are single instructions).
+#[inline]
+fn ceil_u64(x: f64) -> u64 {
+    let t = x as i64;
+    let up = if (t as f64) < x { t + 1 } else { t };
+    u64::try_from(up).unwrap_or(0)
+}
+
+/// A cycle as f64 (exact below 2⁵³).
+#[inline]
+fn cycle_f64(t: u64) -> f64 {
+    i64::try_from(t).map_or(t as f64, |t| t as f64)
 }
 
 /// Entries a load stream keeps in flight beyond its FIFO: enough to cover the latency.
@@ -476,31 +681,33 @@ fn input_elem(
     Ok(ts)
 }
 
-fn store(ui: usize, env: &mut Env, chans: &mut [Chan], u: &mut Unit) -> Result<Status, SimError> {
+fn store(cx: &mut Cx) -> Fire {
+    let (ui, env, chans, u) = (cx.ui, &mut *cx.env, &mut *cx.chans, &mut *cx.u);
     let inp = env.plan.units[ui].inputs[0];
     let share = env.share[ui];
     let e = env.plan.chans[inp].elem_bytes as f64;
+    let per = e / share;
     if u.elements_in == 0 && u.st.bw == 0.0 {
         u.st.bw = env.hw.offchip.startup as f64;
     }
     loop {
-        let (at, stop) = tri!(front_at(chans, inp));
+        let (at, stop) = front_at(chans, inp)?;
         if stop {
-            let r = tri!(finish(u, &[inp], &[], chans));
+            let r = finish(u, &[inp], &[], chans)?;
             u.clock = u.clock.max(u.st.last);
-            u.busy = u.busy.max(u.st.xfer.ceil() as u64);
+            u.busy = u.busy.max(ceil_u64(u.st.xfer));
             return Ok(r);
         }
         env.tick(ui)?;
-        let ready = u.clock.max(u.st.bw.ceil() as u64);
+        let ready = u.clock.max(ceil_u64(u.st.bw));
         let start = ready.max(at);
         u.stall_in += start - ready;
         u.span(u.clock, start, STALL_IN);
         u.span(start, start + 1, BUSY);
         let v = pop_val(chans, inp, start);
-        u.st.bw = u.st.bw.max(start as f64) + e / share;
-        u.st.xfer += e / share;
-        u.st.last = u.st.bw.ceil() as u64 + env.hw.offchip.latency;
+        u.st.bw = u.st.bw.max(cycle_f64(start)) + per;
+        u.st.xfer += per;
+        u.st.last = ceil_u64(u.st.bw) + env.hw.offchip.latency;
         env.mem(inp, u.st.last, -1);
         u.clock = start + 1;
         u.moves += 1;
@@ -521,477 +728,309 @@ pub(crate) fn take_output(u: &mut Unit) -> Vec<Vec<f32>> {
     std::mem::take(&mut u.st.out)
 }
 
-#[allow(clippy::too_many_arguments)]
-fn map(
-    ui: usize,
-    f: stepforge_ir::FnId,
-    cost: u64,
-    flops: u64,
-    env: &mut Env,
-    chans: &mut [Chan],
-    u: &mut Unit,
-) -> Result<Status, SimError> {
-    let info = &env.plan.units[ui];
+fn map(cx: &mut Cx, f: FnId, cost: u64, flops: u64) -> Fire {
+    let plan = cx.env.plan;
+    let info = &plan.units[cx.ui];
     let (ins, out) = (&info.inputs[..], info.outputs[0]);
+    let functional = cx.env.functional();
     loop {
-        let mut t_in = 0;
-        let mut stops = 0;
-        for &c in ins {
-            let (at, stop) = tri!(front_at(chans, c));
-            t_in = t_in.max(at);
-            stops += usize::from(stop);
-        }
-        if stops == ins.len() {
-            return Ok(tri!(finish(u, ins, &[out], chans)));
-        }
-        if stops > 0 {
-            return Err(env.err(ui, "Map: one input stream ended before the others"));
-        }
-        let sp = tri!(space(chans, out));
-        env.tick(ui)?;
-        let (start, push) = u.fire(t_in, cost, cost, sp);
+        let Some(t_in) = cx.heads(ins, "Map")? else {
+            return cx.finish(ins, &[out]);
+        };
+        let sp = cx.space(out)?;
+        cx.env.tick(cx.ui)?;
+        let (start, push) = cx.u.fire(t_in, cost, cost, sp);
         let mut args: Vec<Tensor> = Vec::new();
         for &c in ins {
-            let v = pop_val(chans, c, start);
-            env.mem(c, start + cost, -1);
-            if env.functional() {
+            let v = cx.take(c, start, start + cost);
+            if functional {
                 args.extend(fields(&v).iter().cloned());
             }
         }
-        let v = if env.functional() {
-            Val::Fields(Rc::new(apply(env, ui, f, None, &args)?))
+        let v = if functional {
+            Val::Fields(Rc::new(cx.apply(f, None, &args)?))
         } else {
-            env.synth(out, u.elements_out)
+            cx.env.synth(out, cx.u.elements_out)
         };
-        u.elements_in += ins.len() as u64;
-        u.flops += flops;
-        chans[out].push(push, Token::Data(v));
-        env.mem(out, push, 1);
-        u.elements_out += 1;
+        cx.u.flops += flops;
+        cx.emit(out, push, v);
     }
 }
 
-fn init_state(
-    env: &Env,
-    ui: usize,
-    f: stepforge_ir::FnId,
-    out: usize,
-) -> Result<Vec<Tensor>, SimError> {
-    env.fns
-        .init(f, &env.plan.chans[out].field_shapes)
-        .map_err(|e| env.err(ui, e))
-}
-
-#[allow(clippy::too_many_arguments)]
-fn fold(
-    ui: usize,
-    f: stepforge_ir::FnId,
-    inner: u64,
-    scan: bool,
-    cost: u64,
-    flops: u64,
-    env: &mut Env,
-    chans: &mut [Chan],
-    u: &mut Unit,
-) -> Result<Status, SimError> {
-    let info = &env.plan.units[ui];
+/// Accum (emits at the end of each group of `inner`) and Scan (emits after every element).
+fn fold(cx: &mut Cx, f: FnId, inner: u64, scan: bool, cost: u64, flops: u64) -> Fire {
+    let plan = cx.env.plan;
+    let info = &plan.units[cx.ui];
     let (inp, out) = (info.inputs[0], info.outputs[0]);
     loop {
-        let (at, stop) = tri!(front_at(chans, inp));
-        if stop {
-            if u.st.pos != 0 {
-                return Err(env.err(ui, "the stream ended in the middle of a fold"));
-            }
-            return Ok(tri!(finish(u, &[inp], &[out], chans)));
-        }
-        let last = u.st.pos + 1 >= inner;
-        let sp = if scan || last {
-            tri!(space(chans, out))
-        } else {
-            0
+        let Some(at) = cx.next_in_group(inp, "fold")? else {
+            return cx.finish(&[inp], &[out]);
         };
-        env.tick(ui)?;
-        let (start, push) = u.fire(at, cost, cost, sp);
-        let v = pop_val(chans, inp, start);
-        env.mem(inp, start + cost, -1);
-        u.elements_in += 1;
-        u.flops += flops;
-        if env.functional() {
-            let state = match u.st.acc.take() {
-                Some(s) => s,
-                None => init_state(env, ui, f, out)?,
-            };
-            u.st.acc = Some(apply(env, ui, f, Some(&state), fields(&v))?);
-        }
-        if scan || last {
-            let val = match &u.st.acc {
-                Some(s) => Val::Fields(Rc::new(s.clone())),
-                None => env.synth(out, u.elements_out),
-            };
-            chans[out].push(push, Token::Data(val));
-            env.mem(out, push, 1);
-            u.elements_out += 1;
+        let last = cx.u.st.pos + 1 >= inner;
+        let emits = scan || last;
+        let sp = if emits { cx.space(out)? } else { 0 };
+        cx.env.tick(cx.ui)?;
+        let (start, push) = cx.u.fire(at, cost, cost, sp);
+        let v = cx.take(inp, start, start + cost);
+        cx.u.flops += flops;
+        cx.reduce(f, out, &v)?;
+        if emits {
+            let val = cx.state_val(out, !last);
+            cx.emit(out, push, val);
         }
         if last {
-            u.st.pos = 0;
-            u.st.acc = None;
+            cx.u.st.pos = 0;
+            cx.u.st.acc = None;
         } else {
-            u.st.pos += 1;
+            cx.u.st.pos += 1;
         }
     }
 }
 
-fn bufferize(
-    ui: usize,
-    group: u64,
-    cost: u64,
-    env: &mut Env,
-    chans: &mut [Chan],
-    u: &mut Unit,
-) -> Result<Status, SimError> {
-    let info = &env.plan.units[ui];
+fn bufferize(cx: &mut Cx, group: u64, cost: u64) -> Fire {
+    let plan = cx.env.plan;
+    let info = &plan.units[cx.ui];
     let (inp, out) = (info.inputs[0], info.outputs[0]);
-    let tile = i64::try_from(env.plan.chans[out].buf_bytes).unwrap_or(i64::MAX);
+    let tile = i64::try_from(plan.chans[out].buf_bytes).unwrap_or(i64::MAX);
     loop {
-        let (at, stop) = tri!(front_at(chans, inp));
-        if stop {
-            if u.st.pos != 0 {
-                return Err(env.err(ui, "the stream ended in the middle of a tile"));
-            }
-            return Ok(tri!(finish(u, &[inp], &[out], chans)));
+        let Some(at) = cx.next_in_group(inp, "tile")? else {
+            return cx.finish(&[inp], &[out]);
+        };
+        let last = cx.u.st.pos + 1 >= group;
+        let sp = if last { cx.space(out)? } else { 0 };
+        cx.env.tick(cx.ui)?;
+        let (start, push) = cx.u.fire(at, cost, cost, sp);
+        if cx.u.st.pos == 0 {
+            cx.env.mem.push((start, tile));
         }
-        let last = u.st.pos + 1 >= group;
-        let sp = if last { tri!(space(chans, out)) } else { 0 };
-        env.tick(ui)?;
-        let (start, push) = u.fire(at, cost, cost, sp);
-        if u.st.pos == 0 {
-            env.mem.push((start, tile));
-        }
-        let v = pop_val(chans, inp, start);
-        env.mem(inp, start + cost, -1);
-        u.elements_in += 1;
+        let v = cx.take(inp, start, start + cost);
         if let Val::Fields(fs) = &v {
-            if u.st.tile.len() < fs.len() {
-                u.st.tile.resize(fs.len(), Vec::new());
+            let tile = &mut cx.u.st.tile;
+            if tile.len() < fs.len() {
+                tile.resize(fs.len(), Vec::new());
             }
-            for (t, x) in u.st.tile.iter_mut().zip(fs.iter()) {
-                t.extend(x.to_f32_vec());
-            }
-        }
-        if last {
-            env.mem.push((push, -tile));
-            let val = if env.functional() {
-                let shapes = &env.plan.chans[out].field_shapes;
-                let data = std::mem::take(&mut u.st.tile);
-                let mut ts = Vec::with_capacity(shapes.len());
-                for (d, s) in data.into_iter().zip(shapes) {
-                    ts.push(Tensor::from_f32(s.clone(), d).map_err(|e| env.err(ui, e.message))?);
+            for (t, x) in tile.iter_mut().zip(fs.iter()) {
+                match x.as_f32() {
+                    Some(d) => t.extend_from_slice(d),
+                    None => t.extend(x.to_f32_vec()),
                 }
-                Val::Fields(Rc::new(ts))
-            } else {
-                Val::Shape
-            };
-            chans[out].push(push, Token::Data(val));
-            env.mem(out, push, 1);
-            u.elements_out += 1;
-            u.st.pos = 0;
-        } else {
-            u.st.pos += 1;
+            }
         }
+        if !last {
+            cx.u.st.pos += 1;
+            continue;
+        }
+        cx.env.mem.push((push, -tile));
+        let val = if cx.env.functional() {
+            let data = std::mem::take(&mut cx.u.st.tile);
+            let mut ts = Vec::with_capacity(data.len());
+            for (d, s) in data.into_iter().zip(&plan.chans[out].field_shapes) {
+                ts.push(Tensor::from_f32(s.clone(), d).map_err(|e| cx.err(e.message))?);
+            }
+            Val::Fields(Rc::new(ts))
+        } else {
+            Val::Shape
+        };
+        cx.emit(out, push, val);
+        cx.u.st.pos = 0;
     }
 }
 
-fn streamify(
-    ui: usize,
-    count: u64,
-    cost: u64,
-    env: &mut Env,
-    chans: &mut [Chan],
-    u: &mut Unit,
-) -> Result<Status, SimError> {
-    let info = &env.plan.units[ui];
+fn streamify(cx: &mut Cx, count: u64, cost: u64) -> Fire {
+    let plan = cx.env.plan;
+    let info = &plan.units[cx.ui];
     let (inp, out) = (info.inputs[0], info.outputs[0]);
     loop {
-        let Some(held) = &u.st.held else {
-            let (at, stop) = tri!(front_at(chans, inp));
-            if stop {
-                return Ok(tri!(finish(u, &[inp], &[out], chans)));
-            }
-            let (start, _) = u.fire(at, 0, 0, 0);
-            u.st.held = Some(pop_val(chans, inp, start));
-            u.elements_in += 1;
-            u.st.pos = 0;
-            if count == 0 {
-                env.mem(inp, start, -1);
-                u.st.held = None;
+        if cx.u.st.held.is_none() {
+            if cx.hold(inp, count)? {
+                return cx.finish(&[inp], &[out]);
             }
             continue;
-        };
-        let sp = tri!(space(chans, out));
-        env.tick(ui)?;
-        let held = held.clone();
-        let (_, push) = u.fire(0, cost, cost, sp);
-        let val = match &held {
-            Val::Fields(fs) => {
-                let shape = &env.plan.chans[out].field_shapes[0];
+        }
+        let sp = cx.space(out)?;
+        cx.env.tick(cx.ui)?;
+        let (_, push) = cx.u.fire(0, cost, cost, sp);
+        let val = match &cx.u.st.held {
+            Some(Val::Fields(fs)) => {
+                let shape = &plan.chans[out].field_shapes[0];
                 let len: usize = shape.iter().product();
                 let t = fs
                     .first()
-                    .ok_or_else(|| env.err(ui, "Streamify of an empty element"))?;
-                let data = t.to_f32_vec();
-                let lo = usize::try_from(u.st.pos)
+                    .ok_or_else(|| cx.err("Streamify of an empty element"))?;
+                let lo = usize::try_from(cx.u.st.pos)
                     .unwrap_or(usize::MAX)
                     .saturating_mul(len);
+                // Slice the tile in place (no copy of the whole tile per element).
+                let owned;
+                let data = match t.as_f32() {
+                    Some(d) => d,
+                    None => {
+                        owned = t.to_f32_vec();
+                        &owned[..]
+                    }
+                };
                 let slice = data
                     .get(lo..lo + len)
-                    .ok_or_else(|| env.err(ui, "Streamify: tile smaller than its type"))?;
+                    .ok_or_else(|| cx.err("Streamify: tile smaller than its type"))?;
                 Val::Fields(Rc::new(vec![
                     Tensor::from_f32(shape.clone(), slice.to_vec())
-                        .map_err(|e| env.err(ui, e.message))?,
+                        .map_err(|e| cx.err(e.message))?,
                 ]))
             }
-            _ => env.synth(out, u.elements_out),
+            _ => cx.env.synth(out, cx.u.elements_out),
         };
-        chans[out].push(push, Token::Data(val));
-        env.mem(out, push, 1);
-        u.elements_out += 1;
-        u.st.pos += 1;
-        if u.st.pos >= count {
-            env.mem(inp, push, -1);
-            u.st.held = None;
+        cx.emit(out, push, val);
+        cx.u.st.pos += 1;
+        if cx.u.st.pos >= count {
+            cx.env.mem(inp, push, -1);
+            cx.u.st.held = None;
         }
     }
 }
 
-fn repeat(
-    ui: usize,
-    n: u64,
-    by_ref: bool,
-    env: &mut Env,
-    chans: &mut [Chan],
-    u: &mut Unit,
-) -> Result<Status, SimError> {
-    let info = &env.plan.units[ui];
+/// Repeat (`n` copies of each element) and RepeatRef (one copy per element of the
+/// reference stream, consumed as it goes).
+fn repeat(cx: &mut Cx, n: u64, by_ref: bool) -> Fire {
+    let plan = cx.env.plan;
+    let info = &plan.units[cx.ui];
     let (inp, out) = (info.inputs[0], info.outputs[0]);
-    let rf = info.inputs.get(1).copied();
+    let rf = info.inputs.get(1).copied().filter(|_| by_ref);
     loop {
-        let Some(held) = &u.st.held else {
-            let (at, stop) = tri!(front_at(chans, inp));
-            if stop {
-                return Ok(tri!(finish(u, &info.inputs, &[out], chans)));
-            }
-            let (start, _) = u.fire(at, 0, 0, 0);
-            u.st.held = Some(pop_val(chans, inp, start));
-            u.elements_in += 1;
-            u.st.pos = 0;
-            if n == 0 {
-                env.mem(inp, start, -1);
-                u.st.held = None;
+        if cx.u.st.held.is_none() {
+            if cx.hold(inp, n)? {
+                return cx.finish(&info.inputs, &[out]);
             }
             continue;
-        };
+        }
         let mut t_in = 0;
-        if by_ref && let Some(r) = rf {
-            let (at, stop) = tri!(front_at(chans, r));
+        if let Some(r) = rf {
+            let (at, stop) = cx.front(r)?;
             if stop {
-                return Err(env.err(ui, "RepeatRef: the reference stream ended before the data"));
+                return Err(cx.err("RepeatRef: the reference stream ended before the data"));
             }
             t_in = at;
         }
-        let sp = tri!(space(chans, out));
-        env.tick(ui)?;
-        let held = held.clone();
-        let (start, push) = u.fire(t_in, 1, 0, sp);
-        if by_ref && let Some(r) = rf {
-            chans[r].pop(start);
-            env.mem(r, start, -1);
-            u.elements_in += 1;
+        let sp = cx.space(out)?;
+        cx.env.tick(cx.ui)?;
+        let (start, push) = cx.u.fire(t_in, 1, 0, sp);
+        if let Some(r) = rf {
+            cx.take(r, start, start);
         }
-        chans[out].push(push, Token::Data(held));
-        env.mem(out, push, 1);
-        u.elements_out += 1;
-        u.st.pos += 1;
-        if u.st.pos >= n {
-            env.mem(inp, push, -1);
-            u.st.held = None;
+        let held = cx.u.st.held.clone().unwrap_or(Val::Shape);
+        cx.emit(out, push, held);
+        cx.u.st.pos += 1;
+        if cx.u.st.pos >= n {
+            cx.env.mem(inp, push, -1);
+            cx.u.st.held = None;
         }
     }
 }
 
-fn partition(
-    ui: usize,
-    chunk: u64,
-    n: usize,
-    env: &mut Env,
-    chans: &mut [Chan],
-    u: &mut Unit,
-) -> Result<Status, SimError> {
-    let info = &env.plan.units[ui];
+fn partition(cx: &mut Cx, chunk: u64, n: usize) -> Fire {
+    let plan = cx.env.plan;
+    let info = &plan.units[cx.ui];
     let (data, sel) = (info.inputs[0], info.inputs[1]);
     loop {
-        let Some(ch) = &u.st.chosen else {
-            let (at, stop) = tri!(front_at(chans, sel));
-            if stop {
-                let (_, dstop) = tri!(front_at(chans, data));
-                if !dstop {
-                    return Err(env.err(
-                        ui,
+        if cx.u.st.chosen.is_none() {
+            if !cx.select(sel, n, chunk)? {
+                if !cx.front(data)?.1 {
+                    return Err(cx.err(
                         "Partition: the data has more chunks than the selector has elements",
                     ));
                 }
-                return Ok(tri!(finish(u, &info.inputs, &info.outputs, chans)));
-            }
-            let (start, _) = u.fire(at, 0, 0, 0);
-            let v = pop_val(chans, sel, start);
-            u.elements_in += 1;
-            let c = chosen(&v, n).map_err(|e| env.err(ui, e))?;
-            u.st.chosen = Some(c);
-            u.st.pos = 0;
-            if chunk == 0 {
-                u.st.chosen = None;
+                return cx.finish(&info.inputs, &info.outputs);
             }
             continue;
-        };
-        let (at, stop) = tri!(front_at(chans, data));
+        }
+        let (at, stop) = cx.front(data)?;
         if stop {
-            return Err(env.err(
-                ui,
-                "Partition: the selector has more elements than the data has chunks",
-            ));
+            return Err(
+                cx.err("Partition: the selector has more elements than the data has chunks")
+            );
         }
         let mut sp = 0;
-        for &b in ch {
+        for &b in cx.u.st.chosen.as_deref().unwrap_or(&[]) {
             let c = *info
                 .outputs
                 .get(b)
-                .ok_or_else(|| env.err(ui, "Partition: branch out of range"))?;
-            sp = sp.max(tri!(space(chans, c)));
+                .ok_or_else(|| cx.err("Partition: branch out of range"))?;
+            sp = sp.max(space(cx.chans, c)?);
         }
-        env.tick(ui)?;
-        let ch = u.st.chosen.take().unwrap_or_default();
-        let (start, push) = u.fire(at, 1, 0, sp);
-        let v = pop_val(chans, data, start);
-        env.mem(data, start, -1);
-        u.elements_in += 1;
+        cx.env.tick(cx.ui)?;
+        let (start, push) = cx.u.fire(at, 1, 0, sp);
+        let v = cx.take(data, start, start);
+        let ch = cx.u.st.chosen.take().unwrap_or_default();
         for &b in &ch {
-            let c = info.outputs[b];
-            chans[c].push(push, Token::Data(v.clone()));
-            env.mem(c, push, 1);
-            u.elements_out += 1;
+            cx.emit(info.outputs[b], push, v.clone());
         }
-        u.st.pos += 1;
-        if u.st.pos < chunk {
-            u.st.chosen = Some(ch);
-        }
+        cx.u.st.chosen = Some(ch);
+        cx.chunk_step(chunk);
     }
 }
 
-#[allow(clippy::too_many_arguments)]
-fn merge(
-    ui: usize,
-    f: stepforge_ir::FnId,
-    n: usize,
-    chunk: u64,
-    cost: u64,
-    flops: u64,
-    env: &mut Env,
-    chans: &mut [Chan],
-    u: &mut Unit,
-) -> Result<Status, SimError> {
-    let info = &env.plan.units[ui];
+fn merge(cx: &mut Cx, f: FnId, n: usize, chunk: u64, cost: u64, flops: u64) -> Fire {
+    let plan = cx.env.plan;
+    let info = &plan.units[cx.ui];
     let (branches, sel, out) = (&info.inputs[..n], info.inputs[n], info.outputs[0]);
     loop {
-        let Some(ch) = &u.st.chosen else {
-            let (at, stop) = tri!(front_at(chans, sel));
-            if stop {
+        if cx.u.st.chosen.is_none() {
+            if !cx.select(sel, n, chunk)? {
                 for (i, &b) in branches.iter().enumerate() {
-                    let (_, bstop) = tri!(front_at(chans, b));
-                    if !bstop {
-                        return Err(env.err(
-                            ui,
-                            format!(
-                                "Merge: branch {i} carries more chunks than the selector picks it"
-                            ),
-                        ));
+                    if !cx.front(b)?.1 {
+                        return Err(cx.err(format!(
+                            "Merge: branch {i} carries more chunks than the selector picks it"
+                        )));
                     }
                 }
-                return Ok(tri!(finish(u, &info.inputs, &[out], chans)));
-            }
-            let (start, _) = u.fire(at, 0, 0, 0);
-            let v = pop_val(chans, sel, start);
-            u.elements_in += 1;
-            u.st.chosen = Some(chosen(&v, n).map_err(|e| env.err(ui, e))?);
-            u.st.pos = 0;
-            u.st.k = 0;
-            u.st.acc = None;
-            if chunk == 0 {
-                u.st.chosen = None;
+                return cx.finish(&info.inputs, &[out]);
             }
             continue;
-        };
-        let (empty, b) = (ch.is_empty(), ch.get(u.st.k).copied().unwrap_or(0));
-        let n_chosen = ch.len();
-        if empty {
-            let sp = tri!(space(chans, out));
-            env.tick(ui)?;
-            let (_, push) = u.fire(0, 1, 1, sp);
-            let val = if env.functional() {
+        }
+        let ch = cx.u.st.chosen.as_deref().unwrap_or(&[]);
+        let (n_chosen, b) = (ch.len(), ch.get(cx.u.st.k).copied().unwrap_or(0));
+        if n_chosen == 0 {
+            // No branch picked: the chunk's elements are zeros.
+            let sp = cx.space(out)?;
+            cx.env.tick(cx.ui)?;
+            let (_, push) = cx.u.fire(0, 1, 1, sp);
+            let val = if cx.env.functional() {
                 let mut zs = Vec::new();
-                for s in &env.plan.chans[out].field_shapes {
+                for s in &plan.chans[out].field_shapes {
                     zs.push(
                         Tensor::zeros(s, stepforge_tensor::DType::F32)
-                            .map_err(|e| env.err(ui, e.message))?,
+                            .map_err(|e| cx.err(e.message))?,
                     );
                 }
                 Val::Fields(Rc::new(zs))
             } else {
-                env.synth(out, u.elements_out)
+                cx.env.synth(out, cx.u.elements_out)
             };
-            chans[out].push(push, Token::Data(val));
-            env.mem(out, push, 1);
-            u.elements_out += 1;
+            cx.emit(out, push, val);
         } else {
             let c = *branches
                 .get(b)
-                .ok_or_else(|| env.err(ui, "Merge: branch out of range"))?;
-            let (at, stop) = tri!(front_at(chans, c));
+                .ok_or_else(|| cx.err("Merge: branch out of range"))?;
+            let (at, stop) = cx.front(c)?;
             if stop {
-                return Err(env.err(
-                    ui,
-                    format!("Merge: the selector picks branch {b} after that branch ended"),
-                ));
+                return Err(cx.err(format!(
+                    "Merge: the selector picks branch {b} after that branch ended"
+                )));
             }
-            let last = u.st.k + 1 == n_chosen;
-            let sp = if last { tri!(space(chans, out)) } else { 0 };
-            env.tick(ui)?;
-            let (start, push) = u.fire(at, cost, cost, sp);
-            let v = pop_val(chans, c, start);
-            env.mem(c, start + cost, -1);
-            u.elements_in += 1;
-            u.flops += flops;
-            if env.functional() {
-                let state = match u.st.acc.take() {
-                    Some(s) => s,
-                    None => init_state(env, ui, f, out)?,
-                };
-                u.st.acc = Some(apply(env, ui, f, Some(&state), fields(&v))?);
-            }
+            let last = cx.u.st.k + 1 == n_chosen;
+            let sp = if last { cx.space(out)? } else { 0 };
+            cx.env.tick(cx.ui)?;
+            let (start, push) = cx.u.fire(at, cost, cost, sp);
+            let v = cx.take(c, start, start + cost);
+            cx.u.flops += flops;
+            cx.reduce(f, out, &v)?;
             if !last {
-                u.st.k += 1;
+                cx.u.st.k += 1;
                 continue;
             }
-            let val = match u.st.acc.take() {
-                Some(s) => Val::Fields(Rc::new(s)),
-                None => env.synth(out, u.elements_out),
-            };
-            chans[out].push(push, Token::Data(val));
-            env.mem(out, push, 1);
-            u.elements_out += 1;
-            u.st.k = 0;
+            let val = cx.state_val(out, false);
+            cx.emit(out, push, val);
+            cx.u.st.k = 0;
         }
-        u.st.pos += 1;
-        if u.st.pos >= chunk {
-            u.st.chosen = None;
-        }
+        cx.chunk_step(chunk);
     }
 }

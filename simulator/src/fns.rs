@@ -1,7 +1,7 @@
 //! The simulator's view of element functions: their FLOP cost and, in functional mode, their
-//! values. The element-function IR (`stepforge-ir`'s builtin table) implements [`ElemFns`]
-//! once it exists; until then [`ShapeFlops`] gives a shape-only estimate and tests implement it
-//! over the executor's evaluator.
+//! values. The session's adapter (`stepforge_driver::EvalFns`) implements [`ElemFns`] over the
+//! evaluator, with FLOPs from the function's IR ([`crate::flops`]); [`ShapeFlops`] is the
+//! shape-only estimate for callers without function bodies (benches of the engine alone).
 
 use stepforge_ir::FnId;
 use stepforge_tensor::Tensor;

@@ -15,8 +15,10 @@
 //!   memory bandwidth⌉, ⌈FLOPs / compute⌉, ⌈bytes written to tiles / memory bandwidth⌉, 1).
 //!   Bytes "from tiles" are the element's `Buffer` fields (scalars and Multihot vectors travel
 //!   in the FIFO itself); a reducer also reads its state's buffer fields. Parameters that
-//!   element functions read are assumed resident on chip and are not charged (the
-//!   element-function IR will say which ones a function reads).
+//!   element functions read are assumed resident on chip and are not charged. FLOPs come from
+//!   the element function's IR and the shapes ([`flops`]).
+//! - Dims: every stream dim must be known before the run except the outermost (Partition's
+//!   data-dependent counts; stop tokens end every stream). A dynamic inner dim is E0802.
 //! - Shape-only ops (Zip, Copy, Promote, Flatten, Reshape) move one element per cycle with no
 //!   latency beyond the hop. Repeat, RepeatRef, Streamify and Partition emit one element per
 //!   cycle (Streamify at least ⌈element bytes / memory bandwidth⌉). Bufferize writes each
@@ -40,6 +42,7 @@
 mod chan;
 mod deadlock;
 mod engine;
+pub mod flops;
 pub mod fns;
 pub mod hw;
 mod plan;
@@ -76,6 +79,19 @@ pub struct SimOptions {
     pub wall_limit: Option<Duration>,
     /// On a deadlock, re-simulate (timing-only) to find the FIFO depth that avoids it.
     pub suggest_depth: bool,
+    /// Called now and then during a run (every 65536 unit firings) with the elements the
+    /// load units have read so far and the total they will read: for a progress bar.
+    pub progress: Option<Progress>,
+}
+
+/// A progress callback: `(elements loaded, elements to load)`.
+#[derive(Clone)]
+pub struct Progress(pub Arc<dyn Fn(u64, u64) + Send + Sync>);
+
+impl std::fmt::Debug for Progress {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Progress(..)")
+    }
 }
 
 impl Default for SimOptions {
@@ -88,6 +104,7 @@ impl Default for SimOptions {
             max_steps: 20_000_000_000,
             wall_limit: Some(Duration::from_secs(600)),
             suggest_depth: true,
+            progress: None,
         }
     }
 }
@@ -225,6 +242,21 @@ fn engine_run(
         share,
         steps: 0,
         deadline: opts.wall_limit.map(|d| start + d),
+        buf: plan
+            .chans
+            .iter()
+            .map(|c| i64::try_from(c.buf_bytes).unwrap_or(i64::MAX))
+            .collect(),
+        mask: plan.chans.iter().map(|c| c.mask_bits).collect(),
+        loaded: 0,
+        to_load: plan
+            .units
+            .iter()
+            .map(|u| match u.kind {
+                plan::UnitKind::Load { count, .. } => count,
+                _ => 0,
+            })
+            .fold(0u64, u64::saturating_add),
         span: g.ops().map(|o| o.span).collect(),
     };
     engine::run(&mut env, &mut chans, &mut units)?;

@@ -5,7 +5,8 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-use stepforge_exec::{Verdict, VerifyOptions, verify};
+use stepforge_driver::verify;
+use stepforge_exec::{Verdict, VerifyOptions};
 use stepforge_syntax::codes::Phase;
 use stepforge_syntax::diag::apply_fixes;
 use stepforge_task::Task;

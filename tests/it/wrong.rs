@@ -9,7 +9,8 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
 
-use stepforge_exec::{Verdict, VerifyOptions, VerifyReport, verify};
+use stepforge_driver::verify;
+use stepforge_exec::{Verdict, VerifyOptions, VerifyReport};
 
 use crate::{files_with_ext, load_task, operator_groups, rel, rendered, root};
 

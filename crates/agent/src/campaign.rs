@@ -120,19 +120,26 @@ pub struct Hooks {
     pub simulator: Option<Arc<dyn Simulator>>,
 }
 
+/// Runs the engine over `tools` (`None`: the tasks stored with the run, for a resume).
 async fn drive(
     cfg: RunConfig,
     store: Arc<Store>,
     run: i64,
     store_path: &str,
     hooks: Hooks,
+    tools: Option<Vec<Arc<Tool>>>,
 ) -> Result<Summary, String> {
-    let tasks: Vec<(String, String)> = store
-        .tasks(run)?
-        .into_iter()
-        .map(|(_, path, text)| (path, text))
-        .collect();
-    let tools = open_tools(&tasks)?;
+    let tools = match tools {
+        Some(t) => t,
+        None => {
+            let tasks: Vec<(String, String)> = store
+                .tasks(run)?
+                .into_iter()
+                .map(|(_, path, text)| (path, text))
+                .collect();
+            open_tools(&tasks)?
+        }
+    };
     let provider = Arc::new(provider(&cfg, &store, run, store_path)?);
     let engine = Engine::new(Parts {
         cfg,
@@ -151,16 +158,16 @@ async fn drive(
 pub async fn start(cfg: RunConfig, store_path: &str, hooks: Hooks) -> Result<Summary, String> {
     cfg.validate(hooks.simulator.is_some())?;
     let tasks = read_tasks(Path::new(&cfg.tasks_dir))?;
-    open_tools(&tasks)?;
+    // Opened once: every task file is loaded (and checked) before anything is stored.
+    let tools = open_tools(&tasks)?;
     let store = Arc::new(Store::open(store_path)?);
     let config = serde_json::to_string(&cfg).map_err(|e| e.to_string())?;
     let prices = serde_json::to_string(&cfg.prices).map_err(|e| e.to_string())?;
     let run = store.create_run(&config, &prices, &crate::tool::toolchain_version())?;
-    for (label, text) in &tasks {
-        let t = Tool::from_yaml(label, text)?;
-        store.add_task(run, t.name(), label, text)?;
+    for t in &tools {
+        store.add_task(run, t.name(), t.path(), t.task_text())?;
     }
-    drive(cfg, store, run, store_path, hooks).await
+    drive(cfg, store, run, store_path, hooks, Some(tools)).await
 }
 
 /// Continues the latest run of the store (after a kill, or with batch answers).
@@ -194,7 +201,7 @@ pub async fn resume(
     } else if responses.is_some() {
         return Err("--responses is only for batch runs".into());
     }
-    drive(cfg, store, run.id, store_path, hooks).await
+    drive(cfg, store, run.id, store_path, hooks, None).await
 }
 
 /// Writes the run's solutions as task files with `impl` into `out_dir` (same relative paths

@@ -137,6 +137,11 @@ pub struct RunConfig {
     pub objective: Objective,
     /// `None`: `require` when the simulator is present, else `report`.
     pub feasibility: Option<Feasibility>,
+    /// FIFO depth the feasibility simulation uses (`None`: the hardware model's default).
+    pub fifo_depth: Option<usize>,
+    /// `--objective cycles`: optimize rounds after the solve loop; a round that finds no
+    /// faster program for any task ends them.
+    pub optimize_rounds: u32,
     /// Repair turns after a rejected answer.
     pub repairs: u32,
     /// Seeds per verification.
@@ -164,6 +169,8 @@ impl Default for RunConfig {
             granularity: 3,
             objective: Objective::Solve,
             feasibility: None,
+            fifo_depth: None,
+            optimize_rounds: 3,
             repairs: 1,
             seeds: 3,
             initial_temperature: 0.7,
@@ -194,6 +201,9 @@ impl RunConfig {
         if self.granularity == 0 {
             return Err("--granularity must be at least 1".into());
         }
+        if self.fifo_depth == Some(0) {
+            return Err("--fifo-depth must be at least 1".into());
+        }
         if self.temperatures.is_empty() {
             return Err("temperatures must not be empty".into());
         }
@@ -202,10 +212,10 @@ impl RunConfig {
         }
         if !simulator_present {
             if self.objective == Objective::Cycles {
-                return Err("--objective cycles needs the cycle-level simulator, which is not built into this stepforge yet; use --objective solve".into());
+                return Err("--objective cycles needs the cycle-level simulator, which this run does not have; use --objective solve".into());
             }
             if self.feasibility == Some(Feasibility::Require) {
-                return Err("--feasibility require needs the cycle-level simulator, which is not built into this stepforge yet; use --feasibility report (the functional criterion)".into());
+                return Err("--feasibility require needs the cycle-level simulator, which this run does not have; use --feasibility report (the functional criterion)".into());
             }
         }
         Ok(())

@@ -25,7 +25,7 @@ use serde::Serialize;
 use crate::config::{Feasibility, Objective, RunConfig};
 use crate::prompt::{self, Demo};
 use crate::provider::{CallError, ChatRequest, Completion, Message, Provider};
-use crate::store::{IterationRow, SampleRow, SolutionRow, Store};
+use crate::store::{IterationRow, ParetoRow, SampleRow, SolutionRow, Store};
 use crate::tool::{Simulator, Tool, VerifySummary};
 
 /// Observer of a run (the CLI draws progress bars or log lines from it).
@@ -114,7 +114,21 @@ enum Outcome {
 #[derive(Debug, Clone)]
 struct Solved {
     successes: u32,
+    /// The iteration that solved it (optimize rounds replace `best`, not this).
+    solved_in: u32,
     best: SampleRow,
+}
+
+/// What a round came to, before any decision: passing rows per task and temperature, totals,
+/// and the first reason to stop.
+#[derive(Default)]
+struct Tally {
+    /// task -> temperature -> (successes, passing rows in key order)
+    per: BTreeMap<usize, BTreeMap<String, (u32, Vec<SampleRow>)>>,
+    samples: u64,
+    tokens: u64,
+    cost: f64,
+    stop: Option<Status>,
 }
 
 type VerifyCache = Mutex<BTreeMap<String, Arc<OnceLock<VerifySummary>>>>;
@@ -146,7 +160,7 @@ pub struct Engine {
     /// Per task: verify results by graph hash (passes) or program hash (failures).
     vcache: Vec<VerifyCache>,
     /// Per task: evaluations by answer hash.
-    acache: Vec<Mutex<BTreeMap<String, Arc<OnceLock<Evaluated>>>>>,
+    acache: Vec<Mutex<BTreeMap<String, Arc<tokio::sync::OnceCell<Evaluated>>>>>,
     verify_slots: tokio::sync::Semaphore,
     call_slots: tokio::sync::Semaphore,
     budget: Budget,
@@ -219,6 +233,7 @@ impl Engine {
     pub async fn run(self: &Arc<Self>) -> Summary {
         let n = self.tools.len();
         let mut solved: BTreeMap<usize, Solved> = BTreeMap::new();
+        let mut fronts: BTreeMap<usize, Pareto> = BTreeMap::new();
         let mut rows: Vec<IterationRow> = Vec::new();
         let all: Vec<usize> = (0..n).collect();
         let status = 'run: {
@@ -231,7 +246,7 @@ impl Engine {
                     None,
                 )
                 .await;
-            if let Err(s) = self.merge(0, None, r, &mut solved, &mut rows) {
+            if let Err(s) = self.merge(0, None, r, &mut solved, &mut fronts, &mut rows) {
                 break 'run s;
             }
             let mut iteration = 0u32;
@@ -272,9 +287,14 @@ impl Engine {
                         .round(iteration, &unsolved, &Arc::new(demos), &temps, None)
                         .await;
                     let before = solved.len();
-                    if let Err(s) =
-                        self.merge(iteration, Some(level as u32), r, &mut solved, &mut rows)
-                    {
+                    if let Err(s) = self.merge(
+                        iteration,
+                        Some(level as u32),
+                        r,
+                        &mut solved,
+                        &mut fronts,
+                        &mut rows,
+                    ) {
                         break 'run s;
                     }
                     if solved.len() > before {
@@ -288,63 +308,171 @@ impl Engine {
             }
         };
         let status = if status == Status::Done && self.cfg.objective == Objective::Cycles {
-            self.optimize(&mut solved).await.unwrap_or(Status::Done)
+            self.optimize(&mut solved, &mut fronts, &mut rows).await
         } else {
             status
         };
         self.finish(status, &solved, rows)
     }
 
-    /// `--objective cycles`: one optimize round per solved task, keeping the fastest feasible
-    /// solution (only reachable with a simulator; `RunConfig::validate` refuses it otherwise).
-    async fn optimize(self: &Arc<Self>, solved: &mut BTreeMap<usize, Solved>) -> Option<Status> {
-        self.simulator.as_ref()?;
-        let tasks: Vec<usize> = solved.keys().copied().collect();
-        let prompts: BTreeMap<usize, String> = tasks
-            .iter()
-            .map(|t| {
-                let s = &solved[t];
-                let sim = s
-                    .best
-                    .diagnostics
-                    .as_deref()
-                    .and_then(|d| serde_json::from_str(d).ok())
-                    .unwrap_or(serde_json::Value::Null);
-                let p = s.best.program.clone().unwrap_or_default();
-                (*t, prompt::optimize_prompt(&self.tools[*t], &p, &sim))
-            })
-            .collect();
-        let it = u32::MAX - 1;
-        let r = self
-            .round(
-                it,
-                &tasks,
-                &Arc::new(Vec::new()),
-                &[self.cfg.initial_temperature],
-                Some(&prompts),
-            )
-            .await;
-        for (t, _temp, outcome) in r {
-            match outcome {
-                Outcome::Finished {
-                    passed: Some(row), ..
-                } => {
-                    let s = solved.get_mut(&t)?;
-                    if row.cycles.unwrap_or(u64::MAX) < s.best.cycles.unwrap_or(u64::MAX) {
-                        s.best = *row;
-                    }
-                }
-                Outcome::Pending => {
-                    return Some(Status::Waiting {
-                        requests: String::new(),
-                    });
-                }
-                Outcome::Budget => return Some(Status::BudgetExhausted),
-                Outcome::Fatal(e) => return Some(Status::Failed { error: e }),
-                Outcome::Finished { .. } => {}
+    /// `--objective cycles` (only reachable with a simulator; `RunConfig::validate` refuses it
+    /// otherwise): rounds in which every solved task's proposer gets its current best solution
+    /// and that solution's simulator report and is asked for a faster one. A faster verified,
+    /// feasible answer becomes the solution; every such answer enters the task's Pareto set.
+    /// Stops after `optimize_rounds` or at the first round without an improvement.
+    async fn optimize(
+        self: &Arc<Self>,
+        solved: &mut BTreeMap<usize, Solved>,
+        fronts: &mut BTreeMap<usize, Pareto>,
+        rows: &mut Vec<IterationRow>,
+    ) -> Status {
+        if self.simulator.is_none() {
+            return Status::Done;
+        }
+        for _ in 0..self.cfg.optimize_rounds {
+            let iteration = rows.last().map_or(0, |r| r.iteration) + 1;
+            let prompts: BTreeMap<usize, String> = solved
+                .iter()
+                .filter(|(_, s)| s.best.cycles.is_some())
+                .map(|(t, s)| {
+                    let sim = s
+                        .best
+                        .diagnostics
+                        .as_deref()
+                        .and_then(|d| serde_json::from_str(d).ok())
+                        .unwrap_or(serde_json::Value::Null);
+                    let p = s.best.program.clone().unwrap_or_default();
+                    (*t, prompt::optimize_prompt(&self.tools[*t], &p, &sim))
+                })
+                .collect();
+            if prompts.is_empty() {
+                break;
+            }
+            let tasks: Vec<usize> = prompts.keys().copied().collect();
+            let r = self
+                .round(
+                    iteration,
+                    &tasks,
+                    &Arc::new(Vec::new()),
+                    &[self.cfg.initial_temperature],
+                    Some(&prompts),
+                )
+                .await;
+            match self.merge_optimize(iteration, r, solved, fronts, rows) {
+                Err(s) => return s,
+                Ok(0) => break,
+                Ok(_) => {}
             }
         }
-        None
+        Status::Done
+    }
+
+    /// Keeps, per task, the fastest feasible answer of an optimize round if it beats the
+    /// current best; returns how many tasks improved.
+    fn merge_optimize(
+        &self,
+        iteration: u32,
+        results: Vec<(usize, f64, Outcome)>,
+        solved: &mut BTreeMap<usize, Solved>,
+        fronts: &mut BTreeMap<usize, Pareto>,
+        rows: &mut Vec<IterationRow>,
+    ) -> Result<u32, Status> {
+        let tally = self.tally(results);
+        if let Some(Status::Waiting { .. } | Status::Failed { .. }) = &tally.stop {
+            return Err(tally.stop.unwrap_or(Status::Done));
+        }
+        let mut improved = 0u32;
+        for (t, temps) in &tally.per {
+            self.update_front(*t, temps, fronts)?;
+            let Some(s) = solved.get_mut(t) else { continue };
+            let fastest = temps
+                .values()
+                .flat_map(|(_, r)| r)
+                .filter(|r| r.cycles.is_some())
+                .min_by(|a, b| rank(a).cmp(&rank(b)));
+            if let Some(row) = fastest.filter(|r| faster(r, &s.best)) {
+                s.best = row.clone();
+                improved += 1;
+                self.put_solution(*t, s)?;
+            }
+        }
+        let row = IterationRow {
+            iteration,
+            stratum: None,
+            solved: solved.len() as u32,
+            new: 0,
+            samples: tally.samples,
+            tokens: tally.tokens,
+            cost: tally.cost,
+            improved: Some(improved),
+        };
+        self.record_iteration(row, rows)?;
+        match tally.stop {
+            Some(s) => Err(s),
+            None => Ok(improved),
+        }
+    }
+
+    /// Adds a round's passing, feasible, simulated rows of task `t` to its Pareto set and
+    /// stores the set when it changed.
+    fn update_front(
+        &self,
+        t: usize,
+        temps: &BTreeMap<String, (u32, Vec<SampleRow>)>,
+        fronts: &mut BTreeMap<usize, Pareto>,
+    ) -> Result<(), Status> {
+        let front = fronts.entry(t).or_default();
+        let mut changed = false;
+        for r in temps.values().flat_map(|(_, r)| r) {
+            if let (Some(c), Some(b), Some(true)) = (r.cycles, r.onchip_bytes, r.feasible) {
+                changed |= front.insert(c, b, &r.key);
+            }
+        }
+        if !changed {
+            return Ok(());
+        }
+        let task = self.tools[t].name();
+        let points: Vec<ParetoRow> = front
+            .points
+            .iter()
+            .map(|(c, b, k)| ParetoRow {
+                task: task.to_string(),
+                cycles: *c,
+                onchip_bytes: *b,
+                sample_key: k.clone(),
+            })
+            .collect();
+        self.store
+            .put_pareto(self.run, task, &points)
+            .map_err(|e| Status::Failed { error: e })
+    }
+
+    fn put_solution(&self, t: usize, s: &Solved) -> Result<(), Status> {
+        let row = SolutionRow {
+            task: self.tools[t].name().to_string(),
+            program: s.best.program.clone().unwrap_or_default(),
+            sample_key: s.best.key.clone(),
+            iteration: s.solved_in,
+            successes: s.successes,
+            cycles: s.best.cycles,
+            onchip_bytes: s.best.onchip_bytes,
+        };
+        self.store
+            .put_solution(self.run, &row)
+            .map_err(|e| Status::Failed { error: e })
+    }
+
+    fn record_iteration(
+        &self,
+        row: IterationRow,
+        rows: &mut Vec<IterationRow>,
+    ) -> Result<(), Status> {
+        self.store
+            .put_iteration(self.run, &row)
+            .map_err(|e| Status::Failed { error: e })?;
+        self.progress.iteration_done(&row);
+        rows.push(row);
+        Ok(())
     }
 
     /// Samples k programs for each of `tasks` at each temperature; results in key order.
@@ -407,12 +535,12 @@ impl Engine {
         let mut messages = vec![Message::user(prompt.as_str())];
         let (mut tokens, mut cost) = (0u64, 0f64);
         for turn in 0..=self.cfg.repairs {
-            let req = ChatRequest {
-                key: format!("{base}/t{turn}"),
-                system: self.system.clone(),
-                messages: messages.clone(),
-                temperature: temp,
-            };
+            let req = ChatRequest::new(
+                format!("{base}/t{turn}"),
+                self.system.clone(),
+                messages.clone(),
+                temp,
+            );
             let row = match self.memo.get(&req.key) {
                 Some(r) => r.clone(),
                 None => {
@@ -513,11 +641,27 @@ impl Engine {
         meta: (u32, f64, u32, u32),
         c: Completion,
     ) -> SampleRow {
-        let _slot = self.verify_slots.acquire().await.ok();
-        let me = Arc::clone(self);
-        let text = c.text.clone();
-        let ev = tokio::task::spawn_blocking(move || me.evaluate_blocking(t, &text)).await;
-        let ev = ev.unwrap_or_else(|e| Evaluated::broken(format!("verification crashed: {e}")));
+        // Identical answers (common at low temperature) are evaluated once per task; the
+        // others wait for that evaluation without holding a verification slot or a thread.
+        let key = format!("answer:{}", crate::util::sha256_hex(&c.text));
+        let cell = self.acache[t]
+            .lock()
+            .map(|mut m| Arc::clone(m.entry(key).or_default()))
+            .unwrap_or_default();
+        let ev = cell
+            .get_or_init(|| async {
+                let _slot = self.verify_slots.acquire().await.ok();
+                let me = Arc::clone(self);
+                let text = c.text.clone();
+                tokio::task::spawn_blocking(move || me.evaluate_answer(t, &text))
+                    .await
+                    .unwrap_or_else(|e| Evaluated::broken(format!("verification crashed: {e}")))
+            })
+            .await
+            .clone();
+        if ev.guardian {
+            self.guardian.fetch_add(1, Ordering::Relaxed);
+        }
         let cost = (c.usage.prompt_tokens as f64 * self.price.input_per_mtok
             + c.usage.completion_tokens as f64 * self.price.output_per_mtok)
             / 1e6;
@@ -548,20 +692,6 @@ impl Engine {
             toolchain_version: crate::tool::toolchain_version(),
             error: None,
         }
-    }
-
-    /// Identical answers (common at low temperature) are evaluated once per task.
-    fn evaluate_blocking(&self, t: usize, answer: &str) -> Evaluated {
-        let key = format!("answer:{}", crate::util::sha256_hex(answer));
-        let cell = self.acache[t]
-            .lock()
-            .map(|mut m| Arc::clone(m.entry(key).or_default()))
-            .unwrap_or_default();
-        let ev = cell.get_or_init(|| self.evaluate_answer(t, answer)).clone();
-        if ev.guardian {
-            self.guardian.fetch_add(1, Ordering::Relaxed);
-        }
-        ev
     }
 
     fn evaluate_answer(&self, t: usize, answer: &str) -> Evaluated {
@@ -620,24 +750,35 @@ impl Engine {
             v.json.to_string()
         });
         let (mut cycles, mut onchip, mut feasible) = (None, None, None);
+        let mut verdict = v.verdict;
         if passed && let Some(sim) = &self.simulator {
-            let r = sim.simulate(tool, &program);
-            cycles = Some(r.cycles);
-            onchip = Some(r.onchip_peak_bytes);
-            feasible = Some(!r.deadlock);
-            if r.deadlock && self.feasibility() == Feasibility::Require {
-                passed = false;
+            let require = self.feasibility() == Feasibility::Require;
+            match sim.simulate(tool, &program, self.cfg.fifo_depth) {
+                Ok(r) => {
+                    cycles = Some(r.cycles);
+                    onchip = Some(r.onchip_peak_bytes);
+                    feasible = Some(!r.deadlock);
+                    if r.deadlock && require {
+                        // Rejected: the repair turn gets the deadlock diagnostic (its cycle,
+                        // lines and the FIFO depth that would avoid it).
+                        passed = false;
+                        verdict = "deadlock".into();
+                    }
+                    diagnostics = Some(r.json.to_string());
+                }
+                Err(msg) if require => {
+                    passed = false;
+                    verdict = "sim_error".into();
+                    diagnostics =
+                        Some(serde_json::json!({"verdict": "sim_error", "error": msg}).to_string());
+                }
+                Err(_) => {}
             }
-            diagnostics = Some(r.json.to_string());
         }
         Evaluated {
             program,
             graph_hash: check.graph_hash,
-            verdict: if passed || feasible != Some(false) {
-                v.verdict
-            } else {
-                "deadlock".into()
-            },
+            verdict,
             linear: v.linear,
             passed,
             guardian,
@@ -648,32 +789,22 @@ impl Engine {
         }
     }
 
-    /// Best-of merge of a round into the solved set; records the iteration.
-    fn merge(
-        &self,
-        iteration: u32,
-        stratum: Option<u32>,
-        results: Vec<(usize, f64, Outcome)>,
-        solved: &mut BTreeMap<usize, Solved>,
-        rows: &mut Vec<IterationRow>,
-    ) -> Result<(), Status> {
-        let mut stop = None;
-        // task -> temperature -> (successes, passing rows)
-        let mut per: BTreeMap<usize, BTreeMap<String, (u32, Vec<SampleRow>)>> = BTreeMap::new();
-        let (mut samples, mut tokens, mut cost) = (0u64, 0u64, 0f64);
-        for (t, temp, o) in results {
+    /// Counts a round's outcomes (in key order) without deciding anything.
+    fn tally(&self, results: Vec<(usize, f64, Outcome)>) -> Tally {
+        let mut t = Tally::default();
+        for (task, temp, o) in results {
             match o {
                 Outcome::Finished {
                     passed,
-                    tokens: tk,
-                    cost: c,
-                    ..
+                    tokens,
+                    cost,
                 } => {
-                    samples += 1;
-                    tokens += tk;
-                    cost += c;
-                    let e = per
-                        .entry(t)
+                    t.samples += 1;
+                    t.tokens += tokens;
+                    t.cost += cost;
+                    let e = t
+                        .per
+                        .entry(task)
                         .or_default()
                         .entry(format!("{temp:.2}"))
                         .or_default();
@@ -682,35 +813,43 @@ impl Engine {
                         e.1.push(*r);
                     }
                 }
-                Outcome::Pending => stop = stop.or(Some(self.waiting())),
-                Outcome::Budget => stop = stop.or(Some(Status::BudgetExhausted)),
-                Outcome::Fatal(e) => stop = Some(Status::Failed { error: e }),
+                Outcome::Pending => t.stop = t.stop.or(Some(self.waiting())),
+                Outcome::Budget => t.stop = t.stop.or(Some(Status::BudgetExhausted)),
+                Outcome::Fatal(e) => t.stop = Some(Status::Failed { error: e }),
             }
         }
-        if let Some(Status::Waiting { .. } | Status::Failed { .. }) = &stop {
-            return Err(stop.unwrap_or(Status::Done));
+        t
+    }
+
+    /// Best-of merge of a round into the solved set; records the iteration.
+    fn merge(
+        &self,
+        iteration: u32,
+        stratum: Option<u32>,
+        results: Vec<(usize, f64, Outcome)>,
+        solved: &mut BTreeMap<usize, Solved>,
+        fronts: &mut BTreeMap<usize, Pareto>,
+        rows: &mut Vec<IterationRow>,
+    ) -> Result<(), Status> {
+        let tally = self.tally(results);
+        if let Some(Status::Waiting { .. } | Status::Failed { .. }) = &tally.stop {
+            return Err(tally.stop.unwrap_or(Status::Done));
         }
         let before = solved.len();
-        for (t, temps) in per {
+        for (t, temps) in tally.per {
+            self.update_front(t, &temps, fronts)?;
             let successes = temps.values().map(|(s, _)| *s).max().unwrap_or(0);
             let best = temps
                 .into_values()
                 .flat_map(|(_, r)| r)
                 .min_by(|a, b| rank(a).cmp(&rank(b)));
             if let (Some(best), true) = (best, successes > 0) {
-                let s = Solved { successes, best };
-                let row = SolutionRow {
-                    task: self.tools[t].name().to_string(),
-                    program: s.best.program.clone().unwrap_or_default(),
-                    sample_key: s.best.key.clone(),
-                    iteration,
+                let s = Solved {
                     successes,
-                    cycles: s.best.cycles,
-                    onchip_bytes: s.best.onchip_bytes,
+                    solved_in: iteration,
+                    best,
                 };
-                self.store
-                    .put_solution(self.run, &row)
-                    .map_err(|e| Status::Failed { error: e })?;
+                self.put_solution(t, &s)?;
                 solved.insert(t, s);
             }
         }
@@ -719,16 +858,13 @@ impl Engine {
             stratum,
             solved: solved.len() as u32,
             new: (solved.len() - before) as u32,
-            samples,
-            tokens,
-            cost,
+            samples: tally.samples,
+            tokens: tally.tokens,
+            cost: tally.cost,
+            improved: None,
         };
-        self.store
-            .put_iteration(self.run, &row)
-            .map_err(|e| Status::Failed { error: e })?;
-        self.progress.iteration_done(&row);
-        rows.push(row);
-        match stop {
+        self.record_iteration(row, rows)?;
+        match tally.stop {
             Some(s) => Err(s),
             None => Ok(()),
         }
@@ -808,13 +944,27 @@ impl Engine {
     }
 }
 
-/// Demonstrations prefer fast solutions when cycles are known, else short ones; ties by key.
-fn rank(r: &SampleRow) -> (u64, usize, String) {
+/// Demonstrations prefer fast solutions when cycles are known (then less on-chip memory),
+/// else short ones; ties by key.
+fn rank(r: &SampleRow) -> (u64, u64, usize, String) {
     (
         r.cycles.unwrap_or(u64::MAX),
+        r.onchip_bytes.unwrap_or(u64::MAX),
         r.program.as_deref().map_or(usize::MAX, |p| p.trim().len()),
         r.key.clone(),
     )
+}
+
+/// An optimize answer replaces the best solution only when it takes fewer cycles, or as many
+/// with less on-chip memory.
+fn faster(new: &SampleRow, best: &SampleRow) -> bool {
+    let key = |r: &SampleRow| {
+        (
+            r.cycles.unwrap_or(u64::MAX),
+            r.onchip_bytes.unwrap_or(u64::MAX),
+        )
+    };
+    key(new) < key(best)
 }
 
 /// Solved tasks by success count ascending (hardest first), split into at most m strata of

@@ -7,7 +7,7 @@ use std::fmt::Write;
 
 use serde::Serialize;
 
-use crate::store::{IterationRow, Store};
+use crate::store::{IterationRow, ParetoRow, Store};
 
 #[derive(Debug, Clone, Serialize)]
 pub struct TaskStats {
@@ -35,6 +35,8 @@ pub struct Report {
     pub groups: BTreeMap<String, Vec<u32>>,
     pub group_sizes: BTreeMap<String, u32>,
     pub per_task: Vec<TaskStats>,
+    /// Every task's Pareto set of (cycles, on-chip bytes), by task then cycles.
+    pub pareto: Vec<ParetoRow>,
     pub guardian_fired: u64,
     pub provider_errors: u64,
     pub tokens: u64,
@@ -144,6 +146,7 @@ pub fn build(store: &Store) -> Result<Report, String> {
         groups,
         group_sizes,
         per_task: per_task.into_values().collect(),
+        pareto: store.pareto(run.id)?,
         guardian_fired: guardian,
         provider_errors: perr,
     })
@@ -170,18 +173,24 @@ pub fn render_table(r: &Report) -> String {
         r.guardian_fired,
         r.provider_errors
     );
-    s.push_str("| iteration | stratum | solved | new | samples | tokens | cost |\n|---|---|---|---|---|---|---|\n");
+    s.push_str("| iteration | stratum | solved | new | samples | tokens | cost | faster |\n|---|---|---|---|---|---|---|---|\n");
     for i in &r.iterations {
+        let stratum = match (i.stratum, i.improved) {
+            (_, Some(_)) => "optimize".to_string(),
+            (Some(x), None) => x.to_string(),
+            (None, None) => "-".to_string(),
+        };
         let _ = writeln!(
             s,
-            "| {} | {} | {} | {} | {} | {} | {:.4} |",
+            "| {} | {} | {} | {} | {} | {} | {:.4} | {} |",
             i.iteration,
-            i.stratum.map_or("-".into(), |x| x.to_string()),
+            stratum,
             i.solved,
             i.new,
             i.samples,
             i.tokens,
-            i.cost
+            i.cost,
+            i.improved.map_or("-".into(), |x| x.to_string())
         );
     }
     s.push_str("\n| group | tasks | solved |\n|---|---|---|\n");
@@ -203,6 +212,79 @@ pub fn render_table(r: &Report) -> String {
             t.best_cycles.map_or("-".into(), |x| x.to_string())
         );
     }
+    if !r.pareto.is_empty() {
+        s.push_str("\nPareto sets (verified, deadlock-free solutions no other beats on both):\n\n| task | cycles | on-chip bytes | sample |\n|---|---|---|---|\n");
+        for p in &r.pareto {
+            let _ = writeln!(
+                s,
+                "| {} | {} | {} | {} |",
+                p.task, p.cycles, p.onchip_bytes, p.sample_key
+            );
+        }
+    }
+    s
+}
+
+/// A scatter plot of every task's Pareto set: cycles (x) against on-chip bytes (y), each
+/// task's points joined in cycle order.
+fn pareto_chart(points: &[ParetoRow]) -> String {
+    let (w, h, left, bottom, top) = (720.0, 300.0, 70.0, 40.0, 30.0);
+    let xmax = points.iter().map(|p| p.cycles).max().unwrap_or(1).max(1) as f64;
+    let ymax = points
+        .iter()
+        .map(|p| p.onchip_bytes)
+        .max()
+        .unwrap_or(1)
+        .max(1) as f64;
+    let sx = |x: u64| left + (w - left - 140.0) * x as f64 / xmax;
+    let sy = |y: u64| h - bottom - (h - bottom - top) * y as f64 / ymax;
+    let mut s = format!(
+        "<svg class=\"plot\" xmlns=\"http://www.w3.org/2000/svg\" width=\"{w}\" height=\"{h}\" viewBox=\"0 0 {w} {h}\" role=\"img\"><title>Pareto sets</title>\
+         <text x=\"{x}\" y=\"18\" font-size=\"14\" text-anchor=\"middle\">Pareto sets: cycles vs on-chip bytes</text>\
+         <line x1=\"{left}\" y1=\"{y0}\" x2=\"{xr}\" y2=\"{y0}\" stroke=\"#333\"/><line x1=\"{left}\" y1=\"{top}\" x2=\"{left}\" y2=\"{y0}\" stroke=\"#333\"/>\
+         <text x=\"{lx}\" y=\"{ty}\" font-size=\"10\" text-anchor=\"end\">{ymax} B</text><text x=\"{xr}\" y=\"{xl}\" font-size=\"10\" text-anchor=\"end\">{xmax} cycles</text>",
+        x = w / 2.0,
+        y0 = h - bottom,
+        xr = w - 140.0,
+        lx = left - 4.0,
+        ty = top + 4.0,
+        xl = h - bottom + 16.0,
+    );
+    let mut by_task: BTreeMap<&str, Vec<&ParetoRow>> = BTreeMap::new();
+    for p in points {
+        by_task.entry(p.task.as_str()).or_default().push(p);
+    }
+    for (i, (task, ps)) in by_task.iter().enumerate() {
+        let c = PALETTE[i % PALETTE.len()];
+        let path: Vec<String> = ps
+            .iter()
+            .map(|p| format!("{:.1},{:.1}", sx(p.cycles), sy(p.onchip_bytes)))
+            .collect();
+        let _ = write!(
+            s,
+            "<polyline fill=\"none\" stroke=\"{c}\" stroke-width=\"1\" points=\"{}\"/>",
+            path.join(" ")
+        );
+        for p in ps {
+            let _ = write!(
+                s,
+                "<circle class=\"point\" cx=\"{:.1}\" cy=\"{:.1}\" r=\"4\" fill=\"{c}\"><title>{}: {} cycles, {} B</title></circle>",
+                sx(p.cycles),
+                sy(p.onchip_bytes),
+                esc(task),
+                p.cycles,
+                p.onchip_bytes
+            );
+        }
+        let _ = write!(
+            s,
+            "<text x=\"{:.1}\" y=\"{:.1}\" font-size=\"10\" fill=\"{c}\">{}</text>",
+            w - 135.0,
+            top + 14.0 * (i as f64 + 1.0),
+            esc(task)
+        );
+    }
+    s.push_str("</svg>");
     s
 }
 
@@ -374,11 +456,14 @@ pub fn render_html(r: &Report) -> String {
             )
         })
         .collect();
-    let cycles_plot = if cyc.is_empty() {
-        "<p class=\"note\">No cycle counts: this stepforge has no simulator yet, so samples carry no cycles.</p>".to_string()
+    let mut cycles_plot = if cyc.is_empty() {
+        "<p class=\"note\">No cycle counts: this run did not simulate its samples.</p>".to_string()
     } else {
         line_chart("Best cycles per task over iterations", &cyc)
     };
+    if !r.pareto.is_empty() {
+        cycles_plot.push_str(&pareto_chart(&r.pareto));
+    }
     let table = render_table(r);
     format!(
         "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\"><title>stepforge agent run {run}</title>\

@@ -12,7 +12,8 @@ use rusqlite::{Connection, OptionalExtension, params};
 use serde::{Deserialize, Serialize};
 
 /// Migrations, in order; entry i brings the schema from version i to i+1.
-const MIGRATIONS: &[&str] = &["CREATE TABLE runs (
+const MIGRATIONS: &[&str] = &[
+    "CREATE TABLE runs (
         id INTEGER PRIMARY KEY,
         config TEXT NOT NULL,
         prices TEXT NOT NULL,
@@ -90,7 +91,18 @@ const MIGRATIONS: &[&str] = &["CREATE TABLE runs (
         custom_id TEXT NOT NULL,
         line TEXT NOT NULL,
         PRIMARY KEY (run_id, custom_id)
-    );"];
+    );",
+    // 2: the optimize objective: per-task Pareto sets, and optimize rounds' improvement counts.
+    "CREATE TABLE pareto (
+        run_id INTEGER NOT NULL,
+        task TEXT NOT NULL,
+        cycles INTEGER NOT NULL,
+        onchip_bytes INTEGER NOT NULL,
+        sample_key TEXT NOT NULL,
+        PRIMARY KEY (run_id, task, sample_key)
+    );
+    ALTER TABLE iterations ADD COLUMN improved INTEGER;",
+];
 
 /// One finished sample turn.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -113,7 +125,7 @@ pub struct SampleRow {
     pub guardian: bool,
     /// The verify JSON (diagnostics, outputs) the repair turn feeds back.
     pub diagnostics: Option<String>,
-    /// Simulator results; `None` until a simulator is present.
+    /// Simulator results: `None` when the run simulates nothing or the sample did not verify.
     pub cycles: Option<u64>,
     pub onchip_bytes: Option<u64>,
     pub feasible: Option<bool>,
@@ -149,6 +161,20 @@ pub struct IterationRow {
     pub samples: u64,
     pub tokens: u64,
     pub cost: f64,
+    /// Optimize rounds (`--objective cycles`): how many tasks got a faster solution; `None`
+    /// for solve iterations.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub improved: Option<u32>,
+}
+
+/// One point of a task's Pareto set: a verified, feasible solution no other one beats on both
+/// cycles and on-chip bytes.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct ParetoRow {
+    pub task: String,
+    pub cycles: u64,
+    pub onchip_bytes: u64,
+    pub sample_key: String,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -283,13 +309,15 @@ impl Store {
     }
 
     pub fn insert_sample(&self, run: i64, s: &SampleRow) -> R<()> {
+        // Once per sample turn: the statement is parsed once per connection.
         self.with(|c| {
-            c.execute(
+            c.prepare_cached(
                 "INSERT OR REPLACE INTO samples (run_id, key, task, iteration, temperature, sample, turn, prompt_hash,
                  response, program, graph_hash, verdict, linear, passed, guardian, diagnostics, cycles, onchip_bytes,
                  feasible, prompt_tokens, completion_tokens, cost, provider, model, toolchain_version, error)
                  VALUES (?1,?2,?3,?4,?5,?6,?7,?8,?9,?10,?11,?12,?13,?14,?15,?16,?17,?18,?19,?20,?21,?22,?23,?24,?25,?26)",
-                params![
+            )?
+            .execute(params![
                     run, s.key, s.task, s.iteration, s.temperature, s.sample, s.turn, s.prompt_hash,
                     s.response, s.program, s.graph_hash, s.verdict, s.linear, s.passed, s.guardian,
                     s.diagnostics, s.cycles.map(i), s.onchip_bytes.map(i), s.feasible,
@@ -402,9 +430,9 @@ impl Store {
     pub fn put_iteration(&self, run: i64, it: &IterationRow) -> R<()> {
         self.with(|c| {
             c.execute(
-                "INSERT OR REPLACE INTO iterations (run_id, iteration, stratum, solved, new, samples, tokens, cost)
-                 VALUES (?1,?2,?3,?4,?5,?6,?7,?8)",
-                params![run, it.iteration, it.stratum, it.solved, it.new, i(it.samples), i(it.tokens), it.cost],
+                "INSERT OR REPLACE INTO iterations (run_id, iteration, stratum, solved, new, samples, tokens, cost, improved)
+                 VALUES (?1,?2,?3,?4,?5,?6,?7,?8,?9)",
+                params![run, it.iteration, it.stratum, it.solved, it.new, i(it.samples), i(it.tokens), it.cost, it.improved],
             )
             .map(|_| ())
         })
@@ -413,7 +441,7 @@ impl Store {
     pub fn iterations(&self, run: i64) -> R<Vec<IterationRow>> {
         self.with(|c| {
             let mut st = c.prepare(
-                "SELECT iteration, stratum, solved, new, samples, tokens, cost FROM iterations WHERE run_id = ?1 ORDER BY iteration",
+                "SELECT iteration, stratum, solved, new, samples, tokens, cost, improved FROM iterations WHERE run_id = ?1 ORDER BY iteration",
             )?;
             let rows = st.query_map(params![run], |r| {
                 Ok(IterationRow {
@@ -424,6 +452,47 @@ impl Store {
                     samples: u(r.get(4)?),
                     tokens: u(r.get(5)?),
                     cost: r.get(6)?,
+                    improved: r.get(7)?,
+                })
+            })?;
+            rows.collect()
+        })
+    }
+
+    /// Replaces a task's Pareto set.
+    pub fn put_pareto(&self, run: i64, task: &str, points: &[ParetoRow]) -> R<()> {
+        let mut c = self
+            .conn
+            .lock()
+            .map_err(|_| "store lock poisoned".to_string())?;
+        let tx = c.transaction().map_err(e)?;
+        tx.execute(
+            "DELETE FROM pareto WHERE run_id = ?1 AND task = ?2",
+            params![run, task],
+        )
+        .map_err(e)?;
+        for p in points {
+            tx.execute(
+                "INSERT OR REPLACE INTO pareto (run_id, task, cycles, onchip_bytes, sample_key) VALUES (?1,?2,?3,?4,?5)",
+                params![run, task, i(p.cycles), i(p.onchip_bytes), p.sample_key],
+            )
+            .map_err(e)?;
+        }
+        tx.commit().map_err(e)
+    }
+
+    /// Every task's Pareto set, by task then cycles.
+    pub fn pareto(&self, run: i64) -> R<Vec<ParetoRow>> {
+        self.with(|c| {
+            let mut st = c.prepare(
+                "SELECT task, cycles, onchip_bytes, sample_key FROM pareto WHERE run_id = ?1 ORDER BY task, cycles, onchip_bytes, sample_key",
+            )?;
+            let rows = st.query_map(params![run], |r| {
+                Ok(ParetoRow {
+                    task: r.get(0)?,
+                    cycles: u(r.get(1)?),
+                    onchip_bytes: u(r.get(2)?),
+                    sample_key: r.get(3)?,
                 })
             })?;
             rows.collect()
@@ -468,6 +537,7 @@ impl Store {
             "solutions": self.solutions(run)?,
             "demonstrations": self.demonstrations(run)?,
             "iterations": self.iterations(run)?,
+            "pareto": self.pareto(run)?,
         }))
     }
 }

@@ -1,5 +1,5 @@
 //! The one place where the agent reaches the toolchain. Everything the loop needs from a task
-//! (its prompt text, checking, the Copy fix, verification, and later simulation) goes through
+//! (its prompt text, checking, the Copy fix, verification, and simulation) goes through
 //! [`Tool`], so the rest of the crate never names a toolchain crate.
 
 use std::sync::Arc;
@@ -36,7 +36,7 @@ impl VerifySummary {
     }
 }
 
-/// What the simulator says about a program; filled only when a simulator is present.
+/// What the simulator says about a verified program.
 #[derive(Debug, Clone, PartialEq)]
 pub struct SimSummary {
     pub cycles: u64,
@@ -46,11 +46,46 @@ pub struct SimSummary {
     pub json: Value,
 }
 
-/// A cycle-level simulator behind the session API. None is built yet; the loop, the store and
-/// the optimize prompt are written against this trait so they fill in once `Session::simulate`
-/// exists.
+/// A cycle-level simulator behind the session API. The loop is written against this trait so
+/// a run can go without one (the functional criterion of the paper, and fast tests);
+/// [`SessionSimulator`] is the real one.
 pub trait Simulator: Send + Sync {
-    fn simulate(&self, tool: &Tool, program: &str) -> SimSummary;
+    /// Simulates a verified program; `fifo_depth` overrides the hardware model's FIFO depth.
+    /// `None` when the simulator could not run it (the reason is in `Err`).
+    fn simulate(
+        &self,
+        tool: &Tool,
+        program: &str,
+        fifo_depth: Option<usize>,
+    ) -> Result<SimSummary, String>;
+}
+
+/// [`Session::simulate`](stepforge_driver::Session::simulate) in functional mode on seed 0 at
+/// the task's default dims with the default hardware model: the same data `verify` ran on, so
+/// data-dependent routing (Partition, top-k) is simulated as it really flows.
+#[derive(Debug, Clone)]
+pub struct SessionSimulator {
+    /// Wall-clock limit per simulation: an LLM answer must not stall the loop.
+    pub wall_limit: std::time::Duration,
+}
+
+impl Default for SessionSimulator {
+    fn default() -> SessionSimulator {
+        SessionSimulator {
+            wall_limit: std::time::Duration::from_secs(20),
+        }
+    }
+}
+
+impl Simulator for SessionSimulator {
+    fn simulate(
+        &self,
+        tool: &Tool,
+        program: &str,
+        fifo_depth: Option<usize>,
+    ) -> Result<SimSummary, String> {
+        tool.inner.simulate(program, fifo_depth, self.wall_limit)
+    }
 }
 
 /// An open task.
@@ -147,8 +182,8 @@ pub fn manual() -> String {
 
 mod backend {
     //! The session API: one `stepforge_driver::Session` per task.
-    use super::{CheckSummary, VerifySummary};
-    use stepforge_driver::{Session, VerifyOptions};
+    use super::{CheckSummary, SimSummary, VerifySummary};
+    use stepforge_driver::{Session, SimOptions, VerifyOptions};
 
     pub struct Inner {
         session: Session,
@@ -205,6 +240,37 @@ mod backend {
                 linear,
                 json,
             }
+        }
+
+        pub fn simulate(
+            &self,
+            program: &str,
+            fifo_depth: Option<usize>,
+            wall_limit: std::time::Duration,
+        ) -> Result<SimSummary, String> {
+            let mut opts = SimOptions::default();
+            opts.engine.fifo_depth = fifo_depth;
+            opts.engine.wall_limit = Some(wall_limit);
+            let r = self.session.simulate(Some(program), &opts);
+            let Some(run) = &r.run else {
+                let why: Vec<String> = r.diagnostics.iter().map(|d| d.message.clone()).collect();
+                return Err(format!(
+                    "the simulator could not run it: {}",
+                    why.join("; ")
+                ));
+            };
+            let mut json = r.to_json();
+            // Per-channel rows are long and say little to a proposer; units keep the stalls.
+            if let Some(o) = json.as_object_mut() {
+                o.remove("channels");
+                o.remove("wall_ms");
+            }
+            Ok(SimSummary {
+                cycles: run.cycles,
+                onchip_peak_bytes: run.onchip_peak_bytes,
+                deadlock: run.deadlock.is_some(),
+                json,
+            })
         }
     }
 

@@ -18,6 +18,24 @@ pub fn sha256_hex(text: &str) -> String {
     hex(&h.finalize())
 }
 
+/// SHA-256 (hex) of a value's compact JSON, streamed into the hash.
+pub fn sha256_json(v: &impl serde::Serialize) -> String {
+    struct W(Sha256);
+    impl std::io::Write for W {
+        fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+            self.0.update(b);
+            Ok(b.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+    let mut w = W(Sha256::new());
+    // Writing into a hash cannot fail, and these values always serialize.
+    let _ = serde_json::to_writer(&mut w, v);
+    hex(&w.0.finalize())
+}
+
 /// A jitter factor in [0.5, 1.5) from a cheap per-call generator (splitmix64 over the clock
 /// and a counter): backoff jitter need not be cryptographic, only decorrelated.
 pub fn jitter() -> f64 {

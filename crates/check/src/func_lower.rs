@@ -105,33 +105,7 @@ fn cmp_op(op: ast::CmpOp) -> CmpOp {
     }
 }
 
-/// Levenshtein distance (names are short; a two-row table is plenty).
-fn edit_distance(a: &str, b: &str) -> usize {
-    let b: Vec<char> = b.chars().collect();
-    let mut prev: Vec<usize> = (0..=b.len()).collect();
-    let mut cur = vec![0; b.len() + 1];
-    for (i, ca) in a.chars().enumerate() {
-        cur[0] = i + 1;
-        for (j, &cb) in b.iter().enumerate() {
-            let sub = prev[j] + usize::from(ca != cb);
-            cur[j + 1] = sub.min(prev[j + 1] + 1).min(cur[j] + 1);
-        }
-        std::mem::swap(&mut prev, &mut cur);
-    }
-    prev[b.len()]
-}
-
-/// The closest known name, if it is close enough to be a likely typo.
-pub fn closest<'a>(name: &str, candidates: impl IntoIterator<Item = &'a str>) -> Option<&'a str> {
-    let limit = (name.chars().count() / 3).max(1);
-    candidates
-        .into_iter()
-        // Case-insensitive: `nn.Gelu` means `nn.GELU`.
-        .map(|c| (edit_distance(&name.to_lowercase(), &c.to_lowercase()), c))
-        .filter(|(d, _)| *d <= limit)
-        .min()
-        .map(|(_, c)| c)
-}
+pub use stepforge_diag::suggest::closest;
 
 pub(crate) fn did_you_mean(e: LowerError, suggestion: Option<String>) -> LowerError {
     match suggestion {
@@ -711,7 +685,6 @@ fn defined_dims(body: &Body, out: &mut BTreeSet<String>) {
 /// output order). Errors are E0602/E0601 diagnostics located in the task file; the parts that
 /// failed are `None` in the result.
 pub fn lower_task_functions(task: &stepforge_task::Task) -> (TaskFunctions, Vec<Diagnostic>) {
-    let mut diags = Vec::new();
     let mut scope = Scope {
         globals: BTreeSet::new(),
         dims: stepforge_task::used_symbols(task),
@@ -724,49 +697,44 @@ pub fn lower_task_functions(task: &stepforge_task::Task) -> (TaskFunctions, Vec<
             .iter()
             .map(|(k, _)| k.to_string()),
     );
-    let global = task
-        .global
-        .as_ref()
-        .and_then(|g| match lower_block(g, &scope, Mode::Global) {
-            Ok(b) => Some(b),
-            Err(e) => {
-                diags.push(e.to_diagnostic().note("in the task's `global` block"));
-                None
-            }
-        });
-    if let Some(g) = &global {
+    let global = match &task.global {
+        None => Ok(None),
+        Some(g) => lower_block(g, &scope, Mode::Global).map(Some).map_err(|e| {
+            let d = e.to_diagnostic().note("in the task's `global` block");
+            Box::new(d.in_task())
+        }),
+    };
+    if let Ok(Some(g)) = &global {
         scope.globals.extend(g.slot_names.iter().cloned());
         defined_dims(g, &mut scope.dims);
     }
-    let fns = task
+    let fns: Vec<_> = task
         .fns
         .iter()
-        .map(|f| match lower_block(&f.body, &scope, Mode::Function) {
-            Ok(b) => Some(Arc::new(b)),
-            Err(e) => {
-                let note = format!("in element function `{}`", f.func_name.name);
-                diags.push(e.to_diagnostic().note(note));
-                None
-            }
+        .map(|f| {
+            lower_block(&f.body, &scope, Mode::Function)
+                .map(Arc::new)
+                .map_err(|e| {
+                    let note = format!("in element function `{}`", f.func_name.name);
+                    Box::new(e.to_diagnostic().note(note).in_task())
+                })
         })
         .collect();
-    let references = lower_references(task, &scope, &mut diags);
-    (
-        TaskFunctions {
-            global,
-            fns,
-            references,
-        },
-        diags,
-    )
+    let references = lower_references(task, &scope);
+    let functions = TaskFunctions {
+        global,
+        fns,
+        references,
+    };
+    let diags = functions.errors().cloned().collect();
+    (functions, diags)
 }
 
 /// The reference snippets of every output field, in one shared scope.
 fn lower_references(
     task: &stepforge_task::Task,
     scope: &Scope,
-    diags: &mut Vec<Diagnostic>,
-) -> Option<References> {
+) -> Result<References, Box<Diagnostic>> {
     let mut blocks = Vec::new();
     let mut owner = Vec::new();
     for o in &task.outputs {
@@ -777,7 +745,7 @@ fn lower_references(
     }
     let span = blocks.first().map(|b| b.span).unwrap_or_default();
     match lower_snippets(&blocks, scope, span) {
-        Ok((body, ranges)) => Some(References {
+        Ok((body, ranges)) => Ok(References {
             body,
             parts: ranges.into_iter().map(Some).collect(),
         }),
@@ -790,8 +758,7 @@ fn lower_references(
             };
             let mut d = e.to_diagnostic();
             d.message = format!("{} (in the reference of {which})", d.message);
-            diags.push(d);
-            None
+            Err(Box::new(d.in_task()))
         }
     }
 }

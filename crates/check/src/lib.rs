@@ -262,6 +262,29 @@ pub fn check_task_with(task: &Task, dims: &[(String, i64)]) -> Option<CheckOutpu
     ))
 }
 
+/// [`check_task_with`] against a prepared [`TaskEnv`] (built with `same_source: true`, since
+/// the reference impl's spans point into the task file).
+pub fn check_task_in(te: &TaskEnv, task: &Task) -> Option<CheckOutput> {
+    task.reference_impl.as_ref()?;
+    let parsed = stepforge_task::parse_impl(task);
+    let opts = CheckOptions {
+        text: Some(&task.source.text),
+        dims: &[],
+        same_source: true,
+    };
+    let has_errors = parsed.has_errors();
+    Some(match (parsed.value, has_errors) {
+        (Some(p), false) => {
+            let mut out = check_with_env(te, &p, &opts);
+            let mut all = parsed.diagnostics;
+            all.append(&mut out.diagnostics);
+            out.diagnostics = all;
+            out
+        }
+        _ => CheckOutput::failed(parsed.diagnostics),
+    })
+}
+
 /// Checks a parse result: the parser's diagnostics come first; a program with parse errors is
 /// not checked at all.
 fn check_parsed(task: &Task, parsed: Parsed<Program>, opts: &CheckOptions) -> CheckOutput {

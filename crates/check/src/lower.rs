@@ -52,7 +52,7 @@ pub struct TaskEnv {
 /// the task file: otherwise a task span would be read as a place in the program.
 fn decl_error(message: String, at: Span, same_source: bool) -> Diagnostic {
     let d = Diagnostic::new(Code::E0315, message);
-    if same_source { d.at(at) } else { d }
+    if same_source { d.at(at.in_task()) } else { d }
 }
 
 /// A diagnostic located in the task file: kept as is when the program's spans point into the
@@ -1030,8 +1030,79 @@ impl<'t> Lowerer<'t> {
         };
         let op = info.name;
         let params = self.params(call, info);
-        // Operands.
-        let mut operands: Vec<Opnd> = Vec::new();
+        let (operands, n_branches, arity_ok) = self.op_operands(call, op)?;
+        let op_idx = self.ops.len();
+        let n_out_guess: Option<usize> = match op {
+            "Copy" => Some(2),
+            "Partition" => params
+                .as_ref()
+                .and_then(|p| p.dim.as_ref())
+                .and_then(|n| rules::branch_count(n, &self.te.env, "N").ok()),
+            _ => Some(1),
+        };
+        let a_param = params.as_ref().and_then(|p| p.a.zip(p.span("a")));
+        let inputs: Vec<usize> = operands.iter().map(|o| o.stream).collect();
+
+        let result: Option<Result<(OpKind, Vec<StreamType>), RuleError>> = match (&params, arity_ok)
+        {
+            (Some(p), true) => {
+                let ops_: Option<Vec<Operand>> = operands
+                    .iter()
+                    .map(|o| {
+                        let ty = self.streams.get(o.stream)?.ty.as_ref()?;
+                        Some(Operand { name: o.name, ty })
+                    })
+                    .collect();
+                ops_.and_then(|ops_| self.apply_rule(op, p, &ops_, n_branches, OpId::new(op_idx)))
+            }
+            _ => None,
+        };
+        let (kind, out_types): (Option<OpKind>, Vec<Option<StreamType>>) = match result {
+            Some(Ok((k, outs))) => (Some(k), outs.into_iter().map(Some).collect()),
+            Some(Err(mut e)) => {
+                self.accum_scan_help(&mut e, &operands);
+                let fix = self.bufferize_fix(&e, op, params.as_ref(), &operands);
+                self.emit_rule_error(e, call, params.as_ref(), &operands, fix);
+                match n_out_guess {
+                    Some(n) => (None, vec![None; n]),
+                    None => (None, Vec::new()),
+                }
+            }
+            None => match n_out_guess {
+                Some(n) => (None, vec![None; n]),
+                None => (None, Vec::new()),
+            },
+        };
+        if kind.is_none() && n_out_guess.is_none() {
+            // Partition whose branch count is unknown: there are no streams to bind.
+            self.ops.push(OpRec {
+                kind: None,
+                inputs,
+                outputs: Vec::new(),
+                span: call.span,
+                a_param,
+            });
+            return None;
+        }
+        self.ops.push(OpRec {
+            kind,
+            inputs,
+            outputs: Vec::new(),
+            span: call.span,
+            a_param,
+        });
+        Some(
+            out_types
+                .into_iter()
+                .map(|t| self.new_stream(op_idx, t))
+                .collect(),
+        )
+    }
+
+    /// The stream operands of an op call (`.apply(..)`), in the form each op takes; the branch
+    /// count of a Merge; whether the operands had the right form (else E0309 was reported).
+    fn op_operands(&mut self, call: &'t OpCall, op: &str) -> Option<(Vec<Opnd<'t>>, usize, bool)> {
+        let mut operands: Vec<Opnd<'t>> = Vec::new();
         let mut n_branches = 0usize;
         let mut arity_ok = true;
         match op {
@@ -1160,71 +1231,7 @@ impl<'t> Lowerer<'t> {
             },
         }
 
-        let op_idx = self.ops.len();
-        let n_out_guess: Option<usize> = match op {
-            "Copy" => Some(2),
-            "Partition" => params
-                .as_ref()
-                .and_then(|p| p.dim.as_ref())
-                .and_then(|n| rules::branch_count(n, &self.te.env, "N").ok()),
-            _ => Some(1),
-        };
-        let a_param = params.as_ref().and_then(|p| p.a.zip(p.span("a")));
-        let inputs: Vec<usize> = operands.iter().map(|o| o.stream).collect();
-
-        let result: Option<Result<(OpKind, Vec<StreamType>), RuleError>> = match (&params, arity_ok)
-        {
-            (Some(p), true) => {
-                let ops_: Option<Vec<Operand>> = operands
-                    .iter()
-                    .map(|o| {
-                        let ty = self.streams.get(o.stream)?.ty.as_ref()?;
-                        Some(Operand { name: o.name, ty })
-                    })
-                    .collect();
-                ops_.and_then(|ops_| self.apply_rule(op, p, &ops_, n_branches, OpId::new(op_idx)))
-            }
-            _ => None,
-        };
-        let (kind, out_types): (Option<OpKind>, Vec<Option<StreamType>>) = match result {
-            Some(Ok((k, outs))) => (Some(k), outs.into_iter().map(Some).collect()),
-            Some(Err(e)) => {
-                let fix = self.bufferize_fix(&e, op, params.as_ref(), &operands);
-                self.emit_rule_error(e, call, params.as_ref(), &operands, fix);
-                match n_out_guess {
-                    Some(n) => (None, vec![None; n]),
-                    None => (None, Vec::new()),
-                }
-            }
-            None => match n_out_guess {
-                Some(n) => (None, vec![None; n]),
-                None => (None, Vec::new()),
-            },
-        };
-        if kind.is_none() && n_out_guess.is_none() {
-            // Partition whose branch count is unknown: there are no streams to bind.
-            self.ops.push(OpRec {
-                kind: None,
-                inputs,
-                outputs: Vec::new(),
-                span: call.span,
-                a_param,
-            });
-            return None;
-        }
-        self.ops.push(OpRec {
-            kind,
-            inputs,
-            outputs: Vec::new(),
-            span: call.span,
-            a_param,
-        });
-        Some(
-            out_types
-                .into_iter()
-                .map(|t| self.new_stream(op_idx, t))
-                .collect(),
-        )
+        Some((operands, n_branches, arity_ok))
     }
 
     fn sig(&self, f: FnId) -> Option<&FnSig> {
@@ -1306,6 +1313,60 @@ impl<'t> Lowerer<'t> {
             _ => return None,
         };
         Some(r)
+    }
+
+    /// An E0305 whose short operand comes from an Accum: a Repeat would fix the shape, but a
+    /// stream joined element by element with the Accum's input usually wanted a running value
+    /// there, which is what Scan keeps (same function, same `b`, the input's dims).
+    fn accum_scan_help(&self, e: &mut RuleError, operands: &[Opnd]) {
+        // Only where the help so far is a Repeat: a Bufferize help means the shapes differ
+        // by a tile, not by a folded dim.
+        if e.code != Code::E0305 || !e.help.as_deref().is_some_and(|h| h.contains("Repeat(")) {
+            return;
+        }
+        let ranks: Vec<Option<usize>> = operands
+            .iter()
+            .map(|o| Some(self.streams.get(o.stream)?.ty.as_ref()?.dims.len()))
+            .collect();
+        let Some(longest) = ranks.iter().flatten().max().copied() else {
+            return;
+        };
+        for (o, r) in operands.iter().zip(&ranks) {
+            // The Accum may sit behind Copies.
+            let mut prod = self
+                .streams
+                .get(o.stream)
+                .and_then(|st| self.ops.get(st.producer));
+            while let Some(OpRec {
+                kind: Some(OpKind::Copy),
+                inputs,
+                ..
+            }) = prod
+            {
+                prod = inputs
+                    .first()
+                    .and_then(|&i| self.streams.get(i))
+                    .and_then(|st| self.ops.get(st.producer));
+            }
+            let Some(OpKind::Accum { f, b }) = prod.and_then(|p| p.kind.as_ref()) else {
+                continue;
+            };
+            if r.is_none_or(|r| r + b != longest) {
+                continue;
+            }
+            let fname = self.sig(*f).map_or("..", |s| s.name.as_str());
+            let scan = format!(
+                "{} comes from Accum(fn={fname}, b={b}), which folds {b} dim(s) away; if each \
+                 element should be joined with the running value, Scan(fn={fname}, b={b}) keeps \
+                 the dims and is likely the intent",
+                o.name
+            );
+            e.help = Some(match e.help.take() {
+                Some(h) => format!("{h}; {scan}"),
+                None => scan,
+            });
+            return;
+        }
     }
 
     /// `Bufferize(a=k)` feeding an op whose function wants the tile one dim larger or smaller:
@@ -1648,7 +1709,11 @@ impl<'t> Lowerer<'t> {
                     name: st.disp(),
                     ty,
                 };
-                if let Some(h) = rules::elem_help(&oty.elem, &o, env) {
+                if let Some(h) = swap_help(i, &returned, outs, &self.streams, env) {
+                    d = d.help(h);
+                } else if let Some(h) = rules::elem_help(&oty.elem, &o, env) {
+                    d = d.help(h);
+                } else if let Some(h) = placeholder_dim_help(ty, oty, env) {
                     d = d.help(h);
                 } else if ty.dims.len() > oty.dims.len()
                     && rules::dims_eq(&ty.dims[ty.dims.len() - oty.dims.len()..], &oty.dims, env)
@@ -1727,4 +1792,75 @@ impl<'t> Lowerer<'t> {
         }
         Some(g)
     }
+}
+
+/// Whether returned stream `s` has output `o`'s type.
+fn returned_matches(
+    s: Option<usize>,
+    o: &Option<StreamType>,
+    streams: &[StreamRec],
+    env: &stepforge_ir::DimEnv,
+) -> bool {
+    match (s.and_then(|s| streams.get(s)?.ty.as_ref()), o) {
+        (Some(ty), Some(oty)) => {
+            elem_eq(&ty.elem, &oty.elem, env) && rules::dims_eq(&ty.dims, &oty.dims, env)
+        }
+        _ => false,
+    }
+}
+
+/// E0311 help when the returned streams are the task's outputs in another order: output `i`
+/// is returned at position `j` and output `j` at position `i`.
+fn swap_help(
+    i: usize,
+    returned: &[(Option<usize>, Span)],
+    outs: &[(String, Option<StreamType>)],
+    streams: &[StreamRec],
+    env: &stepforge_ir::DimEnv,
+) -> Option<String> {
+    let at = |k: usize| returned.get(k).and_then(|r| r.0);
+    let j = (0..outs.len()).find(|&j| {
+        j != i
+            && returned_matches(at(j), &outs[i].1, streams, env)
+            && returned_matches(at(i), &outs[j].1, streams, env)
+    })?;
+    let name = |k: usize| {
+        at(k)
+            .and_then(|s| streams.get(s))
+            .map_or("?", StreamRec::disp)
+    };
+    let mut order: Vec<&str> = (0..returned.len()).map(name).collect();
+    order.swap(i, j);
+    Some(format!(
+        "the returned streams are the task's outputs in another order: swap the returned \
+         streams {} and {} (`return {}`)",
+        name(i),
+        name(j),
+        order.join(", ")
+    ))
+}
+
+/// E0311 help when the found dims are the expected ones plus an outermost placeholder dim of
+/// size 1 (left by `Promote` + `Bufferize` + `Streamify`): `Flatten` merges it away.
+fn placeholder_dim_help(
+    ty: &StreamType,
+    oty: &StreamType,
+    env: &stepforge_ir::DimEnv,
+) -> Option<String> {
+    let n = ty.dims.len();
+    if n < 2 || n != oty.dims.len() + 1 || !elem_eq(&ty.elem, &oty.elem, env) {
+        return None;
+    }
+    let last = ty.dims.last()?;
+    if !rules::dim_eq(last, &stepforge_ir::Dim::lit(1), env)
+        || !rules::dims_eq(&ty.dims[..n - 1], &oty.dims, env)
+    {
+        return None;
+    }
+    Some(format!(
+        "the outermost dim is a size-1 placeholder: Flatten(L=[{}]) removes the placeholder dim \
+         (it merges it into {})",
+        n - 1,
+        ty.dims[n - 2]
+    ))
 }

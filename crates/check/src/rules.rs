@@ -288,8 +288,66 @@ fn need_kind(op: &str, f: &FnSig, reducer: bool) -> R<()> {
     Err(RuleError::new(Code::E0301, Blame::Param("fn"), msg).help(Some(help)))
 }
 
+/// Help for a mismatch that Bufferize resolves: the longer operand's dims end with the
+/// shorter's (`[D, N]` against `[N]`), so `Bufferize(a=k)` of the longer one makes them agree.
+fn bufferize_help(a: &Operand, b: &Operand, env: &DimEnv) -> Option<String> {
+    let (long, short) = if a.ty.dims.len() > b.ty.dims.len() {
+        (a, b)
+    } else {
+        (b, a)
+    };
+    let k = long.ty.dims.len() - short.ty.dims.len();
+    (k > 0 && dims_eq(&long.ty.dims[k..], &short.ty.dims, env)).then(|| {
+        format!(
+            "Bufferize(a={k}) of {} makes it {} with dims {}",
+            long.name,
+            ElemType::buffer(&long.ty.elem, &long.ty.dims[..k])
+                .map_or_else(|| "a buffer".to_string(), |t| t.to_string()),
+            short.ty.dims_string()
+        )
+    })
+}
+
+/// Help for a Map over several streams whose function takes buffers (its `input_dtype` is a
+/// tuple with Buffer components): bufferize each operand by its component's rank, when that
+/// makes the shapes agree.
+fn map_buffer_help(f: &FnSig, ops: &[Operand], env: &DimEnv) -> Option<String> {
+    let ElemType::Tuple(parts) = &f.input else {
+        return None;
+    };
+    if parts.len() != ops.len() || !parts.iter().any(|p| matches!(p, ElemType::Buffer { .. })) {
+        return None;
+    }
+    let mut outer: Option<&[Dim]> = None;
+    let mut steps = Vec::new();
+    for (p, o) in parts.iter().zip(ops) {
+        let r = match p {
+            ElemType::Buffer { dims, .. } => dims.len(),
+            _ => 0,
+        };
+        let rest = o.ty.dims.get(r..)?;
+        match outer {
+            None => outer = Some(rest),
+            Some(prev) if dims_eq(prev, rest, env) => {}
+            Some(_) => return None,
+        }
+        if r > 0 {
+            steps.push(format!("Bufferize(a={r}) of {}", o.name));
+        }
+    }
+    Some(format!(
+        "{} takes {} (its input_dtype): {} first, so the streams agree on dims {}",
+        f.name,
+        f.input,
+        steps.join(", "),
+        dims_to_string(outer.unwrap_or(&[]))
+    ))
+}
+
 fn shape_mismatch(op: &str, a: &Operand, b: &Operand, idx: usize, env: &DimEnv) -> RuleError {
-    let help = insert_dim_help(a, &b.ty.dims, env).or_else(|| insert_dim_help(b, &a.ty.dims, env));
+    let help = insert_dim_help(a, &b.ty.dims, env)
+        .or_else(|| insert_dim_help(b, &a.ty.dims, env))
+        .or_else(|| bufferize_help(a, b, env));
     RuleError::new(
         Code::E0305,
         Blame::Operand(idx),
@@ -318,13 +376,17 @@ pub fn map(f: &FnSig, ops: &[Operand], env: &DimEnv) -> R<StreamType> {
     };
     for (i, o) in ops.iter().enumerate().skip(1) {
         if !dims_eq(&first.ty.dims, &o.ty.dims, env) {
-            return Err(shape_mismatch(
+            let e = shape_mismatch(
                 "Map over several streams zips them, so it",
                 first,
                 o,
                 i,
                 env,
-            ));
+            );
+            return Err(match map_buffer_help(f, ops, env) {
+                Some(h) => e.help(Some(h)),
+                None => e,
+            });
         }
     }
     if ops.len() == 1 {

@@ -8,6 +8,7 @@ use std::sync::{Arc, Mutex};
 
 use stepforge_agent::config::{Feasibility, Objective, ProviderKind, RunConfig};
 use stepforge_agent::store::IterationRow;
+use stepforge_agent::tool::SessionSimulator;
 use stepforge_agent::{Hooks, Progress, Status as RunStatus, Summary};
 
 use crate::{Format, Status, output};
@@ -21,7 +22,7 @@ pub struct Args {
 #[derive(Debug, clap::Subcommand)]
 pub enum AgentCommand {
     /// Run the loop over a directory of task files.
-    Run(RunArgs),
+    Run(Box<RunArgs>),
     /// Continue the store's latest run (after a kill, or with batch answers).
     Resume(ResumeArgs),
     /// Write the run's solutions as task files with `impl` (a new operator library).
@@ -79,8 +80,17 @@ pub struct RunArgs {
     pub store: PathBuf,
     #[arg(long, value_enum)]
     pub objective: Option<ObjectiveArg>,
+    /// Feasibility: `require` (default) counts a sample as solved only if it also simulates
+    /// without deadlock; `report` keeps the functional criterion and records feasibility.
     #[arg(long, value_enum)]
     pub feasibility: Option<FeasibilityArg>,
+    /// FIFO depth of the feasibility simulation (default: the hardware model's, 2).
+    #[arg(long)]
+    pub fifo_depth: Option<usize>,
+    /// `--objective cycles`: optimize rounds after the solve loop (default 3; a round
+    /// without a faster program ends them).
+    #[arg(long)]
+    pub optimize_rounds: Option<u32>,
     /// Transcript to write (live) or read (replay). Default: STORE.transcript.jsonl.
     #[arg(long)]
     pub transcript: Option<String>,
@@ -168,6 +178,8 @@ fn config(a: &RunArgs) -> Result<RunConfig, String> {
     c.iterations = a.iterations.unwrap_or(c.iterations);
     c.granularity = a.granularity.unwrap_or(c.granularity);
     c.repairs = a.repairs.unwrap_or(c.repairs);
+    c.fifo_depth = a.fifo_depth.or(c.fifo_depth);
+    c.optimize_rounds = a.optimize_rounds.unwrap_or(c.optimize_rounds);
     if let Some(o) = a.objective {
         c.objective = match o {
             ObjectiveArg::Solve => Objective::Solve,
@@ -210,8 +222,8 @@ fn cmd_run(a: &RunArgs) -> Status {
             return Status::Usage;
         }
     };
-    // Usage errors (no simulator for `--objective cycles`, bad numbers) before anything starts.
-    if let Err(e) = cfg.validate(false) {
+    // Usage errors (bad numbers, a missing model) before anything starts.
+    if let Err(e) = cfg.validate(true) {
         output::error(&e);
         return Status::Usage;
     }
@@ -243,7 +255,7 @@ fn cmd_resume(a: &ResumeArgs) -> Status {
 fn hooks(p: &Arc<Bars>) -> Hooks {
     Hooks {
         progress: Arc::clone(p) as Arc<dyn Progress>,
-        simulator: None,
+        simulator: Some(Arc::new(SessionSimulator::default())),
     }
 }
 
@@ -294,6 +306,12 @@ fn finish(r: Result<Summary, String>, format: Format, bars: &Bars) -> Status {
 }
 
 fn iteration_line(i: &IterationRow) -> String {
+    if let Some(n) = i.improved {
+        return format!(
+            "iteration {} (optimize): {n} tasks faster, {} samples, {} tokens, ${:.4}",
+            i.iteration, i.samples, i.tokens, i.cost
+        );
+    }
     format!(
         "iteration {} (demonstrations: {}): solved {} (+{}), {} samples, {} tokens, ${:.4}",
         i.iteration,

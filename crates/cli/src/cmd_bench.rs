@@ -31,9 +31,6 @@ pub struct Args {
     pub seeds: u32,
     #[command(flatten)]
     pub limits: LimitArgs,
-    /// Dimension overrides: `K=V,K2=V2` (applied to every task that has those dims).
-    #[arg(long, value_name = "K=V,..")]
-    pub dims: Option<String>,
     /// Native-code mode of the latency benchmark: auto, always or never.
     #[arg(long, value_name = "MODE", default_value = "auto", value_parser = crate::cmd_verify::parse_jit)]
     pub jit_mode: stepforge_exec::JitMode,
@@ -44,10 +41,24 @@ pub struct Args {
     /// Output format: `human` (a markdown table) or `json` (one object).
     #[arg(long, value_enum, default_value_t = Format::Human)]
     pub format: Format,
+    /// Benchmark the simulator instead (channel elements/s, simulated cycles/s; both modes).
+    #[arg(long)]
+    pub sim: bool,
+    /// Dimension overrides `K=V,K2=V2`: for verification (and --jit), applied to every task
+    /// that has those dims; with --sim, scaled dims to run as well (timing-only unless
+    /// --sim-functional-scaled).
+    #[arg(long, value_name = "K=V,..")]
+    pub dims: Option<String>,
+    /// With --sim: timed runs per configuration (after one warm-up), at least 1.
+    #[arg(long, default_value_t = 5, value_parser = clap::value_parser!(u32).range(1..))]
+    pub sim_iters: u32,
+    /// With --sim and --dims: also run functional mode at the scaled dims.
+    #[arg(long, requires = "dims")]
+    pub sim_functional_scaled: bool,
 }
 
 /// `cpu model, N cores` from /proc/cpuinfo and the scheduler (best effort).
-fn machine_line() -> String {
+pub(crate) fn machine_line() -> String {
     let model = std::fs::read_to_string("/proc/cpuinfo")
         .ok()
         .and_then(|s| {
@@ -62,7 +73,7 @@ fn machine_line() -> String {
 }
 
 /// The value at quantile `q` (nearest rank) of sorted `xs`.
-fn quantile(xs: &[f64], q: f64) -> f64 {
+pub(crate) fn quantile(xs: &[f64], q: f64) -> f64 {
     if xs.is_empty() {
         return 0.0;
     }
@@ -96,6 +107,19 @@ pub fn run(args: &Args) -> Status {
         Ok(f) => f,
         Err(s) => return s,
     };
+    if args.sim {
+        let scaled = match crate::dims_flag(args.dims.as_deref()) {
+            Ok(d) => d,
+            Err(s) => return s,
+        };
+        return crate::cmd_bench_sim::run(
+            &files,
+            &scaled,
+            args.sim_iters,
+            args.sim_functional_scaled,
+            args.format,
+        );
+    }
     let mut opts = VerifyOptions::with_seed_count(args.seeds);
     opts.limits = args.limits.apply(opts.limits);
     opts.limits.jit = args.jit_mode;
@@ -113,9 +137,9 @@ pub fn run(args: &Args) -> Status {
             Ok(l) => l,
             Err(s) => return s,
         };
-        let warm = stepforge_exec::verify_loaded(&loaded, None, &opts);
+        let warm = stepforge_driver::verify_loaded(&loaded, None, &opts);
         let (median_us, p95_us) = time(iters, || {
-            std::hint::black_box(stepforge_exec::verify_loaded(&loaded, None, &opts));
+            std::hint::black_box(stepforge_driver::verify_loaded(&loaded, None, &opts));
         });
         let session = Session::from_loaded(loaded).ok();
         let candidate = session
@@ -235,8 +259,8 @@ fn run_jit(args: &Args, files: &[PathBuf], opts: &VerifyOptions) -> Status {
         let mut native = base;
         native.limits.jit = stepforge_exec::JitMode::Always;
         // Fresh caches each way, so each report counts only its own run.
-        let ri = stepforge_exec::verify_loaded(&loaded, None, &interp);
-        let rn = stepforge_exec::verify_loaded(&loaded, None, &native);
+        let ri = stepforge_driver::verify_loaded(&loaded, None, &interp);
+        let rn = stepforge_driver::verify_loaded(&loaded, None, &native);
         all_pass &= ri.verdict == Verdict::Pass && rn.verdict == Verdict::Pass;
         for j in &rn.jit {
             let i = ri.jit.iter().find(|x| x.name == j.name);

@@ -5,7 +5,7 @@
 
 use std::path::PathBuf;
 
-use stepforge_driver::{HwConfig, Session, SimOptions};
+use stepforge_driver::{HwConfig, Session, SimOptions, SimProgress};
 
 use crate::cmd_verify::task_files;
 use crate::common::CommonArgs;
@@ -111,7 +111,18 @@ pub fn run(args: &Args) -> Status {
                 continue;
             }
         };
+        let bar = progress_bar(args.format, &session);
+        let mut opts = opts.clone();
+        if let Some((_, cb)) = &bar {
+            opts.engine.progress = Some(cb.clone());
+        }
         let r = session.simulate(program.as_deref(), &opts);
+        if let Some((pb, _)) = bar
+            && let Ok(mut g) = pb.lock()
+            && let Some(b) = g.take()
+        {
+            b.finish_and_clear();
+        }
         if !r.ok() {
             status = Status::Rejected;
         }
@@ -159,6 +170,40 @@ pub fn run(args: &Args) -> Status {
         }
     }
     status
+}
+
+/// A shared, lazily created bar.
+type Bar = std::sync::Arc<std::sync::Mutex<Option<indicatif::ProgressBar>>>;
+
+/// A progress bar for runs that last over a second: only in human mode with stderr on a
+/// terminal. The bar appears at the first progress report after one second.
+fn progress_bar(format: Format, s: &Session) -> Option<(Bar, SimProgress)> {
+    if format != Format::Human || !std::io::IsTerminal::is_terminal(&std::io::stderr()) {
+        return None;
+    }
+    let bar: Bar = std::sync::Arc::default();
+    let started = std::time::Instant::now();
+    let name = s.name().to_string();
+    let shared = bar.clone();
+    let cb = SimProgress(std::sync::Arc::new(move |done: u64, total: u64| {
+        if started.elapsed() < std::time::Duration::from_secs(1) {
+            return;
+        }
+        let Ok(mut g) = shared.lock() else { return };
+        let pb = g.get_or_insert_with(|| {
+            let pb = indicatif::ProgressBar::new(total.max(1));
+            pb.set_style(
+                indicatif::ProgressStyle::with_template(
+                    "{prefix} {bar:30} {pos}/{len} elements loaded ({elapsed})",
+                )
+                .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+            );
+            pb.set_prefix(format!("sim {name}"));
+            pb
+        });
+        pb.set_position(done.min(total));
+    }));
+    Some((bar, cb))
 }
 
 /// One line of the directory summary table.

@@ -191,7 +191,7 @@ pub fn run(args: &Args) -> Status {
     }
     let mut reports: Vec<VerifyReport> = Vec::with_capacity(loaded_all.len());
     for loaded in &loaded_all {
-        let mut r = stepforge_exec::verify_loaded(loaded, program.as_deref(), &opts);
+        let mut r = stepforge_driver::verify_loaded(loaded, program.as_deref(), &opts);
         if let Some(p) = &args.impl_file
             && let Some(src) = &mut r.program_source
         {

@@ -6,6 +6,7 @@
 
 mod cmd_agent;
 mod cmd_bench;
+mod cmd_bench_sim;
 mod cmd_check;
 mod cmd_explain;
 mod cmd_parse;

@@ -187,6 +187,12 @@ impl Diagnostic {
         }
     }
 
+    /// Marks every span as pointing into the task file ([`Span::in_task`]).
+    pub fn in_task(mut self) -> Diagnostic {
+        self.map_spans(Span::in_task);
+        self
+    }
+
     /// Shift every span (used when a program was parsed out of a larger text).
     pub fn shifted(mut self, offset: u32) -> Diagnostic {
         self.map_spans(|s| s.shifted(offset));
@@ -194,12 +200,14 @@ impl Diagnostic {
     }
 
     /// Renders against `source` in the JSON shape of DESIGN §10 (every span is taken to point
-    /// into `source`; see [`Diagnostic::to_json_in`] for diagnostics spanning two texts).
+    /// into `source`; see [`Diagnostic::to_json_in`] for diagnostics spanning two texts). Each
+    /// span says which text its lines count in: `"source": "task"|"program"`.
     pub fn to_json(&self, source: &Source) -> serde_json::Value {
         let span = |s: Span| {
             let a = source.line_col(s.lo);
             let b = source.line_col(s.hi);
             serde_json::json!({
+                "source": s.source.as_str(),
                 "line": a.line, "column": a.column, "end_line": b.line, "end_column": b.column,
             })
         };

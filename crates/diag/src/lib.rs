@@ -10,6 +10,7 @@
 pub mod codes;
 pub mod diag;
 pub mod span;
+pub mod suggest;
 
 pub use codes::{Code, Phase};
 pub use diag::{

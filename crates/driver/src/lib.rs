@@ -11,16 +11,18 @@ mod answer;
 mod manual;
 mod session;
 mod sim;
+mod verify;
 
 pub use answer::answer_program;
-pub use manual::manual;
+pub use manual::{OpDoc, manual, op_doc};
 
 pub use session::{CheckReport, FixReport, OpenError, Session};
-pub use sim::{SimOptions, SimReport};
+pub use sim::{EvalFns, SimOptions, SimReport};
 pub use stepforge_check::TypedStream;
 pub use stepforge_exec::{ExecLimits, Verdict, VerifyOptions, VerifyReport};
-pub use stepforge_sim::HwConfig;
+pub use stepforge_sim::{HwConfig, Progress as SimProgress};
 pub use stepforge_syntax::{Diagnostic, Severity, Source, Span};
+pub use verify::{verify, verify_loaded};
 
 /// The long explanation of a diagnostic code (`stepforge explain CODE`), or `None` for a code
 /// that does not exist. Case-insensitive.

@@ -6,15 +6,22 @@
 
 use std::fmt::Write;
 
-/// The checker's rule for one operator, as the proposer needs it.
-struct OpDoc {
-    name: &'static str,
+/// The checker's rule for one operator, as the proposer needs it (and the editors' hover and
+/// completion show: one text for both).
+#[derive(Debug)]
+pub struct OpDoc {
+    pub name: &'static str,
     /// The input the operator takes (after `.apply`).
-    input: &'static str,
+    pub input: &'static str,
     /// Output type and shape, `S = [s0, .., sr]` innermost first, `T` the element type.
-    output: &'static str,
-    meaning: &'static str,
-    example: &'static str,
+    pub output: &'static str,
+    pub meaning: &'static str,
+    pub example: &'static str,
+}
+
+/// The manual's entry for the operator called `name`.
+pub fn op_doc(name: &str) -> Option<&'static OpDoc> {
+    DOCS.iter().find(|d| d.name == name)
 }
 
 const DOCS: &[OpDoc] = &[

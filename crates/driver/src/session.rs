@@ -297,7 +297,11 @@ impl Session {
 
     /// Checks the task's own reference program (spans point into the task file).
     pub fn check_reference(&self, dims: &[(String, i64)]) -> Option<CheckReport> {
-        let out = stepforge_check::check_task_with(self.task(), dims)?;
+        let mut out = stepforge_check::check_task_with(self.task(), dims)?;
+        // The reference impl lives in the task file: every span points there.
+        for d in &mut out.diagnostics {
+            d.map_spans(stepforge_syntax::Span::in_task);
+        }
         Some(CheckReport::new(self.loaded.source.clone(), out))
     }
 
@@ -321,7 +325,8 @@ impl Session {
 
     /// Verifies a program (`None`: the task's reference `impl`) on seeded data.
     pub fn verify(&self, program: Option<&str>, opts: &VerifyOptions) -> VerifyReport {
-        stepforge_exec::verify_cached(self.task(), program, opts, &self.cache)
+        let te = program.map(|_| self.task_env(&opts.dims));
+        crate::verify::verify_in(self.task(), program, opts, &self.cache, te)
     }
 }
 

@@ -2,18 +2,25 @@
 //!
 //! A program is checked (or the task's reference taken), then simulated timing-only or
 //! functionally on seed-0 data. Element functions reach the simulator through
-//! [`stepforge_sim::ElemFns`], implemented here over the evaluator; their FLOP counts use the
-//! simulator's shape estimate ([`stepforge_sim::ShapeFlops`]: one FLOP per output scalar)
-//! until the element-function IR carries per-builtin costs.
+//! [`stepforge_sim::ElemFns`], implemented here once ([`EvalFns`]) over the evaluator, with
+//! FLOP counts from the element-function IR, the builtin table and the run's shapes.
 
 use serde_json::{Value, json};
+use std::collections::BTreeMap;
+use std::sync::Arc;
 use stepforge_exec::ExecLimits;
-use stepforge_exec::eval::{Env, Function};
+
+use stepforge_exec::eval::{Env, Function, Module, Value as EvalValue};
 use stepforge_exec::limits::Clock;
+use stepforge_ir::builtin::Builtin;
+use stepforge_ir::func::{Body, TaskFunctions};
 use stepforge_ir::{DimEnv, FnId, FnKind, Graph};
+use stepforge_sim::flops::{AVal, FlopCount, ShapeEnv, count};
 use stepforge_sim::{ElemFns, HwConfig, ShapeFlops, SimInput, simulate};
+use stepforge_syntax::ast::DtypeAst;
 use stepforge_syntax::codes::Code;
 use stepforge_syntax::{Diagnostic, Source};
+use stepforge_task::Task;
 use stepforge_tensor::Tensor;
 
 use crate::Session;
@@ -93,16 +100,153 @@ impl SimReport {
     }
 }
 
-/// Element functions over the evaluator (functional mode).
-struct EvalFns<'a> {
+/// Element functions as the simulator sees them, over the evaluator: values from the
+/// prepared bodies (functional mode), FLOPs from the element-function IR and the run's shapes
+/// ([`stepforge_sim::flops::fn_flops`], the builtin table's costs). The session and the
+/// simulator's tests share this one adapter.
+pub struct EvalFns<'a> {
     graph: &'a Graph,
     env: &'a Env,
+    /// Per graph function (by [`FnId`]): its lowered body.
+    bodies: Vec<Option<Arc<Body>>>,
+    /// Per graph function: the body prepared for `env`.
     fns: Vec<Option<Function>>,
+    /// Shapes of `input_data` entries as the task declares them (timing-only runs have no
+    /// data).
+    declared: BTreeMap<String, Vec<usize>>,
+}
+
+/// The shape of every scalar- or Multihot-typed input and parameter the task declares
+/// (`input_data[X]` has the stream dims reversed, then the element's own axis).
+fn declared_shapes(task: &Task, dims: &BTreeMap<String, i64>) -> BTreeMap<String, Vec<usize>> {
+    let decls = task
+        .inputs
+        .iter()
+        .map(|i| (&i.name, &i.dims, &i.dtype))
+        .chain(task.parameters.iter().map(|p| (&p.name, &p.dims, &p.dtype)));
+    let mut out = BTreeMap::new();
+    for (name, ds, dtype) in decls {
+        let axes: Option<Vec<usize>> = ds
+            .iter()
+            .rev()
+            .map(|d| {
+                let v = stepforge_task::eval_dim(d, dims).ok()?;
+                usize::try_from(v).ok()
+            })
+            .collect();
+        let Some(mut shape) = axes else { continue };
+        match dtype {
+            DtypeAst::Fp32(_) => {}
+            DtypeAst::Multihot { len, .. } => {
+                let Some(n) = stepforge_task::eval_dim(len, dims)
+                    .ok()
+                    .and_then(|v| usize::try_from(v).ok())
+                else {
+                    continue;
+                };
+                shape.push(n);
+            }
+            _ => continue,
+        }
+        out.insert(name.name.clone(), shape);
+    }
+    out
+}
+
+impl<'a> EvalFns<'a> {
+    /// The graph's functions, matched by name to the task's declarations and their lowered
+    /// bodies (`functions`), prepared for `env`.
+    pub fn new(graph: &'a Graph, env: &'a Env, task: &Task, functions: &TaskFunctions) -> Self {
+        let bodies: Vec<Option<Arc<Body>>> = graph
+            .fns()
+            .iter()
+            .map(|sig| functions.fns.get(sig.id.index())?.clone().ok())
+            .collect();
+        let fns = graph
+            .fns()
+            .iter()
+            .zip(&bodies)
+            .map(|(sig, b)| Function::from_ir(sig.name.clone(), b.clone()?, env).ok())
+            .collect();
+        EvalFns {
+            graph,
+            env,
+            bodies,
+            fns,
+            declared: declared_shapes(task, &env.dims),
+        }
+    }
+}
+
+/// The names of an evaluator env as the FLOP walker sees them.
+struct EnvShapes<'a>(&'a Env, &'a BTreeMap<String, Vec<usize>>);
+
+fn abstract_value(v: &EvalValue) -> AVal {
+    match v {
+        EvalValue::None => AVal::None,
+        EvalValue::Bool(b) => AVal::Int(i64::from(*b)),
+        EvalValue::Int(i) => AVal::Int(*i),
+        EvalValue::Float(_) => AVal::Num,
+        EvalValue::Tensor(t) => AVal::Tensor(t.shape().to_vec()),
+        EvalValue::List(l) | EvalValue::Tuple(l) if l.len() <= stepforge_sim::flops::MAX_UNROLL => {
+            AVal::List(l.iter().map(abstract_value).collect())
+        }
+        EvalValue::Module(m) => match m {
+            Module::Gelu { .. } => AVal::Callable(Builtin::Gelu, None),
+            Module::Sigmoid => AVal::Callable(Builtin::Sigmoid, None),
+            Module::Softmax { dim } => AVal::Callable(Builtin::Softmax, *dim),
+            Module::LogSoftmax { dim } => AVal::Callable(Builtin::LogSoftmax, *dim),
+            Module::Silu => AVal::Callable(Builtin::Silu, None),
+            Module::Relu => AVal::Callable(Builtin::Relu, None),
+            Module::Tanh => AVal::Callable(Builtin::Tanh, None),
+            Module::Identity => AVal::Callable(Builtin::Identity, None),
+        },
+        _ => AVal::Unknown,
+    }
+}
+
+impl ShapeEnv for EnvShapes<'_> {
+    fn global(&self, name: &str) -> AVal {
+        self.0.names.get(name).map_or(AVal::Unknown, abstract_value)
+    }
+    fn data(&self, name: &str) -> Option<Vec<usize>> {
+        match self.0.data.get(name) {
+            Some(t) => Some(t.shape().to_vec()),
+            None => self.1.get(name).cloned(),
+        }
+    }
+    fn dim(&self, name: &str) -> Option<i64> {
+        self.0.dims.get(name).copied()
+    }
+}
+
+impl EvalFns<'_> {
+    /// FLOPs of one call of `f` (see [`ElemFns::flops`]) and how many of its nodes had to be
+    /// estimated; `None` when `f` has no lowered body.
+    pub fn flop_count(
+        &self,
+        f: FnId,
+        inputs: &[Vec<usize>],
+        outputs: &[Vec<usize>],
+    ) -> Option<FlopCount> {
+        let body = self.bodies.get(f.index())?.as_ref()?;
+        let reducer = matches!(self.graph.fn_sig(f).kind, FnKind::Reducer { .. });
+        let state = reducer.then_some(outputs);
+        Some(count(
+            body,
+            inputs,
+            state,
+            &EnvShapes(self.env, &self.declared),
+        ))
+    }
 }
 
 impl ElemFns for EvalFns<'_> {
     fn flops(&self, f: FnId, inputs: &[Vec<usize>], outputs: &[Vec<usize>]) -> u64 {
-        ShapeFlops.flops(f, inputs, outputs)
+        match self.flop_count(f, inputs, outputs) {
+            Some(c) => c.flops,
+            None => ShapeFlops.flops(f, inputs, outputs),
+        }
     }
 
     fn apply(
@@ -173,47 +317,29 @@ impl Session {
         };
         // Dims, `global`, the lowered functions and (functional mode) seed 0's data come from
         // the session's verification cache: the same values `verify` runs on.
-        let limits = ExecLimits::default();
-        let prep = match self.cache.dims(self.task(), &opts.dims, &limits) {
+        let te = self.task_env(&opts.dims);
+        let prepared = crate::verify::with_spec(self.task(), &te.functions, |spec| {
+            let limits = ExecLimits::default();
+            let prep = self.cache.dims(spec, &opts.dims, &limits)?;
+            let seed = match opts.timing_only {
+                true => None,
+                false => Some(
+                    self.cache
+                        .seed(spec, &prep, 0, &limits, &Clock::new(&limits))?,
+                ),
+            };
+            Ok::<_, stepforge_exec::ExecError>((prep, seed))
+        });
+        let (prep, seed) = match prepared {
             Ok(p) => p,
             Err(e) => {
                 report.diagnostics.push(*e.diagnostic);
                 return report;
             }
         };
-        let seed = if opts.timing_only {
-            None
-        } else {
-            match self
-                .cache
-                .seed(self.task(), &prep, 0, &limits, &Clock::new(&limits))
-            {
-                Ok(s) => Some(s),
-                Err(e) => {
-                    report.diagnostics.push(*e.diagnostic);
-                    return report;
-                }
-            }
-        };
         let env = seed.as_ref().map_or(&prep.env, |s| &s.env);
         let dims = DimEnv::from_statics(env.dims.iter().map(|(k, v)| (k.clone(), *v)));
-        let fns = EvalFns {
-            graph,
-            env,
-            fns: graph
-                .fns()
-                .iter()
-                .map(|sig| {
-                    let di = self
-                        .task()
-                        .fns
-                        .iter()
-                        .position(|d| d.func_name.name == sig.name)?;
-                    let body = prep.functions.fns.get(di)?.clone()?;
-                    Function::from_ir(sig.name.clone(), body, env).ok()
-                })
-                .collect(),
-        };
+        let fns = EvalFns::new(graph, env, self.task(), &te.functions);
         let input = SimInput {
             graph,
             dims: &dims,

@@ -13,15 +13,15 @@ use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Instant;
 
-use stepforge_syntax::codes::{Code, Phase};
-use stepforge_syntax::{Diagnostic, Span};
-use stepforge_task::{GenLimits, Task};
+use stepforge_diag::codes::{Code, Phase};
+use stepforge_diag::{Diagnostic, Span};
+use stepforge_task::GenLimits;
 use stepforge_tensor::Tensor;
 
 use crate::error::ExecError;
 use crate::eval::{self, Env, EvalLimits};
 use crate::limits::{Clock, ExecLimits};
-use stepforge_ir::func::TaskFunctions;
+use crate::spec::TaskSpec;
 
 /// Bytes of generated inputs and expected outputs a cache may hold.
 pub const MAX_CACHED_BYTES: u64 = 256 << 20;
@@ -59,6 +59,8 @@ pub struct SeedData {
     pub inputs: Vec<Vec<Arc<Vec<f32>>>>,
     /// Per task output, one expected tensor per field.
     pub expected: Vec<Vec<Tensor>>,
+    /// The same values as `f64`, converted once for every candidate's comparison.
+    pub expected_f64: Vec<Vec<Vec<f64>>>,
     pub generate_us: u64,
     pub reference_us: u64,
     bytes: u64,
@@ -69,8 +71,6 @@ pub struct SeedData {
 pub struct DimsPrep {
     /// Dimension values and the `global` scope (no data yet).
     pub env: Env,
-    /// The task's element functions, `global` and references, lowered once.
-    pub functions: TaskFunctions,
     /// The references, prepared against `env` (one shared scope, file order).
     refs: eval::References,
     /// Element functions prepared against `env`, shared by every candidate program.
@@ -97,7 +97,7 @@ impl VerifyCache {
     /// The dims-level state for these overrides and limits (computed on first use).
     pub fn dims(
         &self,
-        task: &Task,
+        task: &TaskSpec,
         dims: &[(String, i64)],
         limits: &ExecLimits,
     ) -> Result<Arc<DimsPrep>, ExecError> {
@@ -111,7 +111,7 @@ impl VerifyCache {
         {
             return Ok(p.clone());
         }
-        let values = stepforge_task::dim_values(task, dims).map_err(ExecError::task)?;
+        let values = task.data.dim_values(dims).map_err(ExecError::task)?;
         let max_numel = usize::try_from(limits.max_tensor_elements).unwrap_or(usize::MAX);
         let base = Env {
             limits: EvalLimits {
@@ -121,25 +121,21 @@ impl VerifyCache {
             },
             ..Env::new(values)
         };
-        let (functions, _) = stepforge_check::lower_task_functions(task);
-        let env = match &functions.global {
-            Some(body) => eval::eval_global_ir(Some(body), base),
-            // A `global` that did not lower: evaluating the block reports why.
-            None => eval::eval_global_in(task.global.as_ref(), base),
-        }
-        .map_err(|e| ExecError::from_eval_task(&e))?;
-        let refs = match &functions.references {
-            Some(r) => eval::References::from_ir(r, &env),
-            None => {
-                let blocks: Vec<&stepforge_syntax::ast::Block> =
-                    task.outputs.iter().flat_map(|o| &o.transforms).collect();
-                eval::References::compile(&blocks, &env)
-            }
-        }
-        .map_err(|e| ExecError::from_eval_task(&e))?;
+        let functions = task.functions;
+        let global = functions
+            .global
+            .as_ref()
+            .map_err(|d| ExecError::task((**d).clone()))?;
+        let env =
+            eval::eval_global(global.as_ref(), base).map_err(|e| ExecError::from_eval_task(&e))?;
+        let refs = functions
+            .references
+            .as_ref()
+            .map_err(|d| ExecError::task((**d).clone()))?;
+        let refs =
+            eval::References::from_ir(refs, &env).map_err(|e| ExecError::from_eval_task(&e))?;
         let prep = Arc::new(DimsPrep {
             env,
-            functions,
             refs,
             plans: crate::exec::PlanCache::default(),
             seeds: Mutex::new(BTreeMap::new()),
@@ -156,7 +152,7 @@ impl VerifyCache {
     /// `clock`).
     pub fn seed(
         &self,
-        task: &Task,
+        task: &TaskSpec,
         prep: &DimsPrep,
         seed: u64,
         limits: &ExecLimits,
@@ -193,7 +189,7 @@ fn limit_diag(d: Diagnostic) -> ExecError {
 
 /// Generates one seed's inputs and evaluates every reference snippet on them.
 fn prepare_seed(
-    task: &Task,
+    task: &TaskSpec,
     prep: &DimsPrep,
     seed: u64,
     limits: &ExecLimits,
@@ -206,12 +202,14 @@ fn prepare_seed(
         max_total_elements: limits.max_live_bytes / 4,
         max_total_bytes: limits.max_live_bytes,
     };
-    let data =
-        stepforge_task::generate(task, &prep.env.dims, seed, &gen_limits).map_err(limit_diag)?;
+    let data = task
+        .data
+        .generate(&prep.env.dims, seed, &gen_limits)
+        .map_err(limit_diag)?;
     let mut env = prep.env.clone();
     let mut inputs: Vec<Vec<Arc<Vec<f32>>>> = Vec::with_capacity(data.inputs.len());
     let mut bytes = 0u64;
-    let n_inputs = task.inputs.len();
+    let n_inputs = data.inputs.len();
     for (i, t) in data.inputs.into_iter().chain(data.parameters).enumerate() {
         let mut fields = Vec::with_capacity(t.fields.len());
         for (k, f) in t.fields.into_iter().enumerate() {
@@ -235,15 +233,20 @@ fn prepare_seed(
     let _acc = stepforge_tensor::AccumulationGuard::new(stepforge_tensor::Accumulation::F64);
     clock.check(Span::DUMMY)?;
     let expected = evaluate_references(task, prep, &env)?;
+    let expected_f64: Vec<Vec<Vec<f64>>> = expected
+        .iter()
+        .map(|o| o.iter().map(Tensor::to_f64_vec).collect())
+        .collect();
     bytes += expected
         .iter()
         .flatten()
-        .map(|t| 8 * t.numel() as u64)
+        .map(|t| 16 * t.numel() as u64)
         .sum::<u64>();
     Ok(SeedData {
         env,
         inputs,
         expected,
+        expected_f64,
         generate_us,
         reference_us: micros(started),
         bytes,
@@ -255,7 +258,7 @@ fn prepare_seed(
 /// needs to tell an ill-conditioned reference position (a near-tie the program may decide
 /// either way) from a wrong program. Computed only after a mismatch, never cached.
 pub fn perturbed_expected(
-    task: &Task,
+    task: &TaskSpec,
     prep: &DimsPrep,
     data: &SeedData,
     rel: f64,
@@ -273,13 +276,37 @@ pub fn perturbed_expected(
         }
     }
     let _acc = stepforge_tensor::AccumulationGuard::new(stepforge_tensor::Accumulation::F64);
+    // Exact f32 ties (a saturated softmax) are split too, in index order by draw (eval::ties).
+    let _ties = eval::TieSplitGuard::new(if draw.is_multiple_of(2) {
+        eval::TieOrder::LowFirst
+    } else {
+        eval::TieOrder::HighFirst
+    });
     clock.check(Span::DUMMY)?;
     evaluate_references(task, prep, &env)
 }
 
+/// The references' outputs for `seed` with rounding noise `rel` on every value an arithmetic
+/// builtin computes (draw `draw`; inputs unchanged): how far the reference moves when the same
+/// math is rounded differently, which widens each element's tolerance
+/// (`compare::compare_rounding_aware`). Computed only after a mismatch, never cached.
+pub fn rounding_expected(
+    task: &TaskSpec,
+    prep: &DimsPrep,
+    data: &SeedData,
+    rel: f64,
+    draw: u64,
+    clock: &Clock,
+) -> Result<Vec<Vec<Tensor>>, ExecError> {
+    let _acc = stepforge_tensor::AccumulationGuard::new(stepforge_tensor::Accumulation::F64);
+    let _noise = eval::RoundingNoiseGuard::new(draw, rel);
+    clock.check(Span::DUMMY)?;
+    evaluate_references(task, prep, &data.env)
+}
+
 /// Every reference snippet in one shared scope (DESIGN §7), grouped per output.
 fn evaluate_references(
-    task: &Task,
+    task: &TaskSpec,
     prep: &DimsPrep,
     env: &Env,
 ) -> Result<Vec<Vec<Tensor>>, ExecError> {
@@ -291,6 +318,6 @@ fn evaluate_references(
     Ok(task
         .outputs
         .iter()
-        .map(|decl| all.by_ref().take(decl.transforms.len()).collect())
+        .map(|decl| all.by_ref().take(decl.fields).collect())
         .collect())
 }

@@ -1,6 +1,6 @@
 //! Execution errors: a diagnostic, which text its spans point into, and the verdict class.
 
-use stepforge_syntax::{Diagnostic, Span};
+use stepforge_diag::{Diagnostic, Span};
 
 use crate::eval::EvalError;
 

@@ -22,12 +22,13 @@
 use std::collections::BTreeMap;
 use std::sync::{Arc, OnceLock};
 
-use stepforge_ir::func::TaskFunctions;
-use stepforge_ir::{Dim, DimEnv, DynDim, ElemType, FnId, FnKind, Graph, Op, OpKind, StreamId};
-use stepforge_syntax::ast::{Block, DtypeAst};
-use stepforge_syntax::codes::Code;
-use stepforge_syntax::{Diagnostic, Span};
-use stepforge_task::Task;
+use stepforge_diag::codes::Code;
+use stepforge_diag::{Diagnostic, Span};
+use stepforge_ir::func::{Body, TaskFunctions};
+use stepforge_ir::{
+    Dim, DimEnv, DynDim, ElemType, Extent, FnId, FnKind, Graph, Instance, Op, OpKind, StreamId,
+    StreamShape,
+};
 use stepforge_tensor::{Tensor, fmt_shape};
 
 use crate::error::{ExecError, Origin};
@@ -49,8 +50,8 @@ struct FnPlan {
     out_len: Vec<usize>,
     /// Reducers: the initial state, one tensor per output field (shared, never mutated).
     init: Option<Vec<Arc<Tensor>>>,
-    /// The declared body and the shapes of its input fields, for the batch analysis.
-    body: Block,
+    /// The lowered body and the shapes of its input fields, for the batching pass.
+    body: Arc<Body>,
     in_shapes: Vec<Vec<usize>>,
     /// The lane-parallel form of the body, when it has one: many elements go through one
     /// call ([`crate::batch`]). Analysed at the first call with enough lanes, since many
@@ -118,9 +119,10 @@ impl PlanCache {
 pub struct Prepared<'g> {
     graph: &'g Graph,
     fns: Vec<Option<Arc<FnPlan>>>,
-    /// Shapes of the `input_data` tensors (see [`data_shapes`]).
-    data: BTreeMap<String, Vec<usize>>,
     dims: DimEnv,
+    /// Concrete shapes of the streams under these dims (`None` when some dim is only known
+    /// at run time): what every produced stream is checked against without evaluating dims.
+    instance: Option<Instance>,
 }
 
 impl std::fmt::Debug for Prepared<'_> {
@@ -162,11 +164,10 @@ impl<'g> Prepared<'g> {
     /// `functions` are the task's lowered element functions, indexed by [`stepforge_ir::FnId`].
     pub fn new(
         graph: &'g Graph,
-        task: &'g Task,
         functions: &TaskFunctions,
         env: &Env,
     ) -> Result<Prepared<'g>, ExecError> {
-        Prepared::new_cached(graph, task, functions, env, &PlanCache::default())
+        Prepared::new_cached(graph, functions, env, &PlanCache::default())
     }
 
     /// [`Prepared::new`] reusing (and filling) `plans`: prepared element functions and their
@@ -174,13 +175,11 @@ impl<'g> Prepared<'g> {
     /// cache serves every candidate program of a task under one `env`.
     pub fn new_cached(
         graph: &'g Graph,
-        task: &'g Task,
         functions: &TaskFunctions,
         env: &Env,
         plans: &PlanCache,
     ) -> Result<Prepared<'g>, ExecError> {
         let dims = DimEnv::from_statics(env.dims.iter().map(|(k, v)| (k.clone(), *v)));
-        let data = data_shapes(task, &env.dims);
         let mut fns: Vec<Option<Arc<FnPlan>>> = (0..graph.fns().len()).map(|_| None).collect();
         for op in graph.ops() {
             let Some(f) = op.kind.fn_id() else { continue };
@@ -198,98 +197,16 @@ impl<'g> Prepared<'g> {
                 *slot = Some(plan);
                 continue;
             }
-            // The AST body is still needed by the batching rewrite (`batch.rs`).
-            let Some((di, decl)) = task
-                .fns
-                .iter()
-                .enumerate()
-                .find(|(_, d)| d.func_name.name == sig.name)
-            else {
-                return Err(internal(
-                    format!("fn `{}` has no declaration", sig.name),
-                    op.span,
-                ));
-            };
-            let func = match functions.fns.get(di) {
-                Some(Some(body)) => Function::from_ir(sig.name.clone(), body.clone(), env),
-                // A body that did not lower: lowering it again reports why.
-                _ => Function::compile(sig.name.clone(), &decl.body, env),
-            }
-            .map_err(|e| ExecError::from_eval_task(&e))?;
-            let mut out = Vec::new();
-            for field in sig.output.fields() {
-                let shape = eval_dims(&field.field_tensor_dims(), &dims, &sig.name, sig.span)
-                    .map_err(|e| ExecError::task(*e.diagnostic))?;
-                out.push((field.to_string(), shape));
-            }
-            // Element shapes come from task dims that `--dims` may make huge: size them with
-            // checked arithmetic before anything (the init state) is allocated.
-            let mut out_len = Vec::with_capacity(out.len());
-            for (ty, shape) in &out {
-                let n = checked_product(shape)
-                    .and_then(|n| usize::try_from(n).ok())
-                    .filter(|&n| n <= env.limits.max_numel);
-                let Some(n) = n else {
-                    return Err(ExecError::limit(
-                        Diagnostic::new(
-                            Code::E0701,
-                            format!(
-                                "fn `{}` returns {ty} = shape {}, more than the limit of {} elements per tensor",
-                                sig.name,
-                                fmt_shape(shape),
-                                env.limits.max_numel
-                            ),
-                        )
-                        .at(op.span)
-                        .help("use smaller dimensions (--dims) or raise the limit"),
-                        Origin::Program,
-                    ));
-                };
-                out_len.push(n);
-            }
-            let init = match &sig.kind {
-                FnKind::Stateless => None,
-                FnKind::Reducer { init } => {
-                    let mut ts = Vec::with_capacity(out.len());
-                    for (i, ((_, shape), &n)) in out.iter().zip(&out_len).enumerate() {
-                        // One init value per output field; a single value serves every field.
-                        let v = init.get(i).or(init.last()).copied().unwrap_or(0.0);
-                        let t =
-                            Tensor::from_f32(shape.clone(), vec![v as f32; n]).map_err(|e| {
-                                ExecError::task(
-                                    Diagnostic::new(Code::E0507, e.message).at(sig.span),
-                                )
-                            })?;
-                        ts.push(Arc::new(t));
-                    }
-                    Some(ts)
-                }
-            };
-            let mut in_shapes = Vec::new();
-            for field in sig.input.fields() {
-                let shape = eval_dims(&field.field_tensor_dims(), &dims, &sig.name, sig.span)
-                    .map_err(|e| ExecError::task(*e.diagnostic))?;
-                in_shapes.push(shape);
-            }
-            let plan = Arc::new(FnPlan {
-                name: sig.name.clone(),
-                func,
-                out,
-                out_len,
-                init,
-                body: decl.body.clone(),
-                in_shapes,
-                batched: OnceLock::new(),
-                native: Default::default(),
-            });
+            let plan = Arc::new(prepare_fn(graph, f, functions, env, &dims, op.span)?);
             plans.insert(&sig.name, plan.clone());
             *slot = Some(plan);
         }
+        let instance = graph.instantiate(&dims).ok();
         Ok(Prepared {
             graph,
             fns,
             dims,
-            data,
+            instance,
         })
     }
 
@@ -362,6 +279,101 @@ impl<'g> Prepared<'g> {
     }
 }
 
+/// Prepares element function `f` for `env`: its lowered body, its output shapes (sized with
+/// checked arithmetic before anything is allocated) and a reducer's initial state.
+fn prepare_fn(
+    graph: &Graph,
+    f: FnId,
+    functions: &TaskFunctions,
+    env: &Env,
+    dims: &DimEnv,
+    at: Span,
+) -> Result<FnPlan, ExecError> {
+    let sig = graph.fn_sig(f);
+    let body = match functions.fns.get(f.index()) {
+        Some(Ok(body)) => body.clone(),
+        // The lowering's own diagnostic (E0602 with a did-you-mean, located in the task file).
+        Some(Err(d)) => return Err(ExecError::task((**d).clone())),
+        None => {
+            return Err(internal(
+                format!("fn `{}` has no lowered body", sig.name),
+                at,
+            ));
+        }
+    };
+    let func = Function::from_ir(sig.name.clone(), body.clone(), env)
+        .map_err(|e| ExecError::from_eval_task(&e))?;
+    let shapes = |ty: &ElemType| -> Result<Vec<(String, Vec<usize>)>, ExecError> {
+        ty.fields()
+            .iter()
+            .map(|field| {
+                eval_dims(&field.field_tensor_dims(), dims, &sig.name, sig.span)
+                    .map(|s| (field.to_string(), s))
+                    .map_err(|e| ExecError::task(*e.diagnostic))
+            })
+            .collect()
+    };
+    let out = shapes(&sig.output)?;
+    // Element shapes come from task dims that `--dims` may make huge: size them with checked
+    // arithmetic before anything (the init state) is allocated.
+    let mut out_len = Vec::with_capacity(out.len());
+    for (ty, shape) in &out {
+        let n = checked_product(shape)
+            .and_then(|n| usize::try_from(n).ok())
+            .filter(|&n| n <= env.limits.max_numel);
+        let Some(n) = n else {
+            return Err(ExecError::limit(
+                Diagnostic::new(
+                    Code::E0701,
+                    format!(
+                        "fn `{}` returns {ty} = shape {}, more than the limit of {} elements per tensor",
+                        sig.name,
+                        fmt_shape(shape),
+                        env.limits.max_numel
+                    ),
+                )
+                .at(at)
+                .help("use smaller dimensions (--dims) or raise the limit"),
+                Origin::Program,
+            ));
+        };
+        out_len.push(n);
+    }
+    let init = match &sig.kind {
+        FnKind::Stateless => None,
+        FnKind::Reducer { init } => Some(reducer_init(init, &out, &out_len, sig.span)?),
+    };
+    let in_shapes = shapes(&sig.input)?.into_iter().map(|(_, s)| s).collect();
+    Ok(FnPlan {
+        name: sig.name.clone(),
+        func,
+        out,
+        out_len,
+        init,
+        body,
+        in_shapes,
+        batched: OnceLock::new(),
+        native: Default::default(),
+    })
+}
+
+/// A reducer's initial state: one value per output field (a single value serves every field).
+fn reducer_init(
+    init: &[f64],
+    out: &[(String, Vec<usize>)],
+    out_len: &[usize],
+    span: Span,
+) -> Result<Vec<Arc<Tensor>>, ExecError> {
+    let mut ts = Vec::with_capacity(out.len());
+    for (i, ((_, shape), &n)) in out.iter().zip(out_len).enumerate() {
+        let v = init.get(i).or(init.last()).copied().unwrap_or(0.0);
+        let t = Tensor::from_f32(shape.clone(), vec![v as f32; n])
+            .map_err(|e| ExecError::task(Diagnostic::new(Code::E0507, e.message).at(span)))?;
+        ts.push(Arc::new(t));
+    }
+    Ok(ts)
+}
+
 struct Run<'a, 'g> {
     p: &'a Prepared<'g>,
     env: &'a Env,
@@ -391,33 +403,21 @@ fn elem_tensor(field: &FieldData, e: usize, span: Span) -> Result<Arc<Tensor>, E
     Ok(Arc::new(t))
 }
 
-/// The shapes of the `input_data` tensors of plain fp32 inputs and parameters (the reversed
-/// dims, as the data generator lays them out); the batch analysis only uses these.
-fn data_shapes(task: &Task, dims: &BTreeMap<String, i64>) -> BTreeMap<String, Vec<usize>> {
-    let decls = task
-        .inputs
-        .iter()
-        .map(|i| (&i.name, &i.dtype, &i.dims))
-        .chain(task.parameters.iter().map(|p| (&p.name, &p.dtype, &p.dims)));
-    let mut out = BTreeMap::new();
-    for (name, dtype, ds) in decls {
-        if !matches!(dtype, DtypeAst::Fp32(_)) {
-            continue;
-        }
-        let shape: Option<Vec<usize>> = ds
-            .iter()
-            .rev()
-            .map(|d| {
-                stepforge_task::eval_dim(d, dims)
-                    .ok()
-                    .and_then(|v| usize::try_from(v.unsigned_abs()).ok())
-            })
-            .collect();
-        if let Some(shape) = shape {
-            out.insert(name.name.clone(), shape);
-        }
-    }
-    out
+/// Whether a stream value has exactly the static shape `sh` (false when `sh` has a dynamic
+/// extent: the caller then evaluates the dims it was bound to at run time).
+fn static_shape_matches(sh: &StreamShape, v: &StreamData) -> bool {
+    let same = |ext: &[Extent], got: &[usize]| {
+        ext.len() == got.len() && ext.iter().zip(got).all(|(e, g)| e.get() == Some(*g))
+    };
+    same(&sh.dims, &v.dims)
+        && sh.fields.len() == v.fields.len()
+        && sh.fields.iter().zip(&v.fields).all(|(ext, f)| {
+            same(ext, &f.elem_shape)
+                && checked_product(&v.dims)
+                    .zip(checked_product(&f.elem_shape))
+                    .and_then(|(a, b)| a.checked_mul(b))
+                    == Some(f.data.len() as u64)
+        })
 }
 
 /// Element `e` of every field: the arguments of one per-element call.
@@ -707,8 +707,13 @@ impl Run<'_, '_> {
 
     /// The concrete dims of a produced value must be its type's dims under the run's values.
     fn check_type(&self, sid: StreamId, v: &StreamData, span: Span) -> Result<(), ExecError> {
+        if let Some(sh) = self.p.instance.as_ref().and_then(|i| i.stream(sid))
+            && static_shape_matches(sh, v)
+        {
+            return Ok(());
+        }
         let st = &self.p.graph.stream(sid).ty;
-        let dims = eval_dims(&st.dims, &self.dims, &format!("stream {sid}"), span)?;
+        let dims = eval_dims(&st.dims, &self.dims, "stream", span)?;
         let fields = st.elem.fields();
         let ok = dims == v.dims
             && fields.len() == v.fields.len()
@@ -842,12 +847,11 @@ impl Run<'_, '_> {
                 crate::batch::batched_body(
                     &plan.body,
                     self.env,
-                    &self.p.data,
                     &plan.in_shapes,
                     plan.init.is_some().then_some(&out[..]),
                     &out,
                 )
-                .and_then(|b| b.compile(plan.name.clone(), self.env).ok())
+                .and_then(|b| b.prepare(plan.name.clone(), self.env).ok())
             })
             .as_ref()
     }

@@ -6,8 +6,8 @@
 
 use std::time::{Duration, Instant};
 
-use stepforge_syntax::codes::Code;
-use stepforge_syntax::{Diagnostic, Span};
+use stepforge_diag::codes::Code;
+use stepforge_diag::{Diagnostic, Span};
 
 use crate::error::{ExecError, Origin};
 

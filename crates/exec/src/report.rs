@@ -6,7 +6,7 @@
 use std::fmt;
 
 use serde::Serialize;
-use stepforge_syntax::{Diagnostic, Source, Span};
+use stepforge_diag::{Diagnostic, Source, Span};
 
 use crate::compare::Mismatch;
 use crate::error::{ExecError, Origin};
@@ -184,9 +184,13 @@ impl VerifyReport {
             .iter()
             .map(|d| {
                 let src = self.source(d.origin);
-                let mut v = self.resolved(d).to_json(src);
                 // Which text the line numbers count in: the task file or the program.
                 let in_task = d.origin == Origin::Task || self.program_source.is_none();
+                let resolved = self.resolved(d);
+                let mut v = match in_task {
+                    true => resolved.in_task().to_json(src),
+                    false => resolved.to_json(src),
+                };
                 v["source"] = serde_json::json!(if in_task { "task" } else { "program" });
                 v["path"] = serde_json::json!(src.name);
                 v

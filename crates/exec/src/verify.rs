@@ -1,29 +1,32 @@
-//! Verification (DESIGN §9): parse → lower → check → execute on seeded data → compare with the
-//! task's reference snippets, producing a [`VerifyReport`] with one verdict.
+//! Verification (DESIGN §9) of a checked program: execute on seeded data → compare with the
+//! task's reference snippets, producing a [`VerifyReport`] with one verdict. Parsing and
+//! checking are the driver's (`stepforge-driver`); this module starts from a
+//! [`CheckedProgram`] and a [`TaskSpec`].
 //!
-//! Order of work, chosen so the cheapest rejection comes first: the checker (syntax and type
-//! errors need no data), then dimension values and `global`, element-function compilation
-//! (task errors), then per seed: data generation (size limits are checked before allocating),
-//! the program, the references, the comparison. The first failing seed ends the run.
+//! Order of work, chosen so the cheapest rejection comes first: the checker's verdict (syntax
+//! and type errors need no data), then dimension values and `global`, element-function
+//! preparation (task errors), then per seed: data generation (size limits are checked before
+//! allocating), the program, the references, the comparison. The first failing seed ends the
+//! run.
 
 use std::time::Instant;
 
-use stepforge_check::CheckOutput;
+use stepforge_diag::codes::{Code, Phase};
+use stepforge_diag::{Diagnostic, Span};
 use stepforge_ir::OpKind;
-use stepforge_syntax::codes::Code;
-use stepforge_syntax::{Diagnostic, Span};
-use stepforge_task::{Loaded, Task, Tolerance};
+use stepforge_task::Tolerance;
 use stepforge_tensor::{Tensor, fmt_shape};
 
-use crate::cache::{DimsPrep, SeedData, VerifyCache, perturbed_expected};
+use crate::cache::{DimsPrep, SeedData, VerifyCache, perturbed_expected, rounding_expected};
 use crate::compare::{
-    EPS_F32, FieldStats, MAX_EXCUSED_FRACTION, ToleranceRule, compare_tie_aware, compare_values,
-    effective_tolerance,
+    EPS_F32, FieldStats, MAX_EXCUSED_FRACTION, ToleranceRule, compare_rounding_aware,
+    compare_values, effective_tolerance,
 };
 use crate::error::{ErrorClass, ExecError, Origin};
 use crate::exec::Prepared;
 use crate::limits::{Clock, ExecLimits};
 use crate::report::{OutputReport, Verdict, VerifyReport};
+use crate::spec::{CheckedProgram, TaskSpec};
 
 /// How to verify.
 #[derive(Debug, Clone, PartialEq)]
@@ -57,9 +60,9 @@ impl VerifyOptions {
         }
     }
 
-    /// The tolerance for `task`: flags over the task's `tolerance:` over the defaults.
-    pub fn tolerance(&self, task: &Task) -> Tolerance {
-        let base = task.tolerance.unwrap_or_default();
+    /// The tolerance: flags over the task's `tolerance:` (`task`) over the defaults.
+    pub fn tolerance(&self, task: Option<Tolerance>) -> Tolerance {
+        let base = task.unwrap_or_default();
         Tolerance {
             rtol: self.rtol.unwrap_or(base.rtol),
             atol: self.atol.unwrap_or(base.atol),
@@ -67,17 +70,13 @@ impl VerifyOptions {
     }
 }
 
-/// Verifies `program_text` (a bare program or a raw LLM answer; `None` = the task's reference
-/// impl) against `task`.
-pub fn verify(task: &Task, program_text: Option<&str>, opts: &VerifyOptions) -> VerifyReport {
-    verify_cached(task, program_text, opts, &VerifyCache::new())
-}
-
-/// [`verify`] reusing the task-level work in `cache` (dims, `global`, seeded data, expected
-/// outputs); the cache must only ever be used with this `task`.
-pub fn verify_cached(
-    task: &Task,
-    program_text: Option<&str>,
+/// Verifies a checked program against `task`, reusing the task-level work in `cache` (dims,
+/// `global`, prepared functions, seeded data, expected outputs); the cache must only ever be
+/// used with this task. `elapsed_us` covers this call only: callers that parse and check
+/// first add their time.
+pub fn verify_checked(
+    task: &TaskSpec,
+    program: &CheckedProgram,
     opts: &VerifyOptions,
     cache: &VerifyCache,
 ) -> VerifyReport {
@@ -85,65 +84,15 @@ pub fn verify_cached(
     // inside the call when the verification's time is up, whoever calls `verify`.
     let _deadline = stepforge_tensor::limits::DeadlineGuard::after(opts.limits.time_limit);
     let start = Instant::now();
-    let (program_source, check) = match program_text {
-        Some(text) => {
-            let (src, out) = stepforge_check::check_answer_with(task, text, &opts.dims);
-            (Some(src), Some(out))
-        }
-        None => (None, stepforge_check::check_task_with(task, &opts.dims)),
-    };
     let mut r = VerifyReport::new(
-        &task.name,
+        task.name,
         task.source.clone(),
-        program_source,
+        program.source.cloned(),
         opts.seeds.clone(),
     );
-    match check {
-        Some(check) => run_checked(task, &check, opts, cache, &mut r),
-        None => {
-            r.verdict = Verdict::TaskError;
-            r.push(
-                Origin::Task,
-                Diagnostic::new(Code::E0502, "the task has no reference `impl` to verify")
-                    .help("pass the program to verify with --impl FILE"),
-            );
-        }
-    }
+    run_checked(task, program, opts, cache, &mut r);
     r.elapsed_us = u64::try_from(start.elapsed().as_micros()).unwrap_or(u64::MAX);
     r
-}
-
-/// Verifies against a loaded task file; a file that did not load is a `task_error` carrying
-/// the loader's diagnostics.
-pub fn verify_loaded(
-    loaded: &Loaded,
-    program_text: Option<&str>,
-    opts: &VerifyOptions,
-) -> VerifyReport {
-    match loaded.ok_task() {
-        Some(task) => verify(task, program_text, opts),
-        None => {
-            let name = loaded
-                .task
-                .as_ref()
-                .map(|t| t.name.clone())
-                .unwrap_or_else(|| stem(&loaded.source.name));
-            let mut r = VerifyReport::new(&name, loaded.source.clone(), None, opts.seeds.clone());
-            r.verdict = Verdict::TaskError;
-            for d in &loaded.diagnostics {
-                r.push(Origin::Task, d.clone());
-            }
-            r
-        }
-    }
-}
-
-fn stem(path: &str) -> String {
-    std::path::Path::new(path)
-        .file_stem()
-        .and_then(|s| s.to_str())
-        .unwrap_or(path)
-        .to_string()
 }
 
 /// The verdict of a program the checker could not type: the earliest phase that failed.
@@ -156,16 +105,16 @@ fn static_verdict(diags: &[Diagnostic], task_fn: impl Fn(&Diagnostic) -> bool) -
     if errors.is_empty() && diags.iter().any(Diagnostic::is_error) {
         return Verdict::TaskError;
     }
-    let code = |d: &&Diagnostic| d.code.as_str();
-    if errors.iter().any(|d| code(d).starts_with("E01")) {
+    let phase = |d: &&Diagnostic| d.code.phase();
+    if errors.iter().any(|d| phase(d) == Phase::Syntax) {
         Verdict::SyntaxError
     } else if !errors.is_empty()
         && errors
             .iter()
-            .all(|d| code(d).starts_with("E05") || d.code == Code::E0315)
+            .all(|d| phase(d) == Phase::Task || d.code == Code::E0315)
     {
         Verdict::TaskError
-    } else if errors.iter().any(|d| code(d).starts_with("E07")) {
+    } else if errors.iter().any(|d| phase(d) == Phase::Limit) {
         Verdict::LimitExceeded
     } else {
         Verdict::TypeError
@@ -173,31 +122,30 @@ fn static_verdict(diags: &[Diagnostic], task_fn: impl Fn(&Diagnostic) -> bool) -
 }
 
 fn run_checked(
-    task: &Task,
-    check: &CheckOutput,
+    task: &TaskSpec,
+    program: &CheckedProgram,
     opts: &VerifyOptions,
     cache: &VerifyCache,
     r: &mut VerifyReport,
 ) {
-    r.linear = check.linear;
-    r.linear_compat = check.linear_compat;
-    r.copies_needed = check.copies_needed;
+    r.linear = program.linear;
+    r.linear_compat = program.linear_compat;
+    r.copies_needed = program.copies_needed;
     // Errors in the task's element functions and references (the checker reports them with
     // every program) belong to the task: they are shown at their place in the task file.
-    let (_, task_fn_diags) = stepforge_check::lower_task_functions(task);
     let task_fn = |d: &Diagnostic| {
-        task_fn_diags
+        task.function_diagnostics
             .iter()
             .find(|t| t.code == d.code && t.message == d.message)
     };
-    for d in &check.diagnostics {
+    for d in program.diagnostics {
         match task_fn(d) {
             Some(t) => r.push(Origin::Task, t.clone()),
             None => r.push(Origin::Program, d.clone()),
         }
     }
-    let Some(graph) = &check.graph else {
-        r.verdict = static_verdict(&check.diagnostics, |d| task_fn(d).is_some());
+    let Some(graph) = program.graph else {
+        r.verdict = static_verdict(program.diagnostics, |d| task_fn(d).is_some());
         return;
     };
     if let Err(e) = execute(task, graph, opts, cache, r) {
@@ -213,17 +161,35 @@ fn run_checked(
 /// The two antithetic draws of the references on perturbed inputs (DESIGN §9, tie-aware
 /// comparison), with a relative noise of the field's tolerance.
 fn perturbed_draws(
-    task: &Task,
+    task: &TaskSpec,
     prep: &DimsPrep,
     data: &SeedData,
     tol: Tolerance,
     clock: &Clock,
 ) -> Result<Vec<Vec<Vec<Tensor>>>, ExecError> {
     let rel = tol.rtol.max(EPS_F32);
-    (0..2)
+    let mut draws = (0..2)
         .map(|draw| perturbed_expected(task, prep, data, rel, draw, clock))
-        .collect()
+        .collect::<Result<Vec<_>, _>>()?;
+    // Draws ROUNDING_DRAWS..: f32 rounding noise on the reference's arithmetic.
+    for draw in 0..2 {
+        draws.push(rounding_expected(
+            task,
+            prep,
+            data,
+            ROUNDING_REL,
+            draw,
+            clock,
+        )?);
+    }
+    Ok(draws)
 }
+
+/// Where the rounding draws start in [`perturbed_draws`]'s result.
+const ROUNDING_DRAWS: usize = 2;
+
+/// Relative size of the rounding noise: four f32 epsilons per arithmetic op.
+const ROUNDING_REL: f64 = 4.0 * EPS_F32;
 
 /// The longest reduction that can feed an output (DESIGN §9, the depth of the tolerance
 /// formula): the elements one Accum or Scan folds, the branches a Merge folds, and the longest
@@ -274,7 +240,7 @@ fn micros(since: Instant) -> u64 {
 
 /// Runs every seed; on a mismatch sets the verdict and returns `Ok`.
 fn execute(
-    task: &Task,
+    task: &TaskSpec,
     graph: &stepforge_ir::Graph,
     opts: &VerifyOptions,
     cache: &VerifyCache,
@@ -283,9 +249,9 @@ fn execute(
     let limits = &opts.limits;
     let mut clock = Clock::new(limits);
     let prep = cache.dims(task, &opts.dims, limits)?;
-    let prepared = Prepared::new_cached(graph, task, &prep.functions, &prep.env, &prep.plans)?;
+    let prepared = Prepared::new_cached(graph, task.functions, &prep.env, &prep.plans)?;
     let rule = ToleranceRule {
-        base: opts.tolerance(task),
+        base: opts.tolerance(task.tolerance),
         depth: reduction_depth(graph, &prep.env.dims),
         exact: opts.rtol.is_some() || opts.atol.is_some(),
     };
@@ -294,7 +260,7 @@ fn execute(
     let mut stats: Vec<Vec<(FieldStats, bool)>> = task
         .outputs
         .iter()
-        .map(|o| vec![(FieldStats::default(), true); o.transforms.len().max(1)])
+        .map(|o| vec![(FieldStats::default(), true); o.fields.max(1)])
         .collect();
     let mut shape_bad = false;
     let mut value_bad = false;
@@ -320,31 +286,21 @@ fn execute(
                     continue;
                 };
                 let shape = found.field_shape(k);
-                let name = field_name(&decl.name.name, k, decl.transforms.len());
+                let name = field_name(&decl.name, k, decl.fields);
                 if shape != expected.shape() {
                     shape_bad = true;
-                    let mut d = Diagnostic::new(
-                        Code::E0610,
-                        format!(
-                            "output `{name}` has shape {}, but the reference has shape {}",
-                            fmt_shape(&shape),
-                            fmt_shape(expected.shape())
-                        ),
-                    )
-                    .note(format!("expected shape {}", fmt_shape(expected.shape())))
-                    .note(format!("found shape {}", fmt_shape(&shape)));
-                    if let Some(s) = output_span(graph, oi) {
-                        d = d.at(s);
-                    }
-                    r.push(Origin::Program, d);
+                    let d = shape_mismatch(&name, &shape, expected.shape());
+                    r.push(Origin::Program, at_output(d, graph, oi));
                     if let Some(s) = stats.get_mut(oi).and_then(|v| v.get_mut(k)) {
                         s.1 = false;
                     }
                     continue;
                 }
-                let expected_v = expected.to_f64_vec();
-                let tol = effective_tolerance(rule, &expected_v);
-                let mut st = compare_values(&field.data, &expected_v, &shape, tol);
+                let Some(expected_v) = data.expected_f64.get(oi).and_then(|o| o.get(k)) else {
+                    continue;
+                };
+                let tol = effective_tolerance(rule, expected_v);
+                let mut st = compare_values(&field.data, expected_v, &shape, tol);
                 if st.first_mismatch.is_some() {
                     let draws = match &perturbed {
                         Some(p) => p,
@@ -356,10 +312,12 @@ fn execute(
                         .map(Tensor::to_f64_vec)
                         .collect();
                     let refs: Vec<&[f64]> = values.iter().map(Vec::as_slice).collect();
-                    st = compare_tie_aware(
+                    let (refs, rounding) = refs.split_at(ROUNDING_DRAWS.min(refs.len()));
+                    st = compare_rounding_aware(
                         &field.data,
-                        &expected_v,
-                        &refs,
+                        expected_v,
+                        refs,
+                        rounding,
                         &shape,
                         tol,
                         MAX_EXCUSED_FRACTION,
@@ -368,21 +326,8 @@ fn execute(
                 if let Some(m) = &st.first_mismatch
                     && !value_bad
                 {
-                    let mut d = Diagnostic::new(
-                        Code::E0611,
-                        format!(
-                            "output `{name}` differs from the reference at index {:?} (seed {seed}): expected {}, found {}",
-                            m.index, m.expected as f32, m.found as f32
-                        ),
-                    )
-                    .note(format!(
-                        "tolerance: |found - expected| <= {} + {} * |expected|",
-                        tol.atol, tol.rtol
-                    ));
-                    if let Some(s) = output_span(graph, oi) {
-                        d = d.at(s);
-                    }
-                    r.push(Origin::Program, d);
+                    let d = value_mismatch(&name, m, seed, tol);
+                    r.push(Origin::Program, at_output(d, graph, oi));
                 }
                 if st.first_mismatch.is_some() {
                     value_bad = true;
@@ -397,23 +342,7 @@ fn execute(
             break;
         }
     }
-    r.outputs = task
-        .outputs
-        .iter()
-        .zip(stats)
-        .flat_map(|(decl, fields)| {
-            let n = fields.len();
-            fields
-                .into_iter()
-                .enumerate()
-                .map(move |(k, (s, compared))| OutputReport {
-                    name: field_name(&decl.name.name, k, n),
-                    max_abs_err: compared.then_some(s.max_abs_err),
-                    max_rel_err: compared.then_some(s.max_rel_err),
-                    first_mismatch: s.first_mismatch,
-                })
-        })
-        .collect();
+    r.outputs = output_reports(task, stats);
     r.jit = prepared.jit_report();
     r.verdict = if shape_bad {
         Verdict::ShapeMismatch
@@ -423,6 +352,66 @@ fn execute(
         Verdict::Pass
     };
     Ok(())
+}
+
+/// One report per output field, with its error statistics (none when not compared).
+fn output_reports(task: &TaskSpec, stats: Vec<Vec<(FieldStats, bool)>>) -> Vec<OutputReport> {
+    task.outputs
+        .iter()
+        .zip(stats)
+        .flat_map(|(decl, fields)| {
+            let n = fields.len();
+            fields
+                .into_iter()
+                .enumerate()
+                .map(move |(k, (s, compared))| OutputReport {
+                    name: field_name(&decl.name, k, n),
+                    max_abs_err: compared.then_some(s.max_abs_err),
+                    max_rel_err: compared.then_some(s.max_rel_err),
+                    first_mismatch: s.first_mismatch,
+                })
+        })
+        .collect()
+}
+
+fn shape_mismatch(name: &str, found: &[usize], expected: &[usize]) -> Diagnostic {
+    Diagnostic::new(
+        Code::E0610,
+        format!(
+            "output `{name}` has shape {}, but the reference has shape {}",
+            fmt_shape(found),
+            fmt_shape(expected)
+        ),
+    )
+    .note(format!("expected shape {}", fmt_shape(expected)))
+    .note(format!("found shape {}", fmt_shape(found)))
+}
+
+fn value_mismatch(
+    name: &str,
+    m: &crate::compare::Mismatch,
+    seed: u64,
+    tol: Tolerance,
+) -> Diagnostic {
+    Diagnostic::new(
+        Code::E0611,
+        format!(
+            "output `{name}` differs from the reference at index {:?} (seed {seed}): expected {}, found {}",
+            m.index, m.expected as f32, m.found as f32
+        ),
+    )
+    .note(format!(
+        "tolerance: |found - expected| <= {} + {} * |expected|",
+        tol.atol, tol.rtol
+    ))
+}
+
+/// `d` located where the program produces output `oi` (when that has a real location).
+fn at_output(d: Diagnostic, graph: &stepforge_ir::Graph, oi: usize) -> Diagnostic {
+    match output_span(graph, oi) {
+        Some(s) => d.at(s),
+        None => d,
+    }
 }
 
 /// Where the program produces output `oi`, if it has a real location.

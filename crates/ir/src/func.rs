@@ -13,7 +13,7 @@
 use std::fmt::Write as _;
 use std::sync::Arc;
 
-use stepforge_diag::Span;
+use stepforge_diag::{Diagnostic, Span};
 
 use crate::builtin::Builtin;
 
@@ -258,6 +258,136 @@ pub enum Expr {
         iter: ExprId,
     },
     FString(Vec<FPart>),
+}
+
+impl Index {
+    fn map_ids(&self, f: &mut impl FnMut(ExprId) -> ExprId) -> Index {
+        match self {
+            Index::Index(e) => Index::Index(f(*e)),
+            Index::Slice(a, b, c) => Index::Slice(a.map(&mut *f), b.map(&mut *f), c.map(&mut *f)),
+            Index::Ellipsis => Index::Ellipsis,
+        }
+    }
+}
+
+impl Key {
+    fn map_ids(&self, f: &mut impl FnMut(ExprId) -> ExprId) -> Key {
+        match self {
+            Key::Const(k) => Key::Const(k.clone()),
+            Key::Dyn(e) => Key::Dyn(f(*e)),
+        }
+    }
+}
+
+impl Target {
+    fn map_ids(&self, f: &mut impl FnMut(ExprId) -> ExprId) -> Target {
+        match self {
+            Target::Slot(_) | Target::DimName { .. } => self.clone(),
+            Target::Tuple(items, sp) => {
+                Target::Tuple(items.iter().map(|t| t.map_ids(f)).collect(), *sp)
+            }
+            Target::Item { slot, index, span } => Target::Item {
+                slot: *slot,
+                index: index.iter().map(|i| i.map_ids(f)).collect(),
+                span: *span,
+            },
+            Target::Ctx(k, sp) => Target::Ctx(k.map_ids(f), *sp),
+        }
+    }
+}
+
+impl Expr {
+    /// The same node with every operand handle passed through `f`, in the order
+    /// [`Expr::operands`] lists them: what a pass that copies nodes into a new body uses.
+    pub fn map_ids(&self, f: &mut impl FnMut(ExprId) -> ExprId) -> Expr {
+        let kw = |kwargs: &[(&'static str, ExprId)], f: &mut dyn FnMut(ExprId) -> ExprId| {
+            kwargs.iter().map(|(k, e)| (*k, f(*e))).collect::<Vec<_>>()
+        };
+        match self {
+            Expr::Const(_) | Expr::Slot(_) | Expr::Global(_) | Expr::DimValue(_) => self.clone(),
+            Expr::CtxGet(k) => Expr::CtxGet(k.map_ids(f)),
+            Expr::DataGet(k) => Expr::DataGet(k.map_ids(f)),
+            Expr::Attr(v, a) => Expr::Attr(f(*v), *a),
+            Expr::Call {
+                func,
+                recv,
+                args,
+                kwargs,
+                inplace,
+            } => {
+                let recv = recv.map(&mut *f);
+                let args = args.iter().map(|e| f(*e)).collect();
+                Expr::Call {
+                    func: *func,
+                    recv,
+                    args,
+                    kwargs: kw(kwargs, f),
+                    inplace: *inplace,
+                }
+            }
+            Expr::CallValue { func, args, kwargs } => {
+                let func = f(*func);
+                let args = args.iter().map(|e| f(*e)).collect();
+                Expr::CallValue {
+                    func,
+                    args,
+                    kwargs: kw(kwargs, f),
+                }
+            }
+            Expr::Subscript(v, items) => {
+                let v = f(*v);
+                Expr::Subscript(v, items.iter().map(|i| i.map_ids(f)).collect())
+            }
+            Expr::Binary(op, a, b) => {
+                let a = f(*a);
+                Expr::Binary(*op, a, f(*b))
+            }
+            Expr::Unary(op, a) => Expr::Unary(*op, f(*a)),
+            Expr::Compare(first, rest) => {
+                let first = f(*first);
+                Expr::Compare(first, rest.iter().map(|(op, e)| (*op, f(*e))).collect())
+            }
+            Expr::IfElse { cond, then, orelse } => {
+                let cond = f(*cond);
+                let then = f(*then);
+                Expr::IfElse {
+                    cond,
+                    then,
+                    orelse: f(*orelse),
+                }
+            }
+            Expr::List(items) => Expr::List(items.iter().map(|e| f(*e)).collect()),
+            Expr::Tuple(items) => Expr::Tuple(items.iter().map(|e| f(*e)).collect()),
+            Expr::ListComp { elt, target, iter } => {
+                let elt = f(*elt);
+                let target = target.map_ids(f);
+                Expr::ListComp {
+                    elt,
+                    target,
+                    iter: f(*iter),
+                }
+            }
+            Expr::FString(parts) => Expr::FString(
+                parts
+                    .iter()
+                    .map(|p| match p {
+                        FPart::Lit(l) => FPart::Lit(l.clone()),
+                        FPart::Expr(e) => FPart::Expr(f(*e)),
+                    })
+                    .collect(),
+            ),
+        }
+    }
+
+    /// Every operand handle of this node, in evaluation order.
+    pub fn operands(&self) -> Vec<ExprId> {
+        let mut out = Vec::new();
+        self.map_ids(&mut |e| {
+            out.push(e);
+            e
+        });
+        out
+    }
 }
 
 /// A statement of a body.
@@ -517,16 +647,45 @@ pub struct References {
     pub parts: Vec<Option<std::ops::Range<usize>>>,
 }
 
-/// Everything of a task that runs inside element functions, lowered once.
-#[derive(Debug, Clone, PartialEq, Default)]
+/// Everything of a task that runs inside element functions, lowered once. A part that did not
+/// lower holds the diagnostic saying why (located in the task file), so a back end that needs
+/// it reports exactly what `stepforge check` reports.
+#[derive(Debug, Clone, PartialEq)]
 pub struct TaskFunctions {
-    /// The `global` block.
-    pub global: Option<Body>,
-    /// One body per element function, indexed like the task's fns (`None` when its body did
-    /// not lower; the diagnostics say why).
-    pub fns: Vec<Option<Arc<Body>>>,
-    /// The reference snippets (`None` when one of them did not lower).
-    pub references: Option<References>,
+    /// The `global` block (`Ok(None)`: the task has none).
+    pub global: Result<Option<Body>, Box<Diagnostic>>,
+    /// One body per element function, indexed like the task's fns (and like the graph's
+    /// [`crate::FnId`]s).
+    pub fns: Vec<Result<Arc<Body>, Box<Diagnostic>>>,
+    /// The reference snippets.
+    pub references: Result<References, Box<Diagnostic>>,
+}
+
+impl TaskFunctions {
+    /// The diagnostic of every part that did not lower: `global`, then the functions in
+    /// order, then the references.
+    pub fn errors(&self) -> impl Iterator<Item = &Diagnostic> {
+        self.global
+            .as_ref()
+            .err()
+            .into_iter()
+            .chain(self.fns.iter().filter_map(|f| f.as_ref().err()))
+            .chain(self.references.as_ref().err())
+            .map(|d| &**d)
+    }
+}
+
+impl Default for TaskFunctions {
+    fn default() -> TaskFunctions {
+        TaskFunctions {
+            global: Ok(None),
+            fns: Vec::new(),
+            references: Ok(References {
+                body: Body::new(Mode::Snippet, Span::default()),
+                parts: Vec::new(),
+            }),
+        }
+    }
 }
 
 #[cfg(test)]

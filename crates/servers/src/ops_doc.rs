@@ -1,98 +1,10 @@
-//! Operator documentation for hover, completion and the fallback manual: each operator's input,
-//! output type and shape rule (DESIGN §4).
-//! Parameters come from the one op table (`stepforge_syntax::ops`); only the prose lives here,
-//! and a test keeps the two covering the same operators.
+//! Operator documentation for hover and completion. Parameters come from the one op table
+//! (`stepforge_syntax::ops`) and the prose (input, output type and shape rule, meaning,
+//! example) from the op manual of `stepforge-driver` — the text the agent's prompt and the MCP
+//! `manual` tool use — so the editors never show a second, drifting copy.
 
+use stepforge_driver::op_doc;
 use stepforge_syntax::ops;
-
-/// (op, input, output type and shape, meaning). `S = [s0, …, sr]` is the input shape
-/// (innermost first, rank r), `T` its element type.
-const RULES: &[(&str, &str, &str, &str)] = &[
-    (
-        "Map",
-        "a stream, or a tuple of equal-shape streams (implicitly zipped); `fn.input == T`",
-        "`fn.output`, shape `S`",
-        "apply fn to every element",
-    ),
-    (
-        "Accum",
-        "`1 ≤ b ≤ r`, `fn.input == T`, fn a reducer (has `init`)",
-        "`fn.output`, shape `S[b:]`",
-        "fold the innermost b dims with fn from `fn.init`",
-    ),
-    (
-        "Scan",
-        "as Accum",
-        "`fn.output`, shape `S`",
-        "like Accum but emit the state after every element; the state restarts every b innermost dims",
-    ),
-    (
-        "Zip",
-        "two streams of equal shape",
-        "tuple of both element types (flattened), shape `S`",
-        "pair elements",
-    ),
-    (
-        "Copy",
-        "one stream",
-        "two streams, both `T`, shape `S`",
-        "duplicate: the only way to use a stream twice",
-    ),
-    (
-        "Bufferize",
-        "`1 ≤ a ≤ r`",
-        "`Buffer(T, S[:a])` (extends an existing buffer's dims), shape `S[a:]`",
-        "gather the innermost a dims into one on-chip tile",
-    ),
-    (
-        "Streamify",
-        "`T = Buffer(U, B)`",
-        "`U`, shape `B + S`",
-        "stream a tile's elements out again",
-    ),
-    (
-        "Promote",
-        "`0 ≤ b ≤ r+1`",
-        "`T`, shape `S[:b] + [1] + S[b:]`",
-        "insert a size-1 dim at position b",
-    ),
-    (
-        "Flatten",
-        "L consecutive indices, `L[0] ≥ 1`, `L[-1] ≤ r`",
-        "`T`, shape `S[:L0-1] + [S[L0-1]·Π S[L]] + S[L_last+1:]`",
-        "merge dims L into dim `L[0]-1`",
-    ),
-    (
-        "Reshape",
-        "each `S[i]`, i in L, divisible by the chunk size `S`",
-        "`T`, each listed dim i replaced by `[c, S[i]/c]`",
-        "split a dim (rank grows by len(L))",
-    ),
-    (
-        "Repeat",
-        "any stream",
-        "`T`, shape `[n] + S`",
-        "repeat each element n times as a new innermost dim",
-    ),
-    (
-        "RepeatRef",
-        "`(data, ref)` with `ref.rank == data.rank + 1`, `ref.S[1:] == data.S`",
-        "data's `T`, ref's shape",
-        "repeat each data element as often as ref's innermost dim",
-    ),
-    (
-        "Partition",
-        "`(data, sel)`: sel a `Multihot(fp32, X)` stream whose shape equals data's outermost `len(sel.S)` dims; `N == X`",
-        "a list of N streams, each `T` with shape `data.S[:r+1-len(sel.S)] + [P_i]`, `P_i` fresh dynamic",
-        "send each data chunk to every branch whose bit is 1, in stream order",
-    ),
-    (
-        "Merge",
-        "`(branches, sel)`: N branches of element type `fn.input`, equal shape except their dynamic outer dim",
-        "`fn.output`, shape `branch.S[:-1] + sel.S`",
-        "for each selector element, fold the next chunk of every selected branch with fn (branch order); no bit set yields zeros",
-    ),
-];
 
 /// `step.Op(k=…, …).apply(…)`: the signature line of an operator.
 pub fn signature(op: &ops::OpInfo) -> String {
@@ -103,16 +15,20 @@ pub fn signature(op: &ops::OpInfo) -> String {
 /// Markdown hover for the operator called `name`.
 pub fn hover(name: &str) -> Option<String> {
     let op = ops::lookup(name)?;
-    let (_, input, output, meaning) = RULES.iter().find(|r| r.0 == name)?;
+    let d = op_doc(name)?;
     Some(format!(
-        "```python\n{}\n```\n{meaning}.\n\n- input: {input}\n- output: {output}\n\nShapes are innermost first: `S = [s0, …, sr]`, rank r.",
-        signature(op)
+        "```python\n{}\n```\n{}.\n\n- input: {}\n- output: {}\n\n```python\n{}\n```\n\nShapes are innermost first: `S = [s0, …, sr]`, rank r.",
+        signature(op),
+        d.meaning,
+        d.input,
+        d.output,
+        d.example
     ))
 }
 
 /// One line for completion details.
 pub fn summary(name: &str) -> Option<&'static str> {
-    RULES.iter().find(|r| r.0 == name).map(|r| r.3)
+    op_doc(name).map(|d| d.meaning)
 }
 
 #[cfg(test)]
@@ -120,11 +36,11 @@ mod tests {
     use super::*;
 
     #[test]
-    fn every_op_has_a_rule_and_no_more() {
+    fn every_op_has_a_hover() {
         for op in ops::OPS {
-            assert!(hover(op.name).is_some(), "{} has no rule", op.name);
+            let h = hover(op.name).unwrap_or_else(|| panic!("{} has no manual entry", op.name));
+            assert!(h.contains(&format!("step.{}(", op.name)));
         }
-        assert_eq!(RULES.len(), ops::OPS.len());
         assert_eq!(
             signature(ops::lookup("Accum").unwrap()),
             "step.Accum(fn=…, b=…).apply(…)"

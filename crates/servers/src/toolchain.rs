@@ -8,7 +8,8 @@ use std::sync::{Arc, Mutex};
 use std::time::SystemTime;
 
 pub use driver::{
-    CheckReport, FixReport, OpenError, Session, TypedStream, Verdict, VerifyOptions, VerifyReport,
+    CheckReport, FixReport, OpenError, Session, SimOptions, SimReport, TypedStream, Verdict,
+    VerifyOptions, VerifyReport,
 };
 use stepforge_driver as driver;
 

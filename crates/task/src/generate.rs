@@ -305,6 +305,16 @@ fn hot_range(
         )
         .at(span));
     }
+    // A missing `max` is i64::MAX (up to the vector length); an explicit one beyond the
+    // length is a mistake, not something to clamp silently.
+    if hi != i64::MAX && u64::try_from(hi).is_ok_and(|h| h > len) {
+        return Err(Diagnostic::new(
+            Code::E0510,
+            format!("{what}: `max` asks for {hi} hot bits but a Multihot vector has only {len} positions"),
+        )
+        .at(span)
+        .help(format!("use `max: {len}` or less, or a larger vector length")));
+    }
     let hi_u = u64::try_from(hi.max(0)).unwrap_or(0).min(len);
     if lo_u > hi_u {
         return Err(Diagnostic::new(

@@ -85,7 +85,8 @@ pub fn load_str(name: &str, text: &str) -> Loaded {
             None
         }
     };
-    let mut diagnostics = cx.diags;
+    // Every span the loader reports points into the task file.
+    let mut diagnostics: Vec<Diagnostic> = cx.diags.into_iter().map(Diagnostic::in_task).collect();
     // Stable order: by position, errors before warnings at the same place.
     diagnostics.sort_by_key(|d| (d.span.map_or(0, |s| s.lo), d.severity));
     Loaded {

@@ -2,11 +2,9 @@
 
 use std::path::Path;
 
-use stepforge_ir::FnId;
-use stepforge_sim::{ElemFns, HwConfig, ShapeFlops, SimOptions};
-use stepforge_tensor::Tensor;
+use stepforge_sim::{HwConfig, ShapeFlops, SimOptions};
 
-use crate::harness::{Case, case_str, sim};
+use crate::harness::{Case, case_str, eval_fns, sim};
 
 fn task(name: &str) -> String {
     std::fs::read_to_string(
@@ -76,22 +74,6 @@ fn large_load_is_offchip_bound() {
     assert!(r.cycles >= r.sol_cycles);
 }
 
-/// FLOPs of a matmul `[m, k] @ [k, n]`: 2mkn (the builtin table's rule).
-struct MatmulFlops;
-
-impl ElemFns for MatmulFlops {
-    fn flops(&self, _f: FnId, inputs: &[Vec<usize>], _outputs: &[Vec<usize>]) -> u64 {
-        let (a, b) = (&inputs[0], &inputs[1]);
-        2 * (a[0] * a[1] * b[1]) as u64
-    }
-    fn apply(&self, _: FnId, _: Option<&[Tensor]>, _: &[Tensor]) -> Result<Vec<Tensor>, String> {
-        Err("timing only".into())
-    }
-    fn init(&self, _: FnId, _: &[Vec<usize>]) -> Result<Vec<Tensor>, String> {
-        Err("timing only".into())
-    }
-}
-
 /// A Map of matmuls is compute-bound: FLOPs / 1024 within 5%.
 #[test]
 fn matmul_map_is_compute_bound() {
@@ -103,7 +85,8 @@ fn matmul_map_is_compute_bound() {
         Some(prog),
         &[("N".into(), 64), ("D".into(), 64)],
     );
-    let r = sim(&c, &MatmulFlops, false, &hw, &SimOptions::default()).report;
+    // FLOPs from the function's IR (`input[0] @ input[1]`) and the shapes: 2·D³ per tile.
+    let r = sim(&c, &eval_fns(&c), false, &hw, &SimOptions::default()).report;
     let flops = 64 * 2 * 64u64.pow(3);
     assert_eq!(r.units.iter().map(|u| u.flops).sum::<u64>(), flops);
     let bound = flops as f64 / 1024.0;
@@ -115,4 +98,32 @@ fn matmul_map_is_compute_bound() {
         r.bottleneck
     );
     assert!(r.cycles >= r.sol_cycles);
+}
+
+/// The same through the session API (the path the CLI and the agent take).
+#[test]
+fn matmul_map_is_compute_bound_through_the_session() {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/tasks/tiles.yaml");
+    let s = stepforge_driver::Session::open(&path).unwrap();
+    let opts = stepforge_driver::SimOptions {
+        dims: vec![("N".into(), 64), ("D".into(), 64)],
+        timing_only: true,
+        ..stepforge_driver::SimOptions::default()
+    };
+    let prog = "C = step.Map(fn=mm).apply((A, B))\nreturn C\n";
+    let r = s.simulate(Some(prog), &opts);
+    let run = r
+        .run
+        .as_ref()
+        .unwrap_or_else(|| panic!("{:?}", r.diagnostics));
+    let flops = 64 * 2 * 64u64.pow(3);
+    assert_eq!(run.units.iter().map(|u| u.flops).sum::<u64>(), flops);
+    let bound = flops as f64 / 1024.0;
+    let err = (run.cycles as f64 - bound).abs() / bound;
+    assert!(err < 0.05, "cycles {} vs FLOPs/1024 = {bound}", run.cycles);
+    assert!(
+        run.bottleneck.starts_with("compute-bound"),
+        "{}",
+        run.bottleneck
+    );
 }

@@ -8,7 +8,7 @@ use std::path::Path;
 use stepforge_sim::{HwConfig, ShapeFlops, SimOptions, to_dot};
 use stepforge_syntax::codes::Code;
 
-use crate::harness::{EvalFns, case_str, sim};
+use crate::harness::{case_str, eval_fns, sim};
 
 fn text() -> String {
     std::fs::read_to_string(
@@ -103,13 +103,7 @@ fn deadlock_goes_away_with_deep_fifos_or_bufferize() {
         );
     }
     let fixed = case_str("rmsnorm_deadlock.yaml", &text(), Some(FIXED), &[]);
-    let run = sim(
-        &fixed,
-        &EvalFns::new(&fixed),
-        true,
-        &hw,
-        &SimOptions::default(),
-    );
+    let run = sim(&fixed, &eval_fns(&fixed), true, &hw, &SimOptions::default());
     assert!(run.report.deadlock.is_none());
     let want = crate::harness::execute(&fixed);
     assert_eq!(
@@ -225,7 +219,7 @@ fn lint_fires_and_its_fix_verifies_and_simulates() {
         "{fixed}\n{:?}",
         after.diagnostics
     );
-    let v = stepforge_exec::verify(
+    let v = stepforge_driver::verify(
         task,
         Some(&fixed),
         &stepforge_exec::VerifyOptions::default(),

@@ -1,20 +1,24 @@
-//! Loading a task into everything the simulator and the executor need, and an [`ElemFns`]
-//! over today's evaluator (the element-function IR will implement it in the library).
+//! Loading a task into everything the simulator and the executor need; element functions
+//! reach the simulator through the session's adapter ([`EvalFns`]).
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use stepforge_exec::eval::{self, Env, Function};
+use stepforge_driver::EvalFns;
+use stepforge_exec::eval::{self, Env};
 use stepforge_exec::limits::Clock;
 use stepforge_exec::{ExecLimits, Prepared, StreamData};
-use stepforge_ir::{DimEnv, FnId, FnKind, Graph};
-use stepforge_sim::{ElemFns, HwConfig, ShapeFlops, SimInput, SimOptions, SimRun, simulate};
+use stepforge_ir::func::TaskFunctions;
+use stepforge_ir::{DimEnv, Graph};
+use stepforge_sim::{ElemFns, HwConfig, SimInput, SimOptions, SimRun, simulate};
 use stepforge_syntax::Source;
 use stepforge_task::{GenLimits, Task};
 use stepforge_tensor::Tensor;
 
 pub struct Case {
     pub task: Task,
+    /// The task's element functions, lowered once.
+    pub functions: TaskFunctions,
     pub graph: Graph,
     pub env: Env,
     pub dims: DimEnv,
@@ -65,7 +69,9 @@ pub fn case_str(
         .clone()
         .unwrap_or_else(|| panic!("{name}: {:?}", check.diagnostics));
     let dimv = stepforge_task::dim_values(&task, overrides).unwrap();
-    let env = eval::eval_global(task.global.as_ref(), dimv.clone()).unwrap();
+    let (functions, _) = stepforge_check::lower_task_functions(&task);
+    let global = functions.global.clone().unwrap();
+    let env = eval::eval_global(global.as_ref(), Env::new(dimv.clone())).unwrap();
     let dims = DimEnv::from_statics(env.dims.iter().map(|(k, v)| (k.clone(), *v)));
     let lim = GenLimits {
         max_tensor_elements: 1 << 26,
@@ -93,6 +99,7 @@ pub fn case_str(
     }
     Case {
         task,
+        functions,
         graph,
         env,
         dims,
@@ -106,61 +113,9 @@ pub fn case(path: &Path, overrides: &[(String, i64)]) -> Case {
     case_str(&path.display().to_string(), &text, None, overrides)
 }
 
-/// Element functions over the evaluator.
-pub struct EvalFns<'a> {
-    pub graph: &'a Graph,
-    pub env: &'a Env,
-    fns: Vec<Option<Function>>,
-}
-
-impl<'a> EvalFns<'a> {
-    pub fn new(c: &'a Case) -> EvalFns<'a> {
-        let fns = c
-            .graph
-            .fns()
-            .iter()
-            .map(|sig| {
-                let decl = c.task.fns.iter().find(|d| d.func_name.name == sig.name)?;
-                Function::compile(sig.name.clone(), &decl.body, &c.env).ok()
-            })
-            .collect();
-        EvalFns {
-            graph: &c.graph,
-            env: &c.env,
-            fns,
-        }
-    }
-}
-
-impl ElemFns for EvalFns<'_> {
-    fn flops(&self, f: FnId, inputs: &[Vec<usize>], outputs: &[Vec<usize>]) -> u64 {
-        ShapeFlops.flops(f, inputs, outputs)
-    }
-
-    fn apply(
-        &self,
-        f: FnId,
-        state: Option<&[Tensor]>,
-        input: &[Tensor],
-    ) -> Result<Vec<Tensor>, String> {
-        let func = self.fns[f.index()].as_ref().ok_or("fn did not compile")?;
-        func.call(self.env, input.to_vec(), state.map(<[Tensor]>::to_vec))
-            .map_err(|e| e.to_diagnostic().message)
-    }
-
-    fn init(&self, f: FnId, outputs: &[Vec<usize>]) -> Result<Vec<Tensor>, String> {
-        let FnKind::Reducer { init } = &self.graph.fn_sig(f).kind else {
-            return Err("not a reducer".into());
-        };
-        outputs
-            .iter()
-            .enumerate()
-            .map(|(i, s)| {
-                let v = init.get(i).or(init.last()).copied().unwrap_or(0.0) as f32;
-                Tensor::from_f32(s.clone(), vec![v; s.iter().product()]).map_err(|e| e.message)
-            })
-            .collect()
-    }
+/// Element functions over the evaluator: the session's adapter.
+pub fn eval_fns(c: &Case) -> EvalFns<'_> {
+    EvalFns::new(&c.graph, &c.env, &c.task, &c.functions)
 }
 
 pub fn sim(
@@ -182,9 +137,16 @@ pub fn sim(
     simulate(&input, opts).unwrap_or_else(|e| panic!("{}: {e}", c.task.name))
 }
 
+/// The executor's outputs; `None` when it rejects the program.
+pub fn try_execute(c: &Case) -> Option<Vec<StreamData>> {
+    let p = Prepared::new(&c.graph, &c.functions, &c.env).ok()?;
+    let limits = ExecLimits::default();
+    let mut clock = Clock::new(&limits);
+    p.run(&c.env, &c.inputs, &limits, &mut clock).ok()
+}
+
 pub fn execute(c: &Case) -> Vec<StreamData> {
-    let (functions, _) = stepforge_check::lower_task_functions(&c.task);
-    let p = Prepared::new(&c.graph, &c.task, &functions, &c.env).unwrap();
+    let p = Prepared::new(&c.graph, &c.functions, &c.env).unwrap();
     let limits = ExecLimits::default();
     let mut clock = Clock::new(&limits);
     p.run(&c.env, &c.inputs, &limits, &mut clock).unwrap()

@@ -9,5 +9,10 @@
 
 mod analytic;
 mod deadlock;
+mod differential;
+/// The checker's random well-typed program generator, shared by path.
+#[path = "../../../crates/check/tests/it/generator.rs"]
+#[allow(dead_code)]
+mod generator;
 mod harness;
 mod library;

@@ -47,15 +47,56 @@ pub struct ChatRequest {
     pub system: String,
     pub messages: Vec<Message>,
     pub temperature: f64,
+    /// The request hash, computed once: the transcript, the replay check and the sample row
+    /// all need it, and hashing the whole prompt (the op manual included) is not free.
+    hash: std::sync::OnceLock<String>,
+}
+
+/// The hashed form of a request: the JSON `{"messages":[{"content","role"}..],"system",
+/// "temperature"}` (keys sorted), streamed into the hash without building it.
+#[derive(Serialize)]
+struct Hashed<'a> {
+    messages: Vec<HashedMessage<'a>>,
+    system: &'a str,
+    temperature: f64,
+}
+
+#[derive(Serialize)]
+struct HashedMessage<'a> {
+    content: &'a str,
+    role: &'a str,
 }
 
 impl ChatRequest {
+    pub fn new(key: String, system: String, messages: Vec<Message>, temperature: f64) -> Self {
+        ChatRequest {
+            key,
+            system,
+            messages,
+            temperature,
+            hash: std::sync::OnceLock::new(),
+        }
+    }
+
     /// Hash of what was asked (system, messages, temperature): a transcript entry must match it.
     pub fn request_hash(&self) -> String {
-        let v = serde_json::json!({
-            "system": self.system, "messages": self.messages, "temperature": self.temperature,
-        });
-        crate::util::sha256_hex(&v.to_string())
+        self.hash
+            .get_or_init(|| {
+                let h = Hashed {
+                    messages: self
+                        .messages
+                        .iter()
+                        .map(|m| HashedMessage {
+                            content: &m.content,
+                            role: &m.role,
+                        })
+                        .collect(),
+                    system: &self.system,
+                    temperature: self.temperature,
+                };
+                crate::util::sha256_json(&h)
+            })
+            .clone()
     }
 }
 
@@ -346,11 +387,22 @@ mod tests {
     use super::*;
 
     fn req() -> ChatRequest {
-        ChatRequest {
-            key: "k".into(),
-            system: "sys".into(),
-            messages: vec![Message::user("hi")],
-            temperature: 0.4,
+        ChatRequest::new("k".into(), "sys".into(), vec![Message::user("hi")], 0.4)
+    }
+
+    #[test]
+    fn the_streamed_hash_is_the_hash_of_the_request_json() {
+        for temperature in [0.4, 1.0, 0.7] {
+            let r = ChatRequest::new(
+                "k".into(),
+                "sys \"quoted\"\n".into(),
+                vec![Message::user("hi ü"), Message::assistant("a\tb")],
+                temperature,
+            );
+            let v = serde_json::json!({
+                "system": r.system, "messages": r.messages, "temperature": r.temperature,
+            });
+            assert_eq!(r.request_hash(), crate::util::sha256_hex(&v.to_string()));
         }
     }
 

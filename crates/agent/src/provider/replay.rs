@@ -69,9 +69,10 @@ impl TranscriptWriter {
                 error: Some(f.clone()),
             },
         };
-        if let (Ok(line), Ok(mut f)) = (serde_json::to_string(&e), self.file.lock()) {
-            let _ = writeln!(f, "{line}");
-            let _ = f.flush();
+        if let (Ok(mut line), Ok(mut f)) = (serde_json::to_string(&e), self.file.lock()) {
+            // One write per entry: the file is unbuffered, and a line must not be split.
+            line.push('\n');
+            let _ = f.write_all(line.as_bytes());
         }
     }
 }

@@ -11,6 +11,7 @@
 mod bench;
 mod common;
 mod e2e;
+mod optimize;
 mod providers;
 mod report;
 mod server;

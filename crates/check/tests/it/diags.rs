@@ -32,7 +32,35 @@ fn cases() -> Vec<Case> {
     let two_outputs = format!(
         "{ROWS}  - name: Z\n    dtype: fp32\n    dims: [D, N]\n    data_transform:\n      - |\n        input_data['X'] ** 2\n"
     );
+    let scale_row = ROWS.replace(
+        "outputs:\n",
+        "  - name: scale_row\n    func_name: scale_row\n    apply: |\n      return [input[0] * input[1]]\n    input_dtype: \"[Buffer(fp32, [D]), fp32]\"\n    output_dtype: Buffer(fp32, [D])\noutputs:\n",
+    );
     vec![
+        Case {
+            name: "E0305_map_wants_buffers",
+            code: Code::E0305,
+            task: Some(scale_row),
+            mutate: None,
+            program: "X1, X2 = step.Copy().apply(X)\nA = step.Map(fn=square).apply(X1)\nR = step.Accum(fn=add_fn, b=1).apply(A)\nR1, R2 = step.Copy().apply(R)\nB = step.Map(fn=scale_row).apply((X2, R1))\nreturn R2\n",
+        },
+        case(
+            "E0305_accum_where_scan_was_meant",
+            Code::E0305,
+            "X1, X2 = step.Copy().apply(X)\nA = step.Map(fn=square).apply(X1)\nR = step.Accum(fn=add_fn, b=1).apply(A)\nR1, R2 = step.Copy().apply(R)\nZ = step.Zip().apply((X2, R1))\nreturn R2\n",
+        ),
+        case(
+            "E0311_placeholder_dim",
+            Code::E0311,
+            "A = step.Map(fn=square).apply(X)\nB = step.Accum(fn=add_fn, b=1).apply(A)\nY = step.Promote(b=1).apply(B)\nreturn Y\n",
+        ),
+        Case {
+            name: "E0311_outputs_swapped",
+            code: Code::E0311,
+            task: Some(two_outputs.clone()),
+            mutate: None,
+            program: "X1, X2 = step.Copy().apply(X)\nA = step.Map(fn=square).apply(X1)\nY = step.Accum(fn=add_fn, b=1).apply(A)\nZ = step.Map(fn=square).apply(X2)\nreturn Z, Y\n",
+        },
         case(
             "E0201_undefined_name",
             Code::E0201,

@@ -5,6 +5,7 @@
 
 mod common;
 mod diags;
+mod explain_examples;
 mod generator;
 mod graph_props;
 mod ir_dumps;

@@ -112,7 +112,7 @@ fn killed_run_resumes_to_the_uninterrupted_result() {
 }
 
 #[test]
-fn cycles_objective_without_the_simulator_is_a_usage_error() {
+fn a_bad_fifo_depth_is_a_usage_error() {
     let dir = TempDir::new("usage");
     let out = Command::new(bin())
         .args([
@@ -122,8 +122,8 @@ fn cycles_objective_without_the_simulator_is_a_usage_error() {
             "operators",
             "--model",
             "m",
-            "--objective",
-            "cycles",
+            "--fifo-depth",
+            "0",
             "--store",
         ])
         .arg(dir.file("s.db"))
@@ -132,12 +132,52 @@ fn cycles_objective_without_the_simulator_is_a_usage_error() {
         .unwrap();
     assert_eq!(out.status.code(), Some(2));
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(
-        err.contains("--objective cycles needs the cycle-level simulator"),
-        "{err}"
-    );
+    assert!(err.contains("--fifo-depth must be at least 1"), "{err}");
     assert!(
         !std::path::Path::new(&dir.file("s.db")).exists(),
         "nothing starts on a usage error"
     );
+}
+
+#[test]
+fn the_cycles_objective_simulates_and_optimizes() {
+    let server = scripted_server(0);
+    let dir = TempDir::new("cycles");
+    let tasks = subset(&dir);
+    let store = dir.file("c.db");
+    let mut args = run_args(&tasks, &server.base, &store);
+    let k = args.iter().position(|a| a == "--samples").unwrap();
+    args[k + 1] = "1".into();
+    args.extend(["--objective", "cycles"].map(String::from));
+    let out = Command::new(bin()).args(&args).output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["status"], "done");
+    assert_eq!(v["solved"], 6, "{v}");
+    // The scripted server only repeats its answers: one optimize round, nothing faster.
+    let last = v["iterations"].as_array().unwrap().last().unwrap().clone();
+    assert_eq!(last["improved"], 0, "{v}");
+    // Every solution was simulated (cycles and on-chip bytes) and is on its task's front.
+    let d = dump(&store);
+    for s in d["solutions"].as_array().unwrap() {
+        assert!(s["cycles"].as_u64().unwrap() > 0, "{s}");
+        assert!(
+            d["pareto"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|p| p["sample_key"] == s["sample_key"]),
+            "{s}"
+        );
+    }
+    let report = Command::new(bin())
+        .args(["agent", "report", "--store", &store])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&report.stdout);
+    assert!(text.contains("Pareto sets"), "{text}");
 }

@@ -8,9 +8,9 @@
 //! `cargo test` builds) runs single element loops of 6e7 elements 20–50x slower, so it gets
 //! 8 s; the bound that matters is checked on a release build (see the report / README).
 //!
-//! Cases that still need the evaluator's list budget (count list items in the memory budget,
-//! fuel inside list operations; the evaluator rewrite owns that) are in
-//! [`needs_the_evaluator_list_budget`], ignored with that reason until it lands.
+//! Cases whose memory or time is spent in the evaluator's own lists (list items counted in
+//! the one memory budget, fuel and the deadline inside list operations) are in
+//! [`the_evaluator_list_budget_bounds_list_reproductions`].
 
 use std::time::Duration;
 
@@ -143,12 +143,11 @@ fn tensor_reproductions_end_within_the_limit() {
     }
 }
 
-/// Reproductions whose memory or time is spent inside the evaluator's own list handling (Python
-/// lists are not yet counted in the memory budget and list operations charge no fuel): the
-/// evaluator rewrite owns this. Enable by removing the `#[ignore]` once it lands.
+/// Reproductions whose memory or time is spent inside the evaluator's own list handling:
+/// Python list items count in the evaluation's memory budget with tensor elements, and list
+/// building, comparison and nesting checks charge fuel and read the deadline.
 #[test]
-#[ignore = "needs the evaluator list budget (issue 9, lead's part): unbind/list()/comprehensions of 6e7 items, [[0]*1e6]*1e6 == itself, torch.tensor of a 1e9-item nested list"]
-fn needs_the_evaluator_list_budget() {
+fn the_evaluator_list_budget_bounds_list_reproductions() {
     for body in [
         "z = torch.ones(60000000).unbind(0)",
         "z = list(torch.ones(60000000))",

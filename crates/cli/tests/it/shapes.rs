@@ -34,7 +34,8 @@ const VERIFY_KEYS: &[&str] = &[
 const DIAG_KEYS: &[&str] = &[
     "code", "severity", "message", "span", "labels", "notes", "help", "fixes",
 ];
-const SPAN_KEYS: &[&str] = &["line", "column", "end_line", "end_column"];
+/// Every span says which text its lines count in (`source`: task|program).
+const SPAN_KEYS: &[&str] = &["source", "line", "column", "end_line", "end_column"];
 
 /// Every diagnostic of a JSON document has exactly the DESIGN §10 shape.
 fn assert_diagnostic_shape(d: &serde_json::Value) {

@@ -3,13 +3,10 @@
 //! the interpreter reads them by index. Lowering itself (names, builtins, E0602) is
 //! `stepforge_check::func_lower`'s, run once per task.
 
-use std::collections::BTreeSet;
 use std::sync::Arc;
 
-use stepforge_check::func_lower::{self, LowerError, Scope};
+use stepforge_diag::codes::Code;
 use stepforge_ir::func::{Body, Const, DType as IrDType, Expr, Mode};
-use stepforge_syntax::ast::Block;
-use stepforge_syntax::codes::Code;
 use stepforge_tensor::DType;
 
 use super::value::Value;
@@ -29,31 +26,6 @@ impl Compiled {
     pub fn mode(&self) -> Mode {
         self.body.mode
     }
-}
-
-pub(crate) fn lower_error(e: LowerError) -> EvalError {
-    EvalError {
-        code: e.code,
-        message: e.message,
-        span: e.span,
-        notes: Vec::new(),
-        help: e.help,
-    }
-}
-
-/// The names and dims `env` provides, for lowering a block against it.
-pub(crate) fn scope_of(env: &Env) -> Scope {
-    Scope {
-        globals: env.names.keys().cloned().collect(),
-        dims: env.dims.keys().cloned().collect::<BTreeSet<_>>(),
-    }
-}
-
-/// Lowers an AST block against `env` and prepares it (for callers that hold AST: tests and
-/// the batching rewrite).
-pub(crate) fn compile(block: &Block, env: &Env, mode: Mode) -> Result<Compiled, EvalError> {
-    let body = func_lower::lower_block(block, &scope_of(env), mode).map_err(lower_error)?;
-    prepare(Arc::new(body), env)
 }
 
 pub(crate) fn const_value(c: &Const) -> Value {
@@ -104,13 +76,4 @@ pub(crate) fn prepare(body: Arc<Body>, env: &Env) -> Result<Compiled, EvalError>
         });
     }
     Ok(Compiled { body, values })
-}
-
-pub(crate) use func_lower::closest;
-
-pub(crate) fn did_you_mean(e: EvalError, suggestion: Option<String>) -> EvalError {
-    match suggestion {
-        Some(s) => e.with_help(format!("did you mean `{s}`?")),
-        None => e,
-    }
 }

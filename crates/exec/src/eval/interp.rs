@@ -3,31 +3,33 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
+use stepforge_diag::Span;
+use stepforge_diag::codes::Code as DiagCode;
 use stepforge_ir::func::{
     Attr, BinOp, CmpOp, Expr, ExprId, FPart, Index as CIndex, Key, Mode, Slot, Stmt,
     Target as CTarget, UnOp,
 };
-use stepforge_syntax::Span;
-use stepforge_syntax::codes::Code as DiagCode;
 use stepforge_tensor::{BinaryOp, Index, Tensor};
 
+use super::budget::{Budget, MAX_LIST};
 use super::compile::{Compiled, INPUT_SLOT, STATE_SLOT};
 use super::funcs::{self, Args, as_int, to_tensor};
 use super::value::Value;
 use super::{Env, EvalError};
-
-/// Python lists built by the evaluator (comprehensions, `list(range(..))`) are bounded so a
-/// hostile `range(10**12)` cannot exhaust memory before the fuel runs out.
-const MAX_LIST: usize = 1 << 20;
 
 struct Interp<'e> {
     env: &'e Env,
     body: &'e stepforge_ir::func::Body,
     /// Constants, globals and dimension values, by node.
     values: &'e [Option<Value>],
-    fuel: u64,
-    /// Elements produced so far (see [`super::EvalLimits::max_produced`]).
-    produced: u64,
+    /// Fuel, memory and the deadline (one budget for tensors and lists).
+    b: Budget,
+    /// Set while evaluating a tie-aware comparison's perturbed reference (see `ties`).
+    ties: Option<super::ties::TieOrder>,
+    /// Set while evaluating a rounding draw of the reference: (seed, relative size).
+    rounding: Option<(u64, f64)>,
+    /// Ops perturbed so far (varies the rounding noise from op to op).
+    perturbed_ops: u64,
     slots: Vec<Option<Value>>,
     slot_names: &'e [String],
     /// Dimensions being defined by a `global` block (None elsewhere: `env.dims` is used).
@@ -104,28 +106,19 @@ impl<'e> Interp<'e> {
             env,
             body: &code.body,
             values: &code.values,
-            fuel: env.limits.fuel,
-            produced: 0,
+            b: Budget::new(&env.limits),
+            ties: super::ties::current(),
+            rounding: super::ties::rounding(),
+            perturbed_ops: 0,
             slots: vec![None; code.body.slot_names.len()],
             slot_names: &code.body.slot_names,
             dims: None,
         }
     }
 
+    #[inline]
     fn tick(&mut self, n: u64, span: Span) -> Result<(), EvalError> {
-        if self.fuel < n {
-            self.fuel = 0;
-            return Err(EvalError::new(
-                DiagCode::E0702,
-                format!(
-                    "evaluation exceeded its budget of {} steps",
-                    self.env.limits.fuel
-                ),
-                span,
-            ));
-        }
-        self.fuel -= n;
-        Ok(())
+        self.b.tick(n, span)
     }
 
     fn dims(&self) -> &BTreeMap<String, i64> {
@@ -176,8 +169,13 @@ impl<'e> Interp<'e> {
             }
             CTarget::Tuple(targets, span) => {
                 let items = match &v {
-                    Value::List(l) | Value::Tuple(l) => l.to_vec(),
-                    Value::Tensor(_) | Value::Range(..) => funcs::iter_items(&v, *span, MAX_LIST)?,
+                    Value::List(l) | Value::Tuple(l) => {
+                        self.b.work(l.len() as u64, *span)?;
+                        l.to_vec()
+                    }
+                    Value::Tensor(_) | Value::Range(..) => {
+                        funcs::iter_items(&v, *span, &mut self.b)?
+                    }
                     other => {
                         return Err(EvalError::eval(
                             format!("cannot unpack {}", other.type_name()),
@@ -256,7 +254,7 @@ impl<'e> Interp<'e> {
                         let j = if i < 0 { i + n } else { i };
                         match Arc::make_mut(l).get_mut(usize::try_from(j).unwrap_or(usize::MAX)) {
                             Some(slot) => {
-                                check_nesting(std::slice::from_ref(&v), span)?;
+                                check_nesting(std::slice::from_ref(&v), span, &mut self.b)?;
                                 *slot = v;
                                 Ok(())
                             }
@@ -294,7 +292,7 @@ impl<'e> Interp<'e> {
                 CIndex::Ellipsis => Index::Ellipsis,
                 CIndex::Index(e) => {
                     let v = self.expr(*e)?;
-                    index_of(&v, self.body.span(*e))?
+                    index_of(&v, self.body.span(*e), &mut self.b)?
                 }
                 CIndex::Slice(lo, hi, st) => {
                     let body = self.body;
@@ -377,7 +375,8 @@ impl<'e> Interp<'e> {
     #[inline(never)]
     fn sequence(&mut self, items: &[ExprId], span: Span, tuple: bool) -> Result<Value, EvalError> {
         let v = self.exprs(items)?;
-        check_nesting(&v, span)?;
+        self.b.list(v.len(), span)?;
+        check_nesting(&v, span, &mut self.b)?;
         Ok(if tuple {
             Value::tuple(v)
         } else {
@@ -421,13 +420,16 @@ impl<'e> Interp<'e> {
             Some(t) => Ok(Value::Tensor(t.clone())),
             None => {
                 let names = self.env.data.keys().map(String::as_str);
-                let hint = super::compile::closest(&k, names).map(|c| format!("input_data['{c}']"));
+                let hint = stepforge_diag::suggest::closest(&k, names);
                 let e = EvalError::new(
                     DiagCode::E0602,
                     format!("input_data has no tensor named '{k}'"),
                     span,
                 );
-                Err(super::compile::did_you_mean(e, hint))
+                Err(match hint {
+                    Some(c) => e.with_help(format!("did you mean `input_data['{c}']`?")),
+                    None => e,
+                })
             }
         }
     }
@@ -456,8 +458,9 @@ impl<'e> Interp<'e> {
             pos.push(self.expr(*a)?);
         }
         let kw = self.kwargs(kwargs)?;
-        let out = call_builtin(func, pos, kw, span)?;
-        self.charge(&out, span)?;
+        let out = call_builtin(func, pos, kw, span, &mut self.b)?;
+        let out = self.split_ties(super::ties::computes(func), out);
+        self.b.result(&out, true, span)?;
         if let Some(s) = inplace {
             self.slots[s as usize] = Some(out.clone());
         }
@@ -475,8 +478,13 @@ impl<'e> Interp<'e> {
         let f = self.expr(func)?;
         let pos = self.exprs(args)?;
         let kw = self.kwargs(kwargs)?;
+        let computes = match &f {
+            Value::Func(func) => super::ties::computes(*func),
+            Value::Module(m) => !matches!(m, super::Module::Relu | super::Module::Identity),
+            _ => false,
+        };
         let out = match f {
-            Value::Func(func) => call_builtin(func, pos, kw, span)?,
+            Value::Func(func) => call_builtin(func, pos, kw, span, &mut self.b)?,
             Value::Module(m) => match pos.as_slice() {
                 [x] => {
                     let t = to_tensor(x).ok_or_else(|| {
@@ -501,7 +509,8 @@ impl<'e> Interp<'e> {
                 ));
             }
         };
-        self.charge(&out, span)?;
+        let out = self.split_ties(computes, out);
+        self.b.result(&out, true, span)?;
         Ok(out)
     }
 
@@ -520,9 +529,11 @@ impl<'e> Interp<'e> {
                 return seq_item(l, i, span);
             }
             let idx = Indices {
-                tensor: vec![index_of(&iv, self.body.span(*ie))?],
+                tensor: vec![index_of(&iv, self.body.span(*ie), &mut self.b)?],
             };
-            return subscript(b, idx, span);
+            let out = subscript(b, idx, span, &mut self.b)?;
+            self.charge_tensor(&out, span)?;
+            return Ok(out);
         }
         match b {
             Value::Ctx | Value::InputData => {
@@ -548,8 +559,8 @@ impl<'e> Interp<'e> {
             }
             _ => {
                 let idx = self.indices(items)?;
-                let out = subscript(b, idx, span)?;
-                self.charge(&out, span)?;
+                let out = subscript(b, idx, span, &mut self.b)?;
+                self.charge_tensor(&out, span)?;
                 Ok(out)
             }
         }
@@ -565,8 +576,9 @@ impl<'e> Interp<'e> {
     ) -> Result<Value, EvalError> {
         let a = self.expr(l)?;
         let b = self.expr(r)?;
-        let out = binop(op, a, b, span)?;
-        self.charge(&out, span)?;
+        let out = binop(op, a, b, span, &mut self.b)?;
+        let out = self.split_ties(true, out);
+        self.charge_tensor(&out, span)?;
         Ok(out)
     }
 
@@ -586,7 +598,7 @@ impl<'e> Interp<'e> {
         let mut left = self.expr(first)?;
         for (op, e) in rest {
             let right = self.expr(*e)?;
-            let r = compare(*op, &left, &right, span)?;
+            let r = compare(*op, &left, &right, span, &mut self.b)?;
             if rest.len() == 1 {
                 return Ok(r);
             }
@@ -622,7 +634,7 @@ impl<'e> Interp<'e> {
         if let Value::Range(a, b, s) = it {
             let n = funcs::range_len(a, b, s);
             // Fail before looping when the budget cannot cover the iterations.
-            if n > self.fuel {
+            if n > self.b.fuel() {
                 return self.tick(n, span).map(|()| Value::None);
             }
             if n > MAX_LIST as u64 {
@@ -632,19 +644,22 @@ impl<'e> Interp<'e> {
                     span,
                 ));
             }
+            self.b.list(n as usize, span)?;
             for i in 0..n {
                 self.tick(1, span)?;
                 self.assign(target, Value::Int(a + (i as i64) * s))?;
                 out.push(self.expr(elt)?);
             }
         } else {
-            for item in funcs::iter_items(&it, self.body.span(iter), MAX_LIST)? {
+            let items = funcs::iter_items(&it, self.body.span(iter), &mut self.b)?;
+            self.b.list(items.len(), span)?;
+            for item in items {
                 self.tick(1, span)?;
                 self.assign(target, item)?;
                 out.push(self.expr(elt)?);
             }
         }
-        check_nesting(&out, span)?;
+        check_nesting(&out, span, &mut self.b)?;
         Ok(Value::list(out))
     }
 
@@ -654,7 +669,12 @@ impl<'e> Interp<'e> {
         for p in parts {
             match p {
                 FPart::Lit(l) => s.push_str(l),
-                FPart::Expr(e) => s.push_str(&self.expr(*e)?.py_str()),
+                FPart::Expr(e) => {
+                    let v = self.expr(*e)?;
+                    // Bounded rendering: a list shared many times over (`a = [a, a]` 30
+                    // times) has 2^30 leaves; stop at the string limit.
+                    v.write_py_str(&mut s, MAX_LIST + 1);
+                }
             }
             if s.len() > MAX_LIST {
                 return Err(EvalError::new(
@@ -667,6 +687,8 @@ impl<'e> Interp<'e> {
                 ));
             }
         }
+        self.b.result(&Value::Str(Arc::from("")), false, span)?;
+        self.b.work(s.len() as u64, span)?;
         Ok(Value::Str(Arc::from(s)))
     }
 
@@ -680,23 +702,34 @@ impl<'e> Interp<'e> {
             .collect()
     }
 
-    /// Tensor work costs fuel too: one step per 1024 elements produced; and the elements
-    /// produced by one evaluation are bounded in total.
-    fn charge(&mut self, v: &Value, span: Span) -> Result<(), EvalError> {
-        if let Value::Tensor(t) = v {
-            let n = t.numel() as u64;
-            self.tick(n >> 10, span)?;
-            self.produced = self.produced.saturating_add(n);
-            if self.produced > self.env.limits.max_produced {
-                return Err(EvalError::new(
-                    DiagCode::E0701,
-                    format!(
-                        "evaluation produced more than {} tensor elements in total",
-                        self.env.limits.max_produced
-                    ),
-                    span,
-                ));
+    /// `out` with its exact ties split when a perturbed reference is being evaluated and the
+    /// op computed new values (`computes`).
+    fn split_ties(&mut self, computes: bool, out: Value) -> Value {
+        if !computes {
+            return out;
+        }
+        let out = match (self.ties, &out) {
+            (Some(order), Value::Tensor(t)) => super::ties::split(t, order)
+                .map(Value::tensor)
+                .unwrap_or(out),
+            _ => out,
+        };
+        match (self.rounding, &out) {
+            (Some((seed, rel)), Value::Tensor(t)) => {
+                self.perturbed_ops += 1;
+                super::ties::round_noise(t, seed, rel, self.perturbed_ops)
+                    .map(Value::tensor)
+                    .unwrap_or(out)
             }
+            _ => out,
+        }
+    }
+
+    /// Tensor work costs fuel too (one step per 1024 elements produced) and counts in the
+    /// memory budget. Lists built by operators and slicing were reserved where they were built.
+    fn charge_tensor(&mut self, v: &Value, span: Span) -> Result<(), EvalError> {
+        if matches!(v, Value::Tensor(_)) {
+            self.b.result(v, false, span)?;
         }
         Ok(())
     }
@@ -712,6 +745,7 @@ fn call_builtin(
     pos: Vec<Value>,
     kw: Vec<(&'static str, Value)>,
     span: Span,
+    b: &mut Budget,
 ) -> Result<Value, EvalError> {
     funcs::call(
         func,
@@ -721,31 +755,52 @@ fn call_builtin(
             span,
             func,
         },
-        MAX_LIST,
+        b,
     )
 }
 
-fn nest_depth(v: &Value, budget: usize) -> usize {
-    match v {
-        Value::List(l) | Value::Tuple(l) if budget > 0 => {
-            1 + l
-                .iter()
-                .map(|x| nest_depth(x, budget - 1))
-                .max()
-                .unwrap_or(0)
-        }
-        Value::List(_) | Value::Tuple(_) => 1,
-        _ => 0,
+/// The nesting depth of `v` (capped at `cap`), visiting each distinct list once: lists are
+/// shared (`a = [a, a]` thirty times is a DAG of 31 lists with 2^30 paths), so the depth of a
+/// list already seen comes from `memo` (keyed by address; every list is alive for the whole
+/// walk, so addresses are not reused). Visiting an item costs list work.
+fn nest_depth(
+    v: &Value,
+    cap: usize,
+    memo: &mut std::collections::HashMap<usize, usize>,
+    b: &mut Budget,
+    span: Span,
+) -> Result<usize, EvalError> {
+    let (Value::List(l) | Value::Tuple(l)) = v else {
+        return Ok(0);
+    };
+    let key = Arc::as_ptr(l) as usize;
+    if let Some(&d) = memo.get(&key) {
+        return Ok(d);
     }
+    let d = if cap == 0 {
+        1
+    } else {
+        b.work(l.len() as u64, span)?;
+        let mut deepest = 0;
+        for x in l.iter() {
+            if matches!(x, Value::List(_) | Value::Tuple(_)) {
+                deepest = deepest.max(nest_depth(x, cap - 1, memo, b, span)?);
+            }
+        }
+        1 + deepest
+    };
+    memo.insert(key, d);
+    Ok(d)
 }
 
-fn check_nesting(items: &[Value], span: Span) -> Result<(), EvalError> {
-    let deepest = items
-        .iter()
-        .filter(|v| matches!(v, Value::List(_) | Value::Tuple(_)))
-        .map(|v| nest_depth(v, MAX_VALUE_NEST))
-        .max()
-        .unwrap_or(0);
+fn check_nesting(items: &[Value], span: Span, b: &mut Budget) -> Result<(), EvalError> {
+    let mut memo = std::collections::HashMap::new();
+    let mut deepest = 0;
+    for v in items {
+        if matches!(v, Value::List(_) | Value::Tuple(_)) {
+            deepest = deepest.max(nest_depth(v, MAX_VALUE_NEST, &mut memo, b, span)?);
+        }
+    }
     if deepest >= MAX_VALUE_NEST {
         return Err(EvalError::eval(
             format!("lists nest more than {MAX_VALUE_NEST} levels deep"),
@@ -759,7 +814,7 @@ pub(crate) struct Indices {
     tensor: Vec<Index>,
 }
 
-fn index_of(v: &Value, span: Span) -> Result<Index, EvalError> {
+fn index_of(v: &Value, span: Span, b: &mut Budget) -> Result<Index, EvalError> {
     Ok(match v {
         Value::Int(i) => Index::Int(*i),
         Value::Bool(b) => Index::Tensor(Tensor::scalar_bool(*b)),
@@ -777,7 +832,7 @@ fn index_of(v: &Value, span: Span) -> Result<Index, EvalError> {
             }
         }
         Value::List(_) | Value::Tuple(_) => {
-            let t = funcs::tensor_from_value(v, None, span)?;
+            let t = funcs::tensor_from_value(v, None, span, b)?;
             if t.dtype() == stepforge_tensor::DType::F32 {
                 return Err(EvalError::eval("list indices must be integers", span));
             }
@@ -808,7 +863,7 @@ fn seq_item(l: &[Value], i: i64, span: Span) -> Result<Value, EvalError> {
         })
 }
 
-fn subscript(base: Value, idx: Indices, span: Span) -> Result<Value, EvalError> {
+fn subscript(base: Value, idx: Indices, span: Span, b: &mut Budget) -> Result<Value, EvalError> {
     match base {
         Value::Tensor(t) => t
             .index(&idx.tensor)
@@ -829,6 +884,7 @@ fn subscript(base: Value, idx: Indices, span: Span) -> Result<Value, EvalError> 
                             }])
                         })
                         .map_err(|e| EvalError::from_tensor(e, span))?;
+                    b.list(pos.numel(), span)?;
                     let picked = pos
                         .as_i64()
                         .unwrap_or(&[])
@@ -1005,7 +1061,13 @@ fn py_arith(op: BinOp, a: Num, b: Num, span: Span) -> Result<Value, EvalError> {
 }
 
 /// A binary operator on two values with Python/torch semantics.
-pub(crate) fn binop(op: BinOp, a: Value, b: Value, span: Span) -> Result<Value, EvalError> {
+pub(crate) fn binop(
+    op: BinOp,
+    a: Value,
+    b: Value,
+    span: Span,
+    bud: &mut Budget,
+) -> Result<Value, EvalError> {
     if let (Some(x), Some(y)) = (num(&a), num(&b)) {
         return py_arith(op, x, y, span);
     }
@@ -1018,21 +1080,31 @@ pub(crate) fn binop(op: BinOp, a: Value, b: Value, span: Span) -> Result<Value, 
             None => x.matmul(&y).map(Value::tensor).map_err(te),
         };
     }
-    let too_long = |n: usize| {
-        EvalError::new(
-            DiagCode::E0701,
-            format!("a sequence of {n} items exceeds the limit of {MAX_LIST}"),
-            span,
-        )
-    };
-    match (&a, &b) {
-        (Value::List(x), Value::List(y)) | (Value::Tuple(x), Value::Tuple(y))
-            if op == BinOp::Add && x.len() + y.len() > MAX_LIST =>
-        {
-            return Err(too_long(x.len() + y.len()));
+    // Reserve a new list or string before building it (the cap, its memory, the copying).
+    match (op, &a, &b) {
+        (BinOp::Add, Value::List(x), Value::List(y))
+        | (BinOp::Add, Value::Tuple(x), Value::Tuple(y)) => {
+            bud.list(x.len().saturating_add(y.len()), span)?;
         }
-        (Value::Str(x), Value::Str(y)) if op == BinOp::Add && x.len() + y.len() > MAX_LIST => {
-            return Err(too_long(x.len() + y.len()));
+        (BinOp::Add, Value::Str(x), Value::Str(y)) => {
+            bud.list(x.len().saturating_add(y.len()) / 8, span)?;
+            if x.len() + y.len() > MAX_LIST {
+                return Err(EvalError::new(
+                    DiagCode::E0701,
+                    format!(
+                        "a string of {} bytes exceeds the limit of {MAX_LIST}",
+                        x.len() + y.len()
+                    ),
+                    span,
+                ));
+            }
+        }
+        (BinOp::Mul, Value::List(l), Value::Int(n))
+        | (BinOp::Mul, Value::Int(n), Value::List(l)) => {
+            bud.list(
+                l.len().saturating_mul(usize::try_from(*n).unwrap_or(0)),
+                span,
+            )?;
         }
         _ => {}
     }
@@ -1047,16 +1119,6 @@ pub(crate) fn binop(op: BinOp, a: Value, b: Value, span: Span) -> Result<Value, 
         (BinOp::Mul, Value::List(l), Value::Int(n))
         | (BinOp::Mul, Value::Int(n), Value::List(l)) => {
             let n = usize::try_from(*n).unwrap_or(0);
-            if l.len().saturating_mul(n) > MAX_LIST {
-                return Err(EvalError::new(
-                    DiagCode::E0701,
-                    format!(
-                        "list of {} items exceeds the limit of {MAX_LIST}",
-                        l.len().saturating_mul(n)
-                    ),
-                    span,
-                ));
-            }
             Ok(Value::list(
                 std::iter::repeat_n(l.iter(), n)
                     .flatten()
@@ -1122,7 +1184,13 @@ fn tensor_cmp(op: CmpOp) -> stepforge_tensor::CmpOp {
 }
 
 /// A comparison with Python/torch semantics (tensors compare elementwise to bool tensors).
-pub(crate) fn compare(op: CmpOp, a: &Value, b: &Value, span: Span) -> Result<Value, EvalError> {
+pub(crate) fn compare(
+    op: CmpOp,
+    a: &Value,
+    b: &Value,
+    span: Span,
+    bud: &mut Budget,
+) -> Result<Value, EvalError> {
     if (matches!(a, Value::Tensor(_)) || matches!(b, Value::Tensor(_)))
         && let (Some(x), Some(y)) = (to_tensor(a), to_tensor(b))
     {
@@ -1152,7 +1220,7 @@ pub(crate) fn compare(op: CmpOp, a: &Value, b: &Value, span: Span) -> Result<Val
             CmpOp::Ne => ord != Some(Equal),
         }));
     }
-    let eq = py_eq(a, b);
+    let eq = py_eq(a, b, bud, span)?;
     match (op, eq) {
         (CmpOp::Eq, Some(e)) => Ok(Value::Bool(e)),
         (CmpOp::Ne, Some(e)) => Ok(Value::Bool(!e)),
@@ -1166,24 +1234,37 @@ pub(crate) fn compare(op: CmpOp, a: &Value, b: &Value, span: Span) -> Result<Val
 }
 
 /// Python `==` on non-tensor values (sequences compare element by element; the nesting of
-/// values is bounded, so the recursion is too).
-fn py_eq(a: &Value, b: &Value) -> Option<bool> {
+/// values is bounded, so the recursion is too). Every item compared is list work: comparing
+/// `[[0]*10**6]*10**6` with a copy of itself runs out of fuel instead of taking hours.
+fn py_eq(a: &Value, b: &Value, bud: &mut Budget, span: Span) -> Result<Option<bool>, EvalError> {
     let f = |n: Num| match n {
         Num::I(i) => i as f64,
         Num::F(f) => f,
     };
-    Some(match (a, b) {
+    Ok(Some(match (a, b) {
         (Value::None, Value::None) => true,
-        (Value::Str(x), Value::Str(y)) => x == y,
+        (Value::Str(x), Value::Str(y)) => {
+            bud.work(x.len().min(y.len()) as u64 / 8, span)?;
+            x == y
+        }
         (Value::DType(x), Value::DType(y)) => x == y,
         (Value::List(x), Value::List(y)) | (Value::Tuple(x), Value::Tuple(y)) => {
-            x.len() == y.len()
-                && x.iter().zip(y.iter()).all(|(p, q)| match (num(p), num(q)) {
+            if x.len() != y.len() {
+                return Ok(Some(false));
+            }
+            for (p, q) in x.iter().zip(y.iter()) {
+                bud.work(1, span)?;
+                let same = match (num(p), num(q)) {
                     (Some(Num::I(i)), Some(Num::I(j))) => i == j,
                     (Some(m), Some(n)) => f(m) == f(n),
-                    _ => py_eq(p, q).unwrap_or(false),
-                })
+                    _ => py_eq(p, q, bud, span)?.unwrap_or(false),
+                };
+                if !same {
+                    return Ok(Some(false));
+                }
+            }
+            true
         }
-        _ => return None,
-    })
+        _ => return Ok(None),
+    }))
 }

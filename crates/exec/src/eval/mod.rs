@@ -7,20 +7,23 @@
 //! keyword names are `&'static str`. Preparing a body for an [`Env`] ([`Function::from_ir`])
 //! resolves its constants, `global` names and `X_value`s once, per node. Calling it then walks
 //! the IR arena with no string allocation and no tensor copies (tensors are shared through
-//! `Arc`). The AST entry points ([`Function::compile`], [`eval_block`], ..) lower first; they
-//! serve tests and the batching rewrite, which is still an AST→AST rewrite.
+//! `Arc`). This module never sees the AST: callers hand it lowered bodies.
 //!
 //! Safety: every evaluation has a step budget ("fuel", E0702) and runs under the tensor
 //! crate's per-thread size and work limits (E0701), so a hostile snippet such as
 //! `torch.ones(10**12)` or `[0 for i in range(10**12)]` fails in microseconds. Errors are values
 //! ([`EvalError`]) with a code and a span, convertible to a [`Diagnostic`]. Expressions nest
 //! at most 100 levels and runtime lists 64, Python lists and strings hold at most 2^20 items,
-//! and one evaluation produces a bounded total of tensor elements, so neither the stack nor
-//! memory can be exhausted by task code.
+//! and one budget (`budget.rs`) counts everything an evaluation builds — tensor elements, list
+//! items and a per-object overhead — and charges fuel and reads the deadline inside list
+//! building, comparison and nesting checks, so neither the stack, memory nor time can be
+//! exhausted by task code.
 
+mod budget;
 mod compile;
 mod funcs;
 mod interp;
+mod ties;
 mod value;
 
 #[cfg(test)]
@@ -29,12 +32,13 @@ mod tests;
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use stepforge_ir::func::{Body, Mode};
-use stepforge_syntax::ast::Block;
-use stepforge_syntax::codes::Code;
-use stepforge_syntax::{Diagnostic, Span};
+use stepforge_diag::codes::Code;
+use stepforge_diag::{Diagnostic, Span};
+use stepforge_ir::func::Body;
 use stepforge_tensor::{Tensor, TensorError, fmt_shape, limits};
 
+pub(crate) use compile::const_value;
+pub use ties::{RoundingNoiseGuard, TieOrder, TieSplitGuard};
 pub use value::{Module, Value};
 
 /// Resource limits of one evaluation.
@@ -169,30 +173,14 @@ impl Env {
     }
 }
 
-/// Evaluates a task's `global` block over the given dimension values and returns the
-/// environment later code runs in.
+/// Evaluates a task's lowered `global` block (`TaskFunctions::global`) over the dimension
+/// values and limits of `env` and returns the environment later code runs in.
 ///
-/// `X_value = ..` and `ctx[X] = ..` bind dimension X unless `dims` already has it (task loader
-/// literals and `--dims` overrides win); the name `X_value` is then bound to the effective
-/// value. Every other name the block binds (module objects such as `torch.nn.GELU()`,
-/// constants, tensors) becomes a global.
-pub fn eval_global(block: Option<&Block>, dims: BTreeMap<String, i64>) -> Result<Env, EvalError> {
-    eval_global_in(block, Env::new(dims))
-}
-
-/// [`eval_global`] starting from a prepared env (custom limits, data).
-pub fn eval_global_in(block: Option<&Block>, env: Env) -> Result<Env, EvalError> {
-    match block {
-        Some(block) => {
-            let body = compile::compile(block, &env, Mode::Global)?.body;
-            eval_global_ir(Some(&body), env)
-        }
-        None => Ok(env),
-    }
-}
-
-/// [`eval_global_in`] of a lowered `global` block (`TaskFunctions::global`).
-pub fn eval_global_ir(body: Option<&Body>, mut env: Env) -> Result<Env, EvalError> {
+/// `X_value = ..` and `ctx[X] = ..` bind dimension X unless `env.dims` already has it (task
+/// loader literals and `--dims` overrides win); the name `X_value` is then bound to the
+/// effective value. Every other name the block binds (module objects such as
+/// `torch.nn.GELU()`, constants, tensors) becomes a global.
+pub fn eval_global(body: Option<&Body>, mut env: Env) -> Result<Env, EvalError> {
     if let Some(body) = body {
         let code = compile::prepare(Arc::new(body.clone()), &env)?;
         let (names, dims) = env.guarded(|| interp::run_global(&code, &env))?;
@@ -210,20 +198,6 @@ pub struct Function {
 }
 
 impl Function {
-    /// Compiles `body` against `env` (its globals and dims become constants; `input_data` is
-    /// looked up at call time, so data may change between calls). Unknown names, methods and
-    /// keyword arguments are reported here (E0602).
-    pub fn compile(
-        name: impl Into<String>,
-        body: &Block,
-        env: &Env,
-    ) -> Result<Function, EvalError> {
-        Ok(Function {
-            name: name.into(),
-            code: compile::compile(body, env, Mode::Function)?,
-        })
-    }
-
     /// Prepares a lowered body for `env` (its globals and dims are resolved now; `input_data`
     /// is looked up at call time).
     pub fn from_ir(
@@ -299,21 +273,10 @@ fn fields_of(v: Value, name: &str, span: Span) -> Result<Vec<Tensor>, EvalError>
         .collect()
 }
 
-/// Compiles and calls `body` once (convenience for tests and one-off calls; the executor
-/// should compile once with [`Function::compile`] and call many times).
-pub fn call_fn(
-    body: &Block,
-    inputs: Vec<Tensor>,
-    state: Option<Vec<Tensor>>,
-    env: &Env,
-) -> Result<Vec<Tensor>, EvalError> {
-    Function::compile("fn", body, env)?.call(env, inputs, state)
-}
-
-/// Evaluates a block and returns its value: the value of a `return`, else of its last line
-/// (an assignment's assigned value).
-pub fn eval_block(block: &Block, env: &Env) -> Result<Value, EvalError> {
-    let code = compile::compile(block, env, Mode::Snippet)?;
+/// Evaluates a lowered snippet body once and returns its value: the value of a `return`, else
+/// of its last line (an assignment's assigned value).
+pub fn eval_body(body: Arc<Body>, env: &Env) -> Result<Value, EvalError> {
+    let code = compile::prepare(body, env)?;
     env.guarded(|| interp::run(&code, env, None, None))
 }
 
@@ -325,9 +288,10 @@ pub struct Snippet {
 }
 
 impl Snippet {
-    pub fn compile(block: &Block, env: &Env) -> Result<Snippet, EvalError> {
+    /// Prepares a lowered snippet body for `env`.
+    pub fn from_ir(body: Arc<Body>, env: &Env) -> Result<Snippet, EvalError> {
         Ok(Snippet {
-            code: compile::compile(block, env, Mode::Snippet)?,
+            code: compile::prepare(body, env)?,
         })
     }
 
@@ -363,18 +327,6 @@ impl References {
         })
     }
 
-    /// Lowers `blocks` (in order, one scope) against `env` and prepares them.
-    pub fn compile(blocks: &[&Block], env: &Env) -> Result<References, EvalError> {
-        let span = blocks.first().map(|b| b.span).unwrap_or_default();
-        let (body, parts) =
-            stepforge_check::func_lower::lower_snippets(blocks, &compile::scope_of(env), span)
-                .map_err(|(_, e)| compile::lower_error(e))?;
-        Ok(References {
-            code: compile::prepare(Arc::new(body), env)?,
-            parts,
-        })
-    }
-
     /// Evaluates every snippet in order, one tensor each (Python numbers become 0-d tensors).
     pub fn eval(&self, env: &Env) -> Result<Vec<Tensor>, EvalError> {
         let values = env.guarded(|| interp::run_parts(&self.code, env, &self.parts))?;
@@ -383,11 +335,6 @@ impl References {
             .map(|v| snippet_tensor(v, self.code.body.span))
             .collect()
     }
-}
-
-/// Evaluates a reference snippet to a tensor (Python numbers become 0-d tensors).
-pub fn eval_snippet(block: &Block, env: &Env) -> Result<Tensor, EvalError> {
-    snippet_tensor(eval_block(block, env)?, block.span)
 }
 
 fn snippet_tensor(v: Value, span: Span) -> Result<Tensor, EvalError> {

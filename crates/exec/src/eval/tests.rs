@@ -3,20 +3,68 @@
 
 use std::collections::BTreeMap;
 
-use stepforge_syntax::ast::Block;
-use stepforge_syntax::codes::Code;
+use stepforge_diag::codes::Code;
+use stepforge_ir::func::Mode;
 use stepforge_tensor::{DType, Tensor};
 
 use super::*;
 
-fn parse(src: &str) -> Block {
+/// The source text, checked to parse (the evaluator's tests are written as source text).
+fn parse(src: &str) -> String {
     let p = stepforge_syntax::parse_block(src);
     assert!(
         !p.has_errors(),
         "parse errors in {src:?}: {:?}",
         p.diagnostics
     );
-    p.value.unwrap()
+    src.to_string()
+}
+
+/// Lowers source text against `env`'s globals and dims, as the checker lowers a task's code.
+fn lower(src: &str, env: &Env, mode: Mode) -> Result<Arc<Body>, EvalError> {
+    let block = stepforge_syntax::parse_block(src)
+        .value
+        .unwrap_or_else(|| panic!("{src:?} does not parse"));
+    let scope = stepforge_check::func_lower::Scope {
+        globals: env.names.keys().cloned().collect(),
+        dims: env.dims.keys().cloned().collect(),
+    };
+    stepforge_check::func_lower::lower_block(&block, &scope, mode)
+        .map(Arc::new)
+        .map_err(|e| EvalError {
+            code: e.code,
+            message: e.message,
+            span: e.span,
+            notes: Vec::new(),
+            help: e.help,
+        })
+}
+
+fn eval_global_src(src: &str, dims: BTreeMap<String, i64>) -> Result<Env, EvalError> {
+    let env = Env::new(dims);
+    let body = lower(src, &env, Mode::Global)?;
+    eval_global(Some(&body), env)
+}
+
+fn eval_block(src: &str, env: &Env) -> Result<Value, EvalError> {
+    eval_body(lower(src, env, Mode::Snippet)?, env)
+}
+
+fn eval_snippet(src: &str, env: &Env) -> Result<Tensor, EvalError> {
+    Snippet::from_ir(lower(src, env, Mode::Snippet)?, env)?.eval(env)
+}
+
+fn compile_fn(name: &str, src: &str, env: &Env) -> Result<Function, EvalError> {
+    Function::from_ir(name, lower(src, env, Mode::Function)?, env)
+}
+
+fn call_fn(
+    src: &str,
+    inputs: Vec<Tensor>,
+    state: Option<Vec<Tensor>>,
+    env: &Env,
+) -> Result<Vec<Tensor>, EvalError> {
+    compile_fn("fn", src, env)?.call(env, inputs, state)
 }
 
 fn f(shape: &[usize], data: &[f32]) -> Tensor {
@@ -36,10 +84,10 @@ fn dims() -> BTreeMap<String, i64> {
 }
 
 fn env() -> Env {
-    let mut e = eval_global(
-        Some(&parse(
+    let mut e = eval_global_src(
+        &parse(
             "E_value = 3\nctx[E] = E_value\ngelu = torch.nn.GELU()\nsig = torch.nn.Sigmoid()\nsm = torch.nn.Softmax(dim=-1)\nsilu = torch.nn.SiLU()\n",
-        )),
+        ),
         dims(),
     )
     .unwrap();
@@ -233,7 +281,7 @@ fn modules_from_global() {
 #[test]
 fn global_block_binds_dims_and_respects_overrides() {
     let g = parse("E_value = 3\nctx[E] = E_value\nF_value = E_value * 2\nact = torch.nn.GELU()");
-    let env = eval_global(Some(&g), dims()).unwrap();
+    let env = eval_global_src(&g, dims()).unwrap();
     assert_eq!(env.dims.get("E"), Some(&3));
     assert_eq!(env.dims.get("F"), Some(&6));
     assert!(matches!(
@@ -243,11 +291,11 @@ fn global_block_binds_dims_and_respects_overrides() {
     // A `--dims E=8` override wins over the block's literal, and flows into later bindings.
     let mut d = dims();
     d.insert("E".into(), 8);
-    let env = eval_global(Some(&g), d).unwrap();
+    let env = eval_global_src(&g, d).unwrap();
     assert_eq!(env.dims.get("E"), Some(&8));
     assert_eq!(env.dims.get("F"), Some(&16));
     assert!(matches!(env.names.get("E_value"), Some(Value::Int(8))));
-    let e = eval_global(Some(&parse("ctx[E] = 'x'")), dims()).unwrap_err();
+    let e = eval_global_src(&parse("ctx[E] = 'x'"), dims()).unwrap_err();
     assert_eq!(e.code, Code::E0601);
 }
 
@@ -592,13 +640,89 @@ fn limits_fail_fast() {
     };
     let e = eval_block(&parse("[torch.ones(1000) for i in range(100)]"), &env).unwrap_err();
     assert_eq!(e.code, Code::E0701);
-    assert!(e.message.contains("in total"), "{}", e.message);
+    assert!(e.message.contains("memory budget"), "{}", e.message);
+}
+
+/// Issue 9's list reproductions, at the evaluator: each is refused (a limit code, E07xx)
+/// quickly, with no allocation beyond the budget.
+#[test]
+fn the_list_budget_bounds_lists_built_by_the_evaluator() {
+    let start = std::time::Instant::now();
+    let mut chain = String::from("a = []\n");
+    for _ in 0..30 {
+        chain.push_str("a = [a, a]\n");
+    }
+    let nested = format!("{chain}b = len(f'{{a}}')");
+    for (src, code) in [
+        ("torch.ones(60000000).unbind(0)", Code::E0701),
+        ("list(torch.ones(60000000))", Code::E0701),
+        ("[v for v in torch.ones(60000000)]", Code::E0701),
+        ("[[0]*1000000 for i in range(1000)]", Code::E0701),
+        ("torch.tensor([[0.0]*1000000]*1000)", Code::E0701),
+        (
+            "z = [[0]*1000000]*1000000\nw = z == [[0]*1000000]*1000000",
+            Code::E0702,
+        ),
+        ("sum([[0]*1000000]*1000, [])", Code::E0701),
+        (
+            "[list(enumerate(range(1000000))) for i in range(100)]",
+            Code::E0701,
+        ),
+        (
+            &format!("{chain}z = a == [[a[0][0], a[0][1]], [a[1][0], a[1][1]]]"),
+            Code::E0702,
+        ),
+    ] {
+        // A smaller memory budget than the default (2^28 units) keeps a debug build fast;
+        // the CLI test `hostile::needs_the_evaluator_list_budget` runs the defaults.
+        let mut env = env();
+        env.limits.max_produced = 1 << 25;
+        env.limits.fuel = 1_000_000; // the executor's default per call
+        let t = std::time::Instant::now();
+        let e = eval_block(&parse(src), &env).unwrap_err();
+        assert!(e.is_limit(), "{src}: {e}");
+        assert_eq!(e.code, code, "{src}: {e}");
+        assert!(t.elapsed().as_secs_f64() < 20.0, "{src}: {:?}", t.elapsed());
+    }
+    // Sharing is not a tree: thirty doublings build 31 lists, and their nesting check and
+    // rendering are bounded (the f-string stops at the string limit).
+    let t = std::time::Instant::now();
+    match eval_block(&parse(&nested), &env()) {
+        Ok(v) => assert!(matches!(v, Value::Int(n) if n > 1 << 20), "{v:?}"),
+        Err(e) => assert!(e.is_limit(), "{e}"),
+    }
+    assert!(t.elapsed().as_secs_f64() < 5.0, "{:?}", t.elapsed());
+    assert!(
+        start.elapsed().as_secs_f64() < 60.0,
+        "{:?}",
+        start.elapsed()
+    );
+}
+
+/// Lists within the budget still work, including shared ones.
+#[test]
+fn lists_within_the_budget_still_work() {
+    let v = eval_block(
+        &parse("a = [1, 2]\nb = [a, a] * 3\nlen(b) + len(b[5])"),
+        &env(),
+    )
+    .unwrap();
+    assert!(matches!(v, Value::Int(8)), "{v:?}");
+    let v = eval_block(&parse("[[1, 2]] * 2 == [[1, 2], [1, 2]]"), &env()).unwrap();
+    assert!(matches!(v, Value::Bool(true)), "{v:?}");
+    let v = eval_block(&parse("torch.tensor([[1.0, 2.0]] * 3).sum()"), &env()).unwrap();
+    assert!(
+        matches!(v, Value::Tensor(ref t) if t.item().is_ok()),
+        "{v:?}"
+    );
+    let e = eval_block(&parse("torch.tensor([1, [2, 3]])"), &env()).unwrap_err();
+    assert!(e.message.contains("torch.tensor()"), "{e}");
 }
 
 #[test]
 fn result_checks_name_the_function() {
     let res = vec![Tensor::zeros(&[1], DType::F32).unwrap()];
-    let span = stepforge_syntax::Span::new(0, 1);
+    let span = stepforge_diag::Span::new(0, 1);
     let e = check_result("row_sum", span, &res, &[("fp32".into(), vec![])]).unwrap_err();
     assert_eq!(e.code, Code::E0603);
     assert_eq!(
@@ -627,7 +751,7 @@ fn compiled_function_is_reusable_and_fast() {
     let body = parse(
         "x = input[0]\nm = torch.max(state[0], x.max())\nreturn [m, state[1] * torch.exp(state[0] - m) + torch.exp(x - m).sum()]",
     );
-    let func = Function::compile("online_softmax", &body, &env).unwrap();
+    let func = compile_fn("online_softmax", &body, &env).unwrap();
     let mut st = vec![
         Tensor::scalar_f32(f32::NEG_INFINITY),
         Tensor::scalar_f32(0.0),
@@ -733,11 +857,11 @@ proptest::proptest! {
         let src = format!("x = torch.arange(12, dtype=torch.float).view(3, 4)\ny = torch.ones(4)\n{e}");
         let p = stepforge_syntax::parse_block(&src);
         proptest::prop_assert!(!p.has_errors(), "{src}: {:?}", p.diagnostics);
-        if let Some(block) = p.ok() {
+        if p.ok().is_some() {
             let mut env = env();
             env.limits = EvalLimits { fuel: 100_000, max_numel: 100_000, max_work: 10_000_000, max_produced: 1_000_000 };
             let start = std::time::Instant::now();
-            let r = eval_block(&block, &env);
+            let r = eval_block(&src, &env);
             proptest::prop_assert!(start.elapsed().as_secs_f64() < 2.0, "{src} took {:?}", start.elapsed());
             if let Err(e) = r {
                 proptest::prop_assert!(!e.message.is_empty());
@@ -763,10 +887,10 @@ fn deep_nesting_stays_on_the_stack() {
         for (open, mid, close) in shapes {
             for depth in (5..=200).step_by(5) {
                 let src = format!("{}{mid}{}", open.repeat(depth), close.repeat(depth));
-                let Some(b) = stepforge_syntax::parse_block(&src).ok() else {
+                if stepforge_syntax::parse_block(&src).ok().is_none() {
                     break;
-                };
-                match eval_block(&b, &env()) {
+                }
+                match eval_block(&src, &env()) {
                     Ok(_) => {}
                     Err(e) => {
                         assert!(e.message.contains(" more than "), "{src}: {e}");
@@ -861,7 +985,7 @@ fn more_torch_functions() {
 fn compiled_functions_can_be_shared_across_threads() {
     fn assert_send_sync<T: Send + Sync>(_: &T) {}
     let env = env();
-    let f = Function::compile("f", &parse("return [input[0] * 2]"), &env).unwrap();
+    let f = compile_fn("f", &parse("return [input[0] * 2]"), &env).unwrap();
     assert_send_sync(&f);
     assert_send_sync(&env);
     let out = std::thread::scope(|s| {

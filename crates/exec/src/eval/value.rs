@@ -107,6 +107,32 @@ impl Value {
         }
     }
 
+    /// Appends Python's `str()` to `out`, stopping once `out` holds `cap` bytes: a list
+    /// shared many times over (`a = [a, a]` thirty times) has 2^30 leaves, so rendering must
+    /// be bounded by its output, not by the value.
+    pub fn write_py_str(&self, out: &mut String, cap: usize) {
+        if out.len() >= cap {
+            return;
+        }
+        match self {
+            Value::List(l) | Value::Tuple(l) => {
+                let tuple = matches!(self, Value::Tuple(_));
+                out.push(if tuple { '(' } else { '[' });
+                for (i, x) in l.iter().enumerate() {
+                    if out.len() >= cap {
+                        return;
+                    }
+                    if i > 0 {
+                        out.push_str(", ");
+                    }
+                    x.write_py_str(out, cap);
+                }
+                out.push(if tuple { ')' } else { ']' });
+            }
+            other => out.push_str(&other.py_str()),
+        }
+    }
+
     /// Python's `str()` for f-strings.
     pub fn py_str(&self) -> String {
         match self {

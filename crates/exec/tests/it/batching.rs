@@ -2,7 +2,6 @@
 //! the last axis; the results must be bit-identical to calling the function element by element,
 //! also when the fields have different element shapes (a scalar times a row).
 
-use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use proptest::prelude::*;
@@ -58,8 +57,8 @@ proptest! {
         scalar_b in prop::bool::ANY,
     ) {
         let env = env();
-        let block = stepforge_syntax::parse_block(BODIES[body]).ok().unwrap();
-        let f = Function::compile("f", &block, &env).unwrap();
+        let block = crate::lower_fn(BODIES[body], &env);
+        let f = Function::from_ir("f", block.clone(), &env).unwrap();
         let sa: Vec<usize> = if scalar_a { vec![] } else { vec![elem] };
         let sb: Vec<usize> = if scalar_b { vec![] } else { vec![elem] };
         let la = if scalar_a { 1 } else { elem };
@@ -85,12 +84,12 @@ proptest! {
         let out_shape = per_element[0][0].shape().to_vec();
         // reductions need a non-scalar operand: on scalars those bodies run per element
         let Some(rewritten) =
-            batched_body(&block, &env, &BTreeMap::new(), &[sa.clone(), sb.clone()], None, std::slice::from_ref(&out_shape))
+            batched_body(&block, &env, &[sa.clone(), sb.clone()], None, std::slice::from_ref(&out_shape))
         else {
             prop_assert!(scalar_a || scalar_b, "body {body} should batch");
             return Ok(());
         };
-        let lanes = rewritten.compile("g", &env).unwrap();
+        let lanes = rewritten.prepare("g", &env).unwrap();
         let batched = lanes
             .call_shared(&env, vec![Arc::new(lanes_last(&a, &sa)), Arc::new(lanes_last(&b, &sb))], None)
             .unwrap();
@@ -184,8 +183,8 @@ proptest! {
     ) {
         let n = n * 2;
         let env = shape_env(n);
-        let block = stepforge_syntax::parse_block(SHAPE_BODIES[body]).ok().unwrap();
-        let f = Function::compile("f", &block, &env).unwrap();
+        let block = crate::lower_fn(SHAPE_BODIES[body], &env);
+        let f = Function::from_ir("f", block.clone(), &env).unwrap();
         let xs: Vec<Vec<f32>> = rows.iter().map(|(v, _)| v[..n.min(8)].to_vec()).collect();
         let gs: Vec<Vec<f32>> = rows.iter().map(|(_, g)| vec![*g]).collect();
         let per_element: Vec<Vec<Tensor>> = (0..rows.len())
@@ -203,12 +202,9 @@ proptest! {
             .unwrap_or_default();
         prop_assume!(!per_element.is_empty());
         let out_shape = per_element[0][0].shape().to_vec();
-        let data: BTreeMap<String, Vec<usize>> =
-            env.data.iter().map(|(k, t)| (k.clone(), t.shape().to_vec())).collect();
         let rewritten = batched_body(
             &block,
             &env,
-            &data,
             &[vec![n.min(8)], vec![]],
             None,
             std::slice::from_ref(&out_shape),
@@ -216,7 +212,7 @@ proptest! {
         let Some(rewritten) = rewritten else {
             return Err(TestCaseError::fail(format!("body {body} should batch")));
         };
-        let lanes = rewritten.compile("g", &env).unwrap();
+        let lanes = rewritten.prepare("g", &env).unwrap();
         let batched = lanes
             .call_shared(
                 &env,

@@ -5,15 +5,17 @@
 
 mod batching;
 mod laws;
+mod model_dims;
 mod ops;
 mod samples;
 mod verdicts;
 
 use std::sync::Arc;
 
-use stepforge_exec::eval::{Env, eval_global_in};
+use stepforge_exec::eval::{Env, eval_global};
 use stepforge_exec::limits::Clock;
 use stepforge_exec::{ExecLimits, Prepared, StreamData};
+use stepforge_ir::func::{Body, Mode};
 use stepforge_task::Task;
 
 /// Common fns for the small test tasks.
@@ -115,16 +117,28 @@ pub fn run(
         .graph
         .unwrap_or_else(|| panic!("program does not check: {:#?}", check.diagnostics));
     let values = stepforge_task::dim_values(task, &overrides).unwrap();
-    let env = eval_global_in(task.global.as_ref(), Env::new(values)).unwrap();
     let (functions, diags) = stepforge_check::lower_task_functions(task);
     assert!(diags.is_empty(), "{diags:#?}");
-    let prepared = Prepared::new(&graph, task, &functions, &env).unwrap();
+    let global = functions.global.clone().unwrap();
+    let env = eval_global(global.as_ref(), Env::new(values)).unwrap();
+    let prepared = Prepared::new(&graph, &functions, &env).unwrap();
     let limits = ExecLimits::default();
     let mut clock = Clock::new(&limits);
     let inputs: Vec<Vec<Arc<Vec<f32>>>> = inputs.into_iter().map(|d| vec![Arc::new(d)]).collect();
     prepared
         .run(&env, &inputs, &limits, &mut clock)
         .unwrap_or_else(|e| panic!("run failed: {:#?}", e.diagnostic))
+}
+
+/// An element-function body lowered against `env`'s globals and dims (what the checker does
+/// for a task's fns).
+pub fn lower_fn(src: &str, env: &Env) -> Arc<Body> {
+    let block = stepforge_syntax::parse_block(src).value.unwrap();
+    let scope = stepforge_check::func_lower::Scope {
+        globals: env.names.keys().cloned().collect(),
+        dims: env.dims.keys().cloned().collect(),
+    };
+    Arc::new(stepforge_check::func_lower::lower_block(&block, &scope, Mode::Function).unwrap())
 }
 
 /// `0, 1, 2, ..` as f32.

@@ -2,7 +2,8 @@
 
 use std::path::Path;
 
-use stepforge_exec::{Verdict, VerifyOptions, verify_loaded};
+use stepforge_driver::verify_loaded;
+use stepforge_exec::{Verdict, VerifyOptions};
 
 #[test]
 fn every_sample_task_passes_and_is_linear() {

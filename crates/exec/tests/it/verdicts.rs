@@ -2,7 +2,8 @@
 
 use std::time::Duration;
 
-use stepforge_exec::{ExecLimits, Verdict, VerifyOptions, VerifyReport, verify};
+use stepforge_driver::verify;
+use stepforge_exec::{ExecLimits, Verdict, VerifyOptions, VerifyReport};
 use stepforge_syntax::codes::{Code, Phase};
 
 use crate::{dims, load, task_text};

@@ -6,7 +6,7 @@
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 
 use lsp_types::{
     DiagnosticRelatedInformation, DiagnosticSeverity, Location, NumberOrString, Position, Range,
@@ -255,38 +255,56 @@ pub fn find_task(path: &Path, text: &str) -> Result<PathBuf, String> {
     ))
 }
 
-/// Analyses by URI, one version each: requests reuse the analysis the diagnostics pass built.
+/// Analyses by URI, one version each: requests reuse the analysis the diagnostics pass built,
+/// and a request that arrives while that analysis is still running waits for it instead of
+/// computing the same thing again (on a busy machine the duplicate would slow both).
 #[derive(Debug, Default)]
 pub struct Analyses {
-    map: Mutex<BTreeMap<String, Arc<Analysis>>>,
+    map: Mutex<BTreeMap<String, Slot>>,
+}
+
+#[derive(Debug)]
+struct Slot {
+    version: i32,
+    text: Arc<str>,
+    cell: Arc<OnceLock<Arc<Analysis>>>,
 }
 
 impl Analyses {
-    /// The analysis of `doc` at its version, computed (outside the lock) if missing.
+    /// The analysis of `doc` at its version, computed once (outside the map's lock).
     pub fn get(&self, doc: &Doc, sessions: &Sessions) -> Arc<Analysis> {
-        if let Some(a) = self.lock().get(&doc.uri)
-            && a.doc.version == doc.version
-            && Arc::ptr_eq(&a.doc.text, &doc.text)
-        {
-            return a.clone();
-        }
-        let a = Arc::new(Analysis::new(doc.clone(), sessions));
-        let mut m = self.lock();
-        // Keep the newest version if another thread raced us.
-        let newer = m
-            .get(&doc.uri)
-            .is_some_and(|old| old.doc.version > doc.version);
-        if !newer {
-            m.insert(doc.uri.clone(), a.clone());
-        }
-        a
+        let cell = {
+            let mut m = self.lock();
+            match m.get(&doc.uri) {
+                Some(s) if s.version == doc.version && Arc::ptr_eq(&s.text, &doc.text) => {
+                    s.cell.clone()
+                }
+                // A request about an older version than the one cached: answer it privately,
+                // keep the newer analysis.
+                Some(s) if s.version > doc.version => Arc::new(OnceLock::new()),
+                _ => {
+                    let cell = Arc::new(OnceLock::new());
+                    m.insert(
+                        doc.uri.clone(),
+                        Slot {
+                            version: doc.version,
+                            text: doc.text.clone(),
+                            cell: cell.clone(),
+                        },
+                    );
+                    cell
+                }
+            }
+        };
+        cell.get_or_init(|| Arc::new(Analysis::new(doc.clone(), sessions)))
+            .clone()
     }
 
     pub fn remove(&self, uri: &str) {
         self.lock().remove(uri);
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, BTreeMap<String, Arc<Analysis>>> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, BTreeMap<String, Slot>> {
         self.map.lock().unwrap_or_else(|p| p.into_inner())
     }
 }

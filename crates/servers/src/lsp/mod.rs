@@ -5,16 +5,17 @@
 //! (hover, definition, completion, code actions, inlay hints, the `stepforge.verify` command)
 //! run on a pool of workers against a snapshot of their document, so a slow one never delays
 //! the others; replies go out as they finish. Diagnostics are computed by one debouncing thread:
-//! it waits until a document has been quiet for [`DEBOUNCE`], analyses the newest version and
-//! publishes; the analysis is cached per version so the requests that follow reuse it.
+//! a change after a quiet spell is analysed at once, a burst of changes once it has been quiet
+//! for [`DEBOUNCE`] (newest version only); the analysis is cached per version so the requests
+//! that follow reuse it (and wait for it rather than repeat it).
 //! Positions are UTF-16 (the LSP default).
 
 mod analysis;
 mod features;
 pub mod transport;
 
-use std::collections::BTreeMap;
-use std::sync::Arc;
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::{Arc, Mutex};
 use std::thread;
 use std::time::{Duration, Instant};
 
@@ -67,6 +68,21 @@ type Job = Box<dyn FnOnce() + Send>;
 struct Shared {
     sessions: Sessions,
     analyses: analysis::Analyses,
+    /// Requests queued or running, and those the client cancelled (`$/cancelRequest`) before
+    /// a worker took them: those are answered with `RequestCancelled` without running.
+    requests: Mutex<Requests>,
+}
+
+#[derive(Debug, Default)]
+struct Requests {
+    in_flight: BTreeSet<String>,
+    cancelled: BTreeSet<String>,
+}
+
+impl Shared {
+    fn requests(&self) -> std::sync::MutexGuard<'_, Requests> {
+        self.requests.lock().unwrap_or_else(|p| p.into_inner())
+    }
 }
 
 /// Runs the server on `conn` until `exit` (or the client goes away).
@@ -113,6 +129,16 @@ pub fn serve(conn: &Connection, cfg: &LspConfig) -> Result<(), String> {
             Message::Notification(n) => {
                 if n.method == "exit" {
                     return Ok(());
+                }
+                if n.method == "$/cancelRequest" {
+                    if let Some(id) = n.params.get("id") {
+                        let key = id.to_string();
+                        let mut r = shared.requests();
+                        if r.in_flight.contains(&key) {
+                            r.cancelled.insert(key);
+                        }
+                    }
+                    continue;
                 }
                 on_notification(n, &mut docs, &diag_tx);
             }
@@ -215,10 +241,14 @@ fn on_notification(n: Notification, docs: &mut BTreeMap<String, Doc>, diag: &Sen
     }
 }
 
-/// Debounces changes per document and publishes diagnostics for the newest version.
+/// Debounces changes per document and publishes diagnostics for the newest version. The
+/// debounce has a leading edge: a change after a quiet spell is analysed at once (a single
+/// edit gets its diagnostics without waiting), while the changes of a burst of typing wait
+/// until the document has been quiet for [`DEBOUNCE`] and are analysed once.
 fn diagnostics_loop(rx: &Receiver<DiagEvent>, shared: &Shared, out: &Sender<Message>) {
     let mut pending: BTreeMap<String, Doc> = BTreeMap::new();
     let mut quiet_since = Instant::now();
+    let mut last_change: Option<Instant> = None;
     loop {
         let ev = if pending.is_empty() {
             rx.recv().map_err(|_| RecvTimeoutError::Disconnected)
@@ -226,37 +256,66 @@ fn diagnostics_loop(rx: &Receiver<DiagEvent>, shared: &Shared, out: &Sender<Mess
             rx.recv_timeout(DEBOUNCE.saturating_sub(quiet_since.elapsed()))
         };
         match ev {
-            Ok(DiagEvent::Changed(doc)) => {
-                pending.insert(doc.uri.clone(), doc);
+            Ok(ev) => {
+                let leading = matches!(ev, DiagEvent::Changed(_))
+                    && pending.is_empty()
+                    && last_change.is_none_or(|t| t.elapsed() >= DEBOUNCE);
+                if matches!(ev, DiagEvent::Changed(_)) {
+                    last_change = Some(Instant::now());
+                }
+                on_diag_event(ev, &mut pending, shared, out);
                 quiet_since = Instant::now();
-            }
-            Ok(DiagEvent::Closed(uri)) => {
-                pending.remove(&uri);
-                shared.analyses.remove(&uri);
-                publish(out, &uri, Vec::new(), None);
-            }
-            Err(RecvTimeoutError::Timeout) => {
-                for (_, doc) in std::mem::take(&mut pending) {
-                    let diags = if doc.text.len() > MAX_DOC_BYTES {
-                        vec![lsp_types::Diagnostic {
-                            message: format!(
-                                "the document is {} bytes; stepforge analyses documents up to {MAX_DOC_BYTES} bytes",
-                                doc.text.len()
-                            ),
-                            source: Some("stepforge".into()),
-                            ..Default::default()
-                        }]
-                    } else {
-                        shared
-                            .analyses
-                            .get(&doc, &shared.sessions)
-                            .lsp_diagnostics()
-                    };
-                    publish(out, &doc.uri, diags, Some(doc.version));
+                if leading {
+                    // Whatever else is already queued joins this analysis.
+                    while let Ok(ev) = rx.try_recv() {
+                        on_diag_event(ev, &mut pending, shared, out);
+                    }
+                    flush(&mut pending, shared, out);
                 }
             }
+            Err(RecvTimeoutError::Timeout) => flush(&mut pending, shared, out),
             Err(RecvTimeoutError::Disconnected) => return,
         }
+    }
+}
+
+fn on_diag_event(
+    ev: DiagEvent,
+    pending: &mut BTreeMap<String, Doc>,
+    shared: &Shared,
+    out: &Sender<Message>,
+) {
+    match ev {
+        DiagEvent::Changed(doc) => {
+            pending.insert(doc.uri.clone(), doc);
+        }
+        DiagEvent::Closed(uri) => {
+            pending.remove(&uri);
+            shared.analyses.remove(&uri);
+            publish(out, &uri, Vec::new(), None);
+        }
+    }
+}
+
+/// Analyses and publishes every pending document.
+fn flush(pending: &mut BTreeMap<String, Doc>, shared: &Shared, out: &Sender<Message>) {
+    for (_, doc) in std::mem::take(pending) {
+        let diags = if doc.text.len() > MAX_DOC_BYTES {
+            vec![lsp_types::Diagnostic {
+                message: format!(
+                    "the document is {} bytes; stepforge analyses documents up to {MAX_DOC_BYTES} bytes",
+                    doc.text.len()
+                ),
+                source: Some("stepforge".into()),
+                ..Default::default()
+            }]
+        } else {
+            shared
+                .analyses
+                .get(&doc, &shared.sessions)
+                .lsp_diagnostics()
+        };
+        publish(out, &doc.uri, diags, Some(doc.version));
     }
 }
 
@@ -313,8 +372,27 @@ fn dispatch(
     }
     let doc = doc_of(&params, docs);
     let (shared, out) = (shared.clone(), out.clone());
+    // The id as the client wrote it (`$/cancelRequest` names it the same way).
+    let key = serde_json::to_string(&id).unwrap_or_default();
+    shared.requests().in_flight.insert(key.clone());
     let job: Job = Box::new(move || {
+        let cancelled = {
+            let mut r = shared.requests();
+            r.cancelled.remove(&key)
+        };
+        if cancelled {
+            shared.requests().in_flight.remove(&key);
+            let msg = "cancelled by the client".to_string();
+            let _ = out.send(Response::new_err(id, ErrorCode::RequestCanceled as i32, msg).into());
+            return;
+        }
         let result = handle(&method, &params, doc, &shared);
+        {
+            // Cancelled while running: the result is still sent (LSP allows it).
+            let mut r = shared.requests();
+            r.in_flight.remove(&key);
+            r.cancelled.remove(&key);
+        }
         let resp = match result {
             Ok(v) => Response::new_ok(id, v),
             Err((code, msg)) => Response::new_err(id, code as i32, msg),

@@ -7,16 +7,20 @@
 //!
 //! Concurrency: the reader thread answers cheap requests inline and hands `tools/call` to a pool
 //! of worker threads, which reply when done — out of order, so a long `verify` never stalls a
-//! `check` or a `tools/list` sent after it. At EOF the server stops reading, lets in-flight calls
-//! finish and reply, and returns.
+//! `check` or a `tools/list` sent after it. `notifications/cancelled` is honoured: a cancelled
+//! call still waiting for a worker never runs, and a running one is not answered (MCP: the
+//! receiver should not respond to a cancelled request; the toolchain's own time limits bound
+//! the work already started). At EOF the server stops reading, lets in-flight calls finish and
+//! reply, and returns.
 
 mod resources;
 mod tools;
 pub mod transport;
 
+use std::collections::BTreeSet;
 use std::io::{self, BufRead, Write};
 use std::path::PathBuf;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::thread;
 
 use serde_json::{Value, json};
@@ -58,6 +62,47 @@ impl Default for McpConfig {
 pub struct Ctx {
     pub root: PathBuf,
     pub sessions: Sessions,
+    calls: Calls,
+}
+
+/// Tool calls queued or running, and which of them the client cancelled (ids as JSON text).
+#[derive(Debug, Default)]
+struct Calls {
+    inner: Mutex<CallSets>,
+}
+
+#[derive(Debug, Default)]
+struct CallSets {
+    in_flight: BTreeSet<String>,
+    cancelled: BTreeSet<String>,
+}
+
+impl Calls {
+    fn lock(&self) -> std::sync::MutexGuard<'_, CallSets> {
+        self.inner.lock().unwrap_or_else(|p| p.into_inner())
+    }
+    fn start(&self, id: &Value) {
+        self.lock().in_flight.insert(id.to_string());
+    }
+    /// Marks an in-flight call cancelled; ids we do not know (finished, never sent) are
+    /// ignored, so the set stays bounded by the calls in flight.
+    fn cancel(&self, id: &Value) {
+        let key = id.to_string();
+        let mut c = self.lock();
+        if c.in_flight.contains(&key) {
+            c.cancelled.insert(key);
+        }
+    }
+    fn is_cancelled(&self, id: &Value) -> bool {
+        self.lock().cancelled.contains(&id.to_string())
+    }
+    /// The call is done; true if it was cancelled (then it gets no reply).
+    fn finish(&self, id: &Value) -> bool {
+        let key = id.to_string();
+        let mut c = self.lock();
+        c.in_flight.remove(&key);
+        c.cancelled.remove(&key)
+    }
 }
 
 struct Job {
@@ -82,6 +127,7 @@ pub fn serve(
     let ctx = Arc::new(Ctx {
         root: cfg.root.clone(),
         sessions: Sessions::default(),
+        calls: Calls::default(),
     });
     let (tx, rx) = crossbeam_channel::bounded::<Job>(cfg.max_queue.max(1));
     let workers: Vec<_> = (0..cfg.workers.max(1))
@@ -89,8 +135,14 @@ pub fn serve(
             let (rx, out, ctx) = (rx.clone(), out.clone(), ctx.clone());
             thread::spawn(move || {
                 for job in rx.iter() {
+                    if ctx.calls.is_cancelled(&job.id) {
+                        ctx.calls.finish(&job.id);
+                        continue;
+                    }
                     let result = tools::call(&ctx, job.tool, &job.args);
-                    out.send(&json!({"jsonrpc": "2.0", "id": job.id, "result": result}));
+                    if !ctx.calls.finish(&job.id) {
+                        out.send(&json!({"jsonrpc": "2.0", "id": job.id, "result": result}));
+                    }
                 }
             })
         })
@@ -162,8 +214,15 @@ fn dispatch(msg: Value, ctx: &Ctx, tx: &crossbeam_channel::Sender<Job>) -> Optio
     let is_response = m.contains_key("result") || m.contains_key("error");
     let (method, id) = match (method, id) {
         (Some(method), Some(id)) => (method, id),
-        // A notification (initialized, cancelled, ...): nothing to answer.
-        (Some(_), None) => return None,
+        (Some(method), None) => {
+            if method == "notifications/cancelled"
+                && let Some(id) = m.get("params").and_then(|p| p.get("requestId"))
+            {
+                ctx.calls.cancel(id);
+            }
+            // Notifications (initialized, cancelled, ...) get no answer.
+            return None;
+        }
         // A response to a request of ours (we send none): ignore.
         (None, Some(_)) if is_response => return None,
         (None, id) => {
@@ -183,7 +242,7 @@ fn dispatch(msg: Value, ctx: &Ctx, tx: &crossbeam_channel::Sender<Job>) -> Optio
         "initialize" => Ok(initialize(&params)),
         "ping" => Ok(json!({})),
         "tools/list" => Ok(json!({"tools": TOOLS.iter().map(Tool::describe).collect::<Vec<_>>()})),
-        "tools/call" => return call(id, &params, tx),
+        "tools/call" => return call(id, &params, ctx, tx),
         "resources/list" => Ok(resources::list(ctx)),
         "resources/read" => resources::read(ctx, &params),
         "resources/templates/list" => Ok(json!({"resourceTemplates": []})),
@@ -195,7 +254,12 @@ fn dispatch(msg: Value, ctx: &Ctx, tx: &crossbeam_channel::Sender<Job>) -> Optio
     })
 }
 
-fn call(id: Value, params: &Value, tx: &crossbeam_channel::Sender<Job>) -> Option<Value> {
+fn call(
+    id: Value,
+    params: &Value,
+    ctx: &Ctx,
+    tx: &crossbeam_channel::Sender<Job>,
+) -> Option<Value> {
     let Some(name) = params.get("name").and_then(Value::as_str) else {
         return Some(error(
             id,
@@ -212,16 +276,20 @@ fn call(id: Value, params: &Value, tx: &crossbeam_channel::Sender<Job>) -> Optio
         ));
     };
     let args = params.get("arguments").cloned().unwrap_or(json!({}));
+    ctx.calls.start(&id);
     match tx.try_send(Job {
         id: id.clone(),
         tool,
         args,
     }) {
         Ok(()) => None,
-        Err(_) => Some(json!({"jsonrpc": "2.0", "id": id, "result": ToolError::new(
+        Err(_) => {
+            ctx.calls.finish(&id);
+            Some(json!({"jsonrpc": "2.0", "id": id, "result": ToolError::new(
             "busy",
             "too many tool calls are in progress; retry when earlier ones have answered",
-        ).to_result()})),
+        ).to_result()}))
+        }
     }
 }
 
@@ -239,7 +307,8 @@ fn initialize(params: &Value) -> Value {
         "serverInfo": {"name": "stepforge", "title": "stepforge (STeP kernels)", "version": env!("CARGO_PKG_VERSION")},
         "instructions": "Tools for writing STeP (Streaming Tensor Programs) kernels. Call `manual` \
             once to learn the language, `show_task` to read a task, then `check` your program, \
-            `fix` to insert missing Copy ops, and `verify` until the verdict is `pass`.",
+            `fix` to insert missing Copy ops, and `verify` until the verdict is `pass`; then \
+            `simulate` for cycles and deadlocks, and make it faster.",
     })
 }
 

@@ -1,5 +1,5 @@
 //! The MCP tool table: one entry per tool (name, LLM-facing description, JSON schema, handler).
-//! Adding a tool (e.g. `simulate`) is adding one entry to [`TOOLS`]. Arguments are validated
+//! Adding a tool is adding one entry to [`TOOLS`]. Arguments are validated
 //! against the schema's property names before the handler runs, every input is bounded, and a
 //! failure is a tool result with `isError: true` and a stable code, never a protocol error or
 //! a crash (a panic inside a handler is caught and reported as `internal`).
@@ -13,7 +13,7 @@ use serde_json::{Map, Value, json};
 
 use super::Ctx;
 use super::resources;
-use crate::toolchain::{self, OpenFailure, Session, VerifyOptions};
+use crate::toolchain::{self, OpenFailure, Session, SimOptions, VerifyOptions};
 
 /// The largest program text a tool accepts.
 pub const MAX_PROGRAM_BYTES: usize = 1 << 20;
@@ -24,6 +24,10 @@ pub const MAX_DIMS: usize = 32;
 pub const MAX_DIM_VALUE: i64 = 1 << 20;
 /// Wall-clock bound of one `verify` (the default is the toolchain's own limit).
 pub const MAX_TIME_LIMIT_MS: u64 = 120_000;
+/// Wall-clock bound of one `simulate` unless the call asks for less or more (up to the max).
+pub const DEFAULT_SIM_LIMIT_MS: u64 = 10_000;
+/// The deepest FIFO `simulate` accepts.
+pub const MAX_FIFO_DEPTH: u64 = 1 << 16;
 
 /// One tool.
 #[derive(Debug)]
@@ -289,6 +293,25 @@ pub static TOOLS: &[Tool] = &[
         run: verify,
     },
     Tool {
+        name: "simulate",
+        title: "Simulate a program's performance",
+        description: "Runs a program on stepforge's cycle-level model of a dataflow accelerator (each op a unit, each stream a bounded FIFO). Returns JSON: cycles, sol_cycles (the speed-of-light bound) and sol_fraction = sol_cycles / cycles, the bottleneck in words, on-chip peak bytes, off-chip traffic, per unit busy/stall counts, and `deadlock` — null, or the cycle of units and FIFOs that blocked each other with the program lines and a FIFO depth that avoids it. A deadlocking program is not a valid kernel even when verify passes. Call it after verify passes, to compare versions: fewer cycles is better. Omit program to simulate the task's reference.",
+        schema: || {
+            object(
+                json!({
+                    "task": {"type": "string", "description": TASK_DESC},
+                    "program": {"type": "string", "description": PROGRAM_DESC},
+                    "dims": {"type": "object", "description": "Dimension overrides, e.g. {\"D\": 64}; values 1..=1048576.", "additionalProperties": {"type": "integer", "minimum": 1, "maximum": MAX_DIM_VALUE}},
+                    "fifo_depth": {"type": "integer", "minimum": 1, "maximum": MAX_FIFO_DEPTH, "description": "Depth of every FIFO (default: the hardware model's, 2)."},
+                    "timing_only": {"type": "boolean", "description": "Carry shapes only, no values (fast at large dims; data-dependent routing is estimated). Default false."},
+                    "time_limit_ms": {"type": "integer", "minimum": 1, "maximum": MAX_TIME_LIMIT_MS, "description": "Wall-clock limit of the simulation (default 10000)."},
+                }),
+                &["task"],
+            )
+        },
+        run: simulate,
+    },
+    Tool {
         name: "explain",
         title: "Explain a diagnostic code",
         description: "Explains a stepforge diagnostic code (such as E0401) with a wrong and a right example program. Call it when a check or verify diagnostic is unclear.",
@@ -441,6 +464,78 @@ fn verify(ctx: &Ctx, args: &Args) -> Result<Output, ToolError> {
     Ok(Output::json(s.verify(program, &opts).to_json()))
 }
 
+fn simulate(ctx: &Ctx, args: &Args) -> Result<Output, ToolError> {
+    let mut opts = SimOptions {
+        dims: dims(args)?,
+        timing_only: args.bool("timing_only")?,
+        ..SimOptions::default()
+    };
+    if let Some(v) = args.get("fifo_depth") {
+        match v.as_u64() {
+            Some(d @ 1..=MAX_FIFO_DEPTH) => opts.engine.fifo_depth = usize::try_from(d).ok(),
+            _ => {
+                return Err(ToolError::args(format!(
+                    "`fifo_depth` must be 1..={MAX_FIFO_DEPTH}"
+                )));
+            }
+        }
+    }
+    let limit = match args.get("time_limit_ms") {
+        None => DEFAULT_SIM_LIMIT_MS,
+        Some(v) => match v.as_u64() {
+            Some(ms @ 1..=MAX_TIME_LIMIT_MS) => ms,
+            _ => {
+                return Err(ToolError::args(format!(
+                    "`time_limit_ms` must be 1..={MAX_TIME_LIMIT_MS}"
+                )));
+            }
+        },
+    };
+    opts.engine.wall_limit = Some(Duration::from_millis(limit));
+    let s = session(ctx, args)?;
+    let program = program(args)?;
+    if program.is_none() && s.reference_impl().is_none() {
+        return Err(ToolError::args(
+            "the task has no reference `impl:`; pass `program`",
+        ));
+    }
+    let r = s.simulate(program, &opts);
+    let mut v = r.to_json();
+    // The verdict an agent branches on first: ran, deadlocked, or could not run.
+    v["status"] = json!(match &r.run {
+        Some(run) if run.deadlock.is_some() => "deadlock",
+        Some(_) => "ok",
+        None => "not_simulated",
+    });
+    Ok(Output::json(v))
+}
+
+fn dims(args: &Args) -> Result<Vec<(String, i64)>, ToolError> {
+    let mut out = Vec::new();
+    match args.get("dims") {
+        None => {}
+        Some(Value::Object(m)) if m.len() <= MAX_DIMS => {
+            for (k, v) in m {
+                match v.as_i64() {
+                    Some(x @ 1..=MAX_DIM_VALUE) if k.len() <= 64 => out.push((k.clone(), x)),
+                    _ => {
+                        return Err(ToolError::args(format!(
+                            "dim `{}` must be an integer 1..={MAX_DIM_VALUE}",
+                            k.get(..k.len().min(64)).unwrap_or("")
+                        )));
+                    }
+                }
+            }
+        }
+        Some(_) => {
+            return Err(ToolError::args(format!(
+                "`dims` must be an object of at most {MAX_DIMS} name: integer pairs"
+            )));
+        }
+    }
+    Ok(out)
+}
+
 fn verify_options(args: &Args) -> Result<VerifyOptions, ToolError> {
     let mut opts = VerifyOptions::with_seed_count(3);
     match args.get("seeds") {
@@ -468,27 +563,7 @@ fn verify_options(args: &Args) -> Result<VerifyOptions, ToolError> {
             )));
         }
     }
-    match args.get("dims") {
-        None => {}
-        Some(Value::Object(m)) if m.len() <= MAX_DIMS => {
-            for (k, v) in m {
-                match v.as_i64() {
-                    Some(x @ 1..=MAX_DIM_VALUE) if k.len() <= 64 => opts.dims.push((k.clone(), x)),
-                    _ => {
-                        return Err(ToolError::args(format!(
-                            "dim `{}` must be an integer 1..={MAX_DIM_VALUE}",
-                            k.get(..k.len().min(64)).unwrap_or("")
-                        )));
-                    }
-                }
-            }
-        }
-        Some(_) => {
-            return Err(ToolError::args(format!(
-                "`dims` must be an object of at most {MAX_DIMS} name: integer pairs"
-            )));
-        }
-    }
+    opts.dims = dims(args)?;
     for (k, slot) in [("rtol", &mut opts.rtol), ("atol", &mut opts.atol)] {
         match args.get(k) {
             None => {}

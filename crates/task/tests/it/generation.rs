@@ -140,6 +140,13 @@ fn multihot_counts_stay_in_range_and_cover_it() {
     let dims = dim_values(&t, &[]).unwrap();
     let d = generate(&t, &dims, 0, &GenLimits::default()).unwrap_err();
     assert_eq!(d.code, Code::E0510);
+
+    // An explicit `max` beyond the vector length is an error too (issue 9), not clamped.
+    let t = one_input("\"Multihot(fp32, E)\"", "[M]", "binary", "    max: 9\n");
+    let dims = dim_values(&t, &[]).unwrap();
+    let d = generate(&t, &dims, 0, &GenLimits::default()).unwrap_err();
+    assert_eq!(d.code, Code::E0510);
+    assert!(d.message.contains("`max` asks for 9"), "{}", d.message);
 }
 
 #[test]

@@ -3,7 +3,7 @@
 use super::*;
 
 /// Calls a index builtin.
-pub(super) fn call(f: Func, a: Args, max_items: usize) -> Result<Value, EvalError> {
+pub(super) fn call(f: Func, a: Args, b: &mut Budget) -> Result<Value, EvalError> {
     use Func::*;
     let span = a.span;
     let te = |e: stepforge_tensor::TensorError| EvalError::from_tensor(e, span);
@@ -12,7 +12,7 @@ pub(super) fn call(f: Func, a: Args, max_items: usize) -> Result<Value, EvalErro
     };
     match f {
         // `x.fill_(v)` shares `full_like`'s implementation.
-        Fill => super::creation::call(f, a, max_items),
+        Fill => super::creation::call(f, a, b),
         Zero => {
             let x = a.tensor(0, "input")?;
             t(x.zeros_like(None))

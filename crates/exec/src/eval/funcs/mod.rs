@@ -4,11 +4,12 @@
 
 use std::sync::Arc;
 
+use stepforge_diag::Span;
 use stepforge_ir::func::BinOp;
-use stepforge_syntax::Span;
 use stepforge_tensor::{BinaryOp, CmpOp, DType, Scalar, Tensor, UnaryOp};
 
 use super::EvalError;
+use super::budget::Budget;
 use super::interp::{binop, py_truthy};
 use super::value::{Module, Value};
 
@@ -244,12 +245,43 @@ pub(crate) fn to_tensor(v: &Value) -> Option<Arc<Tensor>> {
     }
 }
 
+/// The shape a nested list would have, read along its first items (a ragged list is found
+/// by the full walk later). Tensors inside contribute their shape.
+fn nested_shape(v: &Value) -> Vec<usize> {
+    let mut shape = Vec::new();
+    let mut cur = v;
+    loop {
+        match cur {
+            Value::List(l) | Value::Tuple(l) => {
+                shape.push(l.len());
+                match l.first() {
+                    Some(x) => cur = x,
+                    None => return shape,
+                }
+            }
+            Value::Tensor(t) => {
+                shape.extend_from_slice(t.shape());
+                return shape;
+            }
+            _ => return shape,
+        }
+    }
+}
+
 /// `torch.tensor(data)`: nested lists/tuples of numbers (or tensors) to a tensor.
+///
+/// The size is checked before converting (`torch.tensor([[0.0]*10**6]*1000)` is a list of
+/// 2·10^6 items that stands for 10^9 numbers), and the walk is list work.
 pub(crate) fn tensor_from_value(
     v: &Value,
     dtype: Option<DType>,
     span: Span,
+    b: &mut Budget,
 ) -> Result<Tensor, EvalError> {
+    let numel = stepforge_tensor::limits::checked_numel(&nested_shape(v))
+        .map_err(|e| EvalError::from_tensor(e, span))?;
+    b.check(numel as u64 * 3, "torch.tensor() of a nested list", span)?;
+    #[allow(clippy::too_many_arguments)] // one recursive walker; its state is plain locals
     fn walk(
         v: &Value,
         depth: usize,
@@ -257,6 +289,8 @@ pub(crate) fn tensor_from_value(
         flat: &mut Vec<f64>,
         kind: &mut DType,
         span: Span,
+        b: &mut Budget,
+        cap: usize,
     ) -> Result<(), EvalError> {
         let bad = |m: &str| EvalError::eval(format!("torch.tensor(): {m}"), span);
         match v {
@@ -266,8 +300,14 @@ pub(crate) fn tensor_from_value(
                 } else if shape.get(depth) != Some(&l.len()) {
                     return Err(bad("expected a sequence of equal-length sequences"));
                 }
+                b.work(l.len() as u64, span)?;
+                // More numbers than the size read from the first items: ragged (and the
+                // walk stops before a deeper list multiplies them).
+                if flat.len() > cap {
+                    return Err(bad("ragged nested sequence"));
+                }
                 for x in l.iter() {
-                    walk(x, depth + 1, shape, flat, kind, span)?;
+                    walk(x, depth + 1, shape, flat, kind, span, b, cap)?;
                 }
                 Ok(())
             }
@@ -280,6 +320,7 @@ pub(crate) fn tensor_from_value(
                     }
                 }
                 *kind = (*kind).max(t.dtype());
+                b.work(t.numel() as u64, span)?;
                 flat.extend(t.to_f64_vec());
                 Ok(())
             }
@@ -304,9 +345,9 @@ pub(crate) fn tensor_from_value(
         }
     }
     let mut shape = Vec::new();
-    let mut flat = Vec::new();
+    let mut flat = Vec::with_capacity(numel);
     let mut kind = DType::Bool;
-    walk(v, 0, &mut shape, &mut flat, &mut kind, span)?;
+    walk(v, 0, &mut shape, &mut flat, &mut kind, span, b, numel)?;
     let n: usize = shape.iter().product();
     if n != flat.len() {
         return Err(EvalError::eval(
@@ -325,32 +366,40 @@ pub(crate) fn tensor_from_value(
     t.map_err(|e| EvalError::from_tensor(e, span))
 }
 
-/// Items of an iterable (list, tuple, range, tensor along dim 0).
-pub(crate) fn iter_items(v: &Value, span: Span, max: usize) -> Result<Vec<Value>, EvalError> {
+/// Items of an iterable (list, tuple, range, tensor along dim 0), checked against the
+/// budget before they are built (`list(torch.ones(6*10**7))` would be 6·10^7 tensors).
+pub(crate) fn iter_items(v: &Value, span: Span, b: &mut Budget) -> Result<Vec<Value>, EvalError> {
     match v {
-        Value::List(l) | Value::Tuple(l) => Ok(l.to_vec()),
-        Value::Range(a, b, s) => {
-            let n = range_len(*a, *b, *s);
-            if n > max as u64 {
-                return Err(EvalError::new(
-                    stepforge_syntax::codes::Code::E0701,
-                    format!("range of {n} items exceeds the limit of {max}"),
-                    span,
-                ));
-            }
-            Ok((0..n).map(|i| Value::Int(a + (i as i64) * s)).collect())
+        Value::List(l) | Value::Tuple(l) => {
+            b.work(l.len() as u64, span)?;
+            Ok(l.to_vec())
+        }
+        Value::Range(start, stop, step) => {
+            let n = range_len(*start, *stop, *step);
+            let n = usize::try_from(n).unwrap_or(usize::MAX);
+            b.check_pieces(n, 0, "a range", span)?;
+            b.work(n as u64, span)?;
+            Ok((0..n)
+                .map(|i| Value::Int(start + (i as i64) * step))
+                .collect())
         }
         Value::Tensor(t) => {
             if t.ndim() == 0 {
                 return Err(EvalError::eval("iteration over a 0-d tensor", span));
             }
-            (0..t.shape()[0])
-                .map(|i| {
+            let n = t.shape()[0];
+            b.check_pieces(n, t.numel() / n.max(1), "iterating a tensor", span)?;
+            let mut out = Vec::with_capacity(n);
+            for i in 0..n {
+                // Each piece is a new tensor: one step of fuel (and a look at the clock).
+                b.work(super::budget::WORK_PER_STEP, span)?;
+                out.push(
                     t.index(&[stepforge_tensor::Index::Int(i as i64)])
                         .map(Value::tensor)
-                        .map_err(|e| EvalError::from_tensor(e, span))
-                })
-                .collect()
+                        .map_err(|e| EvalError::from_tensor(e, span))?,
+                );
+            }
+            Ok(out)
         }
         other => Err(EvalError::eval(
             format!("{} is not iterable", other.type_name()),
@@ -409,18 +458,19 @@ fn py_number(x: f64, as_int: bool) -> Value {
     }
 }
 
-/// Calls `f`. `max_items` bounds Python lists built by builtins (`list(range(..))`).
-pub(crate) fn call(f: Func, a: Args, max_items: usize) -> Result<Value, EvalError> {
+/// Calls `f`. Builders of many items or pieces (`list(range(..))`, `unbind`, iterating a
+/// tensor) check `b` before they allocate; the caller charges the result.
+pub(crate) fn call(f: Func, a: Args, b: &mut Budget) -> Result<Value, EvalError> {
     use stepforge_ir::builtin::Class;
     match f.class() {
-        Class::Creation => creation::call(f, a, max_items),
-        Class::Unary | Class::Binary => elementwise::call(f, a, max_items),
-        Class::Reduce => reduce::call(f, a, max_items),
-        Class::Linalg => linalg::call(f, a, max_items),
-        Class::Shape => shape::call(f, a, max_items),
-        Class::Index => index::call(f, a, max_items),
-        Class::Nn => nn::call(f, a, max_items),
-        Class::Py => py::call(f, a, max_items),
+        Class::Creation => creation::call(f, a, b),
+        Class::Unary | Class::Binary => elementwise::call(f, a, b),
+        Class::Reduce => reduce::call(f, a, b),
+        Class::Linalg => linalg::call(f, a, b),
+        Class::Shape => shape::call(f, a, b),
+        Class::Index => index::call(f, a, b),
+        Class::Nn => nn::call(f, a, b),
+        Class::Py => py::call(f, a, b),
     }
 }
 

@@ -3,7 +3,7 @@
 use super::*;
 
 /// Calls a py builtin.
-pub(super) fn call(f: Func, a: Args, max_items: usize) -> Result<Value, EvalError> {
+pub(super) fn call(f: Func, a: Args, b: &mut Budget) -> Result<Value, EvalError> {
     use Func::*;
     let span = a.span;
     let te = |e: stepforge_tensor::TensorError| EvalError::from_tensor(e, span);
@@ -71,21 +71,21 @@ pub(super) fn call(f: Func, a: Args, max_items: usize) -> Result<Value, EvalErro
         },
         PyMin | PyMax => {
             let items = match a.pos.as_slice() {
-                [one] => iter_items(one, span, max_items)?,
+                [one] => iter_items(one, span, b)?,
                 many => many.to_vec(),
             };
             let mut best: Option<Value> = None;
             for it in items {
                 best = Some(match best {
                     None => it,
-                    Some(b) => {
+                    Some(cur) => {
                         let op = if f == PyMax {
                             stepforge_ir::func::CmpOp::Gt
                         } else {
                             stepforge_ir::func::CmpOp::Lt
                         };
-                        let better = super::super::interp::compare(op, &it, &b, span)?;
-                        if py_truthy(&better, span)? { it } else { b }
+                        let better = super::super::interp::compare(op, &it, &cur, span, b)?;
+                        if py_truthy(&better, span)? { it } else { cur }
                     }
                 });
             }
@@ -97,23 +97,23 @@ pub(super) fn call(f: Func, a: Args, max_items: usize) -> Result<Value, EvalErro
             Some(Value::Bool(b)) => Ok(Value::Int(i64::from(*b))),
             _ => unary(UnaryOp::Abs),
         },
-        _ => call_rest(f, a, max_items),
+        _ => call_rest(f, a, b),
     }
 }
 
 /// The second half of [`call`] (kept apart so no function is long).
-fn call_rest(f: Func, a: Args, max_items: usize) -> Result<Value, EvalError> {
+fn call_rest(f: Func, a: Args, b: &mut Budget) -> Result<Value, EvalError> {
     use Func::*;
     let span = a.span;
     match f {
         PySum => {
             let items = match a.pos.first() {
-                Some(v) => iter_items(v, span, max_items)?,
+                Some(v) => iter_items(v, span, b)?,
                 None => return Err(a.err("missing argument")),
             };
             let mut acc = a.get(1, "start").cloned().unwrap_or(Value::Int(0));
             for it in items {
-                acc = binop(BinOp::Add, acc, it, span)?;
+                acc = binop(BinOp::Add, acc, it, span, b)?;
             }
             Ok(acc)
         }
@@ -121,7 +121,7 @@ fn call_rest(f: Func, a: Args, max_items: usize) -> Result<Value, EvalError> {
             let lists: Vec<Vec<Value>> = a
                 .pos
                 .iter()
-                .map(|v| iter_items(v, span, max_items))
+                .map(|v| iter_items(v, span, b))
                 .collect::<Result<_, _>>()?;
             let n = lists.iter().map(Vec::len).min().unwrap_or(0);
             Ok(Value::list(
@@ -132,7 +132,7 @@ fn call_rest(f: Func, a: Args, max_items: usize) -> Result<Value, EvalError> {
         }
         PyEnumerate => {
             let items = match a.pos.first() {
-                Some(v) => iter_items(v, span, max_items)?,
+                Some(v) => iter_items(v, span, b)?,
                 None => return Err(a.err("missing argument")),
             };
             Ok(Value::list(
@@ -145,7 +145,7 @@ fn call_rest(f: Func, a: Args, max_items: usize) -> Result<Value, EvalError> {
         }
         PyList | PyTuple => {
             let items = match a.pos.first() {
-                Some(v) => iter_items(v, span, max_items)?,
+                Some(v) => iter_items(v, span, b)?,
                 None => Vec::new(),
             };
             Ok(if f == PyList {

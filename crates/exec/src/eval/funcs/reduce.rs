@@ -3,7 +3,7 @@
 use super::*;
 
 /// Calls a reduce builtin.
-pub(super) fn call(f: Func, a: Args, _max_items: usize) -> Result<Value, EvalError> {
+pub(super) fn call(f: Func, a: Args, _b: &mut Budget) -> Result<Value, EvalError> {
     use Func::*;
     let span = a.span;
     let te = |e: stepforge_tensor::TensorError| EvalError::from_tensor(e, span);

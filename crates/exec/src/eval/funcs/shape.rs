@@ -3,7 +3,7 @@
 use super::*;
 
 /// Calls a shape builtin.
-pub(super) fn call(f: Func, a: Args, max_items: usize) -> Result<Value, EvalError> {
+pub(super) fn call(f: Func, a: Args, b: &mut Budget) -> Result<Value, EvalError> {
     use Func::*;
     let span = a.span;
     let te = |e: stepforge_tensor::TensorError| EvalError::from_tensor(e, span);
@@ -43,8 +43,11 @@ pub(super) fn call(f: Func, a: Args, max_items: usize) -> Result<Value, EvalErro
                 return Err(a.err("unbind() needs a tensor with at least one dimension"));
             }
             let dn = stepforge_tensor::norm_dim(d, x.ndim()).map_err(te)?;
-            let mut items = Vec::with_capacity(x.shape()[dn]);
-            for i in 0..x.shape()[dn] {
+            let n = x.shape()[dn];
+            b.check_pieces(n, x.numel() / n.max(1), "unbind()", a.span)?;
+            let mut items = Vec::with_capacity(n);
+            for i in 0..n {
+                b.work(super::super::budget::WORK_PER_STEP, a.span)?;
                 let mut idx = vec![stepforge_tensor::Index::full(); dn];
                 idx.push(stepforge_tensor::Index::Int(i as i64));
                 items.push(Value::tensor(x.index(&idx).map_err(te)?));
@@ -107,12 +110,12 @@ pub(super) fn call(f: Func, a: Args, max_items: usize) -> Result<Value, EvalErro
                 .ok_or_else(|| a.err("missing argument `destination`"))?;
             t(x.movedim(&s, &d))
         }
-        _ => call_rest(f, a, max_items),
+        _ => call_rest(f, a, b),
     }
 }
 
 /// The second half of [`call`] (kept apart so no function is long).
-fn call_rest(f: Func, a: Args, _max_items: usize) -> Result<Value, EvalError> {
+fn call_rest(f: Func, a: Args, _b: &mut Budget) -> Result<Value, EvalError> {
     use Func::*;
     let span = a.span;
     let te = |e: stepforge_tensor::TensorError| EvalError::from_tensor(e, span);

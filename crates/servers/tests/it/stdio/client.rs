@@ -149,6 +149,18 @@ impl Client {
         })
     }
 
+    /// The response to `id` if one arrived by now (waiting briefly for stragglers), without
+    /// failing when none did.
+    pub fn seen(&mut self, id: i64) -> Option<Value> {
+        while let Ok(m) = self.rx.recv_timeout(Duration::from_millis(300)) {
+            self.backlog.push(m);
+        }
+        self.backlog
+            .iter()
+            .find(|(_, m)| m["id"] == json!(id) && m.get("method").is_none())
+            .map(|(_, m)| m.clone())
+    }
+
     pub fn call(&mut self, method: &str, params: Value) -> Value {
         let id = self.request(method, params);
         self.response(id)

@@ -1,6 +1,6 @@
 //! `stepforge lsp` over stdio, as an editor drives it: diagnostics with UTF-16 ranges, the Copy
 //! code action, hover, definition, completion, inlay hints, edits, a 10,000-line file, and a slow
-//! verify that must not stall hover.
+//! verify that must not stall hover, and `$/cancelRequest`.
 
 use std::path::{Path, PathBuf};
 use std::time::Instant;
@@ -435,5 +435,41 @@ fn a_long_verify_does_not_stall_hover() {
         json!({"command": "stepforge.verify", "arguments": [{"uri": u, "seeds": 1}]}),
     );
     assert_eq!(r["result"]["verdict"], "pass", "{r}");
+    shutdown(c);
+}
+
+#[test]
+fn a_cancelled_request_is_answered_with_request_cancelled() {
+    let mut c = start();
+    let body = "Xb = step.Bufferize(a=1).apply(X)\nYb = step.Map(fn=fn_rms).apply(Xb)\nY = step.Streamify().apply(Yb)\nreturn Y\n";
+    let (path, text) = program_file("cancel", RMS_TASK, body);
+    let u = uri(&path);
+    open(&mut c, &u, &text);
+    diagnostics(&mut c, &u, 1);
+    // Occupy the four workers with slow verifies; a hover queued behind them is cancelled.
+    let slow: Vec<i64> = (0..4)
+        .map(|_| {
+            c.request(
+                "workspace/executeCommand",
+                json!({"command": "stepforge.verify", "arguments": [{"uri": u, "dims": {"D": 128, "N": 128, "M": 64}, "seeds": 1, "time_limit_ms": 3000}]}),
+            )
+        })
+        .collect();
+    let hover = c.request(
+        "textDocument/hover",
+        json!({"textDocument": {"uri": u}, "position": pos_of(&text, "Yb =", 0)}),
+    );
+    c.notify("$/cancelRequest", json!({"id": hover}));
+    let r = c.response(hover);
+    assert_eq!(r["error"]["code"], -32800, "{r}");
+    for id in slow {
+        assert!(c.response(id)["result"]["verdict"].is_string());
+    }
+    // The same hover, not cancelled, is answered.
+    let r = c.call(
+        "textDocument/hover",
+        json!({"textDocument": {"uri": u}, "position": pos_of(&text, "Yb =", 0)}),
+    );
+    assert!(r["result"]["contents"]["value"].is_string(), "{r}");
     shutdown(c);
 }

@@ -8,6 +8,9 @@ use serde_json::{Value, json};
 use super::client::{Client, Framing};
 use super::{CONSUME_TWICE, RMS_PROGRAM, RMS_TASK, SPLIT_TASK, root};
 
+/// A functionally right RMSNorm that deadlocks on FIFOs of depth 2 (the simulator's fixture).
+const DEADLOCK_TASK: &str = "simulator/tests/tasks/rmsnorm_deadlock.yaml";
+
 fn start() -> Client {
     let r = root();
     let mut c = Client::spawn(&["mcp", "--root", r.to_str().unwrap()], Framing::Lines);
@@ -54,6 +57,7 @@ fn lists_tools_with_schemas_and_calls_each() {
             "check",
             "fix",
             "verify",
+            "simulate",
             "explain"
         ]
     );
@@ -128,6 +132,51 @@ fn lists_tools_with_schemas_and_calls_each() {
     assert!(!err);
     assert_eq!(s["verdict"], "pass", "{s}");
     assert_eq!(s["seeds"], json!([0, 1]));
+
+    // simulate: cycles, the bound, the bottleneck; then a program that deadlocks at depth 2
+    // and does not at a depth that holds a row.
+    let (err, s, _) = tool(
+        &mut c,
+        "simulate",
+        json!({"task": RMS_TASK, "program": RMS_PROGRAM}),
+    );
+    assert!(!err);
+    assert_eq!(s["status"], "ok", "{s}");
+    assert!(s["cycles"].as_u64().unwrap() > 0, "{s}");
+    assert!(s["sol_fraction"].as_f64().unwrap() > 0.0, "{s}");
+    assert!(
+        s["bottleneck"].is_string() && s["deadlock"].is_null(),
+        "{s}"
+    );
+    let (err, s, _) = tool(
+        &mut c,
+        "simulate",
+        json!({"task": DEADLOCK_TASK, "dims": {"D": 16}}),
+    );
+    assert!(!err);
+    assert_eq!(s["status"], "deadlock", "{s}");
+    assert!(s["deadlock"].is_object(), "{s}");
+    assert!(
+        s["diagnostics"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|d| d["code"] == "E0801"),
+        "{s}"
+    );
+    let (_, s, _) = tool(
+        &mut c,
+        "simulate",
+        json!({"task": DEADLOCK_TASK, "dims": {"D": 16}, "fifo_depth": 64, "timing_only": true}),
+    );
+    assert_eq!(s["status"], "ok", "{s}");
+    let (err, s, _) = tool(
+        &mut c,
+        "simulate",
+        json!({"task": RMS_TASK, "fifo_depth": 0}),
+    );
+    assert!(err);
+    assert_eq!(s["error"]["code"], "invalid_arguments");
 
     let (err, _, text) = tool(&mut c, "explain", json!({"code": "E0401"}));
     assert!(!err);
@@ -317,5 +366,35 @@ fn a_long_verify_does_not_stall_other_requests() {
         t_ping - sent,
         t_slow - sent
     );
+    assert!(c.close().success());
+}
+
+#[test]
+fn a_cancelled_call_is_not_answered_and_the_server_goes_on() {
+    let mut c = start();
+    // Occupy every worker (4) with slow verifies, then queue one more and cancel it.
+    let slow_args = json!({"name": "verify", "arguments": {"task": RMS_TASK, "dims": {"D": 128, "N": 128, "M": 64}, "seeds": 1, "time_limit_ms": 3000}});
+    let busy: Vec<i64> = (0..4)
+        .map(|_| c.request("tools/call", slow_args.clone()))
+        .collect();
+    let queued = c.request("tools/call", slow_args.clone());
+    c.notify(
+        "notifications/cancelled",
+        json!({"requestId": queued, "reason": "the user changed their mind"}),
+    );
+    // A cancellation of an unknown request is ignored.
+    c.notify("notifications/cancelled", json!({"requestId": 999_999}));
+    for id in busy {
+        assert!(c.response(id)["result"].is_object());
+    }
+    // Everything sent after the cancelled call is answered; the cancelled one never is.
+    let after = c.call(
+        "tools/call",
+        json!({"name": "check", "arguments": {"task": RMS_TASK, "program": RMS_PROGRAM}}),
+    );
+    assert_eq!(after["result"]["structuredContent"]["ok"], true, "{after}");
+    let ping = c.call("ping", json!({}));
+    assert!(ping["result"].is_object());
+    assert!(c.seen(queued).is_none(), "the cancelled call was answered");
     assert!(c.close().success());
 }
