@@ -388,16 +388,24 @@ mod tests {
     use super::*;
     use crate::eval::{Function, eval_global};
 
-    fn parse(src: &str) -> stepforge_syntax::ast::Block {
-        let p = stepforge_syntax::parse_block(src);
-        assert!(!p.has_errors(), "{src}: {:?}", p.diagnostics);
-        p.value.unwrap()
+    fn lower(src: &str, env: &Env, mode: stepforge_ir::func::Mode) -> Arc<Body> {
+        let block = stepforge_syntax::parse_block(src).value.unwrap();
+        let scope = stepforge_check::func_lower::Scope {
+            globals: env.names.keys().cloned().collect(),
+            dims: env.dims.keys().cloned().collect(),
+        };
+        Arc::new(stepforge_check::func_lower::lower_block(&block, &scope, mode).unwrap())
     }
 
     fn env(d: usize, w: &[f32]) -> Env {
         let dims: BTreeMap<String, i64> = [("D".to_string(), d as i64)].into_iter().collect();
-        let mut e =
-            eval_global(Some(&parse("gelu = torch.nn.GELU()\nscale = 0.25\n")), dims).unwrap();
+        let e = Env::new(dims);
+        let g = lower(
+            "gelu = torch.nn.GELU()\nscale = 0.25\n",
+            &e,
+            stepforge_ir::func::Mode::Global,
+        );
+        let mut e = eval_global(Some(&g), e).unwrap();
         e.set_data("W", Tensor::from_f32(vec![d, 3], w.to_vec()).unwrap());
         e
     }
@@ -461,7 +469,8 @@ mod tests {
         fn new(src: &str, d: usize, y_scalar: bool, lanes: usize, data: &[f32]) -> Case {
             let w: Vec<f32> = (0..d * 3).map(|i| data[i % data.len()] * 0.5).collect();
             let env = env(d, &w);
-            let f = Function::compile("f", &parse(src), &env).unwrap();
+            let body = lower(src, &env, stepforge_ir::func::Mode::Function);
+            let f = Function::from_ir("f", body, &env).unwrap();
             let yl = if y_scalar { 1 } else { d };
             let x = (0..lanes * d)
                 .map(|i| data[(i * 7 + 1) % data.len()])

@@ -307,11 +307,15 @@ pub struct Spec {
     pub dims: BTreeMap<String, i64>,
 }
 
+/// List items one analysis may build (element functions build a handful).
+const MAX_LIST_ITEMS: usize = 4096;
+
 /// A compile-time value.
 #[derive(Debug, Clone)]
 enum Av {
     T(View),
-    List(Vec<Av>),
+    /// Shared, so `a = [a, a]` costs two slots, not a copy of `a` (no exponential blow-up).
+    List(std::sync::Arc<Vec<Av>>),
     Int(i64),
     Float(f64),
     Bool(bool),
@@ -329,6 +333,8 @@ struct Cx<'a> {
     data: Vec<(String, Vec<usize>)>,
     flops: u64,
     consts: BTreeMap<u32, NodeId>,
+    /// List items built so far (bounded: [`MAX_LIST_ITEMS`]).
+    list_items: usize,
 }
 
 /// Analyses `body` for `spec`.
@@ -341,18 +347,19 @@ pub fn analyse(body: &Body, spec: &Spec) -> R<Graph> {
         data: Vec::new(),
         flops: 0,
         consts: BTreeMap::new(),
+        list_items: 0,
     };
     let mut ins = Vec::new();
     for (i, s) in spec.inputs.iter().enumerate() {
         ins.push(cx.param(Param::Input(i), s));
     }
-    cx.slots[INPUT_SLOT as usize] = Some(Av::List(ins));
+    cx.slots[INPUT_SLOT as usize] = Some(Av::List(ins.into()));
     if let Some(st) = &spec.state {
         let mut v = Vec::new();
         for (i, s) in st.iter().enumerate() {
             v.push(cx.param(Param::State(i), s));
         }
-        cx.slots[STATE_SLOT as usize] = Some(Av::List(v));
+        cx.slots[STATE_SLOT as usize] = Some(Av::List(v.into()));
     }
     let mut ret = None;
     for s in &body.stmts {
@@ -372,7 +379,7 @@ pub fn analyse(body: &Body, spec: &Spec) -> R<Graph> {
         return no("no return statement");
     };
     let items = match ret {
-        Av::List(v) => v,
+        Av::List(v) => v.to_vec(),
         one => vec![one],
     };
     if items.len() != spec.outputs.len() {
@@ -510,8 +517,8 @@ impl Cx<'_> {
                 if vs.len() != items.len() {
                     return no("unpacking arity mismatch");
                 }
-                for (t, v) in items.iter().zip(vs) {
-                    self.assign(t, v)?;
+                for (t, v) in items.iter().zip(vs.iter()) {
+                    self.assign(t, v.clone())?;
                 }
                 Ok(())
             }
@@ -648,11 +655,15 @@ impl Cx<'_> {
                 _ => no("a conditional on a tensor"),
             },
             Expr::List(items) | Expr::Tuple(items) => {
+                self.list_items += items.len();
+                if self.list_items > MAX_LIST_ITEMS {
+                    return no("more list items than the analysis allows");
+                }
                 let mut v = Vec::new();
                 for i in items {
                     v.push(self.eval(*i)?);
                 }
-                Ok(Av::List(v))
+                Ok(Av::List(v.into()))
             }
             _ => no("an expression outside the compiled subset (ctx, comprehension, f-string)"),
         }
@@ -703,7 +714,11 @@ impl Cx<'_> {
             }
             Attr::Ndim => Ok(Av::Int(t.shape.len() as i64)),
             Attr::Shape => Ok(Av::List(
-                t.shape.iter().map(|&d| Av::Int(d as i64)).collect(),
+                t.shape
+                    .iter()
+                    .map(|&d| Av::Int(d as i64))
+                    .collect::<Vec<_>>()
+                    .into(),
             )),
             _ => no("this tensor attribute"),
         }

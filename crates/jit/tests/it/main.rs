@@ -200,3 +200,14 @@ fn strided_lanes_read_every_inner_element() {
         .unwrap();
     assert_eq!(o, vec![3.0, 4.0, 7.0, 8.0, 11.0, 12.0]);
 }
+
+#[test]
+fn hostile_nested_lists_stay_small() {
+    // Each `a = [a, a]` doubles the logical list; the analysis shares, never copies.
+    let mut src = String::from("a = []\n");
+    for _ in 0..60 {
+        src.push_str("a = [a, a]\n");
+    }
+    src.push_str("return [input[0]]");
+    assert!(compile(&body(&src, &[]), &spec(&[&[2]], &[&[2]]), true).is_ok());
+}
