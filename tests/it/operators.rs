@@ -374,3 +374,57 @@ fn operators_without_copies_need_the_documented_count_and_the_fix_repairs_them()
     assert_eq!(seen, 26);
     assert!(problems.is_empty(), "{}", problems.join("\n"));
 }
+
+/// DESIGN §13: the native backend is a tier, not a semantics: every operator verifies with
+/// every element function the backend supports compiled, and with none.
+#[test]
+fn every_operator_passes_with_jit_always_and_with_jit_never() {
+    for mode in [
+        stepforge_exec::JitMode::Always,
+        stepforge_exec::JitMode::Never,
+    ] {
+        let mut opts = VerifyOptions::with_seed_count(3);
+        opts.limits.jit = mode;
+        let failures = verify_all_with(&all_operator_files(), &opts);
+        assert!(
+            failures.is_empty(),
+            "--jit {}:\n{}",
+            mode.as_str(),
+            failures.join("\n")
+        );
+    }
+}
+
+/// `--jit always` really compiles: the library's Map/Accum functions are mostly native.
+#[test]
+fn jit_always_compiles_most_library_functions() {
+    let mut opts = VerifyOptions::with_seed_count(1);
+    opts.limits.jit = stepforge_exec::JitMode::Always;
+    let (mut compiled, mut total) = (0, 0);
+    for path in all_operator_files() {
+        let r = verify(&load_task(&path), None, &opts);
+        for j in &r.jit {
+            total += 1;
+            if j.compiled {
+                compiled += 1;
+                assert!(
+                    j.native_calls > 0,
+                    "{}: {} compiled but never run",
+                    rel(&path),
+                    j.name
+                );
+            } else {
+                assert!(
+                    j.fallback.is_some(),
+                    "{}: {} has no reason",
+                    rel(&path),
+                    j.name
+                );
+            }
+        }
+    }
+    assert!(
+        compiled * 3 >= total * 2,
+        "{compiled} of {total} functions compiled"
+    );
+}

@@ -192,3 +192,28 @@ fn every_wrong_program_gets_its_expected_verdict() {
     assert!(problems.is_empty(), "{}", problems.join("\n"));
     insta::assert_snapshot!("wrong_verdicts", table);
 }
+
+/// Native code changes no verdict: every wrong program is rejected with the same verdict
+/// with `--jit always`.
+#[test]
+fn every_wrong_program_is_rejected_alike_with_jit_always() {
+    let mut opts = VerifyOptions::with_seed_count(3);
+    opts.limits.jit = stepforge_exec::JitMode::Always;
+    let mut tasks = BTreeMap::new();
+    let mut problems = Vec::new();
+    for w in wrong_programs() {
+        let task = tasks
+            .entry(w.task.clone())
+            .or_insert_with(|| load_task(&root().join(&w.task)));
+        let r = verify(task, Some(&w.text), &opts);
+        if r.verdict.as_str() != w.expect {
+            problems.push(format!(
+                "{}: expected {}, got {}",
+                rel(&w.path),
+                w.expect,
+                r.verdict
+            ));
+        }
+    }
+    assert!(problems.is_empty(), "{}", problems.join("\n"));
+}

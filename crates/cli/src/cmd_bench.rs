@@ -31,15 +31,23 @@ pub struct Args {
     pub seeds: u32,
     #[command(flatten)]
     pub limits: LimitArgs,
+    /// Native-code mode of the latency benchmark: auto, always or never.
+    #[arg(long, value_name = "MODE", default_value = "auto", value_parser = crate::cmd_verify::parse_jit)]
+    pub jit_mode: stepforge_exec::JitMode,
+    /// Instead of latency: per element function, interpreted vs native time per stream op
+    /// and compile time (one verification each way, same run).
+    #[arg(long)]
+    pub jit: bool,
     /// Output format: `human` (a markdown table) or `json` (one object).
     #[arg(long, value_enum, default_value_t = Format::Human)]
     pub format: Format,
     /// Benchmark the simulator instead (channel elements/s, simulated cycles/s; both modes).
     #[arg(long)]
     pub sim: bool,
-    /// With --sim: scaled dims to run as well (`K=V,K2=V2`, timing-only unless
+    /// Dimension overrides `K=V,K2=V2`: for verification (and --jit), applied to every task
+    /// that has those dims; with --sim, scaled dims to run as well (timing-only unless
     /// --sim-functional-scaled).
-    #[arg(long, requires = "sim")]
+    #[arg(long, value_name = "K=V,..")]
     pub dims: Option<String>,
     /// With --sim: timed runs per configuration (after one warm-up), at least 1.
     #[arg(long, default_value_t = 5, value_parser = clap::value_parser!(u32).range(1..))]
@@ -114,6 +122,14 @@ pub fn run(args: &Args) -> Status {
     }
     let mut opts = VerifyOptions::with_seed_count(args.seeds);
     opts.limits = args.limits.apply(opts.limits);
+    opts.limits.jit = args.jit_mode;
+    opts.dims = match crate::dims_flag(args.dims.as_deref()) {
+        Ok(d) => d,
+        Err(s) => return s,
+    };
+    if args.jit {
+        return run_jit(args, &files, &opts);
+    }
     let iters = args.iters;
     let mut rows = Vec::with_capacity(files.len());
     for file in &files {
@@ -194,6 +210,108 @@ pub fn run(args: &Args) -> Status {
         }
     }
     if rows.iter().all(|r| r.verdict == Verdict::Pass) {
+        Status::Ok
+    } else {
+        Status::Rejected
+    }
+}
+
+/// Per element function of one task: interpreted vs native µs per stream op.
+struct JitRow {
+    task: String,
+    func: String,
+    interp_us: f64,
+    jit_us: f64,
+    compile_us: u64,
+    compiled: bool,
+    fallback: Option<String>,
+}
+
+fn per_call(us: u64, calls: u64) -> f64 {
+    if calls == 0 {
+        f64::NAN
+    } else {
+        us as f64 / calls as f64
+    }
+}
+
+/// The dims of `opts` that `task` has (a directory mixes tasks with different dims).
+fn dims_for(loaded: &stepforge_task::Loaded, opts: &VerifyOptions) -> VerifyOptions {
+    let mut o = opts.clone();
+    if let Some(t) = &loaded.task {
+        let known = stepforge_task::used_symbols(t);
+        o.dims.retain(|(k, _)| known.contains(k));
+    }
+    o
+}
+
+fn run_jit(args: &Args, files: &[PathBuf], opts: &VerifyOptions) -> Status {
+    let mut rows = Vec::new();
+    let mut all_pass = true;
+    for file in files {
+        let loaded = match load(file) {
+            Ok(l) => l,
+            Err(s) => return s,
+        };
+        let base = dims_for(&loaded, opts);
+        let mut interp = base.clone();
+        interp.limits.jit = stepforge_exec::JitMode::Never;
+        let mut native = base;
+        native.limits.jit = stepforge_exec::JitMode::Always;
+        // Fresh caches each way, so each report counts only its own run.
+        let ri = stepforge_driver::verify_loaded(&loaded, None, &interp);
+        let rn = stepforge_driver::verify_loaded(&loaded, None, &native);
+        all_pass &= ri.verdict == Verdict::Pass && rn.verdict == Verdict::Pass;
+        for j in &rn.jit {
+            let i = ri.jit.iter().find(|x| x.name == j.name);
+            rows.push(JitRow {
+                task: rn.task.clone(),
+                func: j.name.clone(),
+                interp_us: i.map_or(f64::NAN, |i| per_call(i.interp_us, i.interp_calls)),
+                jit_us: per_call(j.native_us, j.native_calls),
+                compile_us: j.compile_us,
+                compiled: j.compiled,
+                fallback: j.fallback.clone(),
+            });
+        }
+    }
+    match args.format {
+        Format::Json => output::json(&json!({
+            "machine": machine_line(),
+            "seeds": args.seeds,
+            "jit": rows.iter().map(|r| json!({
+                "task": r.task, "fn": r.func,
+                "interp_us": r.interp_us, "jit_us": r.jit_us,
+                "compile_us": r.compile_us, "compiled": r.compiled,
+                "fallback": r.fallback,
+            })).collect::<Vec<_>>(),
+        })),
+        Format::Human => {
+            output::line(&format!(
+                "machine: {}; {} seed(s); µs per stream op",
+                machine_line(),
+                args.seeds
+            ));
+            output::line("");
+            output::line(
+                "| task | fn | interp (us) | native (us) | speedup | compile (us) | note |",
+            );
+            output::line("|---|---|---:|---:|---:|---:|---|");
+            for r in &rows {
+                output::line(&format!(
+                    "| {} | {} | {:.1} | {:.1} | {:.1}x | {} | {} |",
+                    r.task,
+                    r.func,
+                    r.interp_us,
+                    r.jit_us,
+                    r.interp_us / r.jit_us,
+                    r.compile_us,
+                    r.fallback.as_deref().unwrap_or("")
+                ));
+            }
+        }
+    }
+    if all_pass {
         Status::Ok
     } else {
         Status::Rejected

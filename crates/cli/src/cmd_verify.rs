@@ -33,6 +33,14 @@ pub struct Args {
     pub atol: Option<f64>,
     #[command(flatten)]
     pub limits: LimitArgs,
+    /// Native code for element functions: `auto` (compile when an op's estimated work is
+    /// large), `always`, or `never` (interpret).
+    #[arg(long, value_name = "MODE", default_value = "auto", value_parser = parse_jit)]
+    pub jit: stepforge_exec::JitMode,
+    /// Report which element functions ran natively and which fell back, and why (human: on
+    /// stderr; json: a `jit` array in each report).
+    #[arg(long)]
+    pub jit_report: bool,
     #[command(flatten)]
     pub common: CommonArgs,
     /// Output format: `human` (verdict lines, diagnostics on stderr) or `json` (one report
@@ -151,6 +159,7 @@ pub fn run(args: &Args) -> Status {
     opts.rtol = args.rtol;
     opts.atol = args.atol;
     opts.limits = args.limits.apply(opts.limits);
+    opts.limits.jit = args.jit;
     let program = match read_optional_input(args.impl_file.as_ref(), &args.common) {
         Ok(p) => p,
         Err(s) => return s,
@@ -189,9 +198,20 @@ pub fn run(args: &Args) -> Status {
             src.name = p.display().to_string();
         }
         match args.format {
-            Format::Json => output::json(&report_json(&r, args.common.max_diagnostics)),
+            Format::Json => {
+                let mut v = report_json(&r, args.common.max_diagnostics);
+                if args.jit_report {
+                    v["jit"] = serde_json::json!(r.jit);
+                }
+                output::json(&v);
+            }
             Format::Human => {
                 print_diagnostics_human(&r, args.common.max_diagnostics);
+                if args.jit_report {
+                    for j in &r.jit {
+                        output::note(args.format, &jit_line(j));
+                    }
+                }
                 output::line(&verdict_line(&r));
             }
         }
@@ -205,6 +225,24 @@ pub fn run(args: &Args) -> Status {
         Status::Ok
     } else {
         Status::Rejected
+    }
+}
+
+/// `--jit` values.
+pub fn parse_jit(s: &str) -> Result<stepforge_exec::JitMode, String> {
+    stepforge_exec::JitMode::parse(s)
+        .ok_or_else(|| format!("`{s}` is not a jit mode; expected auto, always or never"))
+}
+
+/// One `--jit-report` line.
+fn jit_line(j: &stepforge_exec::JitFnReport) -> String {
+    match (&j.fallback, j.compiled) {
+        (_, true) => format!(
+            "jit: fn `{}` compiled in {} us; {} native stream op(s), {} us",
+            j.name, j.compile_us, j.native_calls, j.native_us
+        ),
+        (Some(why), false) => format!("jit: fn `{}` interpreted: {why}", j.name),
+        (None, false) => format!("jit: fn `{}` interpreted", j.name),
     }
 }
 

@@ -57,9 +57,20 @@ struct FnPlan {
     /// call ([`crate::batch`]). Analysed at the first call with enough lanes, since many
     /// functions never see one.
     batched: OnceLock<Option<Function>>,
+    /// Native code for this function (`crate::native`): compiled on demand, cached here.
+    native: crate::native::NativeSlot,
 }
 
 impl FnPlan {
+    fn facts(&self) -> crate::native::FnFacts<'_> {
+        crate::native::FnFacts {
+            body: self.func.ir(),
+            ins: &self.in_shapes,
+            outs: self.out.iter().map(|(_, s)| s.clone()).collect(),
+            reducer: self.init.is_some(),
+        }
+    }
+
     /// The stream of this function's results: one field per output, `out[k]` its data.
     fn stream(&self, dims: Vec<usize>, out: Vec<Vec<f32>>) -> StreamData {
         StreamData {
@@ -202,6 +213,20 @@ impl<'g> Prepared<'g> {
     pub fn graph(&self) -> &'g Graph {
         self.graph
     }
+
+    /// What the native backend did with each element function of the graph (by name).
+    pub fn jit_report(&self) -> Vec<crate::native::JitFnReport> {
+        let mut out: Vec<_> = self
+            .fns
+            .iter()
+            .flatten()
+            .map(|p| p.native.report(&p.name))
+            .collect();
+        out.sort_by(|a, b| a.name.cmp(&b.name));
+        out.dedup_by(|a, b| a.name == b.name);
+        out
+    }
+
     /// Runs the graph on one set of input data (one `Vec` of field buffers per task input, in
     /// task order). Returns one value per task output, in task order.
     pub fn run(
@@ -328,6 +353,7 @@ fn prepare_fn(
         body,
         in_shapes,
         batched: OnceLock::new(),
+        native: Default::default(),
     })
 }
 
@@ -986,6 +1012,17 @@ impl Run<'_, '_> {
         let count = first.count();
         let fields: Vec<&FieldData> = ins.iter().flat_map(|s| s.fields.iter()).collect();
         let mut out = self.alloc_outputs(plan, count, ins, span)?;
+        let t0 = std::time::Instant::now();
+        if let Some(res) = crate::native::map(
+            &plan.native,
+            &plan.facts(),
+            self.env,
+            self.limits.jit,
+            &fields,
+            count,
+        ) {
+            return Ok(plan.stream(dims, res));
+        }
         let batched = match count >= MIN_LANES && self.batched_fn(plan).is_some() {
             true => self.map_batched(plan, &fields, count, span)?,
             false => None,
@@ -1000,6 +1037,7 @@ impl Run<'_, '_> {
                 }
             }
         }
+        plan.native.record_interp(t0);
         Ok(plan.stream(dims, out))
     }
 
@@ -1031,11 +1069,29 @@ impl Run<'_, '_> {
         };
         let held = std::slice::from_ref(&input);
         let mut out = self.alloc_outputs(plan, count, held, span)?;
+        let t0 = std::time::Instant::now();
+        let init_data: Option<Vec<&[f32]>> = init.iter().map(|t| t.as_f32()).collect();
+        if let Some(init_data) = init_data
+            && let Some(res) = crate::native::fold(
+                &plan.native,
+                &plan.facts(),
+                self.env,
+                self.limits.jit,
+                &init_data,
+                &input,
+                inner,
+                outer,
+                scan,
+            )
+        {
+            return Ok(plan.stream(dims, res));
+        }
         if outer >= MIN_LANES
             && self.batched_fn(plan).is_some()
             && let Some(res) = self.fold_batched(plan, init, &input, inner, outer, scan, span)?
         {
             out = res;
+            plan.native.record_interp(t0);
             return Ok(plan.stream(dims, out));
         }
         for o in 0..outer {
@@ -1052,6 +1108,7 @@ impl Run<'_, '_> {
                 append(&mut out, &state);
             }
         }
+        plan.native.record_interp(t0);
         Ok(plan.stream(dims, out))
     }
 

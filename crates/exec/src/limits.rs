@@ -26,6 +26,9 @@ pub struct ExecLimits {
     pub check_every: u32,
     /// Evaluation steps of one element-function call or reference snippet.
     pub fuel: u64,
+    /// When element functions run as native code (`--jit`; not a limit, but it travels with
+    /// the limits to every run).
+    pub jit: crate::native::JitMode,
 }
 
 impl Default for ExecLimits {
@@ -37,6 +40,7 @@ impl Default for ExecLimits {
             time_limit: Duration::from_secs(10),
             check_every: 16,
             fuel: 1_000_000,
+            jit: crate::native::JitMode::Auto,
         }
     }
 }

@@ -98,6 +98,9 @@ pub struct VerifyReport {
     /// The verified program's text; `None` when the task's own `impl` was verified (then
     /// program spans point into `task_source`).
     pub program_source: Option<Source>,
+    /// What the native backend did with each element function (`--jit-report`; not part of
+    /// the report's JSON, which the CLI extends on request).
+    pub jit: Vec<crate::native::JitFnReport>,
 }
 
 impl VerifyReport {
@@ -120,6 +123,7 @@ impl VerifyReport {
             timing: PhaseTiming::default(),
             task_source,
             program_source,
+            jit: Vec::new(),
         }
     }
 

@@ -343,6 +343,7 @@ fn execute(
         }
     }
     r.outputs = output_reports(task, stats);
+    r.jit = prepared.jit_report();
     r.verdict = if shape_bad {
         Verdict::ShapeMismatch
     } else if value_bad {

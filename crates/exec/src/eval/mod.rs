@@ -215,6 +215,11 @@ impl Function {
         &self.name
     }
 
+    /// The lowered body (what the native backend compiles).
+    pub fn ir(&self) -> &Body {
+        &self.code.body
+    }
+
     /// Calls the function on one element: `inputs` are the element's tuple fields (the
     /// `input` list), `state` the reducer state fields. Returns one tensor per output field
     /// (floating-point results stay f32; integer and bool results are converted to f32 since
