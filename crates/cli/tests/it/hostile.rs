@@ -76,8 +76,39 @@ fn verify_bounded(name: &str, body: &[String]) -> String {
     j["verdict"].as_str().unwrap_or("").to_string()
 }
 
-/// One statement building something large from the grammar.
+/// One statement building something large from the grammar: tensors or Python lists.
 fn stmt() -> impl Strategy<Value = String> {
+    prop_oneof![3 => tensor_stmt(), 2 => list_stmt()]
+}
+
+/// Lists built by the evaluator (counted in the same memory budget as tensors; fuel and the
+/// deadline are charged inside list building, comparison and the nesting check).
+fn list_stmt() -> impl Strategy<Value = String> {
+    let n = prop_oneof![Just(1usize), Just(1000), Just(1_000_000), Just(60_000_000)];
+    prop_oneof![
+        n.clone()
+            .prop_map(|n| format!("t = torch.ones({n})\nz = t.unbind(0)")),
+        n.clone()
+            .prop_map(|n| format!("t = torch.ones({n})\nz = list(t)")),
+        n.clone()
+            .prop_map(|n| format!("t = torch.ones({n})\nz = [v for v in t]")),
+        (n.clone(), 1usize..2000).prop_map(|(n, k)| format!("z = [[0] * {n} for i in range({k})]")),
+        n.clone()
+            .prop_map(|n| format!("z = torch.tensor([[0.0] * {n}] * 1000)")),
+        n.prop_map(|n| format!("z = [[0] * {n}] * {n}\nw = z == z")),
+        (1usize..=30).prop_map(|k| {
+            let mut s = "a = []".to_string();
+            for _ in 0..k {
+                s.push_str("\na = [a, a]");
+            }
+            s.push_str("\nw = a == a");
+            s
+        }),
+    ]
+}
+
+/// Tensor-building statements.
+fn tensor_stmt() -> impl Strategy<Value = String> {
     let n = prop_oneof![Just(1usize), Just(1000), Just(1_000_000), Just(60_000_000)];
     let m = prop_oneof![Just(64usize), Just(400), Just(1600), Just(4096)];
     prop_oneof![
@@ -110,13 +141,13 @@ fn stmt() -> impl Strategy<Value = String> {
 
 proptest! {
     #![proptest_config(ProptestConfig {
-        cases: 12,
+        cases: 24,
         failure_persistence: None,
         .. ProptestConfig::default()
     })]
 
     #[test]
-    fn hostile_tensor_bodies_end_within_the_limit(body in proptest::collection::vec(stmt(), 1..3)) {
+    fn hostile_tensor_and_list_bodies_end_within_the_limit(body in proptest::collection::vec(stmt(), 1..3)) {
         let lines: Vec<String> = body.iter().flat_map(|s| s.lines().map(str::to_string)).collect();
         let v = verify_bounded("prop", &lines);
         prop_assert!(
