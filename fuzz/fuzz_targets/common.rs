@@ -15,6 +15,8 @@ pub fn small_verify_options() -> VerifyOptions {
             time_limit: Duration::from_millis(500),
             check_every: 64,
             fuel: 100_000,
+            // Tiny sizes: `auto` interprets (native code is fuzzed by the jit proptests).
+            ..ExecLimits::default()
         },
         ..VerifyOptions::default()
     }
