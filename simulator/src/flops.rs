@@ -152,27 +152,7 @@ fn axis(d: i64, rank: usize) -> Option<usize> {
 
 /// Numpy broadcasting of two shapes.
 fn broadcast(a: &[usize], b: &[usize]) -> Option<Vec<usize>> {
-    let n = a.len().max(b.len());
-    let mut out = vec![0; n];
-    for i in 0..n {
-        let x = if i + a.len() >= n {
-            a[i + a.len() - n]
-        } else {
-            1
-        };
-        let y = if i + b.len() >= n {
-            b[i + b.len() - n]
-        } else {
-            1
-        };
-        out[i] = match (x, y) {
-            (x, y) if x == y => x,
-            (1, y) => y,
-            (x, 1) => x,
-            _ => return None,
-        };
-    }
-    Some(out)
+    stepforge_tensor::broadcast_shapes(a, b).ok()
 }
 
 /// Shape and FLOPs of `a @ b` (torch.matmul rules).

@@ -232,21 +232,7 @@ fn axis(d: i64, rank: usize) -> Option<usize> {
 
 /// torch's broadcast of two shapes, or `None` when they do not broadcast.
 fn broadcast(s: &[usize], t: &[usize]) -> Option<Vec<usize>> {
-    let n = s.len().max(t.len());
-    let mut out = Vec::with_capacity(n);
-    for k in 0..n {
-        // k-th axis from the right
-        let a = s.iter().rev().nth(k).copied().unwrap_or(1);
-        let b = t.iter().rev().nth(k).copied().unwrap_or(1);
-        out.push(match (a, b) {
-            (x, y) if x == y => x,
-            (1, y) => y,
-            (x, 1) => x,
-            _ => return None,
-        });
-    }
-    out.reverse();
-    Some(out)
+    stepforge_tensor::broadcast_shapes(s, t).ok()
 }
 
 /// The length of `lo:hi:step` over an axis of length `n` (Python's rules; `step > 0`).

@@ -402,27 +402,7 @@ pub fn analyse(body: &Body, spec: &Spec) -> R<Graph> {
 }
 
 fn bcast(a: &[usize], b: &[usize]) -> R<Vec<usize>> {
-    let n = a.len().max(b.len());
-    let mut out = vec![0; n];
-    for i in 0..n {
-        let x = if i + a.len() >= n {
-            a[i + a.len() - n]
-        } else {
-            1
-        };
-        let y = if i + b.len() >= n {
-            b[i + b.len() - n]
-        } else {
-            1
-        };
-        out[i] = match (x, y) {
-            (x, y) if x == y => x,
-            (1, y) => y,
-            (x, 1) => x,
-            _ => return no("shapes do not broadcast"),
-        };
-    }
-    Ok(out)
+    stepforge_tensor::broadcast_shapes(a, b).or_else(|_| no("shapes do not broadcast"))
 }
 
 fn norm_dim(d: i64, rank: usize) -> R<usize> {

@@ -28,7 +28,7 @@ mod shape;
 
 use std::fmt;
 
-pub use elementwise::{BinaryOp, CmpOp, UnaryOp};
+pub use elementwise::{BinaryOp, CmpOp, UnaryOp, broadcast_shapes};
 pub use index::Index;
 pub use linalg::{Accumulation, AccumulationGuard, accumulation};
 
