@@ -605,6 +605,17 @@ impl Engine {
         f: &crate::provider::Failure,
     ) -> SampleRow {
         SampleRow {
+            verdict: "provider_error".into(),
+            provider: self.provider.kind().as_str().into(),
+            model: self.cfg.provider.model.clone(),
+            error: Some(format!("{}: {}", f.kind, f.message)),
+            ..self.row(t, req, meta)
+        }
+    }
+
+    /// The fields every sample row of task `t` and request `req` shares; the rest empty.
+    fn row(&self, t: usize, req: &ChatRequest, meta: (u32, f64, u32, u32)) -> SampleRow {
+        SampleRow {
             key: req.key.clone(),
             task: self.tools[t].name().to_string(),
             iteration: meta.0,
@@ -615,7 +626,7 @@ impl Engine {
             response: None,
             program: None,
             graph_hash: None,
-            verdict: "provider_error".into(),
+            verdict: String::new(),
             linear: None,
             passed: false,
             guardian: false,
@@ -626,10 +637,10 @@ impl Engine {
             prompt_tokens: 0,
             completion_tokens: 0,
             cost: 0.0,
-            provider: self.provider.kind().as_str().into(),
-            model: self.cfg.provider.model.clone(),
+            provider: String::new(),
+            model: String::new(),
             toolchain_version: crate::tool::toolchain_version(),
-            error: Some(format!("{}: {}", f.kind, f.message)),
+            error: None,
         }
     }
 
@@ -666,13 +677,6 @@ impl Engine {
             + c.usage.completion_tokens as f64 * self.price.output_per_mtok)
             / 1e6;
         SampleRow {
-            key: req.key.clone(),
-            task: self.tools[t].name().to_string(),
-            iteration: meta.0,
-            temperature: meta.1,
-            sample: meta.2,
-            turn: meta.3,
-            prompt_hash: req.request_hash(),
             response: Some(c.text),
             program: Some(ev.program),
             graph_hash: ev.graph_hash,
@@ -689,8 +693,7 @@ impl Engine {
             cost,
             provider: c.provider,
             model: c.model,
-            toolchain_version: crate::tool::toolchain_version(),
-            error: None,
+            ..self.row(t, req, meta)
         }
     }
 

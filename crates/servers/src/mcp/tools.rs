@@ -200,6 +200,17 @@ const TASK_DESC: &str =
     "Path of the task file (*.yaml), relative to the server's root directory or absolute.";
 const PROGRAM_DESC: &str = "The STeP program text: a bare program, a YAML `impl:` block, or an answer with a fenced code block. At most 1 MiB.";
 
+/// The arguments of `check` and `fix`: a task file and a program, both required.
+fn task_and_program_schema() -> Value {
+    object(
+        json!({
+            "task": {"type": "string", "description": TASK_DESC},
+            "program": {"type": "string", "description": PROGRAM_DESC},
+        }),
+        &["task", "program"],
+    )
+}
+
 /// The `dims` argument of `verify` and `simulate`.
 fn dims_schema() -> Value {
     json!({"type": "object", "description": "Dimension overrides, e.g. {\"D\": 64}; values 1..=1048576.", "additionalProperties": {"type": "integer", "minimum": 1, "maximum": MAX_DIM_VALUE}})
@@ -248,30 +259,14 @@ pub static TOOLS: &[Tool] = &[
         name: "check",
         title: "Check a program",
         description: "Type-, shape- and linearity-checks a STeP program against a task without running it (milliseconds). Returns JSON: ok, linear (every stream consumed at most once), copies_needed, graph_hash, the typed streams, and diagnostics, each with a code (call `explain` on it), a line/column span, notes, help and machine-applicable fixes. Call it after every edit; fix every error before calling verify.",
-        schema: || {
-            object(
-                json!({
-                    "task": {"type": "string", "description": TASK_DESC},
-                    "program": {"type": "string", "description": PROGRAM_DESC},
-                }),
-                &["task", "program"],
-            )
-        },
+        schema: task_and_program_schema,
         run: check,
     },
     Tool {
         name: "fix",
         title: "Apply safe fixes",
         description: "Applies every safe machine-applicable fix to a program (for example inserting the step.Copy ops a stream needs when it is consumed twice) and returns the fixed program text, the number of fixes applied, and the check result of the fixed program. Use the returned program as your new version.",
-        schema: || {
-            object(
-                json!({
-                    "task": {"type": "string", "description": TASK_DESC},
-                    "program": {"type": "string", "description": PROGRAM_DESC},
-                }),
-                &["task", "program"],
-            )
-        },
+        schema: task_and_program_schema,
         run: fix,
     },
     Tool {
