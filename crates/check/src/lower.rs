@@ -8,6 +8,8 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
+use rustc_hash::FxHashMap;
+
 use crate::ast_types::{dim_from_ast, elem_type_from_ast};
 use stepforge_ir::{
     Dim, DimEnv, ElemType, FnId, FnKind, FnSig, Graph, GraphBuilder, OpId, OpKind, StreamId,
@@ -345,7 +347,10 @@ pub(crate) struct Lowerer<'t> {
     pub fn_used: Vec<bool>,
     /// Every identifier the program mentions (fresh names for fixes avoid them).
     pub names: BTreeSet<String>,
-    scope: BTreeMap<&'t str, Binding>,
+    /// Name → binding. Hashed (not ordered): a 10,000-line program binds tens of thousands of
+    /// names and looks each one up on every use; nothing iterates it except the did-you-mean of
+    /// an undefined name, which sorts its candidates.
+    scope: FxHashMap<&'t str, Binding>,
     comp_vars: Vec<(&'t str, Value)>,
     stmt_lo: u32,
     returned: Vec<Option<usize>>,
@@ -368,7 +373,7 @@ impl<'t> Lowerer<'t> {
             diags: Vec::new(),
             fn_used: vec![false; te.fns.len()],
             names: BTreeSet::new(),
-            scope: BTreeMap::new(),
+            scope: FxHashMap::default(),
             comp_vars: Vec::new(),
             stmt_lo: 0,
             returned: Vec::new(),
@@ -473,6 +478,7 @@ impl<'t> Lowerer<'t> {
         let n = p.stmts.len() * 2 + p.ret.values.len() + 4;
         self.ops.reserve(n);
         self.streams.reserve(n);
+        self.scope.reserve(p.stmts.len() + p.ret.values.len());
         for stmt in &p.stmts {
             self.stmt_lo = stmt.span.lo;
             match &stmt.rhs {
@@ -646,6 +652,8 @@ impl<'t> Lowerer<'t> {
 
     fn undefined(&mut self, id: &Ident, what: &str) {
         let mut cands: Vec<&str> = self.scope.keys().copied().collect();
+        // In name order, so ties go to the same candidate on every run.
+        cands.sort_unstable();
         cands.extend(self.comp_vars.iter().map(|(n, _)| *n));
         let mut d =
             Diagnostic::new(Code::E0201, format!("undefined name `{}`", id.name)).at(id.span);

@@ -112,6 +112,9 @@ fn op_key(g: &Graph, kind: &OpKind, h: &mut Fnv) {
 struct Canon {
     /// Per op id: the hash of the op's key and input hashes (filled in topological order).
     op_base: Vec<u128>,
+    /// The hasher after the `"static"` / `"dynamic"` tags every factor starts with.
+    static_tag: u128,
+    dynamic_tag: u128,
 }
 
 impl Canon {
@@ -119,30 +122,43 @@ impl Canon {
         let (num, den) = d.coefficient();
         h.u64(num as u64).u64(den as u64);
         // Factors are sorted by symbol, and dynamic symbols sort by op id: sort the canonical
-        // encodings instead.
-        let mut fs: Vec<u128> = d
-            .factors()
-            .iter()
-            .map(|(sym, e)| {
-                let mut f = Fnv::new();
-                match sym {
-                    Sym::Static(name) => {
-                        f.str("static").str(name);
-                    }
-                    Sym::Dynamic(dd) => {
-                        let base = self.op_base.get(dd.op.index()).copied().unwrap_or(0);
-                        f.str("dynamic").u128(base).u64(u64::from(dd.branch));
-                    }
+        // encodings instead. Nearly every dim has at most one factor, which needs neither the
+        // sort nor an allocation (a graph of 10,000 ops hashes tens of thousands of dims).
+        match d.factors() {
+            [] => {
+                h.u64(0);
+            }
+            [(sym, e)] => {
+                let f = self.factor(sym, *e);
+                h.u64(1).u128(f);
+            }
+            many => {
+                let mut fs: Vec<u128> = many.iter().map(|(sym, e)| self.factor(sym, *e)).collect();
+                fs.sort_unstable();
+                h.u64(fs.len() as u64);
+                for x in fs {
+                    h.u128(x);
                 }
-                f.u64(i64::from(*e) as u64);
-                f.0
-            })
-            .collect();
-        fs.sort_unstable();
-        h.u64(fs.len() as u64);
-        for x in fs {
-            h.u128(x);
+            }
         }
+    }
+
+    /// The canonical encoding of one symbol power.
+    fn factor(&self, sym: &Sym, e: i32) -> u128 {
+        let mut f;
+        match sym {
+            Sym::Static(name) => {
+                f = Fnv(self.static_tag);
+                f.str(name);
+            }
+            Sym::Dynamic(dd) => {
+                let base = self.op_base.get(dd.op.index()).copied().unwrap_or(0);
+                f = Fnv(self.dynamic_tag);
+                f.u128(base).u64(u64::from(dd.branch));
+            }
+        }
+        f.u64(i64::from(e) as u64);
+        f.0
     }
 
     fn dims(&self, ds: &[Dim], h: &mut Fnv) {
@@ -207,6 +223,8 @@ impl Canon {
 pub fn stream_hashes(g: &Graph) -> Vec<GraphHash> {
     let mut canon = Canon {
         op_base: vec![0; g.petgraph().node_bound()],
+        static_tag: Fnv::new().str("static").0,
+        dynamic_tag: Fnv::new().str("dynamic").0,
     };
     let mut stream_hash = vec![0u128; g.streams().len()];
     // One pass in topological order sees every producer before its consumers.

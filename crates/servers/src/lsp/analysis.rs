@@ -261,7 +261,14 @@ pub fn find_task(path: &Path, text: &str) -> Result<PathBuf, String> {
 #[derive(Debug, Default)]
 pub struct Analyses {
     map: Mutex<BTreeMap<String, Slot>>,
+    /// Analyses of replaced versions, not yet dropped: freeing a 10,000-line analysis takes
+    /// milliseconds, which belong after the new diagnostics are out, not before (see
+    /// [`Analyses::take_retired`]).
+    retired: Mutex<Vec<Slot>>,
 }
+
+/// At most this many replaced analyses wait to be dropped; beyond it they drop at once.
+const MAX_RETIRED: usize = 8;
 
 #[derive(Debug)]
 struct Slot {
@@ -284,7 +291,7 @@ impl Analyses {
                 Some(s) if s.version > doc.version => Arc::new(OnceLock::new()),
                 _ => {
                     let cell = Arc::new(OnceLock::new());
-                    m.insert(
+                    let old = m.insert(
                         doc.uri.clone(),
                         Slot {
                             version: doc.version,
@@ -292,6 +299,12 @@ impl Analyses {
                             cell: cell.clone(),
                         },
                     );
+                    if let Some(old) = old {
+                        let mut r = self.retired.lock().unwrap_or_else(|p| p.into_inner());
+                        if r.len() < MAX_RETIRED {
+                            r.push(old);
+                        }
+                    }
                     cell
                 }
             }
@@ -302,6 +315,11 @@ impl Analyses {
 
     pub fn remove(&self, uri: &str) {
         self.lock().remove(uri);
+    }
+
+    /// The replaced analyses, for the caller to drop where it costs nobody a wait.
+    pub fn take_retired(&self) -> Vec<impl Send + use<>> {
+        std::mem::take(&mut *self.retired.lock().unwrap_or_else(|p| p.into_inner()))
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, BTreeMap<String, Slot>> {

@@ -113,8 +113,8 @@ pub fn serve(conn: &Connection, cfg: &LspConfig) -> Result<(), String> {
     }
     let (diag_tx, diag_rx) = crossbeam_channel::unbounded::<DiagEvent>();
     {
-        let (shared, out) = (shared.clone(), conn.sender.clone());
-        thread::spawn(move || diagnostics_loop(&diag_rx, &shared, &out));
+        let (shared, out, jobs) = (shared.clone(), conn.sender.clone(), jobs_tx.clone());
+        thread::spawn(move || diagnostics_loop(&diag_rx, &shared, &out, &jobs));
     }
 
     let mut docs: BTreeMap<String, Doc> = BTreeMap::new();
@@ -245,7 +245,12 @@ fn on_notification(n: Notification, docs: &mut BTreeMap<String, Doc>, diag: &Sen
 /// debounce has a leading edge: a change after a quiet spell is analysed at once (a single
 /// edit gets its diagnostics without waiting), while the changes of a burst of typing wait
 /// until the document has been quiet for [`DEBOUNCE`] and are analysed once.
-fn diagnostics_loop(rx: &Receiver<DiagEvent>, shared: &Shared, out: &Sender<Message>) {
+fn diagnostics_loop(
+    rx: &Receiver<DiagEvent>,
+    shared: &Shared,
+    out: &Sender<Message>,
+    jobs: &Sender<Job>,
+) {
     let mut pending: BTreeMap<String, Doc> = BTreeMap::new();
     let mut quiet_since = Instant::now();
     let mut last_change: Option<Instant> = None;
@@ -270,10 +275,10 @@ fn diagnostics_loop(rx: &Receiver<DiagEvent>, shared: &Shared, out: &Sender<Mess
                     while let Ok(ev) = rx.try_recv() {
                         on_diag_event(ev, &mut pending, shared, out);
                     }
-                    flush(&mut pending, shared, out);
+                    flush(&mut pending, shared, out, jobs);
                 }
             }
-            Err(RecvTimeoutError::Timeout) => flush(&mut pending, shared, out),
+            Err(RecvTimeoutError::Timeout) => flush(&mut pending, shared, out, jobs),
             Err(RecvTimeoutError::Disconnected) => return,
         }
     }
@@ -297,8 +302,15 @@ fn on_diag_event(
     }
 }
 
-/// Analyses and publishes every pending document.
-fn flush(pending: &mut BTreeMap<String, Doc>, shared: &Shared, out: &Sender<Message>) {
+/// Analyses and publishes every pending document, then hands the analyses they replaced to a
+/// worker to free (on a 10,000-line document that takes milliseconds the next change should
+/// not wait for).
+fn flush(
+    pending: &mut BTreeMap<String, Doc>,
+    shared: &Shared,
+    out: &Sender<Message>,
+    jobs: &Sender<Job>,
+) {
     for (_, doc) in std::mem::take(pending) {
         let diags = if doc.text.len() > MAX_DOC_BYTES {
             vec![lsp_types::Diagnostic {
@@ -316,6 +328,10 @@ fn flush(pending: &mut BTreeMap<String, Doc>, shared: &Shared, out: &Sender<Mess
                 .lsp_diagnostics()
         };
         publish(out, &doc.uri, diags, Some(doc.version));
+    }
+    let retired = shared.analyses.take_retired();
+    if !retired.is_empty() {
+        let _ = jobs.send(Box::new(move || drop(retired)));
     }
 }
 
