@@ -30,6 +30,18 @@ use crate::types::{ElemType, Scalar};
 const FNV_OFFSET: u128 = 0x6c62272e07bb014262b821756295c58d;
 const FNV_PRIME: u128 = 0x0000000001000000000000000000013B;
 
+/// `FNV_PRIME^k` for `k` in `0..=16`: hashing `k` zero bytes is one multiplication by it,
+/// since a zero byte leaves the xor step a no-op.
+const PRIME_POW: [u128; 17] = {
+    let mut t = [1u128; 17];
+    let mut i = 1;
+    while i < 17 {
+        t[i] = t[i - 1].wrapping_mul(FNV_PRIME);
+        i += 1;
+    }
+    t
+};
+
 /// A canonical 128-bit structural hash.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct GraphHash(pub u128);
@@ -60,12 +72,26 @@ impl Fnv {
         self.u64(s.len() as u64).bytes(s.as_bytes())
     }
 
+    /// Little-endian; the zero high bytes of a small value (lengths, counts, most parameters)
+    /// cost one multiplication together instead of one each, with the same result.
     fn u64(&mut self, v: u64) -> &mut Fnv {
-        self.bytes(&v.to_le_bytes())
+        let low = 8 - (v.leading_zeros() / 8) as usize;
+        let bytes = v.to_le_bytes();
+        self.bytes(bytes.get(..low).unwrap_or(&bytes));
+        self.zeros(8 - low)
     }
 
     fn u128(&mut self, v: u128) -> &mut Fnv {
-        self.bytes(&v.to_le_bytes())
+        let low = 16 - (v.leading_zeros() / 8) as usize;
+        let bytes = v.to_le_bytes();
+        self.bytes(bytes.get(..low).unwrap_or(&bytes));
+        self.zeros(16 - low)
+    }
+
+    /// `k` zero bytes (`k <= 16`).
+    fn zeros(&mut self, k: usize) -> &mut Fnv {
+        self.0 = self.0.wrapping_mul(PRIME_POW.get(k).copied().unwrap_or(1));
+        self
     }
 }
 
@@ -285,4 +311,31 @@ pub fn graph_hash(g: &Graph) -> GraphHash {
         h.u128(d);
     }
     GraphHash(h.0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The zero-run shortcut of `u64`/`u128` hashes exactly what byte-by-byte FNV-1a does:
+    /// hashes are stored on disk, so the encoding must never drift.
+    #[test]
+    fn integers_hash_byte_by_byte() {
+        let u64s = [0u64, 1, 0xff, 0x100, 0x1234_5678, u64::MAX, 1 << 63, 0x00ff_0000_0000];
+        for v in u64s {
+            let mut fast = Fnv::new();
+            fast.u64(v);
+            let mut slow = Fnv::new();
+            slow.bytes(&v.to_le_bytes());
+            assert_eq!(fast.0, slow.0, "{v:#x}");
+        }
+        let u128s = [0u128, 7, u128::MAX, 1 << 100, FNV_OFFSET, 0xdead_beef];
+        for v in u128s {
+            let mut fast = Fnv::new();
+            fast.str("x").u128(v);
+            let mut slow = Fnv::new();
+            slow.str("x").bytes(&v.to_le_bytes());
+            assert_eq!(fast.0, slow.0, "{v:#x}");
+        }
+    }
 }
