@@ -321,7 +321,16 @@ mod tests {
     /// hashes are stored on disk, so the encoding must never drift.
     #[test]
     fn integers_hash_byte_by_byte() {
-        let u64s = [0u64, 1, 0xff, 0x100, 0x1234_5678, u64::MAX, 1 << 63, 0x00ff_0000_0000];
+        let u64s = [
+            0u64,
+            1,
+            0xff,
+            0x100,
+            0x1234_5678,
+            u64::MAX,
+            1 << 63,
+            0x00ff_0000_0000,
+        ];
         for v in u64s {
             let mut fast = Fnv::new();
             fast.u64(v);

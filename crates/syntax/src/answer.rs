@@ -498,14 +498,16 @@ pub fn extract(answer: &str) -> Result<Extraction, Diagnostic> {
         Some((_, _, close)) => close,
         None => ls[hi_line - 1].hi,
     };
-    let mut blanked = Vec::with_capacity(answer.len());
-    for (i, b) in answer.bytes().enumerate() {
-        blanked.push(if (lo..hi).contains(&i) || b == b'\n' {
-            b
-        } else {
-            b' '
-        });
-    }
+    // The program's bytes are copied whole; only the (usually short) rest is blanked byte by
+    // byte, which matters for a 10,000-line editor buffer checked on every change.
+    let bytes = answer.as_bytes();
+    let (lo_b, hi_b) = (lo.min(bytes.len()), hi.min(bytes.len()));
+    let hi_b = hi_b.max(lo_b);
+    let blank = |b: &u8| if *b == b'\n' { b'\n' } else { b' ' };
+    let mut blanked = Vec::with_capacity(bytes.len());
+    blanked.extend(bytes.get(..lo_b).unwrap_or(&[]).iter().map(blank));
+    blanked.extend_from_slice(bytes.get(lo_b..hi_b).unwrap_or(&[]));
+    blanked.extend(bytes.get(hi_b..).unwrap_or(&[]).iter().map(blank));
     if let Some((q, from, to)) = quoted {
         unescape_in_place(&mut blanked, from, to, q);
         // The opening quote becomes a line break, so the program's first line starts at
