@@ -157,3 +157,79 @@ impl StreamData {
             .sum()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use proptest::prelude::*;
+
+    use super::*;
+
+    /// The value of a view, element by element through `elem_offset`.
+    fn through_offsets(f: &FieldData, len: usize) -> Option<Vec<f32>> {
+        let count = usize::try_from(f.len()).unwrap() / len;
+        let mut out = Vec::new();
+        for e in 0..count {
+            let o = f.elem_offset(e, len)?;
+            out.extend_from_slice(&f.data[o..o + len]);
+        }
+        Some(out)
+    }
+
+    #[test]
+    fn a_repeat_view_reads_like_the_copy() {
+        // [a b][c d] with each element twice, then the whole thing three times
+        let f = FieldData::new(vec![1.0, 2.0, 3.0, 4.0], vec![2])
+            .repeated(2, 2)
+            .repeated(8, 3);
+        assert_eq!(f.len(), 24);
+        let m = f.materialised();
+        assert!(m.reps.is_empty());
+        assert_eq!(&m.data[..8], &[1.0, 2.0, 1.0, 2.0, 3.0, 4.0, 3.0, 4.0]);
+        assert_eq!(through_offsets(&f, 2).unwrap(), *m.data);
+        // an element of 4 scalars straddles the inner repeat's blocks of 2: not contiguous
+        assert_eq!(f.elem_offset(0, 4), None);
+        // element 1 repeats element 0 (stride 0), element 2 starts the next block
+        assert_eq!(f.affine_run(0, 1, 2, 10), Some((0, 0, 2)));
+        assert_eq!(f.affine_run(2, 1, 2, 10), Some((2, 0, 2)));
+    }
+
+    proptest! {
+        #[test]
+        fn views_agree_with_their_materialisation(
+            n_elems in 1usize..6,
+            len in 1usize..4,
+            reps in proptest::collection::vec((1usize..3, 1usize..4), 1..3),
+            step in 1usize..4,
+        ) {
+            let data: Vec<f32> = (0..n_elems * len).map(|i| i as f32).collect();
+            let mut f = FieldData::new(data, vec![len]);
+            let mut total = n_elems * len;
+            for (blocks, n) in reps {
+                // a block of whole elements that divides the current value
+                let b = len * blocks;
+                if total % b != 0 {
+                    continue;
+                }
+                f = f.repeated(b, n);
+                total *= n;
+            }
+            let m = f.materialised();
+            prop_assert_eq!(m.data.len() as u64, f.len());
+            prop_assert_eq!(through_offsets(&f, len).unwrap(), m.data.to_vec());
+            // every affine run really is affine
+            let count = total / len;
+            let mut e = 0;
+            while e < count {
+                let max = (count - e).div_ceil(step);
+                let (o, s, run) = f.affine_run(e, step, len, max).unwrap();
+                prop_assert!(run >= 1 && run <= max);
+                for k in 0..run {
+                    prop_assert_eq!(f.elem_offset(e + k * step, len), Some(o + k * s));
+                }
+                e += run * step;
+            }
+        }
+    }
+}
