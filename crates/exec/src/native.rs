@@ -311,6 +311,9 @@ pub(crate) struct PreMap<'a> {
     pub facts: FnFacts<'a>,
 }
 
+/// The fused Map's kernel, its output lengths and the buffers one step maps into.
+type PreState<'e> = (Ready<'e>, Vec<usize>, Vec<Vec<f32>>);
+
 /// One kernel ready to run: the compiled function and its `input_data` slices.
 struct Ready<'e> {
     k: Arc<NativeFn>,
@@ -373,7 +376,7 @@ fn lane_outs<'b>(bufs: &'b mut [Vec<f32>], lens: &[usize], l0: usize) -> Vec<Out
 #[allow(clippy::too_many_arguments)]
 fn fold_step(
     fk: &mut Ready<'_>,
-    pre: &mut Option<(Ready<'_>, Vec<usize>, Vec<Vec<f32>>)>,
+    pre: &mut Option<PreState<'_>>,
     input: &StreamData,
     lens: &[usize],
     cur: &[Vec<f32>],
@@ -439,7 +442,7 @@ pub(crate) fn fold(
         chunk = chunk.min(chunk_lanes(pk, outer));
     }
     let mut fk = Ready::new(k, env)?;
-    let mut pre: Option<(Ready<'_>, Vec<usize>, Vec<Vec<f32>>)> = match (pk, premap) {
+    let mut pre: Option<PreState<'_>> = match (pk, premap) {
         (Some(pk), Some(p)) => {
             let plens: Vec<usize> = p.facts.outs.iter().map(|s| s.iter().product()).collect();
             // the step's mapped elements are scratch too
