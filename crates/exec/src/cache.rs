@@ -217,7 +217,8 @@ fn prepare_seed(
             let buf = Arc::new(f.data);
             // `input_data['X']` is the first field (DESIGN §7 names whole tensors).
             if k == 0 {
-                let tensor = Tensor::from_f32(f.shape, buf.as_ref().clone())
+                // shares the buffer: at model dims an input is hundreds of megabytes
+                let tensor = Tensor::from_f32_shared(f.shape, Arc::clone(&buf))
                     .map_err(|e| ExecError::task(Diagnostic::new(Code::E0701, e.message)))?;
                 env.set_data(t.name.clone(), tensor);
             }

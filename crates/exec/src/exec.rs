@@ -26,8 +26,8 @@ use stepforge_diag::codes::Code;
 use stepforge_diag::{Diagnostic, Span};
 use stepforge_ir::func::{Body, TaskFunctions};
 use stepforge_ir::{
-    Dim, DimEnv, DynDim, ElemType, Extent, FnId, FnKind, Graph, Instance, Op, OpKind, StreamId,
-    StreamShape,
+    Dim, DimEnv, DynDim, ElemType, Extent, FnId, FnKind, Graph, Instance, Op, OpId, OpKind,
+    StreamId, StreamShape,
 };
 use stepforge_tensor::{Tensor, fmt_shape};
 
@@ -263,8 +263,12 @@ impl<'g> Prepared<'g> {
                 .map(|s| g.consumers(s.id).len())
                 .collect(),
             results: vec![None; g.outputs().len()],
+            fused: Vec::new(),
         };
         for &id in g.topo_order() {
+            if run.fused.contains(&id) {
+                continue;
+            }
             let op = g.op(id);
             run.clock.check(op.span)?;
             run.step(op, inputs)?;
@@ -383,6 +387,28 @@ struct Run<'a, 'g> {
     vals: Vec<Option<StreamData>>,
     remaining: Vec<usize>,
     results: Vec<Option<StreamData>>,
+    /// Ops already run, fused into the Map that feeds them.
+    fused: Vec<OpId>,
+}
+
+/// Whether `kind` takes repeat views as they are (shape-only ops pass them on; Map and
+/// Accum/Scan read them natively or materialise them before interpreting).
+fn reads_views(kind: &OpKind) -> bool {
+    matches!(
+        kind,
+        OpKind::Map { .. }
+            | OpKind::Accum { .. }
+            | OpKind::Scan { .. }
+            | OpKind::Zip
+            | OpKind::Copy
+            | OpKind::Bufferize { .. }
+            | OpKind::Streamify
+            | OpKind::Promote { .. }
+            | OpKind::Flatten { .. }
+            | OpKind::Reshape { .. }
+            | OpKind::Repeat { .. }
+            | OpKind::RepeatRef
+    )
 }
 
 /// The stream element `e` of `field` as a tensor.
@@ -416,7 +442,7 @@ fn static_shape_matches(sh: &StreamShape, v: &StreamData) -> bool {
                 && checked_product(&v.dims)
                     .zip(checked_product(&f.elem_shape))
                     .and_then(|(a, b)| a.checked_mul(b))
-                    == Some(f.data.len() as u64)
+                    == Some(f.len())
         })
 }
 
@@ -443,7 +469,7 @@ fn append<T: std::borrow::Borrow<Tensor>>(out: &mut [Vec<f32>], res: &[T]) {
     }
 }
 
-impl Run<'_, '_> {
+impl<'g> Run<'_, 'g> {
     fn take(&mut self, s: StreamId, span: Span) -> Result<StreamData, ExecError> {
         let i = s.index();
         let left = self
@@ -521,7 +547,12 @@ impl Run<'_, '_> {
         let graph = self.p.graph;
         let mut ins = Vec::with_capacity(graph.inputs_of(op.id).len());
         for &s in graph.inputs_of(op.id) {
-            ins.push(self.take(s, span)?);
+            let v = self.take(s, span)?;
+            ins.push(if reads_views(&op.kind) {
+                v
+            } else {
+                self.materialise(v, span)?
+            });
         }
         let outs: Vec<StreamData> = match &op.kind {
             OpKind::Input { index, name } => {
@@ -541,7 +572,19 @@ impl Run<'_, '_> {
                 *slot = Some(v);
                 Vec::new()
             }
-            OpKind::Map { f } => vec![self.map(*f, &ins, span)?],
+            OpKind::Map { f } => {
+                if let Some((fold_op, v)) = self.map_fold(op, *f, &ins)? {
+                    // the Map's stream was never built; its reader is done too
+                    for &sid in graph.outputs_of(op.id) {
+                        if let Some(r) = self.remaining.get_mut(sid.index()) {
+                            *r = 0;
+                        }
+                    }
+                    self.fused.push(fold_op.id);
+                    return self.store(fold_op, vec![v]);
+                }
+                vec![self.map(*f, &ins, span)?]
+            }
             OpKind::Accum { f, b } => vec![self.fold(*f, *b, false, one(ins, span)?, span)?],
             OpKind::Scan { f, b } => vec![self.fold(*f, *b, true, one(ins, span)?, span)?],
             OpKind::Zip => {
@@ -681,7 +724,13 @@ impl Run<'_, '_> {
             OpKind::Partition { n, sel_dims } => self.partition(op, *n, *sel_dims, ins)?,
             OpKind::Merge { f, n } => vec![self.merge(*f, *n, ins, span)?],
         };
-        let op_outputs = graph.outputs_of(op.id);
+        self.store(op, outs)
+    }
+
+    /// Keeps the streams `op` produced for their readers (after checking their types).
+    fn store(&mut self, op: &Op, outs: Vec<StreamData>) -> Result<(), ExecError> {
+        let span = op.span;
+        let op_outputs = self.p.graph.outputs_of(op.id);
         if outs.len() != op_outputs.len() {
             return Err(internal(
                 format!(
@@ -723,7 +772,7 @@ impl Run<'_, '_> {
                     && checked_product(&v.dims)
                         .zip(checked_product(&f.elem_shape))
                         .and_then(|(a, b)| a.checked_mul(b))
-                        == Some(f.data.len() as u64)
+                        == Some(f.len())
             });
         if ok {
             Ok(())
@@ -762,6 +811,7 @@ impl Run<'_, '_> {
             out.push(FieldData {
                 data: Arc::clone(d),
                 elem_shape,
+                reps: Vec::new(),
             });
         }
         Ok(StreamData { dims, fields: out })
@@ -1023,6 +1073,11 @@ impl Run<'_, '_> {
         ) {
             return Ok(plan.stream(dims, res));
         }
+        let mut flat = Vec::with_capacity(ins.len());
+        for s in ins {
+            flat.push(self.materialise(s.clone(), span)?);
+        }
+        let fields: Vec<&FieldData> = flat.iter().flat_map(|s| s.fields.iter()).collect();
         let batched = match count >= MIN_LANES && self.batched_fn(plan).is_some() {
             true => self.map_batched(plan, &fields, count, span)?,
             false => None,
@@ -1039,6 +1094,81 @@ impl Run<'_, '_> {
         }
         plan.native.record_interp(t0);
         Ok(plan.stream(dims, out))
+    }
+
+    /// A Map whose only reader is an Accum/Scan (reading nothing else), run natively as
+    /// one loop with it: each fold step maps just the elements it folds, so the Map's stream
+    /// is never built. `None` when that does not apply or either function stays
+    /// interpreted; the ops then run one by one.
+    fn map_fold(
+        &mut self,
+        op: &Op,
+        f: FnId,
+        ins: &[StreamData],
+    ) -> Result<Option<(&'g Op, StreamData)>, ExecError> {
+        let graph = self.p.graph;
+        if self.limits.jit == crate::native::JitMode::Never {
+            return Ok(None);
+        }
+        let [sid] = graph.outputs_of(op.id) else {
+            return Ok(None);
+        };
+        let [reader] = graph.consumers(*sid) else {
+            return Ok(None);
+        };
+        let fold_op = graph.op(reader.op);
+        let (g, b, scan) = match &fold_op.kind {
+            OpKind::Accum { f, b } => (*f, *b, false),
+            OpKind::Scan { f, b } => (*f, *b, true),
+            _ => return Ok(None),
+        };
+        let Some(first) = ins.first() else {
+            return Ok(None);
+        };
+        if graph.inputs_of(reader.op) != [*sid]
+            || b == 0
+            || b >= first.dims.len()
+            || ins.iter().any(|s| s.dims != first.dims)
+        {
+            return Ok(None);
+        }
+        let mplan = plan_of(self.p, f, op.span)?;
+        let plan = plan_of(self.p, g, fold_op.span)?;
+        let Some(init) = plan.init.as_ref() else {
+            return Ok(None);
+        };
+        let Some(init_data) = init.iter().map(|t| t.as_f32()).collect::<Option<Vec<_>>>() else {
+            return Ok(None);
+        };
+        let inner: usize = first.dims[..b].iter().product();
+        let outer: usize = first.dims[b..].iter().product();
+        let (dims, count) = if scan {
+            (first.dims.clone(), first.count())
+        } else {
+            (first.dims[b..].to_vec(), outer)
+        };
+        self.alloc_outputs(plan, count, ins, fold_op.span)?;
+        let input = StreamData {
+            dims: first.dims.clone(),
+            fields: ins.iter().flat_map(|s| s.fields.iter().cloned()).collect(),
+        };
+        let pre = crate::native::PreMap {
+            slot: &mplan.native,
+            facts: mplan.facts(),
+        };
+        let res = crate::native::fold(
+            &plan.native,
+            &plan.facts(),
+            Some(&pre),
+            self.env,
+            self.limits.jit,
+            &init_data,
+            &input,
+            inner,
+            outer,
+            scan,
+        );
+        Ok(res.map(|r| (fold_op, plan.stream(dims, r))))
     }
 
     fn fold(
@@ -1075,6 +1205,7 @@ impl Run<'_, '_> {
             && let Some(res) = crate::native::fold(
                 &plan.native,
                 &plan.facts(),
+                None,
                 self.env,
                 self.limits.jit,
                 &init_data,
@@ -1086,6 +1217,7 @@ impl Run<'_, '_> {
         {
             return Ok(plan.stream(dims, res));
         }
+        let input = self.materialise(input, span)?;
         if outer >= MIN_LANES
             && self.batched_fn(plan).is_some()
             && let Some(res) = self.fold_batched(plan, init, &input, inner, outer, scan, span)?
@@ -1112,7 +1244,9 @@ impl Run<'_, '_> {
         Ok(plan.stream(dims, out))
     }
 
-    /// Repeats every element of `s` `n` times in a row; the result has `dims`.
+    /// Repeats every element of `s` `n` times in a row; the result has `dims`. The result is
+    /// a view of `s`'s buffers (no copy): its size is checked against the tensor limit here
+    /// and against the live-bytes limit where a consumer materialises it.
     fn repeat(
         &mut self,
         s: StreamData,
@@ -1120,29 +1254,38 @@ impl Run<'_, '_> {
         dims: Vec<usize>,
         span: Span,
     ) -> Result<StreamData, ExecError> {
-        let count = s.count();
+        let mut fields = Vec::with_capacity(s.fields.len());
+        for f in s.fields {
+            let total = f.len().checked_mul(n as u64);
+            if total.is_none_or(|t| t > self.limits.max_tensor_elements) {
+                // the same diagnostic as an allocation of that size
+                self.reserve(total, &[], span, "the repeated stream")?;
+            }
+            let len = f.elem_len();
+            fields.push(f.repeated(len, n));
+        }
+        Ok(StreamData { dims, fields })
+    }
+
+    /// `s` without views: what every consumer but the shape-only ops and the native loops
+    /// reads. A materialised view is a new buffer, so it is checked against the limits.
+    fn materialise(&mut self, s: StreamData, span: Span) -> Result<StreamData, ExecError> {
+        if s.fields.iter().all(|f| f.reps.is_empty()) {
+            return Ok(s);
+        }
         let held = std::slice::from_ref(&s);
         let mut fields = Vec::with_capacity(s.fields.len());
         for f in &s.fields {
-            let len = f.elem_len();
-            let total = (count as u64)
-                .checked_mul(n as u64)
-                .and_then(|x| x.checked_mul(len as u64));
-            let cap = self.reserve(total, held, span, "the repeated stream")?;
-            let mut d = Vec::with_capacity(cap);
-            for e in 0..count {
-                self.clock.tick(span)?;
-                let chunk = f
-                    .data
-                    .get(e * len..(e + 1) * len)
-                    .ok_or_else(|| internal("stream element out of range", span))?;
-                for _ in 0..n {
-                    d.extend_from_slice(chunk);
-                }
+            if !f.reps.is_empty() {
+                self.reserve(Some(f.len()), held, span, "the repeated stream")?;
+                self.clock.check(span)?;
             }
-            fields.push(FieldData::new(d, f.elem_shape.clone()));
+            fields.push(f.materialised());
         }
-        Ok(StreamData { dims, fields })
+        Ok(StreamData {
+            dims: s.dims,
+            fields,
+        })
     }
 
     /// The set bits of selector element `j` (a nonzero entry is a set bit).

@@ -243,6 +243,29 @@ fn chunk_lanes(k: &NativeFn, total: usize) -> usize {
     (SCRATCH_ELEMS / per).clamp(1, total.max(1))
 }
 
+/// The inputs of one native call over the stream elements `e0 + k·step` (k < `max`): the
+/// first run of them that every field holds at a constant stride, and its length (≥ 1).
+/// `None` when an element of a view is not contiguous in its buffer.
+fn lane_run<'f>(
+    fields: impl Iterator<Item = &'f FieldData>,
+    e0: usize,
+    step: usize,
+    max: usize,
+) -> Option<(Vec<In<'f>>, usize)> {
+    let mut lanes = max.max(1);
+    let mut ins = Vec::new();
+    for fd in fields {
+        let (offset, lane_stride, run) = fd.affine_run(e0, step, fd.elem_len(), lanes)?;
+        lanes = lanes.min(run);
+        ins.push(In {
+            data: &fd.data,
+            offset,
+            lane_stride,
+        });
+    }
+    Some((ins, lanes))
+}
+
 /// A Map over `count` elements natively; `None` to interpret.
 pub(crate) fn map(
     slot: &NativeSlot,
@@ -261,15 +284,7 @@ pub(crate) fn map(
     let mut scratch = Vec::new();
     let mut start = 0;
     while start < count {
-        let lanes = chunk.min(count - start);
-        let ins: Vec<In<'_>> = fields
-            .iter()
-            .map(|fd| In {
-                data: &fd.data,
-                offset: start * fd.elem_len(),
-                lane_stride: fd.elem_len(),
-            })
-            .collect();
+        let (ins, lanes) = lane_run(fields.iter().copied(), start, 1, chunk.min(count - start))?;
         let mut outs: Vec<Out<'_>> = out
             .iter_mut()
             .zip(&out_lens)
@@ -289,12 +304,120 @@ pub(crate) fn map(
     Some(out)
 }
 
+/// A Map fused in front of a fold: its kernel computes each fold step's inputs for all lanes
+/// into a small buffer, so the Map's stream is never built.
+pub(crate) struct PreMap<'a> {
+    pub slot: &'a NativeSlot,
+    pub facts: FnFacts<'a>,
+}
+
+/// The fused Map's kernel, its output lengths and the buffers one step maps into.
+type PreState<'e> = (Ready<'e>, Vec<usize>, Vec<Vec<f32>>);
+
+/// One kernel ready to run: the compiled function and its `input_data` slices.
+struct Ready<'e> {
+    k: Arc<NativeFn>,
+    data: Vec<&'e [f32]>,
+    scratch: Vec<f32>,
+}
+
+impl<'e> Ready<'e> {
+    fn new(k: Arc<NativeFn>, env: &'e Env) -> Option<Ready<'e>> {
+        let data = data_slices(&k, env)?;
+        Some(Ready {
+            k,
+            data,
+            scratch: Vec::new(),
+        })
+    }
+
+    fn run(
+        &mut self,
+        lanes: usize,
+        ins: &[In<'_>],
+        st: &[In<'_>],
+        outs: &mut [Out<'_>],
+    ) -> Option<()> {
+        self.k
+            .compiled
+            .kernel
+            .run(lanes, ins, st, outs, &self.data, &mut self.scratch)
+            .ok()
+    }
+}
+
+/// `In`s over lanes `l0..` of per-lane buffers `bufs` (element lengths `lens`).
+fn lane_ins<'b>(bufs: &'b [Vec<f32>], lens: &[usize], l0: usize) -> Vec<In<'b>> {
+    bufs.iter()
+        .zip(lens)
+        .map(|(c, &l)| In {
+            data: c,
+            offset: l0 * l,
+            lane_stride: l,
+        })
+        .collect()
+}
+
+fn lane_outs<'b>(bufs: &'b mut [Vec<f32>], lens: &[usize], l0: usize) -> Vec<Out<'b>> {
+    bufs.iter_mut()
+        .zip(lens)
+        .map(|(n, &l)| Out {
+            data: n,
+            offset: l0 * l,
+            lane_stride: l,
+        })
+        .collect()
+}
+
+/// One fold step over `lanes` lanes from fold `o0` on: lane `o` reads stream element
+/// `(o0+o)·inner + i` (through the fused Map when there is one), folds it into `cur` and
+/// writes `next`. One call per run of lanes whose elements lie at a constant stride (one
+/// run unless the input is a view).
+#[allow(clippy::too_many_arguments)]
+fn fold_step(
+    fk: &mut Ready<'_>,
+    pre: &mut Option<PreState<'_>>,
+    input: &StreamData,
+    lens: &[usize],
+    cur: &[Vec<f32>],
+    next: &mut [Vec<f32>],
+    (o0, lanes, inner, i): (usize, usize, usize, usize),
+) -> Option<()> {
+    let mut l0 = 0;
+    while l0 < lanes {
+        let first = (o0 + l0) * inner + i;
+        let (ins, n) = lane_run(input.fields.iter(), first, inner, lanes - l0)?;
+        match pre {
+            None => fk.run(
+                n,
+                &ins,
+                &lane_ins(cur, lens, l0),
+                &mut lane_outs(next, lens, l0),
+            )?,
+            Some((pk, plens, mid)) => pk.run(n, &ins, &[], &mut lane_outs(mid, plens, l0))?,
+        }
+        l0 += n;
+    }
+    if let Some((_, plens, mid)) = pre {
+        let ins = lane_ins(mid, plens, 0);
+        fk.run(
+            lanes,
+            &ins,
+            &lane_ins(cur, lens, 0),
+            &mut lane_outs(next, lens, 0),
+        )?;
+    }
+    Some(())
+}
+
 /// Accum (`scan == false`) or Scan over `outer` independent folds of `inner` steps natively;
-/// `None` to interpret. `init` holds one element per state field.
+/// `None` to interpret. `init` holds one element per state field. With `pre`, the fold's
+/// input is that Map applied to `input` (computed step by step, never whole).
 #[allow(clippy::too_many_arguments)]
 pub(crate) fn fold(
     slot: &NativeSlot,
     f: &FnFacts<'_>,
+    premap: Option<&PreMap<'_>>,
     env: &Env,
     mode: JitMode,
     init: &[&[f32]],
@@ -303,54 +426,45 @@ pub(crate) fn fold(
     outer: usize,
     scan: bool,
 ) -> Option<Vec<Vec<f32>>> {
-    let k = slot.kernel(f, env, mode, inner.saturating_mul(outer))?;
+    let work = inner.saturating_mul(outer);
+    let k = slot.kernel(f, env, mode, work)?;
+    let pk = match premap {
+        Some(p) => Some(p.slot.kernel(&p.facts, env, mode, work)?),
+        None => None,
+    };
     let t = Instant::now();
-    let data = data_slices(&k, env)?;
     let lens: Vec<usize> = f.outs.iter().map(|s| s.iter().product()).collect();
     if init.len() != lens.len() || init.iter().zip(&lens).any(|(i, &l)| i.len() != l) {
         return None;
     }
+    let mut chunk = chunk_lanes(&k, outer);
+    if let Some(pk) = &pk {
+        chunk = chunk.min(chunk_lanes(pk, outer));
+    }
+    let mut fk = Ready::new(k, env)?;
+    let mut pre: Option<PreState<'_>> = match (pk, premap) {
+        (Some(pk), Some(p)) => {
+            let plens: Vec<usize> = p.facts.outs.iter().map(|s| s.iter().product()).collect();
+            // the step's mapped elements are scratch too
+            let per: usize = plens.iter().sum();
+            chunk = chunk.min((SCRATCH_ELEMS / per.max(1)).clamp(1, outer.max(1)));
+            Some((Ready::new(pk, env)?, plens, Vec::new()))
+        }
+        _ => None,
+    };
     let steps = if scan { inner } else { 1 };
     let mut out: Vec<Vec<f32>> = lens.iter().map(|&l| vec![0.0; outer * steps * l]).collect();
-    let chunk = chunk_lanes(&k, outer);
-    let mut scratch = Vec::new();
     let mut o0 = 0;
     while o0 < outer {
         let lanes = chunk.min(outer - o0);
         let mut cur: Vec<Vec<f32>> = init.iter().map(|i| i.repeat(lanes)).collect();
         let mut next: Vec<Vec<f32>> = lens.iter().map(|&l| vec![0.0; lanes * l]).collect();
+        if let Some((_, plens, mid)) = &mut pre {
+            *mid = plens.iter().map(|&l| vec![0.0; lanes * l]).collect();
+        }
         for i in 0..inner {
-            let ins: Vec<In<'_>> = input
-                .fields
-                .iter()
-                .map(|fd| In {
-                    data: &fd.data,
-                    offset: (o0 * inner + i) * fd.elem_len(),
-                    lane_stride: inner * fd.elem_len(),
-                })
-                .collect();
-            let st: Vec<In<'_>> = cur
-                .iter()
-                .zip(&lens)
-                .map(|(c, &l)| In {
-                    data: c,
-                    offset: 0,
-                    lane_stride: l,
-                })
-                .collect();
-            let mut outs: Vec<Out<'_>> = next
-                .iter_mut()
-                .zip(&lens)
-                .map(|(n, &l)| Out {
-                    data: n,
-                    offset: 0,
-                    lane_stride: l,
-                })
-                .collect();
-            k.compiled
-                .kernel
-                .run(lanes, &ins, &st, &mut outs, &data, &mut scratch)
-                .ok()?;
+            let at = (o0, lanes, inner, i);
+            fold_step(&mut fk, &mut pre, input, &lens, &cur, &mut next, at)?;
             if scan {
                 for ((dst, src), &l) in out.iter_mut().zip(&next).zip(&lens) {
                     for (o, row) in src.chunks_exact(l.max(1)).enumerate().take(lanes) {
@@ -369,6 +483,9 @@ pub(crate) fn fold(
         o0 += lanes;
     }
     slot.record_native(t);
+    if let Some(p) = premap {
+        p.slot.record_native(t);
+    }
     Some(out)
 }
 
@@ -571,7 +688,7 @@ mod tests {
             let (fx, fy) = c.fields();
             let input = StreamData { dims: vec![inner, outer], fields: vec![fx, fy] };
             let slot = NativeSlot::default();
-            let got = fold(&slot, &facts, &c.env, JitMode::Always, &[&init], &input, inner, outer, scan);
+            let got = fold(&slot, &facts, None, &c.env, JitMode::Always, &[&init], &input, inner, outer, scan);
             prop_assert!(got.is_some(), "{}: {:?}", src, slot.report("f").fallback);
             check(&got.unwrap()[0], &want, &src)?;
         }

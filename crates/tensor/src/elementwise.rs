@@ -265,7 +265,7 @@ impl Tensor {
         let b = other.cast_cow(dtype);
         let (sa, sb) = (&self.shape[..], &other.shape[..]);
         let data = match (&a.data, &b.data) {
-            (Data::F32(x), Data::F32(y)) => Data::F32(match op {
+            (Data::F32(x), Data::F32(y)) => Data::F32(crate::F32Buf::from(match op {
                 BinaryOp::Add => zip_bcast(x, sa, y, sb, &out, |p, q| p + q)?,
                 BinaryOp::Sub => zip_bcast(x, sa, y, sb, &out, |p, q| p - q)?,
                 BinaryOp::Mul => zip_bcast(x, sa, y, sb, &out, |p, q| p * q)?,
@@ -277,7 +277,7 @@ impl Tensor {
                 })?,
                 BinaryOp::Max => zip_bcast(x, sa, y, sb, &out, nan_max)?,
                 BinaryOp::Min => zip_bcast(x, sa, y, sb, &out, nan_min)?,
-            }),
+            })),
             (Data::I64(x), Data::I64(y)) => {
                 if matches!(op, BinaryOp::FloorDiv | BinaryOp::Rem) && y.contains(&0) {
                     return Err(TensorError::invalid("integer division by zero"));
@@ -393,7 +393,7 @@ impl Tensor {
                 .collect()
         }
         let data = match (&a.data, &b.data) {
-            (Data::F32(x), Data::F32(y)) => Data::F32(pick(c, x, y)),
+            (Data::F32(x), Data::F32(y)) => Data::F32(pick(c, x, y).into()),
             (Data::I64(x), Data::I64(y)) => Data::I64(pick(c, x, y)),
             (Data::Bool(x), Data::Bool(y)) => Data::Bool(pick(c, x, y)),
             _ => return Err(TensorError::invalid("internal error: dtype promotion")),
@@ -485,7 +485,7 @@ impl Tensor {
                     Data::F32(v) => v.iter().map(|&x| f(f64::from(x)) as f32).collect(),
                     _ => self.to_f64_vec().into_iter().map(|x| f(x) as f32).collect(),
                 };
-                Ok(Tensor::raw(shape, Data::F32(v)))
+                Ok(Tensor::raw(shape, Data::F32(v.into())))
             }
         }
     }

@@ -66,7 +66,67 @@ impl fmt::Display for DType {
 pub enum Data {
     Bool(Vec<bool>),
     I64(Vec<i64>),
-    F32(Vec<f32>),
+    F32(F32Buf),
+}
+
+/// f32 storage, shared between tensors (and with a caller's `Arc<Vec<f32>>`, see
+/// [`Tensor::from_f32_shared`]) until one of them writes: writes copy first
+/// (`Arc::make_mut`). At model dims an input tensor is hundreds of megabytes, and the
+/// verifier hands the same data to the references and to the program.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct F32Buf(std::sync::Arc<Vec<f32>>);
+
+impl F32Buf {
+    /// The shared buffer itself (no copy).
+    pub fn shared(&self) -> std::sync::Arc<Vec<f32>> {
+        std::sync::Arc::clone(&self.0)
+    }
+
+    /// The values as an owned `Vec` (no copy when this is the only reference).
+    pub fn into_vec(self) -> Vec<f32> {
+        std::sync::Arc::unwrap_or_clone(self.0)
+    }
+}
+
+impl From<Vec<f32>> for F32Buf {
+    fn from(v: Vec<f32>) -> F32Buf {
+        F32Buf(std::sync::Arc::new(v))
+    }
+}
+
+impl FromIterator<f32> for F32Buf {
+    fn from_iter<I: IntoIterator<Item = f32>>(it: I) -> F32Buf {
+        F32Buf::from(it.into_iter().collect::<Vec<f32>>())
+    }
+}
+
+impl std::ops::Deref for F32Buf {
+    type Target = Vec<f32>;
+    fn deref(&self) -> &Vec<f32> {
+        &self.0
+    }
+}
+
+impl std::ops::DerefMut for F32Buf {
+    fn deref_mut(&mut self) -> &mut Vec<f32> {
+        std::sync::Arc::make_mut(&mut self.0)
+    }
+}
+
+impl<'a> IntoIterator for &'a F32Buf {
+    type Item = &'a f32;
+    type IntoIter = std::slice::Iter<'a, f32>;
+    fn into_iter(self) -> Self::IntoIter {
+        self.0.iter()
+    }
+}
+
+impl<'a> IntoIterator for &'a mut F32Buf {
+    type Item = &'a mut f32;
+    type IntoIter = std::slice::IterMut<'a, f32>;
+    fn into_iter(self) -> Self::IntoIter {
+        std::sync::Arc::make_mut(&mut self.0).iter_mut()
+    }
 }
 
 impl Data {
@@ -192,7 +252,20 @@ impl Tensor {
     }
 
     pub fn from_f32(shape: Vec<usize>, data: Vec<f32>) -> Result<Tensor> {
-        Tensor::new(shape, Data::F32(data))
+        Tensor::new(shape, Data::F32(data.into()))
+    }
+
+    /// A tensor over `data` without copying it (it is copied only if the tensor is written).
+    pub fn from_f32_shared(shape: Vec<usize>, data: std::sync::Arc<Vec<f32>>) -> Result<Tensor> {
+        Tensor::new(shape, Data::F32(F32Buf(data)))
+    }
+
+    /// The f32 buffer itself, shared (no copy); `None` for other dtypes.
+    pub fn f32_shared(&self) -> Option<std::sync::Arc<Vec<f32>>> {
+        match &self.data {
+            Data::F32(v) => Some(v.shared()),
+            _ => None,
+        }
     }
 
     pub fn from_i64(shape: Vec<usize>, data: Vec<i64>) -> Result<Tensor> {
@@ -210,7 +283,7 @@ impl Tensor {
     }
 
     pub fn scalar_f32(x: f32) -> Tensor {
-        Tensor::raw(Vec::new(), Data::F32(vec![x]))
+        Tensor::raw(Vec::new(), Data::F32(vec![x].into()))
     }
 
     pub fn scalar_i64(x: i64) -> Tensor {
@@ -233,7 +306,7 @@ impl Tensor {
     pub fn full(shape: &[usize], value: Scalar, dtype: DType) -> Result<Tensor> {
         let n = limits::checked_numel(shape)?;
         let data = match dtype {
-            DType::F32 => Data::F32(vec![value.as_f64() as f32; n]),
+            DType::F32 => Data::F32(vec![value.as_f64() as f32; n].into()),
             DType::I64 => Data::I64(vec![
                 match value {
                     Scalar::F32(x) => x as i64,
@@ -285,9 +358,9 @@ impl Tensor {
         }
         let n = count as usize;
         let data = match dtype {
-            DType::F32 => Data::F32(limits::collect_metered("arange", n, |i| {
-                (start + i as f64 * step) as f32
-            })?),
+            DType::F32 => Data::F32(
+                limits::collect_metered("arange", n, |i| (start + i as f64 * step) as f32)?.into(),
+            ),
             DType::I64 => Data::I64(limits::collect_metered("arange", n, |i| {
                 (start + i as f64 * step) as i64
             })?),
@@ -348,7 +421,7 @@ impl Tensor {
     /// The elements converted to f32 (bools are 0/1).
     pub fn to_f32_vec(&self) -> Vec<f32> {
         match &self.data {
-            Data::F32(v) => v.clone(),
+            Data::F32(v) => v.to_vec(),
             Data::I64(v) => v.iter().map(|&x| x as f32).collect(),
             Data::Bool(v) => v.iter().map(|&b| f32::from(u8::from(b))).collect(),
         }
@@ -401,7 +474,7 @@ impl Tensor {
             return self.clone();
         }
         let data = match (dtype, &self.data) {
-            (DType::F32, _) => Data::F32(self.to_f32_vec()),
+            (DType::F32, _) => Data::F32(self.to_f32_vec().into()),
             (DType::I64, Data::F32(v)) => Data::I64(v.iter().map(|&x| x as i64).collect()),
             (DType::I64, Data::Bool(v)) => Data::I64(v.iter().map(|&b| i64::from(b)).collect()),
             (DType::I64, Data::I64(v)) => Data::I64(v.clone()),
@@ -558,7 +631,7 @@ impl Tensor {
         offset: isize,
     ) -> Result<Tensor> {
         let data = match &self.data {
-            Data::F32(v) => Data::F32(gather_view(v, &shape, strides, offset)?),
+            Data::F32(v) => Data::F32(gather_view(v, &shape, strides, offset)?.into()),
             Data::I64(v) => Data::I64(gather_view(v, &shape, strides, offset)?),
             Data::Bool(v) => Data::Bool(gather_view(v, &shape, strides, offset)?),
         };

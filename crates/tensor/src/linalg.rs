@@ -489,13 +489,42 @@ fn contract(
     let dtype = a.dtype().promote(b.dtype());
     match (&a.data, &b.data, accumulation()) {
         (Data::F32(x), Data::F32(y), Accumulation::F32) => {
-            Ok(Data::F32(gemm_batched(x, y, offs_a, offs_b, d)?))
+            Ok(Data::F32(gemm_batched(x, y, offs_a, offs_b, d)?.into()))
         }
+        (Data::F32(x), Data::F32(y), Accumulation::F64) => Ok(out_data(
+            dtype,
+            gemm_batched_widened(x, y, offs_a, offs_b, d)?,
+        )),
         _ => {
             let acc = gemm_batched(&a.to_f64_vec(), &b.to_f64_vec(), offs_a, offs_b, d)?;
             Ok(out_data(dtype, acc))
         }
     }
+}
+
+/// [`gemm_batched`] in f64 on f32 operands, widening one batch's matrices at a time: a
+/// reference contraction over a model-dims input (hundreds of megabytes of f32) then needs
+/// f64 copies of one batch entry, not of the whole operand.
+fn gemm_batched_widened(
+    x: &[f32],
+    y: &[f32],
+    offs_a: &[usize],
+    offs_b: &[usize],
+    d: MatDims,
+) -> Result<Vec<f64>> {
+    let MatDims { m, k, n } = d;
+    let internal = || TensorError::invalid("matmul: operand smaller than its shape (internal)");
+    let widen = |v: &[f32], at: usize, len: usize| -> Result<Vec<f64>> {
+        let part = v.get(at..at + len).ok_or_else(internal)?;
+        Ok(part.iter().map(|&z| f64::from(z)).collect())
+    };
+    let mut out = Vec::with_capacity(offs_a.len().saturating_mul(m * n));
+    for (&oa, &ob) in offs_a.iter().zip(offs_b) {
+        let a = widen(x, oa, m * k)?;
+        let b = widen(y, ob, k * n)?;
+        out.extend(gemm_batched(&a, &b, &[0], &[0], d)?);
+    }
+    Ok(out)
 }
 
 /// How contractions (`matmul`, `bmm`, the matmul-shaped `einsum`s) accumulate f32 operands.

@@ -64,9 +64,9 @@ impl Tensor {
         let mut stat_shape = self.shape[..nd - k].to_vec();
         stat_shape.extend(std::iter::repeat_n(1, k));
         Ok((
-            Tensor::raw(self.shape.clone(), Data::F32(out)),
-            Tensor::raw(stat_shape.clone(), Data::F32(means)),
-            Tensor::raw(stat_shape, Data::F32(rstds)),
+            Tensor::raw(self.shape.clone(), Data::F32(out.into())),
+            Tensor::raw(stat_shape.clone(), Data::F32(means.into())),
+            Tensor::raw(stat_shape, Data::F32(rstds.into())),
         ))
     }
 }

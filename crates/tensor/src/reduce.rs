@@ -331,7 +331,7 @@ impl Tensor {
                 }
             }
         }
-        Ok(Tensor::raw(self.shape.clone(), Data::F32(out)))
+        Ok(Tensor::raw(self.shape.clone(), Data::F32(out.into())))
     }
 
     /// `torch.cumprod(x, dim)`.

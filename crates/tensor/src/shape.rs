@@ -433,7 +433,7 @@ fn concat_rows(
                     _ => return Err(TensorError::invalid("internal error: cat dtype")),
                 }
             }
-            Data::$var(go(&slices, widths, outer, cap)?)
+            Data::$var(go(&slices, widths, outer, cap)?.into())
         }};
     }
     let data = match dtype {
