@@ -41,6 +41,16 @@ use crate::stream::{FieldData, StreamData};
 /// the batch layout when a fold makes one call per inner step instead of one per element.
 const MIN_LANES: usize = 2;
 
+/// In `--jit auto`, a function whose plan this many programs have been prepared with runs as
+/// native code whatever the size of its ops. A plan is shared by every candidate program of a
+/// task verified through one cache (a driver `Session`), so a function that hot is worth
+/// compiling once: compiling costs 0.2–1 ms and a native op is 2–9× faster than the
+/// interpreted one at default dims (`stepforge bench --jit`, measured), which the next few
+/// candidates repay. A per-call verification prepares each plan once, so it never gets here
+/// and keeps the size threshold alone. Both tiers agree within the verification tolerance (the
+/// differential tests of `native.rs`).
+const HOT_USES: u64 = 8;
+
 struct FnPlan {
     name: String,
     func: Function,
@@ -59,9 +69,20 @@ struct FnPlan {
     batched: OnceLock<Option<Function>>,
     /// Native code for this function (`crate::native`): compiled on demand, cached here.
     native: crate::native::NativeSlot,
+    /// How many programs were prepared with this plan (see [`HOT_USES`]).
+    uses: std::sync::atomic::AtomicU64,
 }
 
 impl FnPlan {
+    /// The tiering mode for this function's ops: `auto` becomes `always` once the plan is hot.
+    fn jit_mode(&self, asked: crate::native::JitMode) -> crate::native::JitMode {
+        let hot = self.uses.load(std::sync::atomic::Ordering::Relaxed) >= HOT_USES;
+        match asked {
+            crate::native::JitMode::Auto if hot => crate::native::JitMode::Always,
+            mode => mode,
+        }
+    }
+
     fn facts(&self) -> crate::native::FnFacts<'_> {
         crate::native::FnFacts {
             body: self.func.ir(),
@@ -193,12 +214,16 @@ impl<'g> Prepared<'g> {
                 continue;
             }
             let sig = graph.fn_sig(f);
-            if let Some(plan) = plans.get(&sig.name) {
-                *slot = Some(plan);
-                continue;
-            }
-            let plan = Arc::new(prepare_fn(graph, f, functions, env, &dims, op.span)?);
-            plans.insert(&sig.name, plan.clone());
+            let plan = match plans.get(&sig.name) {
+                Some(plan) => plan,
+                None => {
+                    let plan = Arc::new(prepare_fn(graph, f, functions, env, &dims, op.span)?);
+                    plans.insert(&sig.name, plan.clone());
+                    plan
+                }
+            };
+            plan.uses
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
             *slot = Some(plan);
         }
         let instance = graph.instantiate(&dims).ok();
@@ -354,6 +379,7 @@ fn prepare_fn(
         in_shapes,
         batched: OnceLock::new(),
         native: Default::default(),
+        uses: Default::default(),
     })
 }
 
@@ -1017,7 +1043,7 @@ impl Run<'_, '_> {
             &plan.native,
             &plan.facts(),
             self.env,
-            self.limits.jit,
+            plan.jit_mode(self.limits.jit),
             &fields,
             count,
         ) {
@@ -1076,7 +1102,7 @@ impl Run<'_, '_> {
                 &plan.native,
                 &plan.facts(),
                 self.env,
-                self.limits.jit,
+                plan.jit_mode(self.limits.jit),
                 &init_data,
                 &input,
                 inner,
