@@ -41,16 +41,6 @@ use crate::stream::{FieldData, StreamData};
 /// the batch layout when a fold makes one call per inner step instead of one per element.
 const MIN_LANES: usize = 2;
 
-/// In `--jit auto`, a function whose plan this many programs have been prepared with runs as
-/// native code whatever the size of its ops. A plan is shared by every candidate program of a
-/// task verified through one cache (a driver `Session`), so a function that hot is worth
-/// compiling once: compiling costs 0.2–1 ms and a native op is 2–9× faster than the
-/// interpreted one at default dims (`stepforge bench --jit`, measured), which the next few
-/// candidates repay. A per-call verification prepares each plan once, so it never gets here
-/// and keeps the size threshold alone. Both tiers agree within the verification tolerance (the
-/// differential tests of `native.rs`).
-const HOT_USES: u64 = 8;
-
 struct FnPlan {
     name: String,
     func: Function,
@@ -69,20 +59,9 @@ struct FnPlan {
     batched: OnceLock<Option<Function>>,
     /// Native code for this function (`crate::native`): compiled on demand, cached here.
     native: crate::native::NativeSlot,
-    /// How many programs were prepared with this plan (see [`HOT_USES`]).
-    uses: std::sync::atomic::AtomicU64,
 }
 
 impl FnPlan {
-    /// The tiering mode for this function's ops: `auto` becomes `always` once the plan is hot.
-    fn jit_mode(&self, asked: crate::native::JitMode) -> crate::native::JitMode {
-        let hot = self.uses.load(std::sync::atomic::Ordering::Relaxed) >= HOT_USES;
-        match asked {
-            crate::native::JitMode::Auto if hot => crate::native::JitMode::Always,
-            mode => mode,
-        }
-    }
-
     fn facts(&self) -> crate::native::FnFacts<'_> {
         crate::native::FnFacts {
             body: self.func.ir(),
@@ -222,8 +201,8 @@ impl<'g> Prepared<'g> {
                     plan
                 }
             };
-            plan.uses
-                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            // One more program runs this function: a shared plan gets hot (`native.rs`).
+            plan.native.note_use();
             *slot = Some(plan);
         }
         let instance = graph.instantiate(&dims).ok();
@@ -379,7 +358,6 @@ fn prepare_fn(
         in_shapes,
         batched: OnceLock::new(),
         native: Default::default(),
-        uses: Default::default(),
     })
 }
 
@@ -1043,7 +1021,7 @@ impl Run<'_, '_> {
             &plan.native,
             &plan.facts(),
             self.env,
-            plan.jit_mode(self.limits.jit),
+            self.limits.jit,
             &fields,
             count,
         ) {
@@ -1102,7 +1080,7 @@ impl Run<'_, '_> {
                 &plan.native,
                 &plan.facts(),
                 self.env,
-                plan.jit_mode(self.limits.jit),
+                self.limits.jit,
                 &init_data,
                 &input,
                 inner,
