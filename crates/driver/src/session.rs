@@ -360,6 +360,32 @@ mod tests {
     }
 
     #[test]
+    fn a_hot_session_runs_the_task_functions_natively() {
+        let s = Session::open(RMS).unwrap();
+        let program = s.reference_impl().unwrap().to_string();
+        let opts = VerifyOptions::with_seed_count(1);
+        assert_eq!(opts.limits.jit, stepforge_exec::JitMode::Auto);
+        let first = s.verify(Some(&program), &opts);
+        assert!(first.passed(), "{}", first.render_human(false));
+        assert!(!first.jit.is_empty());
+        assert!(first.jit.iter().all(|j| !j.compiled), "{:?}", first.jit);
+        let mut last = first;
+        for _ in 0..stepforge_exec::native::HOT_USES {
+            last = s.verify(Some(&program), &opts);
+            assert!(last.passed(), "{}", last.render_human(false));
+        }
+        assert!(
+            last.jit.iter().any(|j| j.compiled && j.native_calls > 0),
+            "{:?}",
+            last.jit
+        );
+        // A per-call verification prepares its plans once: it stays interpreted.
+        let once = crate::verify(s.task(), Some(&program), &opts);
+        assert!(once.passed());
+        assert!(once.jit.iter().all(|j| !j.compiled), "{:?}", once.jit);
+    }
+
+    #[test]
     fn impl_range_strips_exactly_the_impl_entry() {
         let s = Session::open(RMS).unwrap();
         let r = s.impl_range().unwrap();

@@ -193,12 +193,16 @@ impl<'g> Prepared<'g> {
                 continue;
             }
             let sig = graph.fn_sig(f);
-            if let Some(plan) = plans.get(&sig.name) {
-                *slot = Some(plan);
-                continue;
-            }
-            let plan = Arc::new(prepare_fn(graph, f, functions, env, &dims, op.span)?);
-            plans.insert(&sig.name, plan.clone());
+            let plan = match plans.get(&sig.name) {
+                Some(plan) => plan,
+                None => {
+                    let plan = Arc::new(prepare_fn(graph, f, functions, env, &dims, op.span)?);
+                    plans.insert(&sig.name, plan.clone());
+                    plan
+                }
+            };
+            // One more program runs this function: a shared plan gets hot (`native.rs`).
+            plan.native.note_use();
             *slot = Some(plan);
         }
         let instance = graph.instantiate(&dims).ok();
