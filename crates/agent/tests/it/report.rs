@@ -74,7 +74,10 @@ fn screenshot(bin: &str, html: &std::path::Path, dir: &std::path::Path) -> Vec<u
             "--hide-scrollbars",
             "--window-size=1000,3000",
         ])
-        .arg(format!("--user-data-dir={}", dir.join("chromium-profile").display()))
+        .arg(format!(
+            "--user-data-dir={}",
+            dir.join("chromium-profile").display()
+        ))
         .arg(format!("--screenshot={}", png.display()))
         .arg(format!("file://{}", html.display()))
         .stdin(std::process::Stdio::null())
