@@ -163,6 +163,7 @@ pub struct Engine {
     acache: Vec<Mutex<BTreeMap<String, Arc<tokio::sync::OnceCell<Evaluated>>>>>,
     verify_slots: tokio::sync::Semaphore,
     call_slots: tokio::sync::Semaphore,
+    writer: crate::writer::SampleWriter,
     budget: Budget,
     guardian: AtomicU64,
     verifications: AtomicU64,
@@ -195,6 +196,7 @@ impl Engine {
         let acache = tools.iter().map(|_| Mutex::new(BTreeMap::new())).collect();
         let cpus = std::thread::available_parallelism().map_or(2, usize::from);
         let calls = cfg.concurrency.max(1);
+        let writer = crate::writer::SampleWriter::start(Arc::clone(&store), run)?;
         Ok(Arc::new(Engine {
             price: cfg.price(),
             budget: Budget {
@@ -215,6 +217,7 @@ impl Engine {
             acache,
             verify_slots: tokio::sync::Semaphore::new(cpus),
             call_slots: tokio::sync::Semaphore::new(calls),
+            writer,
             guardian: AtomicU64::new(0),
             verifications: AtomicU64::new(0),
             batch_prefix,
@@ -561,10 +564,12 @@ impl Engine {
                         Err(CallError::Pending) => return Outcome::Pending,
                         Err(CallError::Fatal(m)) => return Outcome::Fatal(m),
                     };
-                    if let Err(e) = self.store.insert_sample(self.run, &row) {
-                        return Outcome::Fatal(e);
+                    // Group commit, off the async workers; the sample goes on once its row
+                    // is committed.
+                    match self.writer.insert(row).await {
+                        Ok(row) => row,
+                        Err(e) => return Outcome::Fatal(e),
                     }
-                    row
                 }
             };
             let tk = row.prompt_tokens + row.completion_tokens;

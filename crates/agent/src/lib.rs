@@ -15,6 +15,7 @@ pub mod report;
 pub mod store;
 pub mod tool;
 mod util;
+pub mod writer;
 
 pub use campaign::{Hooks, export, resume, start};
 pub use config::RunConfig;
