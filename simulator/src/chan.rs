@@ -153,7 +153,7 @@ impl Chan {
         self.q.front()
     }
 
-    #[inline]
+    #[inline(always)]
     pub fn push(&mut self, t: u64, tok: Token) {
         if matches!(tok, Token::Data(_)) {
             self.elements += 1;
@@ -170,7 +170,7 @@ impl Chan {
     }
 
     /// Pops the front entry at cycle `t`.
-    #[inline]
+    #[inline(always)]
     pub fn pop(&mut self, t: u64) -> Option<Token> {
         let e = self.q.pop_front()?;
         self.record_pop(t);
@@ -193,23 +193,29 @@ impl Chan {
             self.occ_k = k;
             (self.popped - k) as usize
         } else {
-            // Pushes out of time order (not produced by the engine today): binary search.
-            let (mut lo, mut hi) = (first, self.popped);
-            while lo < hi {
-                let mid = lo + (hi - lo) / 2;
-                if self.pop_time_of(mid).is_some_and(|q| q <= e.pushed) {
-                    lo = mid + 1;
-                } else {
-                    hi = mid;
-                }
-            }
-            (self.popped - lo) as usize
+            self.occupancy_out_of_order(first, e.pushed)
         };
         self.max_occ = self.max_occ.max(later);
         if let Some(o) = &mut self.occ {
             o.push((t, -1));
         }
         Some(e.tok)
+    }
+
+    /// Occupancy after a push out of time order (not produced by the engine today): binary
+    /// search over the remembered pops.
+    #[cold]
+    fn occupancy_out_of_order(&self, first: u64, pushed: u64) -> usize {
+        let (mut lo, mut hi) = (first, self.popped);
+        while lo < hi {
+            let mid = lo + (hi - lo) / 2;
+            if self.pop_time_of(mid).is_some_and(|q| q <= pushed) {
+                lo = mid + 1;
+            } else {
+                hi = mid;
+            }
+        }
+        (self.popped - lo) as usize
     }
 }
 

@@ -7,6 +7,15 @@
 //! move in simulation order records why (an empty input or a full output); moving it wakes its
 //! neighbours. When the worklist empties with units unfinished, every one of them is blocked,
 //! and following "waits for" from any of them finds the cycle the deadlock report names.
+//!
+//! Speed (timing-only runs at model dims push tens of millions of elements): the result does
+//! not depend on the order units run in, so the engine picks the cheap order. Loads and stores
+//! are *passive* ([`passive_units`]): their one neighbour runs them inline when it finds their
+//! FIFO empty (a load) or full (a store), so a scalar stream costs one scheduled activation per
+//! FIFO's worth of elements instead of two; a final round runs every passive unit to where it
+//! would have got, so a deadlock leaves the same FIFOs as before. The worklist is a stack over
+//! a flat adjacency list; load and store keep their hot state in locals for a run of firings;
+//! the work-limit check and the FIFO's out-of-order occupancy search are out of line.
 
 use std::rc::Rc;
 use std::sync::Arc;
@@ -749,38 +758,67 @@ fn load(cx: &mut Cx, index: usize, count: u64) -> Fire {
     }
     let window = u.st.window;
     let per = e / share;
-    loop {
-        if u.st.pos == count {
-            u.busy = u.busy.max(ceil_u64(u.st.xfer));
-            return Ok(finish(u, &[], &[out], chans)?);
+    let tracing = u.spans.is_some();
+    let buf = env.buf.get(out).copied().unwrap_or(0);
+    let bits = env.mask.get(out).copied().flatten();
+    let hot = env.opts.routing_hot;
+    // The hot state lives in locals for the run of firings (written back below).
+    let (mut bw, mut xfer, mut clock, mut stall_out, mut pos) =
+        (u.st.bw, u.st.xfer, u.clock, u.stall_out, u.st.pos);
+    let first = pos;
+    let res: Result<(), Flow> = loop {
+        if pos == count {
+            break Ok(());
         }
-        let sp = space(chans, out)?;
-        env.tick(ui)?;
-        let i = u.st.pos;
+        let Some(sp) = chans[out].space() else {
+            break Err(Flow::Blocked(Block::Output(out)));
+        };
+        if let Err(e) = env.tick(ui) {
+            break Err(e.into());
+        }
         let c = &chans[out];
-        let gate = i
+        let gate = pos
             .checked_sub(window)
             .and_then(|k| c.pop_time_of(k))
             .map_or(0.0, cycle_f64);
-        let issue = u.st.bw.max(gate);
-        u.st.bw = issue + per;
-        u.st.xfer += per;
-        let arrive = ceil_u64(u.st.bw) + lat;
-        let push = arrive.max(sp).max(u.clock);
-        u.stall_out += push - arrive.max(u.clock);
-        u.clock = push + 1;
-        u.moves += 1;
-        u.span(push, push + 1, BUSY);
+        let issue = bw.max(gate);
+        bw = issue + per;
+        xfer += per;
+        let arrive = ceil_u64(bw) + lat;
+        let push = arrive.max(sp).max(clock);
+        stall_out += push - arrive.max(clock);
+        clock = push + 1;
+        if tracing {
+            u.span(push, push + 1, BUSY);
+        }
         let v = match env.inputs {
-            Some(inputs) => Val::Fields(Rc::new(input_elem(env, ui, inputs, index, out, i)?)),
-            None => env.synth(out, i),
+            Some(inputs) => match input_elem(env, ui, inputs, index, out, pos) {
+                Ok(ts) => Val::Fields(Rc::new(ts)),
+                Err(e) => break Err(e.into()),
+            },
+            None => match bits {
+                Some(b) => Val::Mask(synth_mask(pos, b, hot)),
+                None => Val::Shape,
+            },
         };
         chans[out].push(push, Token::Data(v));
-        env.mem(out, push, 1);
-        env.loaded += 1;
-        u.elements_out += 1;
-        u.st.pos += 1;
-    }
+        if buf > 0 {
+            env.mem.push((push, buf));
+        }
+        pos += 1;
+    };
+    let fired = pos - first;
+    u.st.bw = bw;
+    u.st.xfer = xfer;
+    u.clock = clock;
+    u.stall_out = stall_out;
+    u.st.pos = pos;
+    u.moves += fired;
+    u.elements_out += fired;
+    env.loaded += fired;
+    res?;
+    u.busy = u.busy.max(ceil_u64(u.st.xfer));
+    Ok(finish(u, &[], &[out], chans)?)
 }
 
 /// ⌈x⌉ of a non-negative cycle count (no libm call on baseline x86-64; cycle counts stay
@@ -839,28 +877,40 @@ fn store(cx: &mut Cx) -> Fire {
     if u.elements_in == 0 && u.st.bw == 0.0 {
         u.st.bw = env.hw.offchip.startup as f64;
     }
-    loop {
-        let (at, stop) = front_at(chans, inp)?;
-        if stop {
-            let r = finish(u, &[inp], &[], chans)?;
-            u.clock = u.clock.max(u.st.last);
-            u.busy = u.busy.max(ceil_u64(u.st.xfer));
-            return Ok(r);
+    let lat = env.hw.offchip.latency;
+    let tracing = u.spans.is_some();
+    let buf = env.buf.get(inp).copied().unwrap_or(0);
+    // The hot state lives in locals for the run of firings (written back below).
+    let (mut bw, mut xfer, mut last, mut clock, mut stall_in) =
+        (u.st.bw, u.st.xfer, u.st.last, u.clock, u.stall_in);
+    let mut fired = 0u64;
+    let res: Result<(), Flow> = loop {
+        let Some(e) = chans[inp].front() else {
+            break Err(Flow::Blocked(Block::Input(inp)));
+        };
+        if matches!(e.tok, Token::Stop) {
+            break Ok(());
         }
-        env.tick(ui)?;
-        let ready = u.clock.max(ceil_u64(u.st.bw));
+        let at = e.at;
+        if let Err(e) = env.tick(ui) {
+            break Err(e.into());
+        }
+        let ready = clock.max(ceil_u64(bw));
         let start = ready.max(at);
-        u.stall_in += start - ready;
-        u.span(u.clock, start, STALL_IN);
-        u.span(start, start + 1, BUSY);
+        stall_in += start - ready;
+        if tracing {
+            u.span(clock, start, STALL_IN);
+            u.span(start, start + 1, BUSY);
+        }
         let v = pop_val(chans, inp, start);
-        u.st.bw = u.st.bw.max(cycle_f64(start)) + per;
-        u.st.xfer += per;
-        u.st.last = ceil_u64(u.st.bw) + env.hw.offchip.latency;
-        env.mem(inp, u.st.last, -1);
-        u.clock = start + 1;
-        u.moves += 1;
-        u.elements_in += 1;
+        bw = bw.max(cycle_f64(start)) + per;
+        xfer += per;
+        last = ceil_u64(bw) + lat;
+        if buf > 0 {
+            env.mem.push((last, -buf));
+        }
+        clock = start + 1;
+        fired += 1;
         if let Val::Fields(f) = &v {
             if u.st.out.len() < f.len() {
                 u.st.out.resize(f.len(), Vec::new());
@@ -869,7 +919,19 @@ fn store(cx: &mut Cx) -> Fire {
                 o.extend(t.to_f32_vec());
             }
         }
-    }
+    };
+    u.st.bw = bw;
+    u.st.xfer = xfer;
+    u.st.last = last;
+    u.clock = clock;
+    u.stall_in = stall_in;
+    u.moves += fired;
+    u.elements_in += fired;
+    res?;
+    let r = finish(u, &[inp], &[], chans)?;
+    u.clock = u.clock.max(u.st.last);
+    u.busy = u.busy.max(ceil_u64(u.st.xfer));
+    Ok(r)
 }
 
 /// The output data a store unit collected (functional mode).
