@@ -102,7 +102,11 @@ impl Chan {
         // With room, pop `pushes - depth` has happened and is among the last `depth ≤ hist`
         // pops, so the ring holds it.
         Some(match self.pushes.checked_sub(self.depth as u64) {
-            Some(k) => self.pops.get((k & self.ring) as usize).copied().unwrap_or(0),
+            Some(k) => self
+                .pops
+                .get((k & self.ring) as usize)
+                .copied()
+                .unwrap_or(0),
             None => 0,
         })
     }
