@@ -52,9 +52,11 @@ pub(crate) struct Chan {
     pub depth: usize,
     pub hop: u64,
     pub q: VecDeque<Entry>,
-    /// Pop cycles of the most recent `hist` pops (monotone), pop `k` at `pops[k & mask]`: a
+    /// Pop cycles of the most recent `hist` pops (monotone), pop `k` at `pops[k & ring]`: a
     /// power-of-two ring that grows as pops happen, up to the first power of two ≥ `hist`.
     pops: Vec<u64>,
+    /// `pops.len() - 1` (the ring's index mask).
+    ring: u64,
     hist: u64,
     pub pushes: u64,
     pub popped: u64,
@@ -78,6 +80,7 @@ impl Chan {
             hop,
             q: VecDeque::with_capacity(depth.min(1 << 16)),
             pops: Vec::new(),
+            ring: u64::MAX,
             hist: hist as u64,
             pushes: 0,
             popped: 0,
@@ -96,8 +99,14 @@ impl Chan {
         if self.q.len() >= self.depth {
             return None;
         }
+        // With room, pop `pushes - depth` has happened and is among the last `depth ≤ hist`
+        // pops, so the ring holds it.
         Some(match self.pushes.checked_sub(self.depth as u64) {
-            Some(k) => self.pop_time_of(k).unwrap_or(0),
+            Some(k) => self
+                .pops
+                .get((k & self.ring) as usize)
+                .copied()
+                .unwrap_or(0),
             None => 0,
         })
     }
@@ -114,8 +123,7 @@ impl Chan {
         if k >= self.popped || self.popped - k > self.remembered() {
             return None;
         }
-        let mask = self.pops.len().wrapping_sub(1) as u64;
-        self.pops.get((k & mask) as usize).copied()
+        self.pops.get((k & self.ring) as usize).copied()
     }
 
     /// Records pop number `self.popped` at cycle `t`, growing the ring when it must remember
@@ -123,18 +131,25 @@ impl Chan {
     #[inline]
     fn record_pop(&mut self, t: u64) {
         let k = self.popped;
-        let want = (k + 1).min(self.hist);
-        if want > self.pops.len() as u64 {
-            let cap = (self.pops.len() * 2).max(4);
-            let old = std::mem::replace(&mut self.pops, vec![0; cap]);
-            let (old_mask, new_mask) = (old.len().wrapping_sub(1) as u64, (cap - 1) as u64);
-            for j in k - self.remembered()..k {
-                self.pops[(j & new_mask) as usize] = old[(j & old_mask) as usize];
-            }
+        if k >= self.pops.len() as u64 && self.hist > self.pops.len() as u64 {
+            self.grow(k);
         }
-        let mask = (self.pops.len() - 1) as u64;
-        self.pops[(k & mask) as usize] = t;
+        if let Some(p) = self.pops.get_mut((k & self.ring) as usize) {
+            *p = t;
+        }
         self.popped += 1;
+    }
+
+    /// Doubles the pop ring, keeping the remembered pops before pop number `k`.
+    #[cold]
+    fn grow(&mut self, k: u64) {
+        let cap = (self.pops.len() * 2).max(4);
+        let old = std::mem::replace(&mut self.pops, vec![0; cap]);
+        let (old_mask, new_mask) = (self.ring, (cap - 1) as u64);
+        for j in k - self.remembered()..k {
+            self.pops[(j & new_mask) as usize] = old[(j & old_mask) as usize];
+        }
+        self.ring = new_mask;
     }
 
     #[inline]
@@ -142,7 +157,7 @@ impl Chan {
         self.q.front()
     }
 
-    #[inline]
+    #[inline(always)]
     pub fn push(&mut self, t: u64, tok: Token) {
         if matches!(tok, Token::Data(_)) {
             self.elements += 1;
@@ -159,7 +174,7 @@ impl Chan {
     }
 
     /// Pops the front entry at cycle `t`.
-    #[inline]
+    #[inline(always)]
     pub fn pop(&mut self, t: u64) -> Option<Token> {
         let e = self.q.pop_front()?;
         self.record_pop(t);
@@ -170,29 +185,41 @@ impl Chan {
         let later = if e.pushed >= self.occ_at {
             self.occ_at = e.pushed;
             let mut k = self.occ_k.max(first);
-            while k < self.popped && self.pop_time_of(k).is_some_and(|q| q <= e.pushed) {
+            // Pops `first..popped` are all remembered: read the ring directly.
+            while k < self.popped
+                && self
+                    .pops
+                    .get((k & self.ring) as usize)
+                    .is_some_and(|&q| q <= e.pushed)
+            {
                 k += 1;
             }
             self.occ_k = k;
             (self.popped - k) as usize
         } else {
-            // Pushes out of time order (not produced by the engine today): binary search.
-            let (mut lo, mut hi) = (first, self.popped);
-            while lo < hi {
-                let mid = lo + (hi - lo) / 2;
-                if self.pop_time_of(mid).is_some_and(|q| q <= e.pushed) {
-                    lo = mid + 1;
-                } else {
-                    hi = mid;
-                }
-            }
-            (self.popped - lo) as usize
+            self.occupancy_out_of_order(first, e.pushed)
         };
         self.max_occ = self.max_occ.max(later);
         if let Some(o) = &mut self.occ {
             o.push((t, -1));
         }
         Some(e.tok)
+    }
+
+    /// Occupancy after a push out of time order (not produced by the engine today): binary
+    /// search over the remembered pops.
+    #[cold]
+    fn occupancy_out_of_order(&self, first: u64, pushed: u64) -> usize {
+        let (mut lo, mut hi) = (first, self.popped);
+        while lo < hi {
+            let mid = lo + (hi - lo) / 2;
+            if self.pop_time_of(mid).is_some_and(|q| q <= pushed) {
+                lo = mid + 1;
+            } else {
+                hi = mid;
+            }
+        }
+        (self.popped - lo) as usize
     }
 }
 

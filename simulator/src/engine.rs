@@ -7,8 +7,16 @@
 //! move in simulation order records why (an empty input or a full output); moving it wakes its
 //! neighbours. When the worklist empties with units unfinished, every one of them is blocked,
 //! and following "waits for" from any of them finds the cycle the deadlock report names.
+//!
+//! Speed (timing-only runs at model dims push tens of millions of elements): the result does
+//! not depend on the order units run in, so the engine picks the cheap order. Loads and stores
+//! are *passive* ([`passive_units`]): their one neighbour runs them inline when it finds their
+//! FIFO empty (a load) or full (a store), so a scalar stream costs one scheduled activation per
+//! FIFO's worth of elements instead of two; a final round runs every passive unit to where it
+//! would have got, so a deadlock leaves the same FIFOs as before. The worklist is a stack over
+//! a flat adjacency list; load and store keep their hot state in locals for a run of firings;
+//! the work-limit check and the FIFO's out-of-order occupancy search are out of line.
 
-use std::collections::VecDeque;
 use std::rc::Rc;
 use std::sync::Arc;
 use std::time::Instant;
@@ -53,6 +61,9 @@ struct State {
     /// Load/Store: off-chip bandwidth cursor (fractional cycles).
     bw: f64,
     xfer: f64,
+    /// Load: how many entries back the oldest one a request may overtake is (0: not yet
+    /// computed; computed once, it needs a libm `ceil`).
+    window: u64,
     /// Store: completion cycle of the last write.
     last: u64,
     /// Store: collected data per field.
@@ -103,7 +114,7 @@ impl Unit {
     /// One firing: inputs arrive by `t_in`; `ii` cycles of work (busy), the result is ready
     /// `lat` cycles after the start and pushed once there is room (`space`). Returns
     /// `(start, push)` cycles.
-    #[inline]
+    #[inline(always)]
     fn fire(&mut self, t_in: u64, ii: u64, lat: u64, space: u64) -> (u64, u64) {
         let start = self.clock.max(t_in);
         let done = start + lat;
@@ -147,6 +158,8 @@ pub(crate) struct Env<'a> {
     /// per-element facts of the plan, kept compact).
     pub buf: Vec<i64>,
     pub mask: Vec<Option<usize>>,
+    /// Per unit: driven by its neighbour rather than scheduled ([`passive_units`]).
+    pub passive: Vec<bool>,
     /// Elements the load units have read, and will read in all (for progress).
     pub loaded: u64,
     pub to_load: u64,
@@ -179,8 +192,21 @@ impl Env<'_> {
         }
     }
 
+    /// Counts one firing against the work limit; every 65536 firings also reports progress
+    /// and checks the wall clock (the rare part is out of line, so the hot path is two
+    /// compares).
+    #[inline(always)]
     fn tick(&mut self, u: usize) -> Result<(), SimError> {
         self.steps += 1;
+        if self.steps > self.opts.max_steps || self.steps & 0xFFFF == 0 {
+            return self.tick_slow(u);
+        }
+        Ok(())
+    }
+
+    #[cold]
+    #[inline(never)]
+    fn tick_slow(&mut self, u: usize) -> Result<(), SimError> {
         if self.steps > self.opts.max_steps {
             return Err(SimError::limit(
                 format!(
@@ -249,58 +275,103 @@ fn pop_val(chans: &mut [Chan], c: usize, t: u64) -> Val {
 }
 
 /// Runs the engine; returns the units' final state.
+///
+/// The worklist is a stack (the unit just woken runs next, so an element travels down a
+/// pipeline while its FIFOs are hot); the result does not depend on the order (see
+/// [`crate::chan`]), only the speed does.
 pub(crate) fn run(env: &mut Env, chans: &mut [Chan], units: &mut [Unit]) -> Result<(), SimError> {
     let n = units.len();
     let plan = env.plan;
-    // Per unit: each adjacent channel and the unit at its other end.
-    let adj: Vec<Vec<(usize, usize)>> = plan
-        .units
-        .iter()
-        .map(|info| {
-            let ins = info.inputs.iter().map(|&c| (c, plan.chans[c].producer));
-            let outs = info
-                .outputs
+    // Per unit, each adjacent channel and the unit at its other end, flattened:
+    // `adj[off[u]..off[u + 1]]`.
+    let mut adj: Vec<(usize, usize)> = Vec::new();
+    let mut off: Vec<usize> = Vec::with_capacity(n + 1);
+    for info in &plan.units {
+        off.push(adj.len());
+        adj.extend(info.inputs.iter().map(|&c| (c, plan.chans[c].producer)));
+        adj.extend(
+            info.outputs
                 .iter()
-                .filter_map(|&c| plan.chans[c].consumer.map(|v| (c, v)));
-            ins.chain(outs).collect()
-        })
-        .collect();
+                .filter_map(|&c| plan.chans[c].consumer.map(|v| (c, v))),
+        );
+    }
+    off.push(adj.len());
+    let passive = env.passive.clone();
     let mut queued = vec![true; n];
-    let mut queue: VecDeque<usize> = (0..n).collect();
-    while let Some(u) = queue.pop_front() {
-        queued[u] = false;
-        if units[u].done {
-            continue;
-        }
-        let before = units[u].moves;
-        let status = step(u, env, chans, &mut units[u])?;
-        match status {
-            Status::Done => {
-                units[u].done = true;
-                units[u].blocked = None;
-            }
-            Status::Blocked(b) => units[u].blocked = Some(b),
-        }
-        if units[u].moves == before && !units[u].done {
-            continue;
-        }
-        // Moving changed only the channels next to `u`: wake the neighbours blocked on one
-        // of those (a unit blocked elsewhere stays blocked, so waking it would be wasted).
-        for &(c, v) in &adj[u] {
-            if queued[v] || units[v].done {
+    let mut stack: Vec<usize> = (0..n).rev().collect();
+    loop {
+        let mut moved = false;
+        while let Some(u) = stack.pop() {
+            queued[u] = false;
+            if units[u].done {
                 continue;
             }
-            let waits = match units[v].blocked {
-                Some(Block::Input(x) | Block::Output(x)) => x == c,
-                None => true,
-            };
-            if waits {
-                queued[v] = true;
-                queue.push_front(v);
+            let before = units[u].moves;
+            let status = step(u, env, chans, units)?;
+            settle(&mut units[u], status);
+            if units[u].moves == before && !units[u].done {
+                continue;
             }
+            moved = true;
+            // Moving changed only the channels next to `u`: wake the neighbours blocked on
+            // one of those (a unit blocked elsewhere stays blocked, so waking it would be
+            // wasted). Passive units are driven by their neighbour, not woken.
+            for &(c, v) in adj.get(off[u]..off[u + 1]).unwrap_or(&[]) {
+                if queued[v] || units[v].done || passive[v] {
+                    continue;
+                }
+                let waits = match units[v].blocked {
+                    Some(Block::Input(x) | Block::Output(x)) => x == c,
+                    None => true,
+                };
+                if waits {
+                    queued[v] = true;
+                    stack.push(v);
+                }
+            }
+        }
+        // Nothing else can move: let the passive units run to where they would have got
+        // (a load fills its FIFO, a store drains what is left), and go on while that moves.
+        if !moved {
+            break;
+        }
+        let mut any = false;
+        for u in (0..n).rev() {
+            if passive[u] && !units[u].done && !queued[u] {
+                queued[u] = true;
+                stack.push(u);
+                any = true;
+            }
+        }
+        if !any {
+            break;
         }
     }
     Ok(())
+}
+
+/// Loads and stores whose one neighbour drives them (pulls a load's next elements when its
+/// FIFO runs empty, drains a store when its FIFO is full) instead of being scheduled: half
+/// the activations of a scalar stream. A load feeding a store directly stays scheduled.
+pub(crate) fn passive_units(plan: &Plan) -> Vec<bool> {
+    let is = |u: usize, f: fn(&UnitKind) -> bool| plan.units.get(u).is_some_and(|i| f(&i.kind));
+    let load = |k: &UnitKind| matches!(k, UnitKind::Load { .. });
+    let store = |k: &UnitKind| matches!(k, UnitKind::Store);
+    plan.units
+        .iter()
+        .map(|info| match info.kind {
+            UnitKind::Load { .. } => info
+                .outputs
+                .first()
+                .and_then(|&c| plan.chans[c].consumer)
+                .is_some_and(|v| !is(v, store)),
+            UnitKind::Store => info
+                .inputs
+                .first()
+                .is_some_and(|&c| !is(plan.chans[c].producer, load)),
+            _ => false,
+        })
+        .collect()
 }
 
 /// Pops a stop from every input and pushes one to every output, then the unit is done.
@@ -358,6 +429,9 @@ struct Cx<'a, 'e> {
     env: &'a mut Env<'e>,
     chans: &'a mut [Chan],
     u: &'a mut Unit,
+    /// The units before and after `ui` (a passive neighbour is driven from here).
+    lo: &'a mut [Unit],
+    hi: &'a mut [Unit],
 }
 
 impl Cx<'_, '_> {
@@ -365,20 +439,54 @@ impl Cx<'_, '_> {
         Flow::Fail(self.env.err(self.ui, msg))
     }
 
+    /// The front entry of input `c` (arrival, is it the stop token); an empty FIFO fed by a
+    /// passive load is refilled first.
     #[inline]
-    fn front(&self, c: usize) -> Result<(u64, bool), Block> {
-        front_at(self.chans, c)
+    fn front(&mut self, c: usize) -> Result<(u64, bool), Flow> {
+        if let Some(e) = self.chans[c].front() {
+            return Ok((e.at, matches!(e.tok, Token::Stop)));
+        }
+        self.drive(self.env.plan.chans[c].producer)?;
+        Ok(front_at(self.chans, c)?)
     }
 
+    /// The earliest cycle the next push to `c` may happen; a full FIFO read by a passive
+    /// store is drained first.
     #[inline]
-    fn space(&self, c: usize) -> Result<u64, Block> {
-        space(self.chans, c)
+    fn space(&mut self, c: usize) -> Result<u64, Flow> {
+        if let Some(t) = self.chans[c].space() {
+            return Ok(t);
+        }
+        if let Some(v) = self.env.plan.chans[c].consumer {
+            self.drive(v)?;
+        }
+        Ok(space(self.chans, c)?)
+    }
+
+    /// Runs the passive unit `v` (a load or store whose only FIFO this unit is at the other
+    /// end of) as far as it goes, as the scheduler would.
+    #[inline]
+    fn drive(&mut self, v: usize) -> Result<(), Flow> {
+        if !self.env.passive.get(v).copied().unwrap_or(false) {
+            return Ok(());
+        }
+        let unit = match v.cmp(&self.ui) {
+            std::cmp::Ordering::Less => self.lo.get_mut(v),
+            std::cmp::Ordering::Greater => self.hi.get_mut(v - self.ui - 1),
+            std::cmp::Ordering::Equal => None,
+        };
+        let Some(unit) = unit.filter(|w| !w.done) else {
+            return Ok(());
+        };
+        let status = step_unit(v, self.env, self.chans, unit, &mut [], &mut [])?;
+        settle(unit, status);
+        Ok(())
     }
 
     /// The cycle the next element of every input in `ins` has arrived by; `None` when all of
     /// them carry their stop token (an error when only some do).
     #[inline]
-    fn heads(&self, ins: &[usize], what: &str) -> Result<Option<u64>, Flow> {
+    fn heads(&mut self, ins: &[usize], what: &str) -> Result<Option<u64>, Flow> {
         let mut t = 0;
         let mut stops = 0;
         for &c in ins {
@@ -398,7 +506,7 @@ impl Cx<'_, '_> {
     /// The next element of a grouping unit's input (Accum, Scan, Bufferize): its arrival, or
     /// `None` at the stop token, which must fall on a group boundary.
     #[inline]
-    fn next_in_group(&self, inp: usize, what: &str) -> Result<Option<u64>, Flow> {
+    fn next_in_group(&mut self, inp: usize, what: &str) -> Result<Option<u64>, Flow> {
         let (at, stop) = self.front(inp)?;
         if !stop {
             return Ok(Some(at));
@@ -427,6 +535,13 @@ impl Cx<'_, '_> {
     }
 
     fn finish(&mut self, ins: &[usize], outs: &[usize]) -> Fire {
+        // Passive neighbours first (same order of checks as `finish`, so the same block).
+        for &c in ins {
+            self.front(c)?;
+        }
+        for &c in outs {
+            self.space(c)?;
+        }
         Ok(finish(self.u, ins, outs, self.chans)?)
     }
 
@@ -514,9 +629,49 @@ impl Cx<'_, '_> {
     }
 }
 
-fn step(ui: usize, env: &mut Env, chans: &mut [Chan], u: &mut Unit) -> Result<Status, SimError> {
+/// Records a step's outcome on its unit.
+#[inline]
+fn settle(u: &mut Unit, status: Status) {
+    match status {
+        Status::Done => {
+            u.done = true;
+            u.blocked = None;
+        }
+        Status::Blocked(b) => u.blocked = Some(b),
+    }
+}
+
+/// Runs unit `ui` as far as it goes (the other units are there for its passive neighbours).
+fn step(
+    ui: usize,
+    env: &mut Env,
+    chans: &mut [Chan],
+    units: &mut [Unit],
+) -> Result<Status, SimError> {
+    let (lo, rest) = units.split_at_mut(ui);
+    let Some((u, hi)) = rest.split_first_mut() else {
+        return Err(SimError::internal("unit out of range", Default::default()));
+    };
+    step_unit(ui, env, chans, u, lo, hi)
+}
+
+fn step_unit(
+    ui: usize,
+    env: &mut Env,
+    chans: &mut [Chan],
+    u: &mut Unit,
+    lo: &mut [Unit],
+    hi: &mut [Unit],
+) -> Result<Status, SimError> {
     let plan = env.plan;
-    let mut cx = Cx { ui, env, chans, u };
+    let mut cx = Cx {
+        ui,
+        env,
+        chans,
+        u,
+        lo,
+        hi,
+    };
     let r = match &plan.units[ui].kind {
         UnitKind::Load { index, count } => load(&mut cx, *index, *count),
         UnitKind::Store => store(&mut cx),
@@ -598,40 +753,72 @@ fn load(cx: &mut Cx, index: usize, count: u64) -> Fire {
     }
     // Requests run ahead of the consumer by the FIFO plus the window that covers the
     // latency; the oldest entry they may overtake must have been popped.
-    let window = (chans[out].depth as u64).saturating_add(load_window(env.hw, share, e));
+    if u.st.window == 0 {
+        u.st.window = (chans[out].depth as u64).saturating_add(load_window(env.hw, share, e));
+    }
+    let window = u.st.window;
     let per = e / share;
-    loop {
-        if u.st.pos == count {
-            u.busy = u.busy.max(ceil_u64(u.st.xfer));
-            return Ok(finish(u, &[], &[out], chans)?);
+    let tracing = u.spans.is_some();
+    let buf = env.buf.get(out).copied().unwrap_or(0);
+    let bits = env.mask.get(out).copied().flatten();
+    let hot = env.opts.routing_hot;
+    // The hot state lives in locals for the run of firings (written back below).
+    let (mut bw, mut xfer, mut clock, mut stall_out, mut pos) =
+        (u.st.bw, u.st.xfer, u.clock, u.stall_out, u.st.pos);
+    let first = pos;
+    let res: Result<(), Flow> = loop {
+        if pos == count {
+            break Ok(());
         }
-        let sp = space(chans, out)?;
-        env.tick(ui)?;
-        let i = u.st.pos;
+        let Some(sp) = chans[out].space() else {
+            break Err(Flow::Blocked(Block::Output(out)));
+        };
+        if let Err(e) = env.tick(ui) {
+            break Err(e.into());
+        }
         let c = &chans[out];
-        let gate = i
+        let gate = pos
             .checked_sub(window)
             .and_then(|k| c.pop_time_of(k))
             .map_or(0.0, cycle_f64);
-        let issue = u.st.bw.max(gate);
-        u.st.bw = issue + per;
-        u.st.xfer += per;
-        let arrive = ceil_u64(u.st.bw) + lat;
-        let push = arrive.max(sp).max(u.clock);
-        u.stall_out += push - arrive.max(u.clock);
-        u.clock = push + 1;
-        u.moves += 1;
-        u.span(push, push + 1, BUSY);
+        let issue = bw.max(gate);
+        bw = issue + per;
+        xfer += per;
+        let arrive = ceil_u64(bw) + lat;
+        let push = arrive.max(sp).max(clock);
+        stall_out += push - arrive.max(clock);
+        clock = push + 1;
+        if tracing {
+            u.span(push, push + 1, BUSY);
+        }
         let v = match env.inputs {
-            Some(inputs) => Val::Fields(Rc::new(input_elem(env, ui, inputs, index, out, i)?)),
-            None => env.synth(out, i),
+            Some(inputs) => match input_elem(env, ui, inputs, index, out, pos) {
+                Ok(ts) => Val::Fields(Rc::new(ts)),
+                Err(e) => break Err(e.into()),
+            },
+            None => match bits {
+                Some(b) => Val::Mask(synth_mask(pos, b, hot)),
+                None => Val::Shape,
+            },
         };
         chans[out].push(push, Token::Data(v));
-        env.mem(out, push, 1);
-        env.loaded += 1;
-        u.elements_out += 1;
-        u.st.pos += 1;
-    }
+        if buf > 0 {
+            env.mem.push((push, buf));
+        }
+        pos += 1;
+    };
+    let fired = pos - first;
+    u.st.bw = bw;
+    u.st.xfer = xfer;
+    u.clock = clock;
+    u.stall_out = stall_out;
+    u.st.pos = pos;
+    u.moves += fired;
+    u.elements_out += fired;
+    env.loaded += fired;
+    res?;
+    u.busy = u.busy.max(ceil_u64(u.st.xfer));
+    Ok(finish(u, &[], &[out], chans)?)
 }
 
 /// ⌈x⌉ of a non-negative cycle count (no libm call on baseline x86-64; cycle counts stay
@@ -690,28 +877,40 @@ fn store(cx: &mut Cx) -> Fire {
     if u.elements_in == 0 && u.st.bw == 0.0 {
         u.st.bw = env.hw.offchip.startup as f64;
     }
-    loop {
-        let (at, stop) = front_at(chans, inp)?;
-        if stop {
-            let r = finish(u, &[inp], &[], chans)?;
-            u.clock = u.clock.max(u.st.last);
-            u.busy = u.busy.max(ceil_u64(u.st.xfer));
-            return Ok(r);
+    let lat = env.hw.offchip.latency;
+    let tracing = u.spans.is_some();
+    let buf = env.buf.get(inp).copied().unwrap_or(0);
+    // The hot state lives in locals for the run of firings (written back below).
+    let (mut bw, mut xfer, mut last, mut clock, mut stall_in) =
+        (u.st.bw, u.st.xfer, u.st.last, u.clock, u.stall_in);
+    let mut fired = 0u64;
+    let res: Result<(), Flow> = loop {
+        let Some(e) = chans[inp].front() else {
+            break Err(Flow::Blocked(Block::Input(inp)));
+        };
+        if matches!(e.tok, Token::Stop) {
+            break Ok(());
         }
-        env.tick(ui)?;
-        let ready = u.clock.max(ceil_u64(u.st.bw));
+        let at = e.at;
+        if let Err(e) = env.tick(ui) {
+            break Err(e.into());
+        }
+        let ready = clock.max(ceil_u64(bw));
         let start = ready.max(at);
-        u.stall_in += start - ready;
-        u.span(u.clock, start, STALL_IN);
-        u.span(start, start + 1, BUSY);
+        stall_in += start - ready;
+        if tracing {
+            u.span(clock, start, STALL_IN);
+            u.span(start, start + 1, BUSY);
+        }
         let v = pop_val(chans, inp, start);
-        u.st.bw = u.st.bw.max(cycle_f64(start)) + per;
-        u.st.xfer += per;
-        u.st.last = ceil_u64(u.st.bw) + env.hw.offchip.latency;
-        env.mem(inp, u.st.last, -1);
-        u.clock = start + 1;
-        u.moves += 1;
-        u.elements_in += 1;
+        bw = bw.max(cycle_f64(start)) + per;
+        xfer += per;
+        last = ceil_u64(bw) + lat;
+        if buf > 0 {
+            env.mem.push((last, -buf));
+        }
+        clock = start + 1;
+        fired += 1;
         if let Val::Fields(f) = &v {
             if u.st.out.len() < f.len() {
                 u.st.out.resize(f.len(), Vec::new());
@@ -720,7 +919,19 @@ fn store(cx: &mut Cx) -> Fire {
                 o.extend(t.to_f32_vec());
             }
         }
-    }
+    };
+    u.st.bw = bw;
+    u.st.xfer = xfer;
+    u.st.last = last;
+    u.clock = clock;
+    u.stall_in = stall_in;
+    u.moves += fired;
+    u.elements_in += fired;
+    res?;
+    let r = finish(u, &[inp], &[], chans)?;
+    u.clock = u.clock.max(u.st.last);
+    u.busy = u.busy.max(ceil_u64(u.st.xfer));
+    Ok(r)
 }
 
 /// The output data a store unit collected (functional mode).
@@ -949,12 +1160,14 @@ fn partition(cx: &mut Cx, chunk: u64, n: usize) -> Fire {
             );
         }
         let mut sp = 0;
-        for &b in cx.u.st.chosen.as_deref().unwrap_or(&[]) {
+        let mut i = 0;
+        while let Some(&b) = cx.u.st.chosen.as_deref().and_then(|ch| ch.get(i)) {
             let c = *info
                 .outputs
                 .get(b)
                 .ok_or_else(|| cx.err("Partition: branch out of range"))?;
-            sp = sp.max(space(cx.chans, c)?);
+            sp = sp.max(cx.space(c)?);
+            i += 1;
         }
         cx.env.tick(cx.ui)?;
         let (start, push) = cx.u.fire(at, 1, 0, sp);

@@ -258,6 +258,7 @@ fn engine_run(
             })
             .fold(0u64, u64::saturating_add),
         span: g.ops().map(|o| o.span).collect(),
+        passive: engine::passive_units(plan),
     };
     engine::run(&mut env, &mut chans, &mut units)?;
     let deadlock = if units.iter().all(|u| u.done) {
