@@ -8,7 +8,8 @@
 //!
 //! Tiering ([`JitMode`]): `never` interprets; `always` compiles every function the backend
 //! supports; `auto` compiles when the op's estimated work (stream elements × FLOPs per
-//! element, FLOPs from the builtin table's costs) reaches [`AUTO_THRESHOLD`], so
+//! element, FLOPs from the builtin table's costs, at least [`ELEM_COST_FLOOR`]) reaches
+//! [`AUTO_THRESHOLD`], so
 //! default-dims runs stay interpreted. A function the backend cannot compile falls back to the
 //! interpreter; why is kept for `--jit-report`. Compiled code is cached in the function's
 //! prepared plan, i.e. per (task function, dims) — the shapes it was compiled for.
@@ -58,6 +59,11 @@ impl JitMode {
 /// Estimated FLOPs (elements × FLOPs per element) from which `auto` compiles: ≈ 16 M, about
 /// where interpreting costs tens of milliseconds while compiling costs a few.
 pub const AUTO_THRESHOLD: u64 = 1 << 24;
+
+/// The least estimated cost of one element: the interpreter's per-element overhead (values,
+/// dispatch) dwarfs the arithmetic of tiny functions, so with this floor ~65 K elements
+/// (2^24 / 2^8) compile whatever their FLOPs.
+pub const ELEM_COST_FLOOR: u64 = 1 << 8;
 
 /// Elements of scratch per native call (bounds the memory of intermediates of a chunk).
 const SCRATCH_ELEMS: usize = 1 << 21;
@@ -169,7 +175,8 @@ impl NativeSlot {
             })
             .as_ref()
             .ok()?;
-        if mode == JitMode::Auto && (elements as u64).saturating_mul(*flops) < AUTO_THRESHOLD {
+        let cost = (*flops).max(ELEM_COST_FLOOR);
+        if mode == JitMode::Auto && (elements as u64).saturating_mul(cost) < AUTO_THRESHOLD {
             return None;
         }
         self.kernel
