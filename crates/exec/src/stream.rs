@@ -152,7 +152,7 @@ fn single_repeat_piece(e: usize, step: usize, b: usize, n: usize) -> Option<(usi
     if n <= 1 {
         return Some((step, usize::MAX));
     }
-    if step % period == 0 {
+    if step.is_multiple_of(period) {
         return Some(((step / period).checked_mul(b)?, usize::MAX));
     }
     // inside the block holding `e`: slope 1
@@ -162,7 +162,7 @@ fn single_repeat_piece(e: usize, step: usize, b: usize, n: usize) -> Option<(usi
     }
     // copies of one block within the period holding `e`: stride 0
     let period_end = (e / period + 1).checked_mul(period)?;
-    if step % b == 0 && e + step < period_end {
+    if step.is_multiple_of(b) && e + step < period_end {
         return Some((0, (period_end - 1 - e) / step + 1));
     }
     None
