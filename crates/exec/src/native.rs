@@ -8,12 +8,12 @@
 //!
 //! Tiering ([`JitMode`]): `never` interprets; `always` compiles every function the backend
 //! supports; `auto` compiles when the op's estimated work (stream elements × FLOPs per
-//! element, FLOPs from the builtin table's costs) reaches [`AUTO_THRESHOLD`], so a one-off
-//! default-dims run stays interpreted, or when the function is hot: [`HOT_USES`] programs
-//! have been prepared with its plan (a session's candidates share one plan per function). A
-//! function the backend cannot compile falls back to the interpreter; why is kept for
-//! `--jit-report`. Compiled code is cached in the function's prepared plan, i.e. per (task
-//! function, dims) — the shapes it was compiled for.
+//! element, FLOPs from the builtin table's costs, at least [`ELEM_COST_FLOOR`]) reaches
+//! [`AUTO_THRESHOLD`], so a one-off default-dims run stays interpreted, or when the function
+//! is hot: [`HOT_USES`] programs have been prepared with its plan (a session's candidates share
+//! one plan per function). A function the backend cannot compile falls back to the
+//! interpreter; why is kept for `--jit-report`. Compiled code is cached in the function's
+//! prepared plan, i.e. per (task function, dims) — the shapes it was compiled for.
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -68,8 +68,15 @@ pub const AUTO_THRESHOLD: u64 = 1 << 24;
 /// 2–9× faster than the interpreted one at default dims (`stepforge bench --jit`, measured),
 /// which the next few candidates repay. A per-call verification prepares each plan once, so
 /// it keeps the size threshold alone. The two tiers agree within the verification tolerance
-/// (this module's differential tests), so a verdict does not depend on the tier.
+/// (the differential proptests), but they are not bit-identical: a result at the very edge of
+/// the tolerance could get a different verdict before and after its functions turn hot
+/// (ARCHITECTURE.md, known debts).
 pub const HOT_USES: u64 = 8;
+
+/// The least estimated cost of one element: the interpreter's per-element overhead (values,
+/// dispatch) dwarfs the arithmetic of tiny functions, so with this floor ~65 K elements
+/// (2^24 / 2^8) compile whatever their FLOPs.
+pub const ELEM_COST_FLOOR: u64 = 1 << 8;
 
 /// Elements of scratch per native call (bounds the memory of intermediates of a chunk).
 const SCRATCH_ELEMS: usize = 1 << 21;
@@ -183,8 +190,9 @@ impl NativeSlot {
             })
             .as_ref()
             .ok()?;
+        let cost = (*flops).max(ELEM_COST_FLOOR);
         if mode == JitMode::Auto
-            && (elements as u64).saturating_mul(*flops) < AUTO_THRESHOLD
+            && (elements as u64).saturating_mul(cost) < AUTO_THRESHOLD
             && self.uses.load(Ordering::Relaxed) < HOT_USES
         {
             return None;

@@ -99,14 +99,27 @@ impl FieldData {
         let Some(stride) = o1.checked_sub(o0) else {
             return Some((o0, 0, 1));
         };
-        let mut k = 2;
-        while k < max && self.elem_offset(e0 + k * step, len) == Some(o0 + k * stride) {
-            k += 1;
+        // One repeat (the common case): whole linear pieces at a time, so the cost grows with
+        // the number of pieces the run crosses, not with its lanes.
+        let piece = |e: usize| match self.reps.as_slice() {
+            [(b, n)] => single_repeat_piece(e, step, b / len, *n).filter(|p| p.0 * len == stride),
+            _ => None,
+        };
+        let mut k = 1;
+        while k < max {
+            let e = e0 + k * step;
+            if self.elem_offset(e, len) != Some(o0 + k * stride) {
+                break;
+            }
+            k = match piece(e) {
+                Some((_, run)) => k.saturating_add(run),
+                None => k + 1,
+            };
         }
-        Some((o0, stride, k))
+        Some((o0, stride, k.min(max)))
     }
 
-    /// The field without a view (a copy only when it is one).
+    /// The field without a view    /// The field without a view (a copy only when it is one).
     pub fn materialised(&self) -> FieldData {
         if self.reps.is_empty() {
             return self.clone();
@@ -124,6 +137,35 @@ impl FieldData {
         }
         FieldData::new(data, self.elem_shape.clone())
     }
+}
+
+/// Under one repeat that shows each block of `b` elements `n` times, a run of the elements
+/// `e + k·step` that is linear in the source elements for sure: `(stride in elements, run
+/// length ≥ 2)`, or `None` when no such run of two is evident. Source element of `e`:
+/// `⌊e / (b·n)⌋·b + e mod b`, linear with slope 1 inside a block and constant across the
+/// copies of one period when `step` is a multiple of `b`.
+fn single_repeat_piece(e: usize, step: usize, b: usize, n: usize) -> Option<(usize, usize)> {
+    let period = b.checked_mul(n)?;
+    if b == 0 || step == 0 {
+        return None;
+    }
+    if n <= 1 {
+        return Some((step, usize::MAX));
+    }
+    if step.is_multiple_of(period) {
+        return Some(((step / period).checked_mul(b)?, usize::MAX));
+    }
+    // inside the block holding `e`: slope 1
+    let block_end = (e / b + 1).checked_mul(b)?;
+    if e + step < block_end {
+        return Some((step, (block_end - 1 - e) / step + 1));
+    }
+    // copies of one block within the period holding `e`: stride 0
+    let period_end = (e / period + 1).checked_mul(period)?;
+    if step.is_multiple_of(b) && e + step < period_end {
+        return Some((0, (period_end - 1 - e) / step + 1));
+    }
+    None
 }
 
 /// The value of one stream: its concrete dims and one [`FieldData`] per tuple field.
@@ -177,6 +219,22 @@ mod tests {
         Some(out)
     }
 
+    /// The longest affine run found lane by lane (the reference for `affine_run`).
+    fn longest_run(f: &FieldData, e0: usize, step: usize, len: usize, max: usize) -> usize {
+        let o0 = f.elem_offset(e0, len).unwrap();
+        if max <= 1 {
+            return 1;
+        }
+        let Some(s) = f.elem_offset(e0 + step, len).unwrap().checked_sub(o0) else {
+            return 1;
+        };
+        let mut k = 1;
+        while k < max && f.elem_offset(e0 + k * step, len) == Some(o0 + k * s) {
+            k += 1;
+        }
+        k
+    }
+
     #[test]
     fn a_repeat_view_reads_like_the_copy() {
         // [a b][c d] with each element twice, then the whole thing three times
@@ -218,17 +276,51 @@ mod tests {
             let m = f.materialised();
             prop_assert_eq!(m.data.len() as u64, f.len());
             prop_assert_eq!(through_offsets(&f, len).unwrap(), m.data.to_vec());
-            // every affine run really is affine
+            // every affine run really is affine, and the longest one
             let count = total / len;
-            let mut e = 0;
-            while e < count {
-                let max = (count - e).div_ceil(step);
-                let (o, s, run) = f.affine_run(e, step, len, max).unwrap();
-                prop_assert!(run >= 1 && run <= max);
-                for k in 0..run {
-                    prop_assert_eq!(f.elem_offset(e + k * step, len), Some(o + k * s));
+            for start in 0..count.min(step * 2) {
+                let mut e = start;
+                while e < count {
+                    let max = (count - e).div_ceil(step);
+                    let (o, s, run) = f.affine_run(e, step, len, max).unwrap();
+                    prop_assert!(run >= 1 && run <= max);
+                    for k in 0..run {
+                        prop_assert_eq!(f.elem_offset(e + k * step, len), Some(o + k * s));
+                    }
+                    prop_assert_eq!(run, longest_run(&f, e, step, len, max));
+                    e += run * step;
                 }
-                e += run * step;
+            }
+        }
+
+        /// One repeat, the arithmetic path: larger blocks, counts and steps than above.
+        #[test]
+        fn single_repeat_runs_are_the_longest_affine_runs(
+            n_blocks in 1usize..5,
+            blocks in 1usize..7,
+            len in 1usize..3,
+            n in 1usize..6,
+            step in 1usize..13,
+        ) {
+            let b = blocks * len;
+            let data: Vec<f32> = (0..n_blocks * b).map(|i| i as f32).collect();
+            let f = FieldData::new(data, vec![len]).repeated(b, n);
+            let m = f.materialised();
+            prop_assert_eq!(through_offsets(&f, len).unwrap(), m.data.to_vec());
+            let count = n_blocks * blocks * n;
+            for start in 0..count.min(step + 1) {
+                let mut e = start;
+                while e < count {
+                    let max = (count - e).div_ceil(step);
+                    let (o, s, run) = f.affine_run(e, step, len, max).unwrap();
+                    prop_assert!(run >= 1 && run <= max);
+                    for k in 0..run {
+                        let at = o + k * s;
+                        prop_assert_eq!(&m.data[(e + k * step) * len..][..len], &f.data[at..at + len]);
+                    }
+                    prop_assert_eq!(run, longest_run(&f, e, step, len, max));
+                    e += run * step;
+                }
             }
         }
     }
