@@ -58,14 +58,8 @@ fn walk(g: &Graph, start: StreamId, env: &DimEnv) -> Branch {
             _ => None,
         };
         if let (Some(k), None) = (group, b.wait) {
-            let ty = &g.stream(ins[0]).ty;
-            let n = ty.dims.iter().take(k).try_fold(1u64, |acc, d| {
-                d.eval(env)
-                    .and_then(|v| u64::try_from(v).ok())
-                    .and_then(|v| acc.checked_mul(v))
-            });
-            match n {
-                Some(n) => b.wait = Some((n, op.id)),
+            match elements(g, ins[0], k, env) {
+                Some(n) => b.wait = Some((at_copy(g, start, ins[0], n, env), op.id)),
                 None => return Branch { join: None, ..b },
             }
         }
@@ -74,6 +68,29 @@ fn walk(g: &Graph, start: StreamId, env: &DimEnv) -> Branch {
         b.last = s;
     }
     b
+}
+
+/// Elements in the outer `k` dims of stream `s` (`None` when a dim has no value).
+fn elements(g: &Graph, s: StreamId, k: usize, env: &DimEnv) -> Option<u64> {
+    g.stream(s).ty.dims.iter().take(k).try_fold(1u64, |acc, d| {
+        d.eval(env)
+            .and_then(|v| u64::try_from(v).ok())
+            .and_then(|v| acc.checked_mul(v))
+    })
+}
+
+/// `need` elements of `at` expressed in elements leaving the Copy on `start`: an op on the way
+/// that multiplies elements (a Repeat, a Streamify) makes many of them from one Copy element,
+/// and only Copy elements are held up by the direct path's FIFOs. Ops that keep or shrink the
+/// count leave `need` as it is (the lint stays as strict as before for them).
+fn at_copy(g: &Graph, start: StreamId, at: StreamId, need: u64, env: &DimEnv) -> u64 {
+    let all = |s: StreamId| elements(g, s, g.stream(s).ty.rank(), env);
+    match (all(start), all(at)) {
+        (Some(from), Some(to)) if to > from && from > 0 => {
+            need.saturating_mul(from).div_ceil(to).max(1)
+        }
+        _ => need,
+    }
 }
 
 /// `Map(scale)`, `Accum(add)`, `Zip`.
