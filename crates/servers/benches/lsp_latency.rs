@@ -13,21 +13,8 @@ use stepforge_servers::lsp;
 const TARGET: Duration = Duration::from_millis(100);
 const ROUNDS: usize = 21;
 
-fn long_program(task: &str, n: usize) -> String {
-    let mut s = format!("# task: {task}\nS0 = step.Bufferize(a=1).apply(X)\n");
-    let mut i = 0;
-    while s.lines().count() + 4 < n {
-        s.push_str(&format!(
-            "M{i} = step.Map(fn=fn_rms).apply(S{i})\nT{i} = step.Streamify().apply(M{i})\nS{} = step.Bufferize(a=1).apply(T{i})\n",
-            i + 1
-        ));
-        i += 1;
-    }
-    s.push_str(&format!(
-        "Y0 = step.Map(fn=fn_rms).apply(S{i})\nY = step.Streamify().apply(Y0)\nreturn Y\n"
-    ));
-    s
-}
+mod common;
+use common::long_program;
 
 fn wait_diagnostics(client: &Connection, version: i32) -> usize {
     loop {
