@@ -177,33 +177,66 @@ impl Chan {
     #[inline(always)]
     pub fn pop(&mut self, t: u64) -> Option<Token> {
         let e = self.q.pop_front()?;
+        self.popped_at(t, e.pushed);
+        Some(e.tok)
+    }
+
+    /// Bookkeeping of one pop at cycle `t` of the entry pushed at `pushed`: the pop ring and
+    /// the occupancy the entry saw.
+    #[inline(always)]
+    fn popped_at(&mut self, t: u64, pushed: u64) {
         self.record_pop(t);
         // Occupancy just after this entry was pushed: the entries pushed by then (this one
         // and earlier) not yet popped. Entries more than `depth` back were popped by then
         // (the push waited for it), so only the remembered pops can still count.
         let first = self.popped - self.remembered();
-        let later = if e.pushed >= self.occ_at {
-            self.occ_at = e.pushed;
+        let later = if pushed >= self.occ_at {
+            self.occ_at = pushed;
             let mut k = self.occ_k.max(first);
             // Pops `first..popped` are all remembered: read the ring directly.
             while k < self.popped
                 && self
                     .pops
                     .get((k & self.ring) as usize)
-                    .is_some_and(|&q| q <= e.pushed)
+                    .is_some_and(|&q| q <= pushed)
             {
                 k += 1;
             }
             self.occ_k = k;
             (self.popped - k) as usize
         } else {
-            self.occupancy_out_of_order(first, e.pushed)
+            self.occupancy_out_of_order(first, pushed)
         };
         self.max_occ = self.max_occ.max(later);
         if let Some(o) = &mut self.occ {
             o.push((t, -1));
         }
-        Some(e.tok)
+    }
+
+    /// Lockstep runs (a producer and its consumer fired element by element, each pop right
+    /// after its push, so the FIFO stays empty): the earliest cycle the next push may happen.
+    /// Equal to [`Chan::space`] on an empty FIFO.
+    #[inline(always)]
+    pub fn space_empty(&self) -> u64 {
+        match self.pushes.checked_sub(self.depth as u64) {
+            Some(k) => self
+                .pops
+                .get((k & self.ring) as usize)
+                .copied()
+                .unwrap_or(0),
+            None => 0,
+        }
+    }
+
+    /// Lockstep runs: one data element pushed at `pushed` and popped at `t` (the FIFO is
+    /// empty before and after; not for traced channels). Counts, pop ring and occupancy end
+    /// as [`Chan::push`] then [`Chan::pop`] leave them.
+    #[inline(always)]
+    pub fn pass_through(&mut self, pushed: u64, t: u64) {
+        debug_assert!(self.q.is_empty() && self.occ.is_none());
+        self.elements += 1;
+        self.pushes += 1;
+        self.popped_at(t, pushed);
     }
 
     /// Occupancy after a push out of time order (not produced by the engine today): binary

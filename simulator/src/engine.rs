@@ -17,6 +17,9 @@
 //! a flat adjacency list; load and store keep their hot state in locals for a run of firings;
 //! the work-limit check and the FIFO's out-of-order occupancy search are out of line.
 
+mod io;
+mod lockstep;
+
 use std::rc::Rc;
 use std::sync::Arc;
 use std::time::Instant;
@@ -28,7 +31,9 @@ use crate::chan::{Chan, Token, Val, synth_mask};
 use crate::fns::ElemFns;
 use crate::hw::HwConfig;
 use crate::plan::{Plan, UnitKind};
+
 use crate::{SimError, SimOptions};
+pub(crate) use io::{load_window, take_output};
 
 /// Why a unit cannot move in simulation order.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -673,8 +678,8 @@ fn step_unit(
         hi,
     };
     let r = match &plan.units[ui].kind {
-        UnitKind::Load { index, count } => load(&mut cx, *index, *count),
-        UnitKind::Store => store(&mut cx),
+        UnitKind::Load { index, count } => io::load(&mut cx, *index, *count),
+        UnitKind::Store => io::store(&mut cx),
         UnitKind::Map { f, cost, flops } => map(&mut cx, *f, *cost, *flops),
         UnitKind::Fold {
             f,
@@ -742,203 +747,6 @@ fn pass(cx: &mut Cx) -> Fire {
     }
 }
 
-fn load(cx: &mut Cx, index: usize, count: u64) -> Fire {
-    let (ui, env, chans, u) = (cx.ui, &mut *cx.env, &mut *cx.chans, &mut *cx.u);
-    let out = env.plan.units[ui].outputs[0];
-    let share = env.share[ui];
-    let e = env.plan.chans[out].elem_bytes as f64;
-    let lat = env.hw.offchip.latency;
-    if u.st.pos == 0 && u.st.bw == 0.0 {
-        u.st.bw = env.hw.offchip.startup as f64;
-    }
-    // Requests run ahead of the consumer by the FIFO plus the window that covers the
-    // latency; the oldest entry they may overtake must have been popped.
-    if u.st.window == 0 {
-        u.st.window = (chans[out].depth as u64).saturating_add(load_window(env.hw, share, e));
-    }
-    let window = u.st.window;
-    let per = e / share;
-    let tracing = u.spans.is_some();
-    let buf = env.buf.get(out).copied().unwrap_or(0);
-    let bits = env.mask.get(out).copied().flatten();
-    let hot = env.opts.routing_hot;
-    // The hot state lives in locals for the run of firings (written back below).
-    let (mut bw, mut xfer, mut clock, mut stall_out, mut pos) =
-        (u.st.bw, u.st.xfer, u.clock, u.stall_out, u.st.pos);
-    let first = pos;
-    let res: Result<(), Flow> = loop {
-        if pos == count {
-            break Ok(());
-        }
-        let Some(sp) = chans[out].space() else {
-            break Err(Flow::Blocked(Block::Output(out)));
-        };
-        if let Err(e) = env.tick(ui) {
-            break Err(e.into());
-        }
-        let c = &chans[out];
-        let gate = pos
-            .checked_sub(window)
-            .and_then(|k| c.pop_time_of(k))
-            .map_or(0.0, cycle_f64);
-        let issue = bw.max(gate);
-        bw = issue + per;
-        xfer += per;
-        let arrive = ceil_u64(bw) + lat;
-        let push = arrive.max(sp).max(clock);
-        stall_out += push - arrive.max(clock);
-        clock = push + 1;
-        if tracing {
-            u.span(push, push + 1, BUSY);
-        }
-        let v = match env.inputs {
-            Some(inputs) => match input_elem(env, ui, inputs, index, out, pos) {
-                Ok(ts) => Val::Fields(Rc::new(ts)),
-                Err(e) => break Err(e.into()),
-            },
-            None => match bits {
-                Some(b) => Val::Mask(synth_mask(pos, b, hot)),
-                None => Val::Shape,
-            },
-        };
-        chans[out].push(push, Token::Data(v));
-        if buf > 0 {
-            env.mem.push((push, buf));
-        }
-        pos += 1;
-    };
-    let fired = pos - first;
-    u.st.bw = bw;
-    u.st.xfer = xfer;
-    u.clock = clock;
-    u.stall_out = stall_out;
-    u.st.pos = pos;
-    u.moves += fired;
-    u.elements_out += fired;
-    env.loaded += fired;
-    res?;
-    u.busy = u.busy.max(ceil_u64(u.st.xfer));
-    Ok(finish(u, &[], &[out], chans)?)
-}
-
-/// ⌈x⌉ of a non-negative cycle count (no libm call on baseline x86-64; cycle counts stay
-/// far below 2⁶³, where the signed conversions are single instructions).
-#[inline]
-fn ceil_u64(x: f64) -> u64 {
-    let t = x as i64;
-    let up = if (t as f64) < x { t + 1 } else { t };
-    u64::try_from(up).unwrap_or(0)
-}
-
-/// A cycle as f64 (exact below 2⁵³).
-#[inline]
-fn cycle_f64(t: u64) -> f64 {
-    i64::try_from(t).map_or(t as f64, |t| t as f64)
-}
-
-/// Entries a load stream keeps in flight beyond its FIFO: enough to cover the latency.
-pub(crate) fn load_window(hw: &HwConfig, share: f64, elem_bytes: f64) -> u64 {
-    let w = (hw.offchip.latency as f64 * share / elem_bytes.max(1.0)).ceil();
-    (w as u64).saturating_add(1).min(1 << 20)
-}
-
-fn input_elem(
-    env: &Env,
-    ui: usize,
-    inputs: &[Vec<Arc<Vec<f32>>>],
-    index: usize,
-    out: usize,
-    i: u64,
-) -> Result<Vec<Tensor>, SimError> {
-    let data = inputs
-        .get(index)
-        .ok_or_else(|| env.err(ui, format!("no data for input {index}")))?;
-    let shapes = &env.plan.chans[out].field_shapes;
-    let mut ts = Vec::with_capacity(shapes.len());
-    for (d, shape) in data.iter().zip(shapes) {
-        let len: usize = shape.iter().product();
-        let lo = usize::try_from(i).unwrap_or(usize::MAX).saturating_mul(len);
-        let slice = d
-            .get(lo..lo + len)
-            .ok_or_else(|| env.err(ui, "input data shorter than its dims"))?;
-        ts.push(
-            Tensor::from_f32(shape.clone(), slice.to_vec()).map_err(|e| env.err(ui, e.message))?,
-        );
-    }
-    Ok(ts)
-}
-
-fn store(cx: &mut Cx) -> Fire {
-    let (ui, env, chans, u) = (cx.ui, &mut *cx.env, &mut *cx.chans, &mut *cx.u);
-    let inp = env.plan.units[ui].inputs[0];
-    let share = env.share[ui];
-    let e = env.plan.chans[inp].elem_bytes as f64;
-    let per = e / share;
-    if u.elements_in == 0 && u.st.bw == 0.0 {
-        u.st.bw = env.hw.offchip.startup as f64;
-    }
-    let lat = env.hw.offchip.latency;
-    let tracing = u.spans.is_some();
-    let buf = env.buf.get(inp).copied().unwrap_or(0);
-    // The hot state lives in locals for the run of firings (written back below).
-    let (mut bw, mut xfer, mut last, mut clock, mut stall_in) =
-        (u.st.bw, u.st.xfer, u.st.last, u.clock, u.stall_in);
-    let mut fired = 0u64;
-    let res: Result<(), Flow> = loop {
-        let Some(e) = chans[inp].front() else {
-            break Err(Flow::Blocked(Block::Input(inp)));
-        };
-        if matches!(e.tok, Token::Stop) {
-            break Ok(());
-        }
-        let at = e.at;
-        if let Err(e) = env.tick(ui) {
-            break Err(e.into());
-        }
-        let ready = clock.max(ceil_u64(bw));
-        let start = ready.max(at);
-        stall_in += start - ready;
-        if tracing {
-            u.span(clock, start, STALL_IN);
-            u.span(start, start + 1, BUSY);
-        }
-        let v = pop_val(chans, inp, start);
-        bw = bw.max(cycle_f64(start)) + per;
-        xfer += per;
-        last = ceil_u64(bw) + lat;
-        if buf > 0 {
-            env.mem.push((last, -buf));
-        }
-        clock = start + 1;
-        fired += 1;
-        if let Val::Fields(f) = &v {
-            if u.st.out.len() < f.len() {
-                u.st.out.resize(f.len(), Vec::new());
-            }
-            for (o, t) in u.st.out.iter_mut().zip(f.iter()) {
-                o.extend(t.to_f32_vec());
-            }
-        }
-    };
-    u.st.bw = bw;
-    u.st.xfer = xfer;
-    u.st.last = last;
-    u.clock = clock;
-    u.stall_in = stall_in;
-    u.moves += fired;
-    u.elements_in += fired;
-    res?;
-    let r = finish(u, &[inp], &[], chans)?;
-    u.clock = u.clock.max(u.st.last);
-    u.busy = u.busy.max(ceil_u64(u.st.xfer));
-    Ok(r)
-}
-
-/// The output data a store unit collected (functional mode).
-pub(crate) fn take_output(u: &mut Unit) -> Vec<Vec<f32>> {
-    std::mem::take(&mut u.st.out)
-}
-
 fn map(cx: &mut Cx, f: FnId, cost: u64, flops: u64) -> Fire {
     let plan = cx.env.plan;
     let info = &plan.units[cx.ui];
@@ -1004,6 +812,9 @@ fn bufferize(cx: &mut Cx, group: u64, cost: u64) -> Fire {
     let (inp, out) = (info.inputs[0], info.outputs[0]);
     let tile = i64::try_from(plan.chans[out].buf_bytes).unwrap_or(i64::MAX);
     loop {
+        if cx.u.st.pos + 1 < group {
+            lockstep::load_into_tile(cx, inp, group, cost, tile)?;
+        }
         let Some(at) = cx.next_in_group(inp, "tile")? else {
             return cx.finish(&[inp], &[out]);
         };
@@ -1057,6 +868,9 @@ fn streamify(cx: &mut Cx, count: u64, cost: u64) -> Fire {
                 return cx.finish(&[inp], &[out]);
             }
             continue;
+        }
+        if cx.u.st.pos + 1 < count {
+            lockstep::tile_into_store(cx, out, count, cost)?;
         }
         let sp = cx.space(out)?;
         cx.env.tick(cx.ui)?;
