@@ -275,10 +275,21 @@ fn run_jit(args: &Args, files: &[PathBuf], opts: &VerifyOptions) -> Status {
             });
         }
     }
+    let mut compile: Vec<f64> = rows
+        .iter()
+        .filter(|r| r.compiled)
+        .map(|r| r.compile_us as f64)
+        .collect();
+    compile.sort_by(f64::total_cmp);
+    let compile_median_us = quantile(&compile, 0.5);
+    let compile_max_us = compile.last().copied().unwrap_or(0.0);
     match args.format {
         Format::Json => output::json(&json!({
             "machine": machine_line(),
             "seeds": args.seeds,
+            "compiled_fns": compile.len(),
+            "compile_median_us": compile_median_us,
+            "compile_max_us": compile_max_us,
             "jit": rows.iter().map(|r| json!({
                 "task": r.task, "fn": r.func,
                 "interp_us": r.interp_us, "jit_us": r.jit_us,
@@ -309,6 +320,13 @@ fn run_jit(args: &Args, files: &[PathBuf], opts: &VerifyOptions) -> Status {
                     r.fallback.as_deref().unwrap_or("")
                 ));
             }
+            output::line("");
+            output::line(&format!(
+                "compile time over {} compiled functions: median {:.0} us, max {:.0} us",
+                compile.len(),
+                compile_median_us,
+                compile_max_us
+            ));
         }
     }
     if all_pass {

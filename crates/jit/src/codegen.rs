@@ -17,9 +17,9 @@
 
 use cranelift_codegen::Context;
 use cranelift_codegen::ir::condcodes::{FloatCC, IntCC};
-use cranelift_codegen::ir::types::{F32, F32X4, F64, I64};
+use cranelift_codegen::ir::types::{F32, F32X4, F64, F64X2, I8X16, I64};
 use cranelift_codegen::ir::{
-    AbiParam, InstBuilder, MemFlagsData, Signature, StackSlotData, StackSlotKind, Value,
+    AbiParam, Endianness, InstBuilder, MemFlagsData, Signature, StackSlotData, StackSlotKind, Value,
 };
 use cranelift_codegen::isa::CallConv;
 use cranelift_frontend::{FunctionBuilder, FunctionBuilderContext, Variable};
@@ -126,7 +126,7 @@ impl Tree {
                         | Un::Sqrt
                         | Un::Square
                         | Un::Reciprocal
-                        | Un::Copy
+                        | Un::Identity
                         | Un::Floor
                         | Un::Ceil
                         | Un::Round
@@ -412,7 +412,7 @@ impl<'a, 'g> Gen<'a, 'g> {
                 .ins()
                 .load(I64, flags(), self.lstrides, (8 * k) as i32);
             let t = match self.tree(v) {
-                leaf @ Tree::Leaf { .. } => Tree::Un(Un::Copy, Box::new(leaf)),
+                leaf @ Tree::Leaf { .. } => Tree::Un(Un::Identity, Box::new(leaf)),
                 t => t,
             };
             let lanes = self.lanes;
@@ -640,7 +640,7 @@ impl<'a, 'g> Gen<'a, 'g> {
             Un::Floor => i.floor(x),
             Un::Ceil => i.ceil(x),
             Un::Round => i.nearest(x),
-            Un::Copy => x,
+            Un::Identity => x,
             Un::Square => i.fmul(x, x),
             Un::Reciprocal => {
                 let ty = self.b.func.dfg.value_type(x);
@@ -657,24 +657,17 @@ impl<'a, 'g> Gen<'a, 'g> {
                 let c = self.b.ins().fcmp(FloatCC::GreaterThan, x, z);
                 self.b.ins().select(c, x, z)
             }
-            Un::Not => {
+            Un::LogicalNot => {
                 let z = i.f32const(0.0);
                 let one = self.b.ins().f32const(1.0);
                 let c = self.b.ins().fcmp(FloatCC::Equal, x, z);
                 self.b.ins().select(c, one, z)
             }
-            Un::Exp => self.call1(helpers::exp, x),
-            Un::Log => self.call1(helpers::log, x),
-            Un::Sin => self.call1(helpers::sin, x),
-            Un::Cos => self.call1(helpers::cos, x),
-            Un::Tanh => self.call1(helpers::tanh, x),
-            Un::Sigmoid => self.call1(helpers::sigmoid, x),
-            Un::Silu => self.call1(helpers::silu, x),
-            Un::Gelu => self.call1(helpers::gelu, x),
-            Un::GeluTanh => self.call1(helpers::gelu_tanh, x),
-            Un::Erf => self.call1(helpers::erf, x),
-            Un::Rsqrt => self.call1(helpers::rsqrt, x),
-            Un::Sign => self.call1(helpers::sign, x),
+            op => match helpers::unary(op) {
+                Some(h) => self.call1(h, x),
+                // `tir::needs_helper` and `helpers::unary` agree (a unit test checks it).
+                None => x,
+            },
         }
     }
 
@@ -836,11 +829,70 @@ impl<'a, 'g> Gen<'a, 'g> {
         }
         let zero = self.b.ins().iconst(I64, 0);
         let end = self.b.ins().iconst(I64, rext[r] as i64);
-        self.for_loop(zero, end, 1, |s, i| {
+        let mut start = zero;
+        if r + 1 == rext.len() && matches!(op, Red::Sum | Red::Mean) && rext[r] >= 8 {
+            let mut leaves = Vec::new();
+            t.leaves(&mut leaves);
+            let d = idx.len();
+            if t.vectorisable() && leaves.iter().all(|s| matches!(s.get(d), Some(0 | 1))) {
+                start = self.sum_vector(t, bases, acc, &idx, end);
+            }
+        }
+        self.for_loop(start, end, 1, |s, i| {
             let mut idx2 = idx.clone();
             idx2.push(i);
             s.reduce_inner(op, t, klen, rext, bases, acc, idx2);
         });
+    }
+
+    /// The innermost reduced loop of a sum on f32x4 values (every leaf unit-stride or
+    /// broadcast along it): each vector's four f32 values are widened to two f64x2 and added
+    /// to two f64x2 partial sums, which are added into `acc` after the loop. Sums stay f64 like
+    /// the interpreter's, only in another order (four interleaved partial sums), so results
+    /// agree within f64 rounding. Returns the first index left for the scalar tail.
+    fn sum_vector(
+        &mut self,
+        t: &Tree,
+        bases: &[Value],
+        acc: Variable,
+        idx: &[Value],
+        end: Value,
+    ) -> Value {
+        let zero = self.b.ins().f64const(0.0);
+        let z2 = self.b.ins().splat(F64X2, zero);
+        let (p0, p1) = (self.b.declare_var(F64X2), self.b.declare_var(F64X2));
+        self.b.def_var(p0, z2);
+        self.b.def_var(p1, z2);
+        // Bytes 8..16 then 0..8: the upper two f32 lanes moved down.
+        let mask: Vec<u8> = (8..16).chain(0..8).collect();
+        let mask = self.b.func.dfg.immediates.push(mask.into());
+        let le = MemFlagsData::new().with_endianness(Endianness::Little);
+        let i0 = self.b.ins().iconst(I64, 0);
+        let next = self.for_loop(i0, end, 4, |s, i| {
+            let mut all = idx.to_vec();
+            all.push(i);
+            let x = s.eval(t, bases, &all, true);
+            let lo = s.b.ins().fvpromote_low(x);
+            let xb = s.b.ins().bitcast(I8X16, le, x);
+            let hb = s.b.ins().shuffle(xb, xb, mask);
+            let h = s.b.ins().bitcast(F32X4, le, hb);
+            let hi = s.b.ins().fvpromote_low(h);
+            let a0 = s.b.use_var(p0);
+            let a0 = s.b.ins().fadd(a0, lo);
+            s.b.def_var(p0, a0);
+            let a1 = s.b.use_var(p1);
+            let a1 = s.b.ins().fadd(a1, hi);
+            s.b.def_var(p1, a1);
+        });
+        let (a0, a1) = (self.b.use_var(p0), self.b.use_var(p1));
+        let v = self.b.ins().fadd(a0, a1);
+        let l0 = self.b.ins().extractlane(v, 0);
+        let l1 = self.b.ins().extractlane(v, 1);
+        let part = self.b.ins().fadd(l0, l1);
+        let a = self.b.use_var(acc);
+        let a = self.b.ins().fadd(a, part);
+        self.b.def_var(acc, a);
+        next
     }
 
     /// `dst = a @ b` through the GEMM helper; lanes with a lane-invariant `b` become rows of

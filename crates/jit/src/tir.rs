@@ -38,56 +38,57 @@ fn no<T>(msg: impl Into<String>) -> R<T> {
     Err(Unsupported(msg.into()))
 }
 
-/// Elementwise functions of one operand. Those computed by a Rust helper (in f64, as the
-/// interpreter does) are [`Un::helper`].
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub enum Un {
-    Neg,
-    Abs,
-    Sqrt,
-    Floor,
-    Ceil,
-    Round,
-    Relu,
-    Square,
-    Reciprocal,
-    Exp,
-    Log,
-    Sin,
-    Cos,
-    Tanh,
-    Sigmoid,
-    Silu,
-    Gelu,
-    GeluTanh,
-    Erf,
-    Rsqrt,
-    Sign,
-    /// `logical_not` of a bool (0/1) value.
-    Not,
-    /// Identity (materialises a view; `.float()` of a bool).
-    Copy,
+/// Elementwise functions of one operand: the tensor crate's list, shared with the interpreter.
+pub use stepforge_tensor::UnaryOp as Un;
+
+/// Computed by a call to a Rust helper (no Cranelift instruction exists; the helper computes
+/// in f64 as the interpreter does).
+pub fn needs_helper(op: Un) -> bool {
+    matches!(
+        op,
+        Un::Exp
+            | Un::Log
+            | Un::Sin
+            | Un::Cos
+            | Un::Tanh
+            | Un::Sigmoid
+            | Un::Silu
+            | Un::Gelu
+            | Un::GeluTanh
+            | Un::Erf
+            | Un::Rsqrt
+            | Un::Sign
+    )
 }
 
-impl Un {
-    /// Computed by a call to a Rust helper (no Cranelift instruction exists).
-    pub fn helper(self) -> bool {
-        matches!(
-            self,
-            Un::Exp
-                | Un::Log
-                | Un::Sin
-                | Un::Cos
-                | Un::Tanh
-                | Un::Sigmoid
-                | Un::Silu
-                | Un::Gelu
-                | Un::GeluTanh
-                | Un::Erf
-                | Un::Rsqrt
-                | Un::Sign
-        )
-    }
+/// The elementwise function a one-operand builtin computes on tensors (`gelu`'s
+/// `approximate=` is read by the caller): the one map the interpreter and the jit dispatch by.
+pub fn unary_builtin(f: Builtin) -> Option<Un> {
+    use Builtin as B;
+    Some(match f {
+        B::Exp | B::MathExp => Un::Exp,
+        B::Log | B::MathLog => Un::Log,
+        B::Sqrt | B::MathSqrt => Un::Sqrt,
+        B::Rsqrt => Un::Rsqrt,
+        B::Sin | B::MathSin => Un::Sin,
+        B::Cos | B::MathCos => Un::Cos,
+        B::Tanh => Un::Tanh,
+        B::Sigmoid => Un::Sigmoid,
+        B::Relu => Un::Relu,
+        B::Abs => Un::Abs,
+        B::Erf => Un::Erf,
+        B::Square => Un::Square,
+        B::Reciprocal => Un::Reciprocal,
+        B::Floor => Un::Floor,
+        B::Ceil => Un::Ceil,
+        B::Round => Un::Round,
+        B::Sign => Un::Sign,
+        B::Neg => Un::Neg,
+        B::Silu => Un::Silu,
+        B::LogicalNot => Un::LogicalNot,
+        B::Gelu => Un::Gelu,
+        _ => return None,
+    })
 }
 
 /// Elementwise functions of two operands (comparisons give 0/1).
@@ -813,7 +814,7 @@ impl Cx<'_> {
         let dt = self.dt(&t);
         let b = self.batched(&[&t]);
         let shape = t.shape.clone();
-        self.push(NodeKind::Unary(Un::Copy, t), shape, b, dt)
+        self.push(NodeKind::Unary(Un::Identity, t), shape, b, dt)
     }
 
     fn reshape(&mut self, t: View, dims: &[i64]) -> R<View> {
@@ -858,16 +859,16 @@ impl Cx<'_> {
 
     fn unary(&mut self, op: Un, t: View) -> R<View> {
         let dt = self.dt(&t);
-        if dt == Dt::Bool && !matches!(op, Un::Not | Un::Copy) {
+        if dt == Dt::Bool && !matches!(op, Un::LogicalNot | Un::Identity) {
             return no("math on a bool tensor");
         }
-        if op == Un::Not && dt != Dt::Bool {
+        if op == Un::LogicalNot && dt != Dt::Bool {
             return no("logical_not of a float tensor");
         }
-        self.flops += numel(&t.shape) as u64 * if op.helper() { 4 } else { 1 };
+        self.flops += numel(&t.shape) as u64 * if needs_helper(op) { 4 } else { 1 };
         let b = self.batched(&[&t]);
         let shape = t.shape.clone();
-        let out_dt = if op == Un::Not { Dt::Bool } else { dt };
+        let out_dt = if op == Un::LogicalNot { Dt::Bool } else { dt };
         Ok(self.push(NodeKind::Unary(op, t), shape, b, out_dt))
     }
 
@@ -1117,33 +1118,11 @@ impl Cx<'_> {
     fn call(&mut self, f: Builtin, pos: Vec<Av>, kw: Vec<(&'static str, Av)>) -> R<Av> {
         use Builtin as B;
         let a = Args { pos, kw };
-        let un = match f {
-            B::Exp | B::MathExp => Some(Un::Exp),
-            B::Log | B::MathLog => Some(Un::Log),
-            B::Sqrt | B::MathSqrt => Some(Un::Sqrt),
-            B::Rsqrt => Some(Un::Rsqrt),
-            B::Sin | B::MathSin => Some(Un::Sin),
-            B::Cos | B::MathCos => Some(Un::Cos),
-            B::Tanh => Some(Un::Tanh),
-            B::Sigmoid => Some(Un::Sigmoid),
-            B::Relu => Some(Un::Relu),
-            B::Abs => Some(Un::Abs),
-            B::Erf => Some(Un::Erf),
-            B::Square => Some(Un::Square),
-            B::Reciprocal => Some(Un::Reciprocal),
-            B::Floor => Some(Un::Floor),
-            B::Ceil => Some(Un::Ceil),
-            B::Round => Some(Un::Round),
-            B::Sign => Some(Un::Sign),
-            B::Neg => Some(Un::Neg),
-            B::Silu => Some(Un::Silu),
-            B::LogicalNot => Some(Un::Not),
-            B::Gelu => match a.kw("approximate") {
-                None => Some(Un::Gelu),
-                Some(Av::Str) => return no("gelu(approximate=..)"),
-                Some(_) => return no("gelu(approximate=..)"),
-            },
-            _ => None,
+        let un = match unary_builtin(f) {
+            Some(Un::Gelu) if a.kw("approximate").is_some() => {
+                return no("gelu(approximate=..)");
+            }
+            u => u,
         };
         if let Some(u) = un {
             a.only(&["input", "approximate"])?;

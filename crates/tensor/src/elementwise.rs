@@ -47,7 +47,10 @@ pub enum CmpOp {
     Ne,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// Elementwise functions of one operand: the one list the interpreter (`Tensor::unary`), the
+/// native backend (`stepforge-jit`, whose helpers compute [`UnaryOp::f64_fn`] too, so both agree
+/// bit for bit) and the executor's builtin dispatch share.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum UnaryOp {
     Neg,
     Abs,
@@ -73,6 +76,57 @@ pub enum UnaryOp {
     Round,
     Sign,
     LogicalNot,
+    /// The value itself (a copy): the jit materialises views and `.float()` of a 0/1 bool
+    /// with it.
+    Identity,
+}
+
+fn gelu_tanh(x: f64) -> f64 {
+    let c = (2.0 / std::f64::consts::PI).sqrt();
+    0.5 * x * (1.0 + (c * (x + 0.044715 * x * x * x)).tanh())
+}
+
+fn sign(x: f64) -> f64 {
+    if x > 0.0 {
+        1.0
+    } else if x < 0.0 {
+        -1.0
+    } else {
+        x
+    }
+}
+
+impl UnaryOp {
+    /// The function on f64 values, which f32 values go through (computed in f64, rounded once
+    /// to f32). `LogicalNot` maps 0 to 1 and everything else to 0.
+    pub fn f64_fn(self) -> fn(f64) -> f64 {
+        match self {
+            UnaryOp::Neg => |x| -x,
+            UnaryOp::Abs => f64::abs,
+            UnaryOp::Exp => f64::exp,
+            UnaryOp::Log => f64::ln,
+            UnaryOp::Sqrt => f64::sqrt,
+            UnaryOp::Rsqrt => |x| 1.0 / x.sqrt(),
+            UnaryOp::Sin => f64::sin,
+            UnaryOp::Cos => f64::cos,
+            UnaryOp::Tanh => f64::tanh,
+            UnaryOp::Sigmoid => sigmoid,
+            UnaryOp::Silu => |x| x * sigmoid(x),
+            UnaryOp::Gelu => gelu,
+            UnaryOp::GeluTanh => gelu_tanh,
+            UnaryOp::Relu => |x| if x > 0.0 { x } else { 0.0 },
+            UnaryOp::Erf => erf::erf,
+            UnaryOp::Square => |x| x * x,
+            UnaryOp::Reciprocal => |x| 1.0 / x,
+            UnaryOp::Floor => f64::floor,
+            UnaryOp::Ceil => f64::ceil,
+            // torch rounds half to even.
+            UnaryOp::Round => f64::round_ties_even,
+            UnaryOp::Sign => sign,
+            UnaryOp::LogicalNot => |x| if x == 0.0 { 1.0 } else { 0.0 },
+            UnaryOp::Identity => |x| x,
+        }
+    }
 }
 
 /// The shape two shapes broadcast to, or the torch-style error.
@@ -407,6 +461,7 @@ impl Tensor {
         limits::checked_numel(&self.shape)?;
         let shape = self.shape.clone();
         match (op, &self.data) {
+            (UnaryOp::Identity, _) => Ok(self.clone()),
             (UnaryOp::LogicalNot, _) => {
                 let b = self.cast_cow(DType::Bool);
                 let Data::Bool(v) = &b.data else {
@@ -445,42 +500,7 @@ impl Tensor {
                 ))
             }
             _ => {
-                let f: fn(f64) -> f64 = match op {
-                    UnaryOp::Neg => |x| -x,
-                    UnaryOp::Abs => f64::abs,
-                    UnaryOp::Exp => f64::exp,
-                    UnaryOp::Log => f64::ln,
-                    UnaryOp::Sqrt => f64::sqrt,
-                    UnaryOp::Rsqrt => |x| 1.0 / x.sqrt(),
-                    UnaryOp::Sin => f64::sin,
-                    UnaryOp::Cos => f64::cos,
-                    UnaryOp::Tanh => f64::tanh,
-                    UnaryOp::Sigmoid => sigmoid,
-                    UnaryOp::Silu => |x| x * sigmoid(x),
-                    UnaryOp::Gelu => gelu,
-                    UnaryOp::GeluTanh => |x| {
-                        let c = (2.0 / std::f64::consts::PI).sqrt();
-                        0.5 * x * (1.0 + (c * (x + 0.044715 * x * x * x)).tanh())
-                    },
-                    UnaryOp::Relu => |x| if x > 0.0 { x } else { 0.0 },
-                    UnaryOp::Erf => erf::erf,
-                    UnaryOp::Square => |x| x * x,
-                    UnaryOp::Reciprocal => |x| 1.0 / x,
-                    UnaryOp::Floor => f64::floor,
-                    UnaryOp::Ceil => f64::ceil,
-                    // torch rounds half to even.
-                    UnaryOp::Round => f64::round_ties_even,
-                    UnaryOp::Sign => |x| {
-                        if x > 0.0 {
-                            1.0
-                        } else if x < 0.0 {
-                            -1.0
-                        } else {
-                            x
-                        }
-                    },
-                    UnaryOp::LogicalNot => |x| x,
-                };
+                let f = op.f64_fn();
                 let v: Vec<f32> = match &self.data {
                     Data::F32(v) => v.iter().map(|&x| f(f64::from(x)) as f32).collect(),
                     _ => self.to_f64_vec().into_iter().map(|x| f(x) as f32).collect(),

@@ -406,11 +406,11 @@ struct MatDims {
     n: usize,
 }
 
-/// Batched `out[b] = x[b] · y[b]` through the blocked SIMD GEMM (`matrixmultiply`, reached
-/// through ndarray's safe `general_mat_mul`); `offs_*` locate each batch's row-major matrix
+/// Batched `out[b] = x[b] · y[b]` through a blocked SIMD GEMM ([`Gemm`]: `matrixmultiply`
+/// for f32, the `gemm` crate for f64); `offs_*` locate each batch's row-major matrix
 /// (m×k in `x`, k×n in `y`). Accumulates in `T`: f32 for program values, f64 for references
 /// and integers (exact below 2^53, as before).
-fn gemm_batched<T: LinalgScalar>(
+fn gemm_batched<T: Gemm>(
     x: &[T],
     y: &[T],
     offs_a: &[usize],
@@ -444,7 +444,7 @@ fn gemm_batched<T: LinalgScalar>(
 const GEMM_ROWS: usize = 128;
 
 /// `c = a · b` for one block of rows; `None` if a slice disagrees with its shape.
-fn gemm_block<T: LinalgScalar>(
+fn gemm_block<T: Gemm>(
     a: &[T],
     bv: &ArrayView2<'_, T>,
     c: &mut [T],
@@ -469,11 +469,34 @@ fn gemm_block<T: LinalgScalar>(
             let mut cv = ArrayViewMut1::from_shape(m, c).ok()?;
             general_mat_vec_mul(T::one(), &av, &bv.column(0), T::zero(), &mut cv);
         } else {
-            let mut cv = ArrayViewMut2::from_shape((m, n), c).ok()?;
-            general_mat_mul(T::one(), &av, bv, T::zero(), &mut cv);
+            T::gemm(a, b, c, m, k, n)?;
         }
     }
     Some(())
+}
+
+/// The general (m, n > 1) product of one block, per element type.
+trait Gemm: LinalgScalar {
+    fn gemm(a: &[Self], b: &[Self], c: &mut [Self], m: usize, k: usize, n: usize) -> Option<()>;
+}
+
+impl Gemm for f32 {
+    /// Program values: `matrixmultiply`'s sgemm through ndarray's safe `general_mat_mul`.
+    fn gemm(a: &[f32], b: &[f32], c: &mut [f32], m: usize, k: usize, n: usize) -> Option<()> {
+        let av = ArrayView2::from_shape((m, k), a).ok()?;
+        let bv = ArrayView2::from_shape((k, n), b).ok()?;
+        let mut cv = ArrayViewMut2::from_shape((m, n), c).ok()?;
+        general_mat_mul(1.0, &av, &bv, 0.0, &mut cv);
+        Some(())
+    }
+}
+
+impl Gemm for f64 {
+    /// References (and integers): the `gemm` crate's dgemm, faster than `matrixmultiply`'s
+    /// at the sizes references meet (measured, see `dgemm.rs`).
+    fn gemm(a: &[f64], b: &[f64], c: &mut [f64], m: usize, k: usize, n: usize) -> Option<()> {
+        crate::dgemm::dgemm(a, b, c, m, k, n)
+    }
 }
 
 /// The contraction kernel for `matmul`: f32 operands stay f32 (sgemm) unless this thread asked

@@ -21,40 +21,24 @@ pub(super) fn call(f: Func, a: Args, _b: &mut Budget) -> Result<Value, EvalError
         let y = a.tensor(1, "other")?;
         t(x.compare(op, &y))
     };
+    if matches!(f, Gelu) {
+        let tanh = match a.kw("approximate") {
+            None => false,
+            Some(Value::Str(s)) if &**s == "none" => false,
+            Some(Value::Str(s)) if &**s == "tanh" => true,
+            Some(_) => return Err(a.err("`approximate` must be 'none' or 'tanh'")),
+        };
+        return unary(if tanh {
+            UnaryOp::GeluTanh
+        } else {
+            UnaryOp::Gelu
+        });
+    }
+    // The one builtin → elementwise-function map (shared with the jit).
+    if let Some(op) = stepforge_jit::tir::unary_builtin(f) {
+        return unary(op);
+    }
     match f {
-        Exp => unary(UnaryOp::Exp),
-        Log => unary(UnaryOp::Log),
-        Sqrt => unary(UnaryOp::Sqrt),
-        Rsqrt => unary(UnaryOp::Rsqrt),
-        Sin => unary(UnaryOp::Sin),
-        Cos => unary(UnaryOp::Cos),
-        Tanh => unary(UnaryOp::Tanh),
-        Sigmoid => unary(UnaryOp::Sigmoid),
-        Relu => unary(UnaryOp::Relu),
-        Abs => unary(UnaryOp::Abs),
-        Erf => unary(UnaryOp::Erf),
-        Square => unary(UnaryOp::Square),
-        Reciprocal => unary(UnaryOp::Reciprocal),
-        Floor => unary(UnaryOp::Floor),
-        Ceil => unary(UnaryOp::Ceil),
-        Round => unary(UnaryOp::Round),
-        Sign => unary(UnaryOp::Sign),
-        Neg => unary(UnaryOp::Neg),
-        Silu => unary(UnaryOp::Silu),
-        LogicalNot => unary(UnaryOp::LogicalNot),
-        Gelu => {
-            let tanh = match a.kw("approximate") {
-                None => false,
-                Some(Value::Str(s)) if &**s == "none" => false,
-                Some(Value::Str(s)) if &**s == "tanh" => true,
-                Some(_) => return Err(a.err("`approximate` must be 'none' or 'tanh'")),
-            };
-            unary(if tanh {
-                UnaryOp::GeluTanh
-            } else {
-                UnaryOp::Gelu
-            })
-        }
         Pow => {
             let x = a.tensor(0, "input")?;
             let y = a
