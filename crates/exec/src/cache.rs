@@ -61,6 +61,9 @@ pub struct SeedData {
     pub expected: Vec<Vec<Tensor>>,
     /// The same values as `f64`, converted once for every candidate's comparison.
     pub expected_f64: Vec<Vec<Vec<f64>>>,
+    /// Per output field, the rms of its finite expected values (the magnitude term of the
+    /// comparison's tolerance, `compare::expected_rms`): the same for every candidate.
+    pub expected_rms: Vec<Vec<f64>>,
     pub generate_us: u64,
     pub reference_us: u64,
     bytes: u64,
@@ -238,6 +241,10 @@ fn prepare_seed(
         .iter()
         .map(|o| o.iter().map(Tensor::to_f64_vec).collect())
         .collect();
+    let expected_rms = expected_f64
+        .iter()
+        .map(|o| o.iter().map(|e| crate::compare::expected_rms(e)).collect())
+        .collect();
     bytes += expected
         .iter()
         .flatten()
@@ -248,6 +255,7 @@ fn prepare_seed(
         inputs,
         expected,
         expected_f64,
+        expected_rms,
         generate_us,
         reference_us: micros(started),
         bytes,

@@ -20,7 +20,7 @@ use stepforge_tensor::{Tensor, fmt_shape};
 use crate::cache::{DimsPrep, SeedData, VerifyCache, perturbed_expected, rounding_expected};
 use crate::compare::{
     EPS_F32, FieldStats, MAX_EXCUSED_FRACTION, ToleranceRule, compare_rounding_aware,
-    compare_values, effective_tolerance,
+    compare_values, effective_tolerance, tolerance_with_rms,
 };
 use crate::error::{ErrorClass, ExecError, Origin};
 use crate::exec::Prepared;
@@ -299,7 +299,11 @@ fn execute(
                 let Some(expected_v) = data.expected_f64.get(oi).and_then(|o| o.get(k)) else {
                     continue;
                 };
-                let tol = effective_tolerance(rule, expected_v);
+                let rms = data.expected_rms.get(oi).and_then(|o| o.get(k)).copied();
+                let tol = match rms {
+                    Some(rms) => tolerance_with_rms(rule, rms),
+                    None => effective_tolerance(rule, expected_v),
+                };
                 let mut st = compare_values(&field.data, expected_v, &shape, tol);
                 if st.first_mismatch.is_some() {
                     let draws = match &perturbed {
