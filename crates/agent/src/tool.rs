@@ -221,7 +221,7 @@ mod backend {
                 ok: c.ok,
                 only_linearity_errors: only_lin,
                 json: c.to_json(),
-                graph_hash: c.graph_hash,
+                graph_hash: c.graph_hash().map(str::to_string),
             }
         }
 

@@ -87,32 +87,44 @@ pub struct CheckReport {
     pub linear: Option<bool>,
     pub linear_compat: Option<bool>,
     pub copies_needed: usize,
-    /// Canonical hash of the typed graph (hex); `None` unless well typed.
-    pub graph_hash: Option<String>,
+    /// Canonical hash of the typed graph (hex), computed on first use by
+    /// [`CheckReport::graph_hash`]: the language server re-checks whole documents on every
+    /// keystroke and never asks for it.
+    graph_hash: std::sync::OnceLock<Option<String>>,
     pub diagnostics: Vec<Diagnostic>,
     pub streams: Vec<TypedStream>,
-    /// The checker's full output (the typed graph among it).
+    /// The checker's full output (the typed graph among it). Its `diagnostics` and `streams`
+    /// are moved into the fields above (not copied), so they are empty here.
     pub output: CheckOutput,
     source: Source,
 }
 
 impl CheckReport {
-    fn new(source: Source, output: CheckOutput) -> CheckReport {
-        let graph_hash = output
-            .graph
-            .as_ref()
-            .map(|g| stepforge_ir::graph_hash(g).to_string());
+    fn new(source: Source, mut output: CheckOutput) -> CheckReport {
         CheckReport {
             ok: output.ok,
             linear: output.linear,
             linear_compat: output.linear_compat,
             copies_needed: output.copies_needed,
-            graph_hash,
-            diagnostics: output.diagnostics.clone(),
-            streams: output.streams.clone(),
+            graph_hash: std::sync::OnceLock::new(),
+            diagnostics: std::mem::take(&mut output.diagnostics),
+            streams: std::mem::take(&mut output.streams),
             output,
             source,
         }
+    }
+
+    /// Canonical hash of the typed graph (hex); `None` unless well typed. Computed once, on
+    /// first use.
+    pub fn graph_hash(&self) -> Option<&str> {
+        self.graph_hash
+            .get_or_init(|| {
+                self.output
+                    .graph
+                    .as_ref()
+                    .map(|g| stepforge_ir::graph_hash(g).to_string())
+            })
+            .as_deref()
     }
 
     /// The text the diagnostics' spans point into.
@@ -127,7 +139,7 @@ impl CheckReport {
             "linear": self.linear,
             "linear_compat": self.linear_compat,
             "copies_needed": self.copies_needed,
-            "graph_hash": self.graph_hash,
+            "graph_hash": self.graph_hash(),
             "diagnostics": self.diagnostics.iter().map(|d| d.to_json(&self.source)).collect::<Vec<_>>(),
             "streams": self.streams,
         })
@@ -354,7 +366,7 @@ mod tests {
         let c = s.check(&program);
         assert!(c.ok, "{}", c.render_human(false));
         assert_eq!(c.linear, Some(true));
-        assert_eq!(c.graph_hash.as_ref().map(String::len), Some(32));
+        assert_eq!(c.graph_hash().map(str::len), Some(32));
         let v = s.verify(Some(&program), &VerifyOptions::with_seed_count(2));
         assert!(v.passed(), "{}", v.render_human(false));
     }

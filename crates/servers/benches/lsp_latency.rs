@@ -13,6 +13,10 @@ use stepforge_servers::lsp;
 const TARGET: Duration = Duration::from_millis(100);
 const ROUNDS: usize = 21;
 
+// The same allocator as the `stepforge` binary, so the numbers are the shipped server's.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 mod common;
 use common::long_program;
 

@@ -11,6 +11,10 @@ use std::time::Instant;
 
 use stepforge_servers::{lsp, toolchain::Sessions};
 
+// The same allocator as the `stepforge` binary, so the numbers are the shipped server's.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[path = "../benches/common/mod.rs"]
 mod common;
 use common::long_program;

@@ -5,8 +5,9 @@
 //! (hover, definition, completion, code actions, inlay hints, the `stepforge.verify` command)
 //! run on a pool of workers against a snapshot of their document, so a slow one never delays
 //! the others; replies go out as they finish. Diagnostics are computed by one debouncing thread:
-//! a change after a quiet spell is analysed at once, a burst of changes once it has been quiet
-//! for [`DEBOUNCE`] (newest version only); the analysis is cached per version so the requests
+//! a change after a quiet spell (of [`DEBOUNCE`], or of the last analysis pass's length when
+//! that is shorter) is analysed at once, a burst of faster changes once it has been quiet for
+//! [`DEBOUNCE`] (newest version only); the analysis is cached per version so the requests
 //! that follow reuse it (and wait for it rather than repeat it).
 //! Positions are UTF-16 (the LSP default).
 
@@ -254,6 +255,10 @@ fn diagnostics_loop(
     let mut pending: BTreeMap<String, Doc> = BTreeMap::new();
     let mut quiet_since = Instant::now();
     let mut last_change: Option<Instant> = None;
+    // How long the last analysis pass took: changes spaced at least that far apart are ones
+    // the analyser keeps up with, so each is analysed at once even when the pass is shorter
+    // than the debounce (waiting would only add latency, not save work).
+    let mut last_pass = DEBOUNCE;
     loop {
         let ev = if pending.is_empty() {
             rx.recv().map_err(|_| RecvTimeoutError::Disconnected)
@@ -264,7 +269,7 @@ fn diagnostics_loop(
             Ok(ev) => {
                 let leading = matches!(ev, DiagEvent::Changed(_))
                     && pending.is_empty()
-                    && last_change.is_none_or(|t| t.elapsed() >= DEBOUNCE);
+                    && last_change.is_none_or(|t| t.elapsed() >= DEBOUNCE.min(last_pass));
                 if matches!(ev, DiagEvent::Changed(_)) {
                     last_change = Some(Instant::now());
                 }
@@ -275,10 +280,10 @@ fn diagnostics_loop(
                     while let Ok(ev) = rx.try_recv() {
                         on_diag_event(ev, &mut pending, shared, out);
                     }
-                    flush(&mut pending, shared, out, jobs);
+                    last_pass = flush(&mut pending, shared, out, jobs);
                 }
             }
-            Err(RecvTimeoutError::Timeout) => flush(&mut pending, shared, out, jobs),
+            Err(RecvTimeoutError::Timeout) => last_pass = flush(&mut pending, shared, out, jobs),
             Err(RecvTimeoutError::Disconnected) => return,
         }
     }
@@ -304,13 +309,14 @@ fn on_diag_event(
 
 /// Analyses and publishes every pending document, then hands the analyses they replaced to a
 /// worker to free (on a 10,000-line document that takes milliseconds the next change should
-/// not wait for).
+/// not wait for). Returns how long the pass took.
 fn flush(
     pending: &mut BTreeMap<String, Doc>,
     shared: &Shared,
     out: &Sender<Message>,
     jobs: &Sender<Job>,
-) {
+) -> Duration {
+    let start = Instant::now();
     for (_, doc) in std::mem::take(pending) {
         let diags = if doc.text.len() > MAX_DOC_BYTES {
             vec![lsp_types::Diagnostic {
@@ -333,6 +339,7 @@ fn flush(
     if !retired.is_empty() {
         let _ = jobs.send(Box::new(move || drop(retired)));
     }
+    start.elapsed()
 }
 
 fn publish(
