@@ -561,8 +561,8 @@ impl Engine {
         let (mut tokens, mut cost) = (0u64, 0f64);
         for turn in 0..=self.cfg.repairs {
             let req = ChatRequest::new(format!("{base}/t{turn}"), Arc::clone(&conv));
-            let row = match self.memo.get(&req.key) {
-                Some(r) => r.clone(),
+            let (row, counted) = match self.memo.get(&req.key) {
+                Some(r) => (r.clone(), false),
                 None => {
                     // The budget is checked once a call slot is free, so queued samples see
                     // what the calls before them spent.
@@ -573,6 +573,15 @@ impl Engine {
                         return Outcome::Budget;
                     }
                     let call = self.provider.complete(&req).await;
+                    // Spend is counted as the answer arrives, before the slot is released:
+                    // a queued sample must see it even while this one is still verified and
+                    // committed, or a fast provider overshoots the budget by far more than
+                    // `concurrency` answers.
+                    if let Ok(c) = &call {
+                        let u = c.usage;
+                        self.budget
+                            .add(u.prompt_tokens + u.completion_tokens, self.cost(&u));
+                    }
                     drop(_slot);
                     let meta = (iteration, temp, idx, turn);
                     let row = match call {
@@ -584,13 +593,15 @@ impl Engine {
                     // Group commit, off the async workers; the sample goes on once its row
                     // is committed.
                     match self.writer.insert(row).await {
-                        Ok(row) => row,
+                        Ok(row) => (row, true),
                         Err(e) => return Outcome::Fatal(e),
                     }
                 }
             };
             let tk = row.prompt_tokens + row.completion_tokens;
-            self.budget.add(tk, row.cost);
+            if !counted {
+                self.budget.add(tk, row.cost);
+            }
             tokens += tk;
             cost += row.cost;
             self.progress
@@ -619,6 +630,13 @@ impl Engine {
             tokens,
             cost,
         }
+    }
+
+    /// What `u` costs at the run's price.
+    fn cost(&self, u: &crate::provider::Usage) -> f64 {
+        (u.prompt_tokens as f64 * self.price.input_per_mtok
+            + u.completion_tokens as f64 * self.price.output_per_mtok)
+            / 1e6
     }
 
     fn failed_row(
@@ -704,9 +722,7 @@ impl Engine {
         if ev.guardian {
             self.guardian.fetch_add(1, Ordering::Relaxed);
         }
-        let cost = (c.usage.prompt_tokens as f64 * self.price.input_per_mtok
-            + c.usage.completion_tokens as f64 * self.price.output_per_mtok)
-            / 1e6;
+        let cost = self.cost(&c.usage);
         SampleRow {
             response: Some(c.text),
             program: Some(ev.program),
