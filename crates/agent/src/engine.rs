@@ -24,7 +24,7 @@ use serde::Serialize;
 
 use crate::config::{Feasibility, Objective, RunConfig};
 use crate::prompt::{self, Demo};
-use crate::provider::{CallError, ChatRequest, Completion, Message, Provider};
+use crate::provider::{CallError, ChatRequest, Completion, Conversation, Message, Provider};
 use crate::store::{IterationRow, ParetoRow, SampleRow, SolutionRow, Store};
 use crate::tool::{Simulator, Tool, VerifySummary};
 
@@ -71,6 +71,21 @@ pub struct Summary {
     pub guardian_fired: u64,
     pub verifications: u64,
     pub failures: BTreeMap<String, u64>,
+    /// Where the loop's own time went (not in the JSON: timings differ between runs).
+    #[serde(skip)]
+    pub timings: Timings,
+}
+
+/// Time the loop spent on its own work, summed over threads (wall time of each piece, so on a
+/// loaded machine it includes waiting for a core). The overhead bench prints it.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Timings {
+    /// Distinct answers checked, guarded, verified and simulated, and the seconds it took.
+    pub evaluations: u64,
+    pub evaluate_s: f64,
+    /// Store transactions of sample rows (group commits), and the seconds they took.
+    pub store_commits: u64,
+    pub store_s: f64,
 }
 
 /// Hard token and cost budget, counted over every finished sample turn (reused ones too, so a
@@ -156,7 +171,8 @@ pub struct Engine {
     simulator: Option<Arc<dyn Simulator>>,
     progress: Arc<dyn Progress>,
     memo: BTreeMap<String, SampleRow>,
-    system: String,
+    /// The system message (the op manual), shared by every request.
+    system: Arc<str>,
     /// Per task: verify results by graph hash (passes) or program hash (failures).
     vcache: Vec<VerifyCache>,
     /// Per task: evaluations by answer hash.
@@ -167,6 +183,8 @@ pub struct Engine {
     budget: Budget,
     guardian: AtomicU64,
     verifications: AtomicU64,
+    evaluations: AtomicU64,
+    evaluate_ns: AtomicU64,
     price: crate::config::Price,
     batch_prefix: String,
 }
@@ -204,7 +222,7 @@ impl Engine {
                 max_usd: cfg.budget_usd,
                 ..Budget::default()
             },
-            system: prompt::system_prompt(&crate::tool::manual()),
+            system: prompt::system_prompt(&crate::tool::manual()).into(),
             cfg,
             run,
             store,
@@ -220,6 +238,8 @@ impl Engine {
             writer,
             guardian: AtomicU64::new(0),
             verifications: AtomicU64::new(0),
+            evaluations: AtomicU64::new(0),
+            evaluate_ns: AtomicU64::new(0),
             batch_prefix,
         }))
     }
@@ -499,17 +519,19 @@ impl Engine {
                 Some(p) => p.clone(),
                 None => prompt::proposer_prompt(&self.tools[t], demos),
             };
-            let prompt = Arc::new(p);
             for &temp in temps {
+                // One conversation per task and temperature: its k samples share the prompt,
+                // its hash (taken here, before any call is waiting) and its serialized body.
+                let conv =
+                    Conversation::new(Arc::clone(&self.system), vec![Message::user(&*p)], temp);
+                conv.hash();
                 for idx in 0..k {
                     let me = Arc::clone(self);
-                    let prompt = Arc::clone(&prompt);
+                    let conv = Arc::clone(&conv);
                     handles.push((
                         t,
                         temp,
-                        tokio::spawn(
-                            async move { me.sample(t, iteration, temp, idx, prompt).await },
-                        ),
+                        tokio::spawn(async move { me.sample(t, iteration, temp, idx, conv).await }),
                     ));
                 }
             }
@@ -531,21 +553,16 @@ impl Engine {
         iteration: u32,
         temp: f64,
         idx: u32,
-        prompt: Arc<String>,
+        first: Arc<Conversation>,
     ) -> Outcome {
         let tool = Arc::clone(&self.tools[t]);
         let base = format!("{}/i{iteration}/T{temp:.2}/s{idx:03}", tool.name());
-        let mut messages = vec![Message::user(prompt.as_str())];
+        let mut conv = first;
         let (mut tokens, mut cost) = (0u64, 0f64);
         for turn in 0..=self.cfg.repairs {
-            let req = ChatRequest::new(
-                format!("{base}/t{turn}"),
-                self.system.clone(),
-                messages.clone(),
-                temp,
-            );
-            let row = match self.memo.get(&req.key) {
-                Some(r) => r.clone(),
+            let req = ChatRequest::new(format!("{base}/t{turn}"), Arc::clone(&conv));
+            let (row, counted) = match self.memo.get(&req.key) {
+                Some(r) => (r.clone(), false),
                 None => {
                     // The budget is checked once a call slot is free, so queued samples see
                     // what the calls before them spent.
@@ -556,6 +573,15 @@ impl Engine {
                         return Outcome::Budget;
                     }
                     let call = self.provider.complete(&req).await;
+                    // Spend is counted as the answer arrives, before the slot is released:
+                    // a queued sample must see it even while this one is still verified and
+                    // committed, or a fast provider overshoots the budget by far more than
+                    // `concurrency` answers.
+                    if let Ok(c) = &call {
+                        let u = c.usage;
+                        self.budget
+                            .add(u.prompt_tokens + u.completion_tokens, self.cost(&u));
+                    }
                     drop(_slot);
                     let meta = (iteration, temp, idx, turn);
                     let row = match call {
@@ -567,13 +593,15 @@ impl Engine {
                     // Group commit, off the async workers; the sample goes on once its row
                     // is committed.
                     match self.writer.insert(row).await {
-                        Ok(row) => row,
+                        Ok(row) => (row, true),
                         Err(e) => return Outcome::Fatal(e),
                     }
                 }
             };
             let tk = row.prompt_tokens + row.completion_tokens;
-            self.budget.add(tk, row.cost);
+            if !counted {
+                self.budget.add(tk, row.cost);
+            }
             tokens += tk;
             cost += row.cost;
             self.progress
@@ -588,18 +616,27 @@ impl Engine {
             if row.verdict == "provider_error" || turn == self.cfg.repairs {
                 break;
             }
+            let mut messages = conv.messages.clone();
             messages.push(Message::assistant(row.response.clone().unwrap_or_default()));
             messages.push(Message::user(prompt::repair_prompt(
                 &row.verdict,
                 row.diagnostics.as_deref(),
                 &crate::tool::explain,
             )));
+            conv = Conversation::new(Arc::clone(&self.system), messages, temp);
         }
         Outcome::Finished {
             passed: None,
             tokens,
             cost,
         }
+    }
+
+    /// What `u` costs at the run's price.
+    fn cost(&self, u: &crate::provider::Usage) -> f64 {
+        (u.prompt_tokens as f64 * self.price.input_per_mtok
+            + u.completion_tokens as f64 * self.price.output_per_mtok)
+            / 1e6
     }
 
     fn failed_row(
@@ -669,18 +706,23 @@ impl Engine {
                 let _slot = self.verify_slots.acquire().await.ok();
                 let me = Arc::clone(self);
                 let text = c.text.clone();
-                tokio::task::spawn_blocking(move || me.evaluate_answer(t, &text))
-                    .await
-                    .unwrap_or_else(|e| Evaluated::broken(format!("verification crashed: {e}")))
+                tokio::task::spawn_blocking(move || {
+                    let start = std::time::Instant::now();
+                    let ev = me.evaluate_answer(t, &text);
+                    me.evaluations.fetch_add(1, Ordering::Relaxed);
+                    me.evaluate_ns
+                        .fetch_add(crate::util::nanos(start.elapsed()), Ordering::Relaxed);
+                    ev
+                })
+                .await
+                .unwrap_or_else(|e| Evaluated::broken(format!("verification crashed: {e}")))
             })
             .await
             .clone();
         if ev.guardian {
             self.guardian.fetch_add(1, Ordering::Relaxed);
         }
-        let cost = (c.usage.prompt_tokens as f64 * self.price.input_per_mtok
-            + c.usage.completion_tokens as f64 * self.price.output_per_mtok)
-            / 1e6;
+        let cost = self.cost(&c.usage);
         SampleRow {
             response: Some(c.text),
             program: Some(ev.program),
@@ -948,6 +990,12 @@ impl Engine {
             guardian_fired: self.guardian.load(Ordering::Relaxed),
             verifications: self.verifications.load(Ordering::Relaxed),
             failures: self.provider.stats.snapshot(),
+            timings: Timings {
+                evaluations: self.evaluations.load(Ordering::Relaxed),
+                evaluate_s: self.evaluate_ns.load(Ordering::Relaxed) as f64 / 1e9,
+                store_commits: self.writer.commits(),
+                store_s: self.writer.seconds(),
+            },
         }
     }
 }

@@ -52,6 +52,11 @@ pub fn jitter() -> f64 {
     0.5 + (z >> 11) as f64 / (1u64 << 53) as f64
 }
 
+/// A duration in nanoseconds, saturating (for atomic time counters).
+pub fn nanos(d: std::time::Duration) -> u64 {
+    u64::try_from(d.as_nanos()).unwrap_or(u64::MAX)
+}
+
 /// Truncates `s` to at most `max` bytes on a char boundary (for bounded logs and prompts).
 pub fn truncate(s: &str, max: usize) -> &str {
     if s.len() <= max {

@@ -5,6 +5,7 @@
 //! committed, so a killed run never counts a sample the store does not hold.
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use tokio::sync::{mpsc, oneshot};
 
@@ -19,16 +20,36 @@ type Job = (SampleRow, oneshot::Sender<Result<SampleRow, String>>);
 #[derive(Debug)]
 pub struct SampleWriter {
     tx: mpsc::UnboundedSender<Job>,
+    stats: Arc<WriterStats>,
+}
+
+/// Transactions committed and the nanoseconds they took.
+#[derive(Debug, Default)]
+struct WriterStats {
+    commits: AtomicU64,
+    nanos: AtomicU64,
 }
 
 impl SampleWriter {
     pub fn start(store: Arc<Store>, run: i64) -> Result<SampleWriter, String> {
         let (tx, rx) = mpsc::unbounded_channel::<Job>();
+        let stats = Arc::new(WriterStats::default());
+        let st = Arc::clone(&stats);
         std::thread::Builder::new()
             .name("stepforge-store".into())
-            .spawn(move || write_loop(&store, run, rx))
+            .spawn(move || write_loop(&store, run, rx, &st))
             .map_err(|e| format!("cannot start the store writer thread: {e}"))?;
-        Ok(SampleWriter { tx })
+        Ok(SampleWriter { tx, stats })
+    }
+
+    /// Transactions committed so far.
+    pub fn commits(&self) -> u64 {
+        self.stats.commits.load(Ordering::Relaxed)
+    }
+
+    /// Seconds spent in those transactions.
+    pub fn seconds(&self) -> f64 {
+        self.stats.nanos.load(Ordering::Relaxed) as f64 / 1e9
     }
 
     /// Stores `row`; returns it once its transaction has committed.
@@ -42,7 +63,7 @@ impl SampleWriter {
     }
 }
 
-fn write_loop(store: &Store, run: i64, mut rx: mpsc::UnboundedReceiver<Job>) {
+fn write_loop(store: &Store, run: i64, mut rx: mpsc::UnboundedReceiver<Job>, stats: &WriterStats) {
     let mut batch: Vec<Job> = Vec::with_capacity(MAX_BATCH);
     while let Some(job) = rx.blocking_recv() {
         batch.push(job);
@@ -53,7 +74,12 @@ fn write_loop(store: &Store, run: i64, mut rx: mpsc::UnboundedReceiver<Job>) {
             }
         }
         let rows: Vec<&SampleRow> = batch.iter().map(|(r, _)| r).collect();
+        let start = std::time::Instant::now();
         let result = store.insert_samples(run, &rows);
+        stats.commits.fetch_add(1, Ordering::Relaxed);
+        stats
+            .nanos
+            .fetch_add(crate::util::nanos(start.elapsed()), Ordering::Relaxed);
         for (row, ack) in batch.drain(..) {
             // A sample that stopped waiting (its run failed) needs no answer.
             let _ = ack.send(result.clone().map(|()| row));

@@ -49,18 +49,22 @@ impl HttpClient {
         stats: &Stats,
     ) -> Result<Completion, CallError> {
         let base = cfg.base_url_or_default();
-        let (url, body) = match cfg.kind {
-            ProviderKind::Anthropic => {
-                (format!("{base}/messages"), super::anthropic_body(cfg, req))
-            }
-            _ => (
-                format!("{base}/chat/completions"),
-                super::openai_body(cfg, req),
-            ),
+        let url = match cfg.kind {
+            ProviderKind::Anthropic => format!("{base}/messages"),
+            _ => format!("{base}/chat/completions"),
         };
+        // Serialized once per conversation: its k samples send the same bytes.
+        let body = req.conv.wire(|| {
+            let v = match cfg.kind {
+                ProviderKind::Anthropic => super::anthropic_body(cfg, req),
+                _ => super::openai_body(cfg, req),
+            };
+            // A `Value` always serializes.
+            serde_json::to_vec(&v).unwrap_or_default()
+        });
         let mut attempt = 0u32;
         loop {
-            let outcome = self.attempt(cfg, &url, &body).await;
+            let outcome = self.attempt(cfg, &url, body).await;
             let outcome = match outcome {
                 Attempt::Done(v) => {
                     let parsed = match cfg.kind {
@@ -96,8 +100,12 @@ impl HttpClient {
         }
     }
 
-    async fn attempt(&self, cfg: &ProviderConfig, url: &str, body: &Value) -> Attempt {
-        let mut rb = self.client.post(url).json(body);
+    async fn attempt(&self, cfg: &ProviderConfig, url: &str, body: &[u8]) -> Attempt {
+        let mut rb = self
+            .client
+            .post(url)
+            .header(reqwest::header::CONTENT_TYPE, "application/json")
+            .body(body.to_vec());
         if let Some(k) = &self.key {
             rb = match cfg.kind {
                 ProviderKind::Anthropic => rb.header("x-api-key", k),

@@ -9,7 +9,7 @@ mod http;
 pub mod replay;
 
 use std::collections::BTreeMap;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex, OnceLock};
 
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -39,21 +39,68 @@ impl Message {
     }
 }
 
+/// What every sample of one prompt shares: the system message, the conversation and the
+/// temperature, with their hash and the serialized HTTP body computed once. A round's k samples
+/// of a task hold one `Arc` of it, so they cost one copy of the prompt (the op manual is tens of
+/// kilobytes), one hash and one body serialization instead of k (the overhead bench measured
+/// them on the path between one reply and the next request).
+#[derive(Debug)]
+pub struct Conversation {
+    pub system: Arc<str>,
+    pub messages: Vec<Message>,
+    pub temperature: f64,
+    hash: OnceLock<String>,
+    /// The request body as the run's HTTP client sends it. A run has one provider, so every
+    /// sample of a conversation sends the same bytes.
+    wire: OnceLock<Vec<u8>>,
+}
+
+impl Conversation {
+    pub fn new(system: Arc<str>, messages: Vec<Message>, temperature: f64) -> Arc<Conversation> {
+        Arc::new(Conversation {
+            system,
+            messages,
+            temperature,
+            hash: OnceLock::new(),
+            wire: OnceLock::new(),
+        })
+    }
+
+    /// Hash of what was asked (system, messages, temperature): a transcript entry must match
+    /// it. The JSON `{"messages":[{"content","role"}..],"system","temperature"}` (keys
+    /// sorted), streamed into the hash without building it.
+    pub fn hash(&self) -> &str {
+        self.hash.get_or_init(|| {
+            let h = Hashed {
+                messages: self
+                    .messages
+                    .iter()
+                    .map(|m| HashedMessage {
+                        content: &m.content,
+                        role: &m.role,
+                    })
+                    .collect(),
+                system: &self.system,
+                temperature: self.temperature,
+            };
+            crate::util::sha256_json(&h)
+        })
+    }
+
+    /// The serialized request body, made by `make` on first use.
+    pub(crate) fn wire(&self, make: impl FnOnce() -> Vec<u8>) -> &[u8] {
+        self.wire.get_or_init(make)
+    }
+}
+
 /// A request, provider-neutral. `key` names the sample turn; it is the transcript and batch
 /// `custom_id` key, so a replay finds exactly the answer this request got.
 #[derive(Debug, Clone)]
 pub struct ChatRequest {
     pub key: String,
-    pub system: String,
-    pub messages: Vec<Message>,
-    pub temperature: f64,
-    /// The request hash, computed once: the transcript, the replay check and the sample row
-    /// all need it, and hashing the whole prompt (the op manual included) is not free.
-    hash: std::sync::OnceLock<String>,
+    pub conv: Arc<Conversation>,
 }
 
-/// The hashed form of a request: the JSON `{"messages":[{"content","role"}..],"system",
-/// "temperature"}` (keys sorted), streamed into the hash without building it.
 #[derive(Serialize)]
 struct Hashed<'a> {
     messages: Vec<HashedMessage<'a>>,
@@ -68,35 +115,13 @@ struct HashedMessage<'a> {
 }
 
 impl ChatRequest {
-    pub fn new(key: String, system: String, messages: Vec<Message>, temperature: f64) -> Self {
-        ChatRequest {
-            key,
-            system,
-            messages,
-            temperature,
-            hash: std::sync::OnceLock::new(),
-        }
+    pub fn new(key: String, conv: Arc<Conversation>) -> Self {
+        ChatRequest { key, conv }
     }
 
-    /// Hash of what was asked (system, messages, temperature): a transcript entry must match it.
+    /// See [`Conversation::hash`].
     pub fn request_hash(&self) -> String {
-        self.hash
-            .get_or_init(|| {
-                let h = Hashed {
-                    messages: self
-                        .messages
-                        .iter()
-                        .map(|m| HashedMessage {
-                            content: &m.content,
-                            role: &m.role,
-                        })
-                        .collect(),
-                    system: &self.system,
-                    temperature: self.temperature,
-                };
-                crate::util::sha256_json(&h)
-            })
-            .clone()
+        self.conv.hash().to_string()
     }
 }
 
@@ -256,16 +281,17 @@ impl Provider {
 /// The OpenAI chat-completions body for `req` (also the Batch API's `body`).
 pub fn openai_body(cfg: &ProviderConfig, req: &ChatRequest) -> Value {
     let cap = caps::lookup(&cfg.model);
-    let mut messages = Vec::with_capacity(req.messages.len() + 1);
-    if !req.system.is_empty() {
-        messages.push(serde_json::json!({"role": cap.system_role, "content": req.system}));
+    let c = &req.conv;
+    let mut messages = Vec::with_capacity(c.messages.len() + 1);
+    if !c.system.is_empty() {
+        messages.push(serde_json::json!({"role": cap.system_role, "content": &*c.system}));
     }
-    for m in &req.messages {
+    for m in &c.messages {
         messages.push(serde_json::json!({"role": m.role, "content": m.content}));
     }
     let mut body = serde_json::json!({"model": cfg.model, "messages": messages});
     if cap.temperature {
-        body["temperature"] = serde_json::json!(req.temperature);
+        body["temperature"] = serde_json::json!(c.temperature);
     }
     body[cap.max_tokens_field] = serde_json::json!(cfg.max_tokens);
     body
@@ -316,7 +342,8 @@ pub fn parse_openai(v: &Value, cfg: &ProviderConfig) -> Result<Completion, Failu
 
 /// The Anthropic Messages body for `req`.
 pub fn anthropic_body(cfg: &ProviderConfig, req: &ChatRequest) -> Value {
-    let messages: Vec<Value> = req
+    let c = &req.conv;
+    let messages: Vec<Value> = c
         .messages
         .iter()
         .map(|m| serde_json::json!({"role": m.role, "content": m.content}))
@@ -324,8 +351,8 @@ pub fn anthropic_body(cfg: &ProviderConfig, req: &ChatRequest) -> Value {
     let mut body = serde_json::json!({
         "model": cfg.model, "max_tokens": cfg.max_tokens, "messages": messages,
     });
-    if !req.system.is_empty() {
-        body["system"] = serde_json::json!(req.system);
+    if !c.system.is_empty() {
+        body["system"] = serde_json::json!(&*c.system);
     }
     match cfg.thinking_budget {
         // Extended thinking fixes the temperature; the budget must stay below max_tokens.
@@ -333,7 +360,7 @@ pub fn anthropic_body(cfg: &ProviderConfig, req: &ChatRequest) -> Value {
             body["thinking"] = serde_json::json!({"type": "enabled", "budget_tokens": b});
         }
         None if caps::lookup(&cfg.model).temperature => {
-            body["temperature"] = serde_json::json!(req.temperature.min(1.0));
+            body["temperature"] = serde_json::json!(c.temperature.min(1.0));
         }
         None => {}
     }
@@ -387,7 +414,10 @@ mod tests {
     use super::*;
 
     fn req() -> ChatRequest {
-        ChatRequest::new("k".into(), "sys".into(), vec![Message::user("hi")], 0.4)
+        ChatRequest::new(
+            "k".into(),
+            Conversation::new("sys".into(), vec![Message::user("hi")], 0.4),
+        )
     }
 
     #[test]
@@ -395,12 +425,15 @@ mod tests {
         for temperature in [0.4, 1.0, 0.7] {
             let r = ChatRequest::new(
                 "k".into(),
-                "sys \"quoted\"\n".into(),
-                vec![Message::user("hi ü"), Message::assistant("a\tb")],
-                temperature,
+                Conversation::new(
+                    "sys \"quoted\"\n".into(),
+                    vec![Message::user("hi ü"), Message::assistant("a\tb")],
+                    temperature,
+                ),
             );
+            let c = &r.conv;
             let v = serde_json::json!({
-                "system": r.system, "messages": r.messages, "temperature": r.temperature,
+                "system": &*c.system, "messages": c.messages, "temperature": c.temperature,
             });
             assert_eq!(r.request_hash(), crate::util::sha256_hex(&v.to_string()));
         }

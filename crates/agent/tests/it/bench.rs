@@ -97,12 +97,16 @@ fn overhead() {
             )
         });
         eprintln!(
-            "rep {rep} loop: {calls} samples, wall {:.3} s = {:.3}× ideal {:.3} s ({phases}); {} verifications, process CPU {}",
+            "rep {rep} loop: {calls} samples, wall {:.3} s = {:.3}× ideal {:.3} s ({phases}); {} verifications, process CPU {}; evaluating {} answers {:.3} s, {} store commits {:.3} s",
             s(wall),
             s(wall) / s(ideal),
             s(ideal),
             sum.verifications,
-            cpu_text(cpu)
+            cpu_text(cpu),
+            sum.timings.evaluations,
+            sum.timings.evaluate_s,
+            sum.timings.store_commits,
+            sum.timings.store_s,
         );
         let cpu0 = process_cpu_s();
         let bare = bare_client(&server.base, &bodies, cfg.concurrency);
