@@ -480,22 +480,15 @@ trait Gemm: LinalgScalar {
     fn gemm(a: &[Self], b: &[Self], c: &mut [Self], m: usize, k: usize, n: usize) -> Option<()>;
 }
 
-impl Gemm for f32 {
-    /// Program values: `matrixmultiply`'s sgemm through ndarray's safe `general_mat_mul`.
-    fn gemm(a: &[f32], b: &[f32], c: &mut [f32], m: usize, k: usize, n: usize) -> Option<()> {
+/// f32 program values and f64 references alike: `matrixmultiply`'s sgemm/dgemm through
+/// ndarray's safe `general_mat_mul`.
+impl<T: LinalgScalar> Gemm for T {
+    fn gemm(a: &[T], b: &[T], c: &mut [T], m: usize, k: usize, n: usize) -> Option<()> {
         let av = ArrayView2::from_shape((m, k), a).ok()?;
         let bv = ArrayView2::from_shape((k, n), b).ok()?;
         let mut cv = ArrayViewMut2::from_shape((m, n), c).ok()?;
-        general_mat_mul(1.0, &av, &bv, 0.0, &mut cv);
+        general_mat_mul(T::one(), &av, &bv, T::zero(), &mut cv);
         Some(())
-    }
-}
-
-impl Gemm for f64 {
-    /// References (and integers): the `gemm` crate's dgemm, faster than `matrixmultiply`'s
-    /// at the sizes references meet (measured, see `dgemm.rs`).
-    fn gemm(a: &[f64], b: &[f64], c: &mut [f64], m: usize, k: usize, n: usize) -> Option<()> {
-        crate::dgemm::dgemm(a, b, c, m, k, n)
     }
 }
 
