@@ -99,16 +99,7 @@ impl Chan {
         if self.q.len() >= self.depth {
             return None;
         }
-        // With room, pop `pushes - depth` has happened and is among the last `depth ≤ hist`
-        // pops, so the ring holds it.
-        Some(match self.pushes.checked_sub(self.depth as u64) {
-            Some(k) => self
-                .pops
-                .get((k & self.ring) as usize)
-                .copied()
-                .unwrap_or(0),
-            None => 0,
-        })
+        Some(self.space_empty())
     }
 
     /// How many of the latest pops are remembered.
@@ -215,9 +206,11 @@ impl Chan {
 
     /// Lockstep runs (a producer and its consumer fired element by element, each pop right
     /// after its push, so the FIFO stays empty): the earliest cycle the next push may happen.
-    /// Equal to [`Chan::space`] on an empty FIFO.
+    /// [`Chan::space`] is this whenever the FIFO has room.
     #[inline(always)]
     pub fn space_empty(&self) -> u64 {
+        // With room, pop `pushes - depth` has happened and is among the last `depth ≤ hist`
+        // pops, so the ring holds it.
         match self.pushes.checked_sub(self.depth as u64) {
             Some(k) => self
                 .pops
