@@ -42,23 +42,9 @@ fn no<T>(msg: impl Into<String>) -> R<T> {
 pub use stepforge_tensor::UnaryOp as Un;
 
 /// Computed by a call to a Rust helper (no Cranelift instruction exists; the helper computes
-/// in f64 as the interpreter does).
+/// in f64 as the interpreter does): the ops `helpers::unary` has a helper for.
 pub fn needs_helper(op: Un) -> bool {
-    matches!(
-        op,
-        Un::Exp
-            | Un::Log
-            | Un::Sin
-            | Un::Cos
-            | Un::Tanh
-            | Un::Sigmoid
-            | Un::Silu
-            | Un::Gelu
-            | Un::GeluTanh
-            | Un::Erf
-            | Un::Rsqrt
-            | Un::Sign
-    )
+    crate::helpers::unary(op).is_some()
 }
 
 /// The elementwise function a one-operand builtin computes on tensors (`gelu`'s
