@@ -2,7 +2,7 @@
 
 use std::borrow::Cow;
 
-use crate::{DType, Data, Result, Tensor, TensorError, erf, fmt_shape, limits};
+use crate::{DType, Data, Result, Tensor, TensorError, fmt_shape, limits};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum BinaryOp {
@@ -115,7 +115,7 @@ impl UnaryOp {
             UnaryOp::Gelu => gelu,
             UnaryOp::GeluTanh => gelu_tanh,
             UnaryOp::Relu => |x| if x > 0.0 { x } else { 0.0 },
-            UnaryOp::Erf => erf::erf,
+            UnaryOp::Erf => libm::erf,
             UnaryOp::Square => |x| x * x,
             UnaryOp::Reciprocal => |x| 1.0 / x,
             UnaryOp::Floor => f64::floor,
@@ -569,5 +569,5 @@ pub(crate) fn sigmoid(x: f64) -> f64 {
 }
 
 pub(crate) fn gelu(x: f64) -> f64 {
-    0.5 * x * (1.0 + erf::erf(x / std::f64::consts::SQRT_2))
+    0.5 * x * (1.0 + libm::erf(x / std::f64::consts::SQRT_2))
 }

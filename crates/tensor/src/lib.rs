@@ -23,7 +23,6 @@
 //! It does no I/O and knows nothing about the syntax or the evaluator.
 
 mod elementwise;
-pub mod erf;
 mod index;
 pub mod limits;
 mod linalg;

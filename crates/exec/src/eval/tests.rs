@@ -259,9 +259,7 @@ fn modules_from_global() {
     let g = call("return [gelu(input[0])]", vec![x.clone()], None);
     let want: Vec<f32> = [-1f64, 0., 2.]
         .iter()
-        .map(|&x| {
-            (0.5 * x * (1.0 + stepforge_tensor::erf::erf(x / std::f64::consts::SQRT_2))) as f32
-        })
+        .map(|&x| stepforge_tensor::UnaryOp::Gelu.f64_fn()(x) as f32)
         .collect();
     assert_eq!(v(&g[0]), want);
     let s = call("return [sig(input[0])]", vec![x.clone()], None);
