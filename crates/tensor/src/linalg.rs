@@ -107,45 +107,85 @@ impl Tensor {
                 specs.len()
             )));
         }
-        const ELL: usize = 52;
-        let letter = |c: char| -> Result<usize> {
-            match c {
-                'A'..='Z' => Ok(c as usize - 'A' as usize),
-                'a'..='z' => Ok(26 + c as usize - 'a' as usize),
-                _ => Err(TensorError::invalid(format!(
-                    "einsum(): invalid subscript '{c}' in equation '{equation}'"
-                ))),
-            }
-        };
-        // Parse each operand into a list of label ids (ellipsis dims filled in below).
-        enum Item {
-            L(usize),
-            Ell,
+        let parsed: Vec<Vec<Item>> = specs
+            .iter()
+            .map(|s| parse_subscripts(s, equation))
+            .collect::<Result<_>>()?;
+        let labels = Labels::of(&parsed, operands)?;
+        let out_labels = labels.output(rhs, equation)?;
+        let summed: Vec<usize> = (0..labels.size.len())
+            .filter(|l| labels.size[*l].is_some() && !out_labels.contains(l))
+            .collect();
+        let order: Vec<usize> = out_labels.iter().chain(&summed).copied().collect();
+        let sizes: Vec<usize> = order.iter().map(|&l| labels.size[l].unwrap_or(1)).collect();
+        let out_shape: Vec<usize> = sizes[..out_labels.len()].to_vec();
+        limits::checked_numel(&out_shape)?;
+        limits::check_work("einsum", &sizes)?;
+        if let [a, b] = operands
+            && let [la, lb] = &labels.dims[..]
+            && let Some(r) = einsum2_as_matmul(a, la, b, lb, &out_labels)?
+        {
+            return Ok(r);
         }
-        let parse = |spec: &str| -> Result<Vec<Item>> {
-            let mut items = Vec::new();
-            let mut rest = spec;
-            let mut seen_ell = false;
-            while !rest.is_empty() {
-                if let Some(r) = rest.strip_prefix("...") {
-                    if seen_ell {
-                        return Err(TensorError::invalid(
-                            "einsum(): more than one ellipsis in a subscript",
-                        ));
-                    }
-                    seen_ell = true;
-                    items.push(Item::Ell);
-                    rest = r;
-                } else {
-                    let mut cs = rest.chars();
-                    let c = cs.next().unwrap_or('?');
-                    items.push(Item::L(letter(c)?));
-                    rest = cs.as_str();
-                }
+        einsum_loop(operands, &labels.dims, &order, &sizes, out_shape)
+    }
+}
+
+/// Label ids of einsum subscripts: `A`–`Z` are 0–25, `a`–`z` 26–51, and the dims an ellipsis
+/// stands for are numbered from `ELL` on, right-aligned across operands.
+const ELL: usize = 52;
+
+/// One item of an operand's subscripts.
+enum Item {
+    L(usize),
+    Ell,
+}
+
+fn parse_subscripts(spec: &str, equation: &str) -> Result<Vec<Item>> {
+    let letter = |c: char| -> Result<usize> {
+        match c {
+            'A'..='Z' => Ok(c as usize - 'A' as usize),
+            'a'..='z' => Ok(26 + c as usize - 'a' as usize),
+            _ => Err(TensorError::invalid(format!(
+                "einsum(): invalid subscript '{c}' in equation '{equation}'"
+            ))),
+        }
+    };
+    let mut items = Vec::new();
+    let mut rest = spec;
+    let mut seen_ell = false;
+    while !rest.is_empty() {
+        if let Some(r) = rest.strip_prefix("...") {
+            if seen_ell {
+                return Err(TensorError::invalid(
+                    "einsum(): more than one ellipsis in a subscript",
+                ));
             }
-            Ok(items)
-        };
-        let parsed: Vec<Vec<Item>> = specs.iter().map(|s| parse(s)).collect::<Result<_>>()?;
+            seen_ell = true;
+            items.push(Item::Ell);
+            rest = r;
+        } else {
+            let mut cs = rest.chars();
+            let c = cs.next().unwrap_or('?');
+            items.push(Item::L(letter(c)?));
+            rest = cs.as_str();
+        }
+    }
+    Ok(items)
+}
+
+/// The labels of an einsum's operands: per operand the label of each dim, and per label its
+/// (broadcast) size and how many operand dims carry it.
+struct Labels {
+    dims: Vec<Vec<usize>>,
+    size: Vec<Option<usize>>,
+    count: Vec<usize>,
+    /// Dims the widest ellipsis stands for.
+    emax: usize,
+}
+
+impl Labels {
+    fn of(parsed: &[Vec<Item>], operands: &[&Tensor]) -> Result<Labels> {
         let mut ell_dims = vec![0usize; operands.len()];
         for (i, (items, t)) in parsed.iter().zip(operands).enumerate() {
             let nl = items.iter().filter(|x| matches!(x, Item::L(_))).count();
@@ -164,147 +204,149 @@ impl Tensor {
             ell_dims[i] = t.ndim() - nl;
         }
         let emax = ell_dims.iter().copied().max().unwrap_or(0);
-        let nlabels = ELL + emax;
-        let mut size: Vec<Option<usize>> = vec![None; nlabels];
-        let mut count = vec![0usize; nlabels];
-        // Per operand: the label of each of its dims.
-        let mut dim_labels: Vec<Vec<usize>> = Vec::with_capacity(operands.len());
+        let mut lab = Labels {
+            dims: Vec::with_capacity(operands.len()),
+            size: vec![None; ELL + emax],
+            count: vec![0; ELL + emax],
+            emax,
+        };
         for (oi, (items, t)) in parsed.iter().zip(operands).enumerate() {
             let mut labels = Vec::with_capacity(t.ndim());
             for it in items {
                 match it {
                     Item::L(l) => labels.push(*l),
                     Item::Ell => {
-                        for j in 0..ell_dims[oi] {
-                            labels.push(ELL + emax - ell_dims[oi] + j);
-                        }
+                        labels.extend((0..ell_dims[oi]).map(|j| ELL + emax - ell_dims[oi] + j))
                     }
                 }
             }
             for (d, &l) in labels.iter().enumerate() {
-                let s = t.shape[d];
-                count[l] += 1;
-                size[l] = match size[l] {
-                    None => Some(s),
-                    Some(1) => Some(s),
-                    Some(prev) if s == 1 || s == prev => Some(prev),
-                    Some(prev) => {
+                lab.add(l, t.shape[d], oi)?;
+            }
+            lab.dims.push(labels);
+        }
+        Ok(lab)
+    }
+
+    /// One more operand dim of size `s` carries label `l`: sizes must agree or broadcast.
+    fn add(&mut self, l: usize, s: usize, oi: usize) -> Result<()> {
+        self.count[l] += 1;
+        self.size[l] = match self.size[l] {
+            None | Some(1) => Some(s),
+            Some(prev) if s == 1 || s == prev => Some(prev),
+            Some(prev) => {
+                return Err(TensorError::invalid(format!(
+                    "einsum(): operands do not broadcast: subscript '{}' has size {s} for operand {oi} which does not broadcast with previously seen size {prev}",
+                    label_name(l)
+                )));
+            }
+        };
+        Ok(())
+    }
+
+    /// The output's labels: the explicit `-> rhs`, or (implicit form) the ellipsis dims then
+    /// every label used once, in alphabetical order.
+    fn output(&self, rhs: Option<&str>, equation: &str) -> Result<Vec<usize>> {
+        let ell = ELL..ELL + self.emax;
+        let Some(r) = rhs else {
+            let mut out: Vec<usize> = ell.collect();
+            out.extend((0..ELL).filter(|&l| self.count[l] == 1));
+            return Ok(out);
+        };
+        let mut out = Vec::new();
+        for it in parse_subscripts(r, equation)? {
+            match it {
+                Item::L(l) => {
+                    if self.size[l].is_none() {
                         return Err(TensorError::invalid(format!(
-                            "einsum(): operands do not broadcast: subscript '{}' has size {s} for operand {oi} which does not broadcast with previously seen size {prev}",
+                            "einsum(): output subscript '{}' does not appear in the equation for any input operand",
                             label_name(l)
                         )));
                     }
-                };
-            }
-            dim_labels.push(labels);
-        }
-        // Output labels.
-        let out_labels: Vec<usize> = match rhs {
-            Some(r) => {
-                let mut out = Vec::new();
-                for it in parse(r)? {
-                    match it {
-                        Item::L(l) => {
-                            if size[l].is_none() {
-                                return Err(TensorError::invalid(format!(
-                                    "einsum(): output subscript '{}' does not appear in the equation for any input operand",
-                                    label_name(l)
-                                )));
-                            }
-                            if out.contains(&l) {
-                                return Err(TensorError::invalid(format!(
-                                    "einsum(): output subscript '{}' appears more than once in the output",
-                                    label_name(l)
-                                )));
-                            }
-                            out.push(l);
-                        }
-                        Item::Ell => out.extend(ELL..ELL + emax),
+                    if out.contains(&l) {
+                        return Err(TensorError::invalid(format!(
+                            "einsum(): output subscript '{}' appears more than once in the output",
+                            label_name(l)
+                        )));
                     }
+                    out.push(l);
                 }
-                out
-            }
-            None => {
-                let mut out: Vec<usize> = (ELL..ELL + emax).collect();
-                out.extend((0..ELL).filter(|&l| count[l] == 1));
-                out
-            }
-        };
-        let summed: Vec<usize> = (0..nlabels)
-            .filter(|l| size[*l].is_some() && !out_labels.contains(l))
-            .collect();
-        let order: Vec<usize> = out_labels.iter().chain(&summed).copied().collect();
-        let sizes: Vec<usize> = order.iter().map(|&l| size[l].unwrap_or(1)).collect();
-        let out_shape: Vec<usize> = sizes[..out_labels.len()].to_vec();
-        let out_n = limits::checked_numel(&out_shape)?;
-        limits::check_work("einsum", &sizes)?;
-        if let [a, b] = operands
-            && let [la, lb] = &dim_labels[..]
-            && let Some(r) = einsum2_as_matmul(a, la, b, lb, &out_labels)?
-        {
-            return Ok(r);
-        }
-        // The general loop multiplies one value per operand at every step, so its work is the
-        // loop size times the operand count: a 16-operand einsum of size-4 vectors (2^32 steps,
-        // 2^36 multiplies) is refused here before it starts.
-        let mut weighted = sizes.clone();
-        weighted.push(operands.len());
-        limits::check_work("einsum", &weighted)?;
-        let mut meter = limits::Meter::new("einsum")?;
-        let inner: usize = sizes[out_labels.len()..].iter().product();
-        // Per operand, per position in `order`: the stride (sum over repeated labels, 0 where
-        // the operand lacks the label or broadcasts it).
-        let mut strides: Vec<Vec<isize>> = Vec::with_capacity(operands.len());
-        for (t, labels) in operands.iter().zip(&dim_labels) {
-            let own = t.strides();
-            let mut st = vec![0isize; order.len()];
-            for (d, &l) in labels.iter().enumerate() {
-                if t.shape[d] == 1 {
-                    continue;
-                }
-                if let Some(pos) = order.iter().position(|&o| o == l) {
-                    st[pos] += own[d] as isize;
-                }
-            }
-            strides.push(st);
-        }
-        let vals: Vec<Vec<f64>> = operands.iter().map(|t| t.to_f64_vec()).collect();
-        let dtype = operands
-            .iter()
-            .map(|t| t.dtype())
-            .max()
-            .unwrap_or(DType::F32);
-        let mut acc = vec![0f64; out_n];
-        let total = out_n * inner;
-        let nd = order.len();
-        let mut idx = vec![0usize; nd];
-        let mut offs = vec![0isize; operands.len()];
-        let step_units = operands.len() as u64;
-        for t in 0..total {
-            meter.charge(step_units)?;
-            let mut p = 1.0f64;
-            for (v, &o) in vals.iter().zip(&offs) {
-                p *= v[o as usize];
-            }
-            acc[t / inner] += p;
-            let mut d = nd;
-            while d > 0 {
-                d -= 1;
-                idx[d] += 1;
-                for (o, st) in offs.iter_mut().zip(&strides) {
-                    *o += st[d];
-                }
-                if idx[d] < sizes[d] {
-                    break;
-                }
-                for (o, st) in offs.iter_mut().zip(&strides) {
-                    *o -= st[d] * sizes[d] as isize;
-                }
-                idx[d] = 0;
+                Item::Ell => out.extend(ell.clone()),
             }
         }
-        Ok(Tensor::raw(out_shape, out_data(dtype, acc)))
+        Ok(out)
     }
+}
+
+/// The general einsum: one loop over the output labels then the summed ones (`order`, of
+/// `sizes`), multiplying one value per operand at every step, accumulated in f64.
+fn einsum_loop(
+    operands: &[&Tensor],
+    dim_labels: &[Vec<usize>],
+    order: &[usize],
+    sizes: &[usize],
+    out_shape: Vec<usize>,
+) -> Result<Tensor> {
+    // Its work is the loop size times the operand count: a 16-operand einsum of size-4 vectors
+    // (2^32 steps, 2^36 multiplies) is refused here before it starts.
+    let mut weighted = sizes.to_vec();
+    weighted.push(operands.len());
+    limits::check_work("einsum", &weighted)?;
+    let mut meter = limits::Meter::new("einsum")?;
+    let out_n: usize = out_shape.iter().product();
+    let inner: usize = sizes[out_shape.len()..].iter().product();
+    // Per operand, per position in `order`: the stride (sum over repeated labels, 0 where
+    // the operand lacks the label or broadcasts it).
+    let mut strides: Vec<Vec<isize>> = Vec::with_capacity(operands.len());
+    for (t, labels) in operands.iter().zip(dim_labels) {
+        let own = t.strides();
+        let mut st = vec![0isize; order.len()];
+        for (d, &l) in labels.iter().enumerate() {
+            if t.shape[d] == 1 {
+                continue;
+            }
+            if let Some(pos) = order.iter().position(|&o| o == l) {
+                st[pos] += own[d] as isize;
+            }
+        }
+        strides.push(st);
+    }
+    let vals: Vec<Vec<f64>> = operands.iter().map(|t| t.to_f64_vec()).collect();
+    let dtype = operands
+        .iter()
+        .map(|t| t.dtype())
+        .max()
+        .unwrap_or(DType::F32);
+    let mut acc = vec![0f64; out_n];
+    let total = out_n * inner;
+    let nd = order.len();
+    let mut idx = vec![0usize; nd];
+    let mut offs = vec![0isize; operands.len()];
+    let step_units = operands.len() as u64;
+    for t in 0..total {
+        meter.charge(step_units)?;
+        let mut p = 1.0f64;
+        for (v, &o) in vals.iter().zip(&offs) {
+            p *= v[o as usize];
+        }
+        acc[t / inner] += p;
+        let mut d = nd;
+        while d > 0 {
+            d -= 1;
+            idx[d] += 1;
+            for (o, st) in offs.iter_mut().zip(&strides) {
+                *o += st[d];
+            }
+            if idx[d] < sizes[d] {
+                break;
+            }
+            for (o, st) in offs.iter_mut().zip(&strides) {
+                *o -= st[d] * sizes[d] as isize;
+            }
+            idx[d] = 0;
+        }
+    }
+    Ok(Tensor::raw(out_shape, out_data(dtype, acc)))
 }
 
 fn label_name(l: usize) -> String {
