@@ -118,30 +118,67 @@ impl Tree {
     fn vectorisable(&self) -> bool {
         match self {
             Tree::Imm(_) | Tree::Leaf { .. } => true,
-            Tree::Un(u, a) => {
-                matches!(
-                    u,
-                    Un::Neg
-                        | Un::Abs
-                        | Un::Sqrt
-                        | Un::Square
-                        | Un::Reciprocal
-                        | Un::Identity
-                        | Un::Floor
-                        | Un::Ceil
-                        | Un::Round
-                ) && a.vectorisable()
-            }
-            Tree::Bin(b, x, y) => {
-                matches!(
-                    b,
-                    Bin::Add | Bin::Sub | Bin::Mul | Bin::Div | Bin::Max | Bin::Min
-                ) && x.vectorisable()
-                    && y.vectorisable()
-            }
+            Tree::Un(u, a) => vector_un(*u) && a.vectorisable(),
+            Tree::Bin(b, x, y) => vector_bin(*b) && x.vectorisable() && y.vectorisable(),
             Tree::Sel(..) => false,
         }
     }
+
+    /// Whether this subtree reads nothing that varies along loop level `d` (every leaf's
+    /// stride there is 0) and is more than an immediate: such a subtree is evaluated once per
+    /// iteration of the enclosing loops, on scalars, and splat (see `Emit::hoist`).
+    fn invariant_at(&self, d: usize) -> bool {
+        if matches!(self, Tree::Imm(_)) {
+            return false;
+        }
+        let mut ls = Vec::new();
+        self.leaves(&mut ls);
+        ls.iter().all(|s| s.get(d).copied().unwrap_or(0) == 0)
+    }
+
+    /// Like [`Tree::vectorisable`], but operations without a vector form (helper calls,
+    /// selects) are fine inside subtrees invariant along `d`, which are hoisted.
+    fn vectorisable_at(&self, d: usize) -> bool {
+        if self.invariant_at(d) {
+            return true;
+        }
+        match self {
+            Tree::Imm(_) | Tree::Leaf { .. } => true,
+            Tree::Un(u, a) => vector_un(*u) && a.vectorisable_at(d),
+            Tree::Bin(b, x, y) => vector_bin(*b) && x.vectorisable_at(d) && y.vectorisable_at(d),
+            Tree::Sel(..) => false,
+        }
+    }
+
+    fn leaf_count(&self) -> usize {
+        let mut ls = Vec::new();
+        self.leaves(&mut ls);
+        ls.len()
+    }
+}
+
+/// The unary operations with a 4-lane vector form.
+fn vector_un(u: Un) -> bool {
+    matches!(
+        u,
+        Un::Neg
+            | Un::Abs
+            | Un::Sqrt
+            | Un::Square
+            | Un::Reciprocal
+            | Un::Identity
+            | Un::Floor
+            | Un::Ceil
+            | Un::Round
+    )
+}
+
+/// The binary operations with a 4-lane vector form.
+fn vector_bin(b: Bin) -> bool {
+    matches!(
+        b,
+        Bin::Add | Bin::Sub | Bin::Mul | Bin::Div | Bin::Max | Bin::Min
+    )
 }
 
 fn flags() -> MemFlagsData {
@@ -528,11 +565,15 @@ impl<'a, 'g> Gen<'a, 'g> {
         t.leaves(&mut leaves);
         let unit = leaves.iter().all(|s| matches!(s[d], 0 | 1)) && dstr[d] == 1;
         let mut start = zero;
-        if unit && n >= 4 && t.vectorisable() {
+        if unit && n >= 4 && t.vectorisable_at(d) {
+            // Loop-invariant subtrees (per-lane scalars such as a softmax's running max, and
+            // any helper calls on them) are computed once here, not per vector.
+            let mut hoisted = Vec::new();
+            self.hoist(t, d, bases, &idx, &mut 0, &mut hoisted);
             start = self.for_loop(zero, end, 4, |s, i| {
                 let mut all = idx.clone();
                 all.push(i);
-                let v = s.eval(t, bases, &all, true);
+                let v = s.eval_vector(t, d, bases, &all, &mut 0, &mut hoisted.iter());
                 let a = s.addr(dbase, dstr, &all);
                 s.b.ins().store(flags(), v, a, 0);
             });
@@ -544,6 +585,74 @@ impl<'a, 'g> Gen<'a, 'g> {
             let a = s.addr(dbase, dstr, &all);
             s.b.ins().store(flags(), v, a, 0);
         });
+    }
+
+    /// Evaluates, on scalars, every maximal subtree of `t` invariant along level `d` (in
+    /// [`Tree::leaves`] order) and splats each to 4 lanes, for [`Self::eval_vector`].
+    /// `idx` holds the indices of the levels before `d`.
+    fn hoist(
+        &mut self,
+        t: &Tree,
+        d: usize,
+        bases: &[Value],
+        idx: &[Value],
+        leaf: &mut usize,
+        out: &mut Vec<Value>,
+    ) {
+        if t.invariant_at(d) {
+            let x = self.eval_at(t, bases, idx, leaf, false);
+            out.push(self.b.ins().splat(F32X4, x));
+            return;
+        }
+        match t {
+            Tree::Imm(_) => {}
+            Tree::Leaf { .. } => *leaf += 1,
+            Tree::Un(_, a) => self.hoist(a, d, bases, idx, leaf, out),
+            Tree::Bin(_, a, b) => {
+                self.hoist(a, d, bases, idx, leaf, out);
+                self.hoist(b, d, bases, idx, leaf, out);
+            }
+            Tree::Sel(c, a, b) => {
+                self.hoist(c, d, bases, idx, leaf, out);
+                self.hoist(a, d, bases, idx, leaf, out);
+                self.hoist(b, d, bases, idx, leaf, out);
+            }
+        }
+    }
+
+    /// Evaluates `t` on 4 lanes at `idx` (its last index at level `d`), taking the subtrees
+    /// invariant along `d` from `hoisted` (made by [`Self::hoist`], same traversal order).
+    fn eval_vector<'h>(
+        &mut self,
+        t: &Tree,
+        d: usize,
+        bases: &[Value],
+        idx: &[Value],
+        leaf: &mut usize,
+        hoisted: &mut impl Iterator<Item = &'h Value>,
+    ) -> Value {
+        if t.invariant_at(d) {
+            // `hoist` made one value per invariant subtree, in this order; were one missing,
+            // evaluating the subtree here gives the same value.
+            if let Some(&v) = hoisted.next() {
+                *leaf += t.leaf_count();
+                return v;
+            }
+            let x = self.eval_at(t, bases, idx, leaf, false);
+            return self.b.ins().splat(F32X4, x);
+        }
+        match t {
+            Tree::Un(u, a) => {
+                let x = self.eval_vector(a, d, bases, idx, leaf, hoisted);
+                self.unary(*u, x)
+            }
+            Tree::Bin(op, a, b) => {
+                let x = self.eval_vector(a, d, bases, idx, leaf, hoisted);
+                let y = self.eval_vector(b, d, bases, idx, leaf, hoisted);
+                self.binary(*op, x, y)
+            }
+            _ => self.eval_at(t, bases, idx, leaf, true),
+        }
     }
 
     /// `base + 4 * Σ idx[d] * strides[d]`.
