@@ -313,6 +313,11 @@ fn verdict_line(r: &VerifyReport) -> String {
     if let Some(e) = r.max_abs_err() {
         s.push_str(&format!(", max abs err {e:.3e}"));
     }
+    match r.excused() {
+        0 => {}
+        1 => s.push_str(" (1 element excused as a near-tie)"),
+        n => s.push_str(&format!(" ({n} elements excused as near-ties)")),
+    }
     s
 }
 

@@ -1,6 +1,6 @@
 //! The verification report and its JSON form (DESIGN §11):
 //! `{"task","verdict","linear","linear_compat","copies_needed","diagnostics":[..],
-//!   "outputs":[{"name","max_abs_err","max_rel_err","first_mismatch":{"index","expected","found"}}],
+//!   "outputs":[{"name","max_abs_err","max_rel_err","first_mismatch":{"index","expected","found"},"excused"?}],
 //!   "seeds":[..],"elapsed_us"}`.
 
 use std::fmt;
@@ -63,6 +63,15 @@ pub struct OutputReport {
     pub max_abs_err: Option<f64>,
     pub max_rel_err: Option<f64>,
     pub first_mismatch: Option<Mismatch>,
+    /// Elements outside the tolerance that the tie-aware comparison excused as near-ties of a
+    /// discrete decision in the reference (DESIGN §9). The error statistics above include them,
+    /// so a pass can show a large `max_abs_err`; this count says why. Omitted when zero.
+    #[serde(skip_serializing_if = "is_zero")]
+    pub excused: usize,
+}
+
+fn is_zero(n: &usize) -> bool {
+    *n == 0
 }
 
 /// Where a verification's time went (DESIGN §9: `"timing"` in the JSON), summed over seeds.
@@ -216,6 +225,11 @@ impl VerifyReport {
             .iter()
             .map(|d| self.resolved(d).render_human(self.source(d.origin), color))
             .collect()
+    }
+
+    /// Elements excused as near-ties, over all outputs.
+    pub fn excused(&self) -> usize {
+        self.outputs.iter().map(|o| o.excused).sum()
     }
 
     /// The largest absolute error over all compared outputs.

@@ -373,6 +373,7 @@ fn output_reports(task: &TaskSpec, stats: Vec<Vec<(FieldStats, bool)>>) -> Vec<O
                     max_abs_err: compared.then_some(s.max_abs_err),
                     max_rel_err: compared.then_some(s.max_rel_err),
                     first_mismatch: s.first_mismatch,
+                    excused: s.excused,
                 })
         })
         .collect()
