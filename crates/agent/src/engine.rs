@@ -86,6 +86,47 @@ pub struct Timings {
     /// Store transactions of sample rows (group commits), and the seconds they took.
     pub store_commits: u64,
     pub store_s: f64,
+    /// The start-up before the first call, phase by phase (name, seconds), in order.
+    pub startup: Vec<(&'static str, f64)>,
+    /// Seconds from the start of the run to the first provider call.
+    pub first_call_s: Option<f64>,
+    /// Seconds spent merging rounds and finishing (store writes after the calls).
+    pub merge_s: f64,
+    /// When the summary was made (what follows it is the caller's teardown).
+    pub finished_at: Option<std::time::Instant>,
+}
+
+/// Named wall-clock phases of a run's start-up, from [`crate::start`] (or `resume`) to the
+/// first call: the overhead bench prints them to show where the time before sampling goes.
+#[derive(Debug, Clone)]
+pub struct Startup {
+    t0: std::time::Instant,
+    last: std::time::Instant,
+    phases: Vec<(&'static str, f64)>,
+}
+
+impl Startup {
+    pub fn begin() -> Startup {
+        let now = std::time::Instant::now();
+        Startup {
+            t0: now,
+            last: now,
+            phases: Vec::new(),
+        }
+    }
+
+    /// Ends the phase `name` (it began where the previous one ended).
+    pub fn mark(&mut self, name: &'static str) {
+        let now = std::time::Instant::now();
+        self.phases
+            .push((name, now.duration_since(self.last).as_secs_f64()));
+        self.last = now;
+    }
+
+    /// Seconds since [`Startup::begin`].
+    pub fn elapsed_s(&self) -> f64 {
+        self.t0.elapsed().as_secs_f64()
+    }
 }
 
 /// Hard token and cost budget, counted over every finished sample turn (reused ones too, so a
@@ -160,6 +201,8 @@ pub struct Parts {
     pub progress: Arc<dyn Progress>,
     /// Batch request files are named `<batch_prefix>.batch-N.requests.jsonl`.
     pub batch_prefix: String,
+    /// The start-up phases so far (the engine adds its own).
+    pub startup: Startup,
 }
 
 pub struct Engine {
@@ -187,6 +230,9 @@ pub struct Engine {
     evaluate_ns: AtomicU64,
     price: crate::config::Price,
     batch_prefix: String,
+    startup: Mutex<Startup>,
+    first_call: OnceLock<f64>,
+    merge_ns: AtomicU64,
 }
 
 impl std::fmt::Debug for Engine {
@@ -208,6 +254,7 @@ impl Engine {
             simulator,
             progress,
             batch_prefix,
+            mut startup,
         } = parts;
         let memo = store.samples(run)?;
         let vcache = tools.iter().map(|_| Mutex::new(BTreeMap::new())).collect();
@@ -215,6 +262,8 @@ impl Engine {
         let cpus = std::thread::available_parallelism().map_or(2, usize::from);
         let calls = cfg.concurrency.max(1);
         let writer = crate::writer::SampleWriter::start(Arc::clone(&store), run)?;
+        let system: Arc<str> = prompt::system_prompt(&crate::tool::manual()).into();
+        startup.mark("engine");
         Ok(Arc::new(Engine {
             price: cfg.price(),
             budget: Budget {
@@ -222,7 +271,7 @@ impl Engine {
                 max_usd: cfg.budget_usd,
                 ..Budget::default()
             },
-            system: prompt::system_prompt(&crate::tool::manual()).into(),
+            system,
             cfg,
             run,
             store,
@@ -241,6 +290,9 @@ impl Engine {
             evaluations: AtomicU64::new(0),
             evaluate_ns: AtomicU64::new(0),
             batch_prefix,
+            startup: Mutex::new(startup),
+            first_call: OnceLock::new(),
+            merge_ns: AtomicU64::new(0),
         }))
     }
 
@@ -536,6 +588,11 @@ impl Engine {
                 }
             }
         }
+        if iteration == 0
+            && let Ok(mut s) = self.startup.lock()
+        {
+            s.mark("round0_spawn");
+        }
         let mut out = Vec::with_capacity(handles.len());
         for (t, temp, h) in handles {
             let o = h
@@ -572,6 +629,9 @@ impl Engine {
                     if self.budget.exhausted() {
                         return Outcome::Budget;
                     }
+                    self.first_call.get_or_init(|| {
+                        self.startup.lock().map_or(0.0, |s| s.elapsed_s())
+                    });
                     let call = self.provider.complete(&req).await;
                     // Spend is counted as the answer arrives, before the slot is released:
                     // a queued sample must see it even while this one is still verified and
@@ -871,8 +931,24 @@ impl Engine {
         t
     }
 
-    /// Best-of merge of a round into the solved set; records the iteration.
+    /// Best-of merge of a round into the solved set; records the iteration (timed).
     fn merge(
+        &self,
+        iteration: u32,
+        stratum: Option<u32>,
+        results: Vec<(usize, f64, Outcome)>,
+        solved: &mut BTreeMap<usize, Solved>,
+        fronts: &mut BTreeMap<usize, Pareto>,
+        rows: &mut Vec<IterationRow>,
+    ) -> Result<(), Status> {
+        let start = std::time::Instant::now();
+        let r = self.merge_round(iteration, stratum, results, solved, fronts, rows);
+        self.merge_ns
+            .fetch_add(crate::util::nanos(start.elapsed()), Ordering::Relaxed);
+        r
+    }
+
+    fn merge_round(
         &self,
         iteration: u32,
         stratum: Option<u32>,
@@ -971,7 +1047,10 @@ impl Engine {
             Status::BudgetExhausted => "budget_exhausted".into(),
             Status::Failed { error } => format!("failed:{}", crate::util::truncate(error, 500)),
         };
+        let start = std::time::Instant::now();
         let _ = self.store.set_status(self.run, &label);
+        self.merge_ns
+            .fetch_add(crate::util::nanos(start.elapsed()), Ordering::Relaxed);
         let mut solved_tasks: Vec<String> = solved
             .keys()
             .map(|t| self.tools[*t].name().to_string())
@@ -995,6 +1074,10 @@ impl Engine {
                 evaluate_s: self.evaluate_ns.load(Ordering::Relaxed) as f64 / 1e9,
                 store_commits: self.writer.commits(),
                 store_s: self.writer.seconds(),
+                startup: self.startup.lock().map(|s| s.phases.clone()).unwrap_or_default(),
+                first_call_s: self.first_call.get().copied(),
+                merge_s: self.merge_ns.load(Ordering::Relaxed) as f64 / 1e9,
+                finished_at: Some(std::time::Instant::now()),
             },
         }
     }
