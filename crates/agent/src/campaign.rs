@@ -59,11 +59,15 @@ pub fn read_tasks(dir: &Path) -> Result<Vec<(String, String)>, String> {
     Ok(out)
 }
 
+/// Opens every task (loading parses and checks the task file), on all cores: a run's start-up
+/// waits for it before the first call. The result and the first error are those of opening the
+/// tasks one by one in order.
 fn open_tools(tasks: &[(String, String)]) -> Result<Vec<Arc<Tool>>, String> {
+    let opened = crate::util::par_map(tasks, |(label, text)| Tool::from_yaml(label, text));
     let mut seen = BTreeSet::new();
-    let mut tools = Vec::new();
-    for (label, text) in tasks {
-        let t = Tool::from_yaml(label, text)?;
+    let mut tools = Vec::with_capacity(opened.len());
+    for ((label, _), t) in tasks.iter().zip(opened) {
+        let t = t?;
         if !seen.insert(t.name().to_string()) {
             return Err(format!("{label}: a second task named `{}`", t.name()));
         }
@@ -172,12 +176,17 @@ pub async fn start(cfg: RunConfig, store_path: &str, hooks: Hooks) -> Result<Sum
     startup.mark("store_open");
     let config = serde_json::to_string(&cfg).map_err(|e| e.to_string())?;
     let prices = serde_json::to_string(&cfg.prices).map_err(|e| e.to_string())?;
-    let run = store.create_run(&config, &prices, &crate::tool::toolchain_version())?;
+    let rows: Vec<(&str, &str, &str)> = tools
+        .iter()
+        .map(|t| (t.name(), t.path(), t.task_text()))
+        .collect();
+    let run = store.create_run_with_tasks(
+        &config,
+        &prices,
+        &crate::tool::toolchain_version(),
+        &rows,
+    )?;
     startup.mark("create_run");
-    for t in &tools {
-        store.add_task(run, t.name(), t.path(), t.task_text())?;
-    }
-    startup.mark("add_tasks");
     drive(cfg, store, run, store_path, hooks, Some(tools), startup).await
 }
 

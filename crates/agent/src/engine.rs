@@ -457,6 +457,7 @@ impl Engine {
             return Err(tally.stop.unwrap_or(Status::Done));
         }
         let mut improved = 0u32;
+        let mut sols = Vec::new();
         for (t, temps) in &tally.per {
             self.update_front(*t, temps, fronts)?;
             let Some(s) = solved.get_mut(t) else { continue };
@@ -468,7 +469,7 @@ impl Engine {
             if let Some(row) = fastest.filter(|r| faster(r, &s.best)) {
                 s.best = row.clone();
                 improved += 1;
-                self.put_solution(*t, s)?;
+                sols.push(self.solution_row(*t, s));
             }
         }
         let row = IterationRow {
@@ -481,7 +482,7 @@ impl Engine {
             cost: tally.cost,
             improved: Some(improved),
         };
-        self.record_iteration(row, rows)?;
+        self.record_iteration(row, &sols, rows)?;
         match tally.stop {
             Some(s) => Err(s),
             None => Ok(improved),
@@ -522,8 +523,8 @@ impl Engine {
             .map_err(|e| Status::Failed { error: e })
     }
 
-    fn put_solution(&self, t: usize, s: &Solved) -> Result<(), Status> {
-        let row = SolutionRow {
+    fn solution_row(&self, t: usize, s: &Solved) -> SolutionRow {
+        SolutionRow {
             task: self.tools[t].name().to_string(),
             program: s.best.program.clone().unwrap_or_default(),
             sample_key: s.best.key.clone(),
@@ -531,19 +532,18 @@ impl Engine {
             successes: s.successes,
             cycles: s.best.cycles,
             onchip_bytes: s.best.onchip_bytes,
-        };
-        self.store
-            .put_solution(self.run, &row)
-            .map_err(|e| Status::Failed { error: e })
+        }
     }
 
+    /// Stores a round's chosen solutions with its totals (one commit) and reports it.
     fn record_iteration(
         &self,
         row: IterationRow,
+        solutions: &[SolutionRow],
         rows: &mut Vec<IterationRow>,
     ) -> Result<(), Status> {
         self.store
-            .put_iteration(self.run, &row)
+            .put_round(self.run, solutions, &row)
             .map_err(|e| Status::Failed { error: e })?;
         self.progress.iteration_done(&row);
         rows.push(row);
@@ -962,6 +962,7 @@ impl Engine {
             return Err(tally.stop.unwrap_or(Status::Done));
         }
         let before = solved.len();
+        let mut sols = Vec::new();
         for (t, temps) in tally.per {
             self.update_front(t, &temps, fronts)?;
             let successes = temps.values().map(|(s, _)| *s).max().unwrap_or(0);
@@ -975,7 +976,7 @@ impl Engine {
                     solved_in: iteration,
                     best,
                 };
-                self.put_solution(t, &s)?;
+                sols.push(self.solution_row(t, &s));
                 solved.insert(t, s);
             }
         }
@@ -989,7 +990,7 @@ impl Engine {
             cost: tally.cost,
             improved: None,
         };
-        self.record_iteration(row, rows)?;
+        self.record_iteration(row, &sols, rows)?;
         match tally.stop {
             Some(s) => Err(s),
             None => Ok(()),
