@@ -21,6 +21,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 
 use serde::Serialize;
+use tokio::task::JoinHandle;
 
 use crate::config::{Feasibility, Objective, RunConfig};
 use crate::prompt::{self, Demo};
@@ -565,27 +566,35 @@ impl Engine {
             tasks.len(),
             tasks.len() as u64 * u64::from(k) * temps.len() as u64,
         );
-        let mut handles = Vec::new();
+        // One conversation per task and temperature: its k samples share the prompt, its hash
+        // (taken here, before any call is waiting) and its serialized body. Its first sample
+        // goes out as soon as it is built.
+        let mut convs: Vec<(usize, f64, Arc<Conversation>)> = Vec::new();
+        let mut handles: Vec<Vec<JoinHandle<Outcome>>> = Vec::new();
         for &t in tasks {
             let p = match prompts.and_then(|p| p.get(&t)) {
                 Some(p) => p.clone(),
                 None => prompt::proposer_prompt(&self.tools[t], demos),
             };
             for &temp in temps {
-                // One conversation per task and temperature: its k samples share the prompt,
-                // its hash (taken here, before any call is waiting) and its serialized body.
                 let conv =
                     Conversation::new(Arc::clone(&self.system), vec![Message::user(&*p)], temp);
                 conv.hash();
-                for idx in 0..k {
-                    let me = Arc::clone(self);
-                    let conv = Arc::clone(&conv);
-                    handles.push((
-                        t,
-                        temp,
-                        tokio::spawn(async move { me.sample(t, iteration, temp, idx, conv).await }),
-                    ));
+                let mut hs = Vec::with_capacity(k as usize);
+                if k > 0 {
+                    hs.push(self.spawn_sample(t, iteration, temp, 0, &conv));
                 }
+                handles.push(hs);
+                convs.push((t, temp, conv));
+            }
+        }
+        // The other samples sample-major: sample i of every conversation before sample i+1 of
+        // any. Each wave of calls then spans the tasks, so every distinct answer is verified
+        // while later calls are still in flight, and the round's last wave rarely waits for a
+        // verification; a budget that runs out is spread over the tasks, not spent on the first.
+        for idx in 1..k {
+            for ((t, temp, conv), hs) in convs.iter().zip(handles.iter_mut()) {
+                hs.push(self.spawn_sample(*t, iteration, *temp, idx, conv));
             }
         }
         if iteration == 0
@@ -593,14 +602,30 @@ impl Engine {
         {
             s.mark("round0_spawn");
         }
-        let mut out = Vec::with_capacity(handles.len());
-        for (t, temp, h) in handles {
-            let o = h
-                .await
-                .unwrap_or_else(|e| Outcome::Fatal(format!("a sample task failed: {e}")));
-            out.push((t, temp, o));
+        // Results in key order (task, temperature, sample), whatever order the calls ran in.
+        let mut out = Vec::with_capacity(convs.len() * k as usize);
+        for ((t, temp, _), hs) in convs.iter().zip(handles) {
+            for h in hs {
+                let o = h
+                    .await
+                    .unwrap_or_else(|e| Outcome::Fatal(format!("a sample task failed: {e}")));
+                out.push((*t, *temp, o));
+            }
         }
         out
+    }
+
+    fn spawn_sample(
+        self: &Arc<Self>,
+        t: usize,
+        iteration: u32,
+        temp: f64,
+        idx: u32,
+        conv: &Arc<Conversation>,
+    ) -> JoinHandle<Outcome> {
+        let me = Arc::clone(self);
+        let conv = Arc::clone(conv);
+        tokio::spawn(async move { me.sample(t, iteration, temp, idx, conv).await })
     }
 
     /// One sample: the proposer's answer, then up to `repairs` repair turns.
