@@ -176,16 +176,14 @@ pub async fn start(cfg: RunConfig, store_path: &str, hooks: Hooks) -> Result<Sum
     startup.mark("store_open");
     let config = serde_json::to_string(&cfg).map_err(|e| e.to_string())?;
     let prices = serde_json::to_string(&cfg.prices).map_err(|e| e.to_string())?;
-    let rows: Vec<(&str, &str, &str)> = tools
-        .iter()
-        .map(|t| (t.name(), t.path(), t.task_text()))
-        .collect();
-    let run = store.create_run_with_tasks(
-        &config,
-        &prices,
-        &crate::tool::toolchain_version(),
-        &rows,
-    )?;
+    let run = {
+        let rows: Vec<(&str, &str, &str)> = tools
+            .iter()
+            .map(|t| (t.name(), t.path(), t.task_text()))
+            .collect();
+        let version = crate::tool::toolchain_version();
+        store.create_run_with_tasks(&config, &prices, &version, &rows)?
+    };
     startup.mark("create_run");
     drive(cfg, store, run, store_path, hooks, Some(tools), startup).await
 }
