@@ -217,7 +217,7 @@ mod backend {
             let c = self.session.check(answer);
             let mut errors = c.diagnostics.iter().filter(|d| d.is_error()).peekable();
             let only_lin = errors.peek().is_some()
-                && errors.all(|d| d.code.phase() == stepforge_diag::Phase::Linearity);
+                && errors.all(|d| d.code.phase() == stepforge_driver::Phase::Linearity);
             CheckSummary {
                 ok: c.ok,
                 only_linearity_errors: only_lin,
