@@ -235,12 +235,19 @@ impl Store {
                 MIGRATIONS.len()
             ));
         }
-        for (n, m) in MIGRATIONS.iter().enumerate().skip(version) {
-            conn.execute_batch(&format!(
-                "BEGIN; {m}; PRAGMA user_version = {}; COMMIT;",
-                n + 1
-            ))
-            .map_err(e)?;
+        // Every pending migration in one transaction: a new store costs one commit, not one
+        // per migration, and a failed upgrade leaves the old schema whole.
+        if version < MIGRATIONS.len() {
+            let mut batch = String::from("BEGIN;");
+            for m in &MIGRATIONS[version..] {
+                batch.push_str(m);
+                batch.push(';');
+            }
+            batch.push_str(&format!(
+                "PRAGMA user_version = {}; COMMIT;",
+                MIGRATIONS.len()
+            ));
+            conn.execute_batch(&batch).map_err(e)?;
         }
         Ok(Store {
             conn: Mutex::new(conn),
