@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use crate::config::{ProviderKind, RunConfig};
-use crate::engine::{Engine, Parts, Progress, Summary};
+use crate::engine::{Engine, Parts, Progress, Startup, Summary};
 use crate::provider::{Provider, batch, replay};
 use crate::store::Store;
 use crate::tool::{Simulator, Tool};
@@ -59,11 +59,15 @@ pub fn read_tasks(dir: &Path) -> Result<Vec<(String, String)>, String> {
     Ok(out)
 }
 
+/// Opens every task (loading parses and checks the task file), on all cores: a run's start-up
+/// waits for it before the first call. The result and the first error are those of opening the
+/// tasks one by one in order.
 fn open_tools(tasks: &[(String, String)]) -> Result<Vec<Arc<Tool>>, String> {
+    let opened = crate::util::par_map(tasks, |(label, text)| Tool::from_yaml(label, text));
     let mut seen = BTreeSet::new();
-    let mut tools = Vec::new();
-    for (label, text) in tasks {
-        let t = Tool::from_yaml(label, text)?;
+    let mut tools = Vec::with_capacity(opened.len());
+    for ((label, _), t) in tasks.iter().zip(opened) {
+        let t = t?;
         if !seen.insert(t.name().to_string()) {
             return Err(format!("{label}: a second task named `{}`", t.name()));
         }
@@ -128,6 +132,7 @@ async fn drive(
     store_path: &str,
     hooks: Hooks,
     tools: Option<Vec<Arc<Tool>>>,
+    mut startup: Startup,
 ) -> Result<Summary, String> {
     let tools = match tools {
         Some(t) => t,
@@ -137,10 +142,13 @@ async fn drive(
                 .into_iter()
                 .map(|(_, path, text)| (path, text))
                 .collect();
-            open_tools(&tasks)?
+            let tools = open_tools(&tasks)?;
+            startup.mark("open_tools");
+            tools
         }
     };
     let provider = Arc::new(provider(&cfg, &store, run, store_path)?);
+    startup.mark("provider");
     let engine = Engine::new(Parts {
         cfg,
         run,
@@ -150,24 +158,34 @@ async fn drive(
         simulator: hooks.simulator,
         progress: hooks.progress,
         batch_prefix: store_path.to_string(),
+        startup,
     })?;
     Ok(engine.run().await)
 }
 
 /// Starts a new run in the store at `store_path`.
 pub async fn start(cfg: RunConfig, store_path: &str, hooks: Hooks) -> Result<Summary, String> {
+    let mut startup = Startup::begin();
     cfg.validate(hooks.simulator.is_some())?;
     let tasks = read_tasks(Path::new(&cfg.tasks_dir))?;
+    startup.mark("read_tasks");
     // Opened once: every task file is loaded (and checked) before anything is stored.
     let tools = open_tools(&tasks)?;
+    startup.mark("open_tools");
     let store = Arc::new(Store::open(store_path)?);
+    startup.mark("store_open");
     let config = serde_json::to_string(&cfg).map_err(|e| e.to_string())?;
     let prices = serde_json::to_string(&cfg.prices).map_err(|e| e.to_string())?;
-    let run = store.create_run(&config, &prices, &crate::tool::toolchain_version())?;
-    for t in &tools {
-        store.add_task(run, t.name(), t.path(), t.task_text())?;
-    }
-    drive(cfg, store, run, store_path, hooks, Some(tools)).await
+    let run = {
+        let rows: Vec<(&str, &str, &str)> = tools
+            .iter()
+            .map(|t| (t.name(), t.path(), t.task_text()))
+            .collect();
+        let version = crate::tool::toolchain_version();
+        store.create_run_with_tasks(&config, &prices, &version, &rows)?
+    };
+    startup.mark("create_run");
+    drive(cfg, store, run, store_path, hooks, Some(tools), startup).await
 }
 
 /// Continues the latest run of the store (after a kill, or with batch answers).
@@ -176,6 +194,7 @@ pub async fn resume(
     responses: Option<&str>,
     hooks: Hooks,
 ) -> Result<Summary, String> {
+    let startup = Startup::begin();
     if !Path::new(store_path).exists() {
         return Err(format!("no store at {store_path}"));
     }
@@ -201,7 +220,7 @@ pub async fn resume(
     } else if responses.is_some() {
         return Err("--responses is only for batch runs".into());
     }
-    drive(cfg, store, run.id, store_path, hooks, None).await
+    drive(cfg, store, run.id, store_path, hooks, None, startup).await
 }
 
 /// Writes the run's solutions as task files with `impl` into `out_dir` (same relative paths

@@ -21,6 +21,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 
 use serde::Serialize;
+use tokio::task::JoinHandle;
 
 use crate::config::{Feasibility, Objective, RunConfig};
 use crate::prompt::{self, Demo};
@@ -86,6 +87,47 @@ pub struct Timings {
     /// Store transactions of sample rows (group commits), and the seconds they took.
     pub store_commits: u64,
     pub store_s: f64,
+    /// The start-up before the first call, phase by phase (name, seconds), in order.
+    pub startup: Vec<(&'static str, f64)>,
+    /// Seconds from the start of the run to the first provider call.
+    pub first_call_s: Option<f64>,
+    /// Seconds spent merging rounds and finishing (store writes after the calls).
+    pub merge_s: f64,
+    /// When the summary was made (what follows it is the caller's teardown).
+    pub finished_at: Option<std::time::Instant>,
+}
+
+/// Named wall-clock phases of a run's start-up, from [`crate::start`] (or `resume`) to the
+/// first call: the overhead bench prints them to show where the time before sampling goes.
+#[derive(Debug, Clone)]
+pub struct Startup {
+    t0: std::time::Instant,
+    last: std::time::Instant,
+    phases: Vec<(&'static str, f64)>,
+}
+
+impl Startup {
+    pub fn begin() -> Startup {
+        let now = std::time::Instant::now();
+        Startup {
+            t0: now,
+            last: now,
+            phases: Vec::new(),
+        }
+    }
+
+    /// Ends the phase `name` (it began where the previous one ended).
+    pub fn mark(&mut self, name: &'static str) {
+        let now = std::time::Instant::now();
+        self.phases
+            .push((name, now.duration_since(self.last).as_secs_f64()));
+        self.last = now;
+    }
+
+    /// Seconds since [`Startup::begin`].
+    pub fn elapsed_s(&self) -> f64 {
+        self.t0.elapsed().as_secs_f64()
+    }
 }
 
 /// Hard token and cost budget, counted over every finished sample turn (reused ones too, so a
@@ -160,6 +202,8 @@ pub struct Parts {
     pub progress: Arc<dyn Progress>,
     /// Batch request files are named `<batch_prefix>.batch-N.requests.jsonl`.
     pub batch_prefix: String,
+    /// The start-up phases so far (the engine adds its own).
+    pub startup: Startup,
 }
 
 pub struct Engine {
@@ -187,6 +231,9 @@ pub struct Engine {
     evaluate_ns: AtomicU64,
     price: crate::config::Price,
     batch_prefix: String,
+    startup: Mutex<Startup>,
+    first_call: OnceLock<f64>,
+    merge_ns: AtomicU64,
 }
 
 impl std::fmt::Debug for Engine {
@@ -208,6 +255,7 @@ impl Engine {
             simulator,
             progress,
             batch_prefix,
+            mut startup,
         } = parts;
         let memo = store.samples(run)?;
         let vcache = tools.iter().map(|_| Mutex::new(BTreeMap::new())).collect();
@@ -215,6 +263,8 @@ impl Engine {
         let cpus = std::thread::available_parallelism().map_or(2, usize::from);
         let calls = cfg.concurrency.max(1);
         let writer = crate::writer::SampleWriter::start(Arc::clone(&store), run)?;
+        let system: Arc<str> = prompt::system_prompt(&crate::tool::manual()).into();
+        startup.mark("engine");
         Ok(Arc::new(Engine {
             price: cfg.price(),
             budget: Budget {
@@ -222,7 +272,7 @@ impl Engine {
                 max_usd: cfg.budget_usd,
                 ..Budget::default()
             },
-            system: prompt::system_prompt(&crate::tool::manual()).into(),
+            system,
             cfg,
             run,
             store,
@@ -241,6 +291,9 @@ impl Engine {
             evaluations: AtomicU64::new(0),
             evaluate_ns: AtomicU64::new(0),
             batch_prefix,
+            startup: Mutex::new(startup),
+            first_call: OnceLock::new(),
+            merge_ns: AtomicU64::new(0),
         }))
     }
 
@@ -405,6 +458,7 @@ impl Engine {
             return Err(tally.stop.unwrap_or(Status::Done));
         }
         let mut improved = 0u32;
+        let mut sols = Vec::new();
         for (t, temps) in &tally.per {
             self.update_front(*t, temps, fronts)?;
             let Some(s) = solved.get_mut(t) else { continue };
@@ -416,7 +470,7 @@ impl Engine {
             if let Some(row) = fastest.filter(|r| faster(r, &s.best)) {
                 s.best = row.clone();
                 improved += 1;
-                self.put_solution(*t, s)?;
+                sols.push(self.solution_row(*t, s));
             }
         }
         let row = IterationRow {
@@ -429,7 +483,7 @@ impl Engine {
             cost: tally.cost,
             improved: Some(improved),
         };
-        self.record_iteration(row, rows)?;
+        self.record_iteration(row, &sols, rows)?;
         match tally.stop {
             Some(s) => Err(s),
             None => Ok(improved),
@@ -470,8 +524,8 @@ impl Engine {
             .map_err(|e| Status::Failed { error: e })
     }
 
-    fn put_solution(&self, t: usize, s: &Solved) -> Result<(), Status> {
-        let row = SolutionRow {
+    fn solution_row(&self, t: usize, s: &Solved) -> SolutionRow {
+        SolutionRow {
             task: self.tools[t].name().to_string(),
             program: s.best.program.clone().unwrap_or_default(),
             sample_key: s.best.key.clone(),
@@ -479,19 +533,18 @@ impl Engine {
             successes: s.successes,
             cycles: s.best.cycles,
             onchip_bytes: s.best.onchip_bytes,
-        };
-        self.store
-            .put_solution(self.run, &row)
-            .map_err(|e| Status::Failed { error: e })
+        }
     }
 
+    /// Stores a round's chosen solutions with its totals (one commit) and reports it.
     fn record_iteration(
         &self,
         row: IterationRow,
+        solutions: &[SolutionRow],
         rows: &mut Vec<IterationRow>,
     ) -> Result<(), Status> {
         self.store
-            .put_iteration(self.run, &row)
+            .put_round(self.run, solutions, &row)
             .map_err(|e| Status::Failed { error: e })?;
         self.progress.iteration_done(&row);
         rows.push(row);
@@ -513,37 +566,66 @@ impl Engine {
             tasks.len(),
             tasks.len() as u64 * u64::from(k) * temps.len() as u64,
         );
-        let mut handles = Vec::new();
+        // One conversation per task and temperature: its k samples share the prompt, its hash
+        // (taken here, before any call is waiting) and its serialized body. Its first sample
+        // goes out as soon as it is built.
+        let mut convs: Vec<(usize, f64, Arc<Conversation>)> = Vec::new();
+        let mut handles: Vec<Vec<JoinHandle<Outcome>>> = Vec::new();
         for &t in tasks {
             let p = match prompts.and_then(|p| p.get(&t)) {
                 Some(p) => p.clone(),
                 None => prompt::proposer_prompt(&self.tools[t], demos),
             };
             for &temp in temps {
-                // One conversation per task and temperature: its k samples share the prompt,
-                // its hash (taken here, before any call is waiting) and its serialized body.
                 let conv =
                     Conversation::new(Arc::clone(&self.system), vec![Message::user(&*p)], temp);
                 conv.hash();
-                for idx in 0..k {
-                    let me = Arc::clone(self);
-                    let conv = Arc::clone(&conv);
-                    handles.push((
-                        t,
-                        temp,
-                        tokio::spawn(async move { me.sample(t, iteration, temp, idx, conv).await }),
-                    ));
+                let mut hs = Vec::with_capacity(k as usize);
+                if k > 0 {
+                    hs.push(self.spawn_sample(t, iteration, temp, 0, &conv));
                 }
+                handles.push(hs);
+                convs.push((t, temp, conv));
             }
         }
-        let mut out = Vec::with_capacity(handles.len());
-        for (t, temp, h) in handles {
-            let o = h
-                .await
-                .unwrap_or_else(|e| Outcome::Fatal(format!("a sample task failed: {e}")));
-            out.push((t, temp, o));
+        // The other samples sample-major: sample i of every conversation before sample i+1 of
+        // any. Each wave of calls then spans the tasks, so every distinct answer is verified
+        // while later calls are still in flight, and the round's last wave rarely waits for a
+        // verification; a budget that runs out is spread over the tasks, not spent on the first.
+        for idx in 1..k {
+            for ((t, temp, conv), hs) in convs.iter().zip(handles.iter_mut()) {
+                hs.push(self.spawn_sample(*t, iteration, *temp, idx, conv));
+            }
+        }
+        if iteration == 0
+            && let Ok(mut s) = self.startup.lock()
+        {
+            s.mark("round0_spawn");
+        }
+        // Results in key order (task, temperature, sample), whatever order the calls ran in.
+        let mut out = Vec::with_capacity(convs.len() * k as usize);
+        for ((t, temp, _), hs) in convs.iter().zip(handles) {
+            for h in hs {
+                let o = h
+                    .await
+                    .unwrap_or_else(|e| Outcome::Fatal(format!("a sample task failed: {e}")));
+                out.push((*t, *temp, o));
+            }
         }
         out
+    }
+
+    fn spawn_sample(
+        self: &Arc<Self>,
+        t: usize,
+        iteration: u32,
+        temp: f64,
+        idx: u32,
+        conv: &Arc<Conversation>,
+    ) -> JoinHandle<Outcome> {
+        let me = Arc::clone(self);
+        let conv = Arc::clone(conv);
+        tokio::spawn(async move { me.sample(t, iteration, temp, idx, conv).await })
     }
 
     /// One sample: the proposer's answer, then up to `repairs` repair turns.
@@ -572,6 +654,9 @@ impl Engine {
                     if self.budget.exhausted() {
                         return Outcome::Budget;
                     }
+                    self.first_call.get_or_init(|| {
+                        self.startup.lock().map_or(0.0, |s| s.elapsed_s())
+                    });
                     let call = self.provider.complete(&req).await;
                     // Spend is counted as the answer arrives, before the slot is released:
                     // a queued sample must see it even while this one is still verified and
@@ -871,8 +956,24 @@ impl Engine {
         t
     }
 
-    /// Best-of merge of a round into the solved set; records the iteration.
+    /// Best-of merge of a round into the solved set; records the iteration (timed).
     fn merge(
+        &self,
+        iteration: u32,
+        stratum: Option<u32>,
+        results: Vec<(usize, f64, Outcome)>,
+        solved: &mut BTreeMap<usize, Solved>,
+        fronts: &mut BTreeMap<usize, Pareto>,
+        rows: &mut Vec<IterationRow>,
+    ) -> Result<(), Status> {
+        let start = std::time::Instant::now();
+        let r = self.merge_round(iteration, stratum, results, solved, fronts, rows);
+        self.merge_ns
+            .fetch_add(crate::util::nanos(start.elapsed()), Ordering::Relaxed);
+        r
+    }
+
+    fn merge_round(
         &self,
         iteration: u32,
         stratum: Option<u32>,
@@ -886,6 +987,7 @@ impl Engine {
             return Err(tally.stop.unwrap_or(Status::Done));
         }
         let before = solved.len();
+        let mut sols = Vec::new();
         for (t, temps) in tally.per {
             self.update_front(t, &temps, fronts)?;
             let successes = temps.values().map(|(s, _)| *s).max().unwrap_or(0);
@@ -899,7 +1001,7 @@ impl Engine {
                     solved_in: iteration,
                     best,
                 };
-                self.put_solution(t, &s)?;
+                sols.push(self.solution_row(t, &s));
                 solved.insert(t, s);
             }
         }
@@ -913,7 +1015,7 @@ impl Engine {
             cost: tally.cost,
             improved: None,
         };
-        self.record_iteration(row, rows)?;
+        self.record_iteration(row, &sols, rows)?;
         match tally.stop {
             Some(s) => Err(s),
             None => Ok(()),
@@ -971,7 +1073,10 @@ impl Engine {
             Status::BudgetExhausted => "budget_exhausted".into(),
             Status::Failed { error } => format!("failed:{}", crate::util::truncate(error, 500)),
         };
+        let start = std::time::Instant::now();
         let _ = self.store.set_status(self.run, &label);
+        self.merge_ns
+            .fetch_add(crate::util::nanos(start.elapsed()), Ordering::Relaxed);
         let mut solved_tasks: Vec<String> = solved
             .keys()
             .map(|t| self.tools[*t].name().to_string())
@@ -995,6 +1100,10 @@ impl Engine {
                 evaluate_s: self.evaluate_ns.load(Ordering::Relaxed) as f64 / 1e9,
                 store_commits: self.writer.commits(),
                 store_s: self.writer.seconds(),
+                startup: self.startup.lock().map(|s| s.phases.clone()).unwrap_or_default(),
+                first_call_s: self.first_call.get().copied(),
+                merge_s: self.merge_ns.load(Ordering::Relaxed) as f64 / 1e9,
+                finished_at: Some(std::time::Instant::now()),
             },
         }
     }

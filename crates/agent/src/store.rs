@@ -2,8 +2,9 @@
 //! solutions, demonstrations, per-iteration totals and batch answers. Schema changes are
 //! numbered migrations applied in order (`PRAGMA user_version`).
 //!
-//! Every finished sample turn is committed on its own, so a killed run loses at most the calls
-//! that were in flight; `agent resume` finds the finished ones by key and never repeats them.
+//! Every finished sample turn is committed before its sample goes on (rows that finish together
+//! share a commit), so a killed run loses at most the calls that were in flight; `agent resume`
+//! finds the finished ones by key and never repeats them.
 
 use std::collections::BTreeMap;
 use std::sync::Mutex;
@@ -234,12 +235,19 @@ impl Store {
                 MIGRATIONS.len()
             ));
         }
-        for (n, m) in MIGRATIONS.iter().enumerate().skip(version) {
-            conn.execute_batch(&format!(
-                "BEGIN; {m}; PRAGMA user_version = {}; COMMIT;",
-                n + 1
-            ))
-            .map_err(e)?;
+        // Every pending migration in one transaction: a new store costs one commit, not one
+        // per migration, and a failed upgrade leaves the old schema whole.
+        if version < MIGRATIONS.len() {
+            let mut batch = String::from("BEGIN;");
+            for m in &MIGRATIONS[version..] {
+                batch.push_str(m);
+                batch.push(';');
+            }
+            batch.push_str(&format!(
+                "PRAGMA user_version = {}; COMMIT;",
+                MIGRATIONS.len()
+            ));
+            conn.execute_batch(&batch).map_err(e)?;
         }
         Ok(Store {
             conn: Mutex::new(conn),
@@ -255,12 +263,36 @@ impl Store {
     }
 
     pub fn create_run(&self, config: &str, prices: &str, version: &str) -> R<i64> {
+        self.create_run_with_tasks(config, prices, version, &[])
+    }
+
+    /// Creates a run and stores its tasks (name, path, text) in one transaction: one commit
+    /// instead of one per task (the overhead bench counts start-up before the first call), and
+    /// a run is never seen with half of its tasks.
+    pub fn create_run_with_tasks(
+        &self,
+        config: &str,
+        prices: &str,
+        version: &str,
+        tasks: &[(&str, &str, &str)],
+    ) -> R<i64> {
         self.with(|c| {
-            c.execute(
+            let tx = c.unchecked_transaction()?;
+            tx.execute(
                 "INSERT INTO runs (config, prices, toolchain_version, status, started_at) VALUES (?1, ?2, ?3, 'running', datetime('now'))",
                 params![config, prices, version],
             )?;
-            Ok(c.last_insert_rowid())
+            let run = tx.last_insert_rowid();
+            {
+                let mut st = tx.prepare(
+                    "INSERT OR IGNORE INTO tasks (run_id, name, path, text) VALUES (?1, ?2, ?3, ?4)",
+                )?;
+                for (name, path, text) in tasks {
+                    st.execute(params![run, name, path, text])?;
+                }
+            }
+            tx.commit()?;
+            Ok(run)
         })
     }
 
@@ -288,16 +320,6 @@ impl Store {
                 })
             })
             .optional()
-        })
-    }
-
-    pub fn add_task(&self, run: i64, name: &str, path: &str, text: &str) -> R<()> {
-        self.with(|c| {
-            c.execute(
-                "INSERT OR IGNORE INTO tasks (run_id, name, path, text) VALUES (?1, ?2, ?3, ?4)",
-                params![run, name, path, text],
-            )
-            .map(|_| ())
         })
     }
 
@@ -391,14 +413,27 @@ impl Store {
         })
     }
 
-    pub fn put_solution(&self, run: i64, s: &SolutionRow) -> R<()> {
+    /// Stores what a round decided in one transaction: the solutions it chose (or improved)
+    /// and its iteration totals. One commit per round instead of one per solved task, and a
+    /// killed run holds either both or neither (a resume redoes the round from its samples).
+    pub fn put_round(&self, run: i64, solutions: &[SolutionRow], it: &IterationRow) -> R<()> {
         self.with(|c| {
-            c.execute(
-                "INSERT OR REPLACE INTO solutions (run_id, task, program, sample_key, iteration, successes, cycles, onchip_bytes)
-                 VALUES (?1,?2,?3,?4,?5,?6,?7,?8)",
-                params![run, s.task, s.program, s.sample_key, s.iteration, s.successes, s.cycles.map(i), s.onchip_bytes.map(i)],
-            )
-            .map(|_| ())
+            let tx = c.unchecked_transaction()?;
+            {
+                let mut st = tx.prepare_cached(
+                    "INSERT OR REPLACE INTO solutions (run_id, task, program, sample_key, iteration, successes, cycles, onchip_bytes)
+                     VALUES (?1,?2,?3,?4,?5,?6,?7,?8)",
+                )?;
+                for s in solutions {
+                    st.execute(params![run, s.task, s.program, s.sample_key, s.iteration, s.successes, s.cycles.map(i), s.onchip_bytes.map(i)])?;
+                }
+            }
+            tx.execute(
+                "INSERT OR REPLACE INTO iterations (run_id, iteration, stratum, solved, new, samples, tokens, cost, improved)
+                 VALUES (?1,?2,?3,?4,?5,?6,?7,?8,?9)",
+                params![run, it.iteration, it.stratum, it.solved, it.new, i(it.samples), i(it.tokens), it.cost, it.improved],
+            )?;
+            tx.commit()
         })
     }
 
@@ -422,15 +457,17 @@ impl Store {
         })
     }
 
+    /// One transaction for the iteration's demonstrations (not one commit per row).
     pub fn put_demonstrations(&self, run: i64, iteration: u32, tasks: &[String]) -> R<()> {
         self.with(|c| {
+            let tx = c.unchecked_transaction()?;
             for t in tasks {
-                c.execute(
+                tx.execute(
                     "INSERT OR IGNORE INTO demonstrations (run_id, iteration, task) VALUES (?1, ?2, ?3)",
                     params![run, iteration, t],
                 )?;
             }
-            Ok(())
+            tx.commit()
         })
     }
 
@@ -439,17 +476,6 @@ impl Store {
             let mut st = c.prepare("SELECT iteration, task FROM demonstrations WHERE run_id = ?1 ORDER BY iteration, task")?;
             let rows = st.query_map(params![run], |r| Ok((r.get(0)?, r.get(1)?)))?;
             rows.collect()
-        })
-    }
-
-    pub fn put_iteration(&self, run: i64, it: &IterationRow) -> R<()> {
-        self.with(|c| {
-            c.execute(
-                "INSERT OR REPLACE INTO iterations (run_id, iteration, stratum, solved, new, samples, tokens, cost, improved)
-                 VALUES (?1,?2,?3,?4,?5,?6,?7,?8,?9)",
-                params![run, it.iteration, it.stratum, it.solved, it.new, i(it.samples), i(it.tokens), it.cost, it.improved],
-            )
-            .map(|_| ())
         })
     }
 
@@ -519,14 +545,17 @@ impl Store {
         run: i64,
         lines: &BTreeMap<String, serde_json::Value>,
     ) -> R<usize> {
+        // One transaction for the whole output file (a batch holds a round's every sample).
         self.with(|c| {
+            let tx = c.unchecked_transaction()?;
             let mut n = 0;
             for (id, line) in lines {
-                n += c.execute(
+                n += tx.execute(
                     "INSERT OR REPLACE INTO batch_answers (run_id, custom_id, line) VALUES (?1, ?2, ?3)",
                     params![run, id, line.to_string()],
                 )?;
             }
+            tx.commit()?;
             Ok(n)
         })
     }

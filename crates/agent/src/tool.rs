@@ -11,7 +11,8 @@ use serde_json::Value;
 pub struct CheckSummary {
     /// No error diagnostics.
     pub ok: bool,
-    /// Every error is a consume-once (E04xx) error: the guardian's Copy fix applies.
+    /// Every error is a consume-once error (the linearity phase, E04xx): the guardian's Copy
+    /// fix applies.
     pub only_linearity_errors: bool,
     /// Canonical hash of the typed graph; `None` when the program is not well typed.
     pub graph_hash: Option<String>,
@@ -215,8 +216,8 @@ mod backend {
         pub fn check(&self, answer: &str) -> CheckSummary {
             let c = self.session.check(answer);
             let mut errors = c.diagnostics.iter().filter(|d| d.is_error()).peekable();
-            let only_lin =
-                errors.peek().is_some() && errors.all(|d| d.code.as_str().starts_with("E04"));
+            let only_lin = errors.peek().is_some()
+                && errors.all(|d| d.code.phase() == stepforge_driver::Phase::Linearity);
             CheckSummary {
                 ok: c.ok,
                 only_linearity_errors: only_lin,

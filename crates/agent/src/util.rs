@@ -1,4 +1,4 @@
-//! Small helpers: hashing for keys and prompt hashes, a jitter source.
+//! Small helpers: hashing for keys and prompt hashes, a jitter source, a parallel map.
 
 use sha2::{Digest, Sha256};
 
@@ -69,6 +69,51 @@ pub fn truncate(s: &str, max: usize) -> &str {
     &s[..end]
 }
 
+/// `items.iter().map(f).collect()`, on up to one thread per core (scoped; the caller's thread
+/// is one of them). Results are in `items` order whatever thread computed them; a panic in `f`
+/// is re-raised here, as the sequential map would raise it.
+pub fn par_map<T: Sync, R: Send>(items: &[T], f: impl Fn(&T) -> R + Sync) -> Vec<R> {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    let workers = std::thread::available_parallelism()
+        .map_or(1, usize::from)
+        .min(items.len());
+    if workers <= 1 {
+        return items.iter().map(f).collect();
+    }
+    let next = AtomicUsize::new(0);
+    // Work-sharing by index: items differ in cost, so no thread gets a fixed share.
+    let work = || {
+        let mut out = Vec::new();
+        loop {
+            let i = next.fetch_add(1, Ordering::Relaxed);
+            let Some(x) = items.get(i) else { break };
+            out.push((i, f(x)));
+        }
+        out
+    };
+    let mut all: Vec<(usize, R)> = std::thread::scope(|s| {
+        // A helper thread the OS refuses is no error: the others (and this one) do its share.
+        let helpers: Vec<_> = (1..workers)
+            .filter_map(|_| {
+                std::thread::Builder::new()
+                    .name("stepforge-open".into())
+                    .spawn_scoped(s, &work)
+                    .ok()
+            })
+            .collect();
+        let mut all = work();
+        for h in helpers {
+            match h.join() {
+                Ok(part) => all.extend(part),
+                Err(panic) => std::panic::resume_unwind(panic),
+            }
+        }
+        all
+    });
+    all.sort_by_key(|(i, _)| *i);
+    all.into_iter().map(|(_, r)| r).collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -84,5 +129,18 @@ mod tests {
             "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
         );
         assert_eq!(truncate("héllo", 2), "h");
+    }
+
+    #[test]
+    fn par_map_keeps_the_order() {
+        let items: Vec<u64> = (0..1000).collect();
+        // Uneven costs, so threads finish out of order.
+        let out = par_map(&items, |&x| (0..(x % 7) * 1000).fold(x, |a, b| a ^ b));
+        let seq: Vec<u64> = items
+            .iter()
+            .map(|&x| (0..(x % 7) * 1000).fold(x, |a, b| a ^ b))
+            .collect();
+        assert_eq!(out, seq);
+        assert!(par_map(&[] as &[u8], |_| 0u8).is_empty());
     }
 }

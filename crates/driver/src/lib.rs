@@ -21,6 +21,7 @@ pub use sim::{EvalFns, SimOptions, SimReport};
 pub use stepforge_check::TypedStream;
 pub use stepforge_exec::{ExecLimits, Verdict, VerifyOptions, VerifyReport};
 pub use stepforge_sim::{HwConfig, Progress as SimProgress};
+pub use stepforge_syntax::codes::{Code, Phase};
 pub use stepforge_syntax::{Diagnostic, Severity, Source, Span};
 pub use verify::{verify, verify_loaded};
 

@@ -64,7 +64,7 @@ impl HttpClient {
         });
         let mut attempt = 0u32;
         loop {
-            let outcome = self.attempt(cfg, &url, body).await;
+            let outcome = self.attempt(cfg, &url, body.clone()).await;
             let outcome = match outcome {
                 Attempt::Done(v) => {
                     let parsed = match cfg.kind {
@@ -100,12 +100,12 @@ impl HttpClient {
         }
     }
 
-    async fn attempt(&self, cfg: &ProviderConfig, url: &str, body: &[u8]) -> Attempt {
+    async fn attempt(&self, cfg: &ProviderConfig, url: &str, body: bytes::Bytes) -> Attempt {
         let mut rb = self
             .client
             .post(url)
             .header(reqwest::header::CONTENT_TYPE, "application/json")
-            .body(body.to_vec());
+            .body(body);
         if let Some(k) = &self.key {
             rb = match cfg.kind {
                 ProviderKind::Anthropic => rb.header("x-api-key", k),

@@ -51,8 +51,9 @@ pub struct Conversation {
     pub temperature: f64,
     hash: OnceLock<String>,
     /// The request body as the run's HTTP client sends it. A run has one provider, so every
-    /// sample of a conversation sends the same bytes.
-    wire: OnceLock<Vec<u8>>,
+    /// sample of a conversation sends the same bytes: each attempt shares them (a reference
+    /// count, not a copy of the prompt).
+    wire: OnceLock<bytes::Bytes>,
 }
 
 impl Conversation {
@@ -88,8 +89,8 @@ impl Conversation {
     }
 
     /// The serialized request body, made by `make` on first use.
-    pub(crate) fn wire(&self, make: impl FnOnce() -> Vec<u8>) -> &[u8] {
-        self.wire.get_or_init(make)
+    pub(crate) fn wire(&self, make: impl FnOnce() -> Vec<u8>) -> bytes::Bytes {
+        self.wire.get_or_init(|| bytes::Bytes::from(make())).clone()
     }
 }
 

@@ -108,6 +108,28 @@ fn overhead() {
             sum.timings.store_commits,
             sum.timings.store_s,
         );
+        let split: Vec<String> = sum
+            .timings
+            .startup
+            .iter()
+            .map(|(n, v)| format!("{n} {:.1}", v * 1e3))
+            .collect();
+        let tail = match (server.span.get(), sum.timings.finished_at) {
+            (Some((_, last)), Some(f)) => format!(
+                "{:.1} ms from the last reply to the summary, {:.1} ms from there to the end",
+                s(f.saturating_duration_since(last)) * 1e3,
+                s(end.saturating_duration_since(f)) * 1e3
+            ),
+            _ => "unknown".into(),
+        };
+        eprintln!(
+            "rep {rep} start-up (ms): {}; first call at {} ms; merges and finish {:.1} ms; tail: {tail}",
+            split.join(", "),
+            sum.timings
+                .first_call_s
+                .map_or("?".into(), |f| format!("{:.1}", f * 1e3)),
+            sum.timings.merge_s * 1e3
+        );
         let cpu0 = process_cpu_s();
         let bare = bare_client(&server.base, &bodies, cfg.concurrency);
         let bare_cpu = process_cpu_s().zip(cpu0).map(|(b, a)| b - a);
