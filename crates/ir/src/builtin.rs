@@ -388,6 +388,39 @@ impl fmt::Display for Builtin {
     }
 }
 
+impl Builtin {
+    /// The elementwise function a one-operand builtin computes on tensors (`gelu`'s
+    /// `approximate=` is read by the caller): the one map the interpreter and the JIT dispatch
+    /// by.
+    pub fn unary_op(self) -> Option<UnaryOp> {
+        use Builtin as B;
+        Some(match self {
+            B::Exp | B::MathExp => UnaryOp::Exp,
+            B::Log | B::MathLog => UnaryOp::Log,
+            B::Sqrt | B::MathSqrt => UnaryOp::Sqrt,
+            B::Rsqrt => UnaryOp::Rsqrt,
+            B::Sin | B::MathSin => UnaryOp::Sin,
+            B::Cos | B::MathCos => UnaryOp::Cos,
+            B::Tanh => UnaryOp::Tanh,
+            B::Sigmoid => UnaryOp::Sigmoid,
+            B::Relu => UnaryOp::Relu,
+            B::Abs => UnaryOp::Abs,
+            B::Erf => UnaryOp::Erf,
+            B::Square => UnaryOp::Square,
+            B::Reciprocal => UnaryOp::Reciprocal,
+            B::Floor => UnaryOp::Floor,
+            B::Ceil => UnaryOp::Ceil,
+            B::Round => UnaryOp::Round,
+            B::Sign => UnaryOp::Sign,
+            B::Neg => UnaryOp::Neg,
+            B::Silu => UnaryOp::Silu,
+            B::LogicalNot => UnaryOp::LogicalNot,
+            B::Gelu => UnaryOp::Gelu,
+            _ => return None,
+        })
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -424,38 +457,5 @@ mod tests {
         assert_eq!(Builtin::lookup(Ns::Torch, "float"), None);
         assert!(Builtin::names(Ns::Torch).contains(&"einsum"));
         assert!(!Builtin::names(Ns::Torch).contains(&"view"));
-    }
-}
-
-impl Builtin {
-    /// The elementwise function a one-operand builtin computes on tensors (`gelu`'s
-    /// `approximate=` is read by the caller): the one map the interpreter and the JIT dispatch
-    /// by.
-    pub fn unary_op(self) -> Option<UnaryOp> {
-        use Builtin as B;
-        Some(match self {
-            B::Exp | B::MathExp => UnaryOp::Exp,
-            B::Log | B::MathLog => UnaryOp::Log,
-            B::Sqrt | B::MathSqrt => UnaryOp::Sqrt,
-            B::Rsqrt => UnaryOp::Rsqrt,
-            B::Sin | B::MathSin => UnaryOp::Sin,
-            B::Cos | B::MathCos => UnaryOp::Cos,
-            B::Tanh => UnaryOp::Tanh,
-            B::Sigmoid => UnaryOp::Sigmoid,
-            B::Relu => UnaryOp::Relu,
-            B::Abs => UnaryOp::Abs,
-            B::Erf => UnaryOp::Erf,
-            B::Square => UnaryOp::Square,
-            B::Reciprocal => UnaryOp::Reciprocal,
-            B::Floor => UnaryOp::Floor,
-            B::Ceil => UnaryOp::Ceil,
-            B::Round => UnaryOp::Round,
-            B::Sign => UnaryOp::Sign,
-            B::Neg => UnaryOp::Neg,
-            B::Silu => UnaryOp::Silu,
-            B::LogicalNot => UnaryOp::LogicalNot,
-            B::Gelu => UnaryOp::Gelu,
-            _ => return None,
-        })
     }
 }

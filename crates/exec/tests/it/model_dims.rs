@@ -8,7 +8,7 @@
 use std::path::Path;
 
 use stepforge_driver::verify_loaded;
-use stepforge_exec::{ExecLimits, JitMode, Verdict, VerifyOptions};
+use stepforge_exec::{ExecLimits, JitFnReport, JitMode, Verdict, VerifyOptions};
 
 fn root() -> &'static Path {
     Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/../.."))
@@ -24,6 +24,17 @@ fn run_jit(
     dims: &[(&str, i64)],
     jit: JitMode,
 ) -> (Verdict, Vec<String>) {
+    let (v, errors, _) = verify(task, program, dims, jit);
+    (v, errors)
+}
+
+/// The verdict, the error messages and what the native backend did per function.
+fn verify(
+    task: &str,
+    program: Option<&str>,
+    dims: &[(&str, i64)],
+    jit: JitMode,
+) -> (Verdict, Vec<String>, Vec<JitFnReport>) {
     let loaded = stepforge_task::load_file(&root().join(task)).unwrap();
     let impl_text = program.map(|p| std::fs::read_to_string(root().join(p)).unwrap());
     let known = stepforge_task::used_symbols(loaded.task.as_ref().unwrap());
@@ -43,7 +54,7 @@ fn run_jit(
     };
     let r = verify_loaded(&loaded, impl_text.as_deref(), &opts);
     let errors = r.errors().map(|d| d.diagnostic.message.clone()).collect();
-    (r.verdict, errors)
+    (r.verdict, errors, r.jit)
 }
 
 /// RoPE at N=1024: angles near 1000 rad, where the program's and the reference's f32 roundings
@@ -132,9 +143,23 @@ fn the_library_passes_native_and_interpreted_and_wrong_programs_fail() {
     let wrong = wrong_programs();
     assert!(wrong.len() >= 24, "{wrong:?}");
     for jit in [JitMode::Always, JitMode::Never] {
+        let mut interpreted = Vec::new();
         for task in &tasks {
-            let (v, errors) = run_jit(task, None, &[], jit);
+            let (v, errors, jit_report) = verify(task, None, &[], jit);
             assert_eq!(v, Verdict::Pass, "{task} {jit:?}: {errors:#?}");
+            interpreted.extend(
+                jit_report
+                    .into_iter()
+                    .filter(|f| !f.compiled)
+                    .map(|f| format!("{task} {}: {:?}", f.name, f.fallback)),
+            );
+        }
+        // Forced on, every function of the library compiles (topk, scatter, Merge, size,
+        // dtype= included); forced off, none does.
+        if jit == JitMode::Always {
+            assert!(interpreted.is_empty(), "{interpreted:#?}");
+        } else {
+            assert!(!interpreted.is_empty());
         }
         for (task, program) in &wrong {
             let (v, _) = run_jit(task, Some(program), &[], jit);
