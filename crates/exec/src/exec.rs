@@ -1452,6 +1452,10 @@ impl<'g> Run<'_, 'g> {
             .checked_mul(chunks)
             .ok_or_else(|| internal("size overflow", span))?;
         let mut out = self.alloc_outputs(plan, count, &ins, span)?;
+        if let Some(res) = self.merge_native(plan, init, branches, sf, chunks, c) {
+            return Ok(plan.stream(dims, res));
+        }
+        let t0 = std::time::Instant::now();
         let mut cursor = vec![0usize; n];
         let mut chosen: Vec<usize> = Vec::with_capacity(n);
         for j in 0..chunks {
@@ -1526,7 +1530,61 @@ impl<'g> Run<'_, 'g> {
                 .map_diag(|d| d.help("the Merge selector must route exactly the chunks its Partition produced")));
             }
         }
+        plan.native.record_interp(t0);
         Ok(plan.stream(dims, out))
+    }
+
+    /// A Merge through the native backend, when the tiering compiles its function and the
+    /// selector routes exactly the chunks the branches carry (otherwise `None`, and the
+    /// interpreted Merge runs and reports the routing error).
+    #[allow(clippy::too_many_arguments)]
+    fn merge_native(
+        &self,
+        plan: &FnPlan,
+        init: &[Arc<Tensor>],
+        branches: &[StreamData],
+        sf: &FieldData,
+        chunks: usize,
+        c: usize,
+    ) -> Option<Vec<Vec<f32>>> {
+        if self.limits.jit == crate::native::JitMode::Never {
+            return None;
+        }
+        let n = branches.len();
+        let mut cursor = vec![0usize; n];
+        let mut picks = Vec::with_capacity(chunks);
+        for j in 0..chunks {
+            let bits = sf.data.get(j * n..(j + 1) * n)?;
+            let mut p = Vec::new();
+            for (i, &b) in bits.iter().enumerate() {
+                if b != 0.0 {
+                    if cursor[i] >= branches[i].dims.last().copied().unwrap_or(0) {
+                        return None;
+                    }
+                    p.push((i, cursor[i]));
+                    cursor[i] += 1;
+                }
+            }
+            picks.push(p);
+        }
+        if branches
+            .iter()
+            .zip(&cursor)
+            .any(|(b, &k)| b.dims.last().copied().unwrap_or(0) != k)
+        {
+            return None;
+        }
+        let init: Vec<&[f32]> = init.iter().map(|t| t.as_f32()).collect::<Option<_>>()?;
+        crate::native::merge(
+            &plan.native,
+            &plan.facts(),
+            self.env,
+            self.limits.jit,
+            &init,
+            branches,
+            &picks,
+            c,
+        )
     }
 }
 

@@ -4,7 +4,9 @@
 //! A Map whose element function compiles runs as native calls over the stream's flat field
 //! buffers (lanes = stream elements, in chunks that bound the scratch memory); an Accum/Scan
 //! runs one native call per fold step over all independent folds (lanes = folds, strided
-//! reads, double-buffered state). No per-element `Tensor` is built on either path.
+//! reads, double-buffered state); a Merge runs one native call per fold step over every
+//! output element that folds that many chunks (the chosen branches' elements gathered into
+//! one buffer). No per-element `Tensor` is built on any path.
 //!
 //! Tiering ([`JitMode`]): `never` interprets; `always` compiles every function the backend
 //! supports; `auto` compiles when the op's estimated work (stream elements × FLOPs per
@@ -237,9 +239,7 @@ impl NativeSlot {
         let fallback = match (self.analysis.get(), kernel) {
             (_, Some(Err(e))) | (Some(Err(e)), _) => Some(e.clone()),
             (Some(Ok(_)), None) => Some("below the --jit auto threshold".to_string()),
-            (None, None) => {
-                Some("not run natively (--jit never; Merge ops are interpreted)".to_string())
-            }
+            (None, None) => Some("not run natively (--jit never)".to_string()),
             _ => None,
         };
         let ok = matches!(kernel, Some(Ok(_)));
@@ -519,6 +519,123 @@ pub(crate) fn fold(
     Some(out)
 }
 
+/// The chunk elements one Merge output element folds: `(branch, chunk)` in branch order.
+pub(crate) type Picks = Vec<(usize, usize)>;
+
+/// Copies rows `e0..e0 + n` (of `len` scalars) of `fd` to the end of `dst`.
+fn gather_rows(
+    dst: &mut Vec<f32>,
+    fd: &FieldData,
+    mut e0: usize,
+    mut n: usize,
+    len: usize,
+) -> Option<()> {
+    while n > 0 {
+        let (ins, run) = lane_run(std::iter::once(fd), e0, 1, n)?;
+        let i = ins.first()?;
+        let run = run.min(n);
+        for l in 0..run {
+            let o = i.offset + l * i.lane_stride;
+            dst.extend_from_slice(i.data.get(o..o + len)?);
+        }
+        e0 += run;
+        n -= run;
+    }
+    Some(())
+}
+
+/// A Merge natively; `None` to interpret. Output element `j·c + pos` folds, into `init`, the
+/// element `chunk·c + pos` of every `(branch, chunk)` of `picks[j]` in turn (validated by the
+/// caller), and is zero when `picks[j]` is empty — what the interpreted Merge computes. Fold
+/// step `s` is one native call (per scratch-sized chunk of lanes) over the elements with more
+/// than `s` picks, their inputs and states gathered into contiguous buffers.
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn merge(
+    slot: &NativeSlot,
+    f: &FnFacts<'_>,
+    env: &Env,
+    mode: JitMode,
+    init: &[&[f32]],
+    branches: &[StreamData],
+    picks: &[Picks],
+    c: usize,
+) -> Option<Vec<Vec<f32>>> {
+    let count = picks.len().checked_mul(c)?;
+    let k = slot.kernel(f, env, mode, count)?;
+    let t = Instant::now();
+    let lens: Vec<usize> = f.outs.iter().map(|s| s.iter().product()).collect();
+    let in_lens: Vec<usize> = f.ins.iter().map(|s| s.iter().product()).collect();
+    if init.len() != lens.len() || init.iter().zip(&lens).any(|(i, &l)| i.len() != l) {
+        return None;
+    }
+    let chunk = chunk_lanes(&k, count);
+    let mut fk = Ready::new(k, env)?;
+    let mut state: Vec<Vec<f32>> = lens.iter().map(|&l| vec![0.0; count * l]).collect();
+    for (st, (i, &l)) in state.iter_mut().zip(init.iter().zip(&lens)) {
+        for (j, p) in picks.iter().enumerate() {
+            if !p.is_empty() {
+                for row in st
+                    .get_mut(j * c * l..(j + 1) * c * l)?
+                    .chunks_exact_mut(l.max(1))
+                {
+                    row.copy_from_slice(i);
+                }
+            }
+        }
+    }
+    let steps = picks.iter().map(Vec::len).max().unwrap_or(0);
+    let mut active = Vec::new();
+    for s in 0..steps {
+        active.clear();
+        active.extend((0..picks.len()).filter(|&j| picks[j].len() > s));
+        let lanes = active.len() * c;
+        let mut gin: Vec<Vec<f32>> = in_lens
+            .iter()
+            .map(|&l| Vec::with_capacity(lanes * l))
+            .collect();
+        let mut cur: Vec<Vec<f32>> = lens
+            .iter()
+            .map(|&l| Vec::with_capacity(lanes * l))
+            .collect();
+        for &j in &active {
+            let (b, at) = *picks[j].get(s)?;
+            let br = branches.get(b)?;
+            if br.fields.len() != in_lens.len() {
+                return None;
+            }
+            for ((g, fd), &l) in gin.iter_mut().zip(&br.fields).zip(&in_lens) {
+                if fd.elem_len() != l {
+                    return None;
+                }
+                gather_rows(g, fd, at.checked_mul(c)?, c, l)?;
+            }
+            for ((cu, st), &l) in cur.iter_mut().zip(&state).zip(&lens) {
+                cu.extend_from_slice(st.get(j * c * l..(j + 1) * c * l)?);
+            }
+        }
+        let mut next: Vec<Vec<f32>> = lens.iter().map(|&l| vec![0.0; lanes * l]).collect();
+        let mut l0 = 0;
+        while l0 < lanes {
+            let n = chunk.min(lanes - l0);
+            fk.run(
+                n,
+                &lane_ins(&gin, &in_lens, l0),
+                &lane_ins(&cur, &lens, l0),
+                &mut lane_outs(&mut next, &lens, l0),
+            )?;
+            l0 += n;
+        }
+        for (a, &j) in active.iter().enumerate() {
+            for ((st, nx), &l) in state.iter_mut().zip(&next).zip(&lens) {
+                st.get_mut(j * c * l..(j + 1) * c * l)?
+                    .copy_from_slice(nx.get(a * c * l..(a + 1) * c * l)?);
+            }
+        }
+    }
+    slot.record_native(t);
+    Some(state)
+}
+
 #[cfg(test)]
 mod tests {
     //! Differential tests: random element functions from a small grammar over the builtin
@@ -724,6 +841,84 @@ mod tests {
         }
     }
 
+    /// Bodies over `x = input[0]` and `y = input[1]` (both `[2h]`) with topk, scatter,
+    /// max(dim), cat/stack/chunk/split, arange, size and dtype=; `true` when every output is a
+    /// selection (copied values, 0/1 masks), which must agree bit for bit.
+    fn select_body(h: usize, k: usize, largest: bool) -> impl Strategy<Value = (String, bool)> {
+        let d = 2 * h;
+        let l = if largest { "True" } else { "False" };
+        prop_oneof![
+            Just((format!(
+                "return [torch.zeros_like(input[0]).scatter(-1, torch.topk(input[0], {k}, dim=-1, largest={l})[1], 1.0)]"
+            ), true)),
+            Just((format!(
+                "v, i = torch.topk(input[0] * input[1], {k}, largest={l})\nreturn [v, torch.zeros_like(input[1]).scatter(0, i, input[1])]"
+            ), true)),
+            Just((
+                "p = input[0].view(2, -1)\nidx = torch.topk(p, 1, dim=0)[1]\nreturn [(p * torch.zeros_like(p).scatter(0, idx, 1.0)).flatten()]".to_string(),
+                false,
+            )),
+            Just((format!(
+                "m, i = torch.max(input[0].view(-1, 2), dim=-1, keepdim=True)\nreturn [m.flatten(), torch.zeros_like(input[0].view(-1, 2)).scatter(1, i, 1.0).flatten(), torch.min(input[1], 0)[0], torch.topk(input[1], {k}, largest={l})[0]]"
+            ), true)),
+            Just((
+                "x = input[0]\nd = x.size(-1)\ninv = 1.0 / 10000.0 ** (torch.arange(d, dtype=torch.float32)[::2] / d)\nang = torch.cat([input[1][0] * inv, input[1][0] * inv], dim=-1)\nx1, x2 = x.chunk(2, dim=-1)\nreturn [x * ang.cos() + torch.cat([-x2, x1], dim=-1) * ang.sin()]".to_string(),
+                false,
+            )),
+            Just((
+                "d = input[0].size(-1)\nx = input[0].view(-1, 2)\nang = (input[1][0] - 1.0) / 10000.0 ** (torch.arange(d, dtype=torch.float32)[::2] / d)\nc = ang.cos()\ns = ang.sin()\nout = torch.stack([x[:, 0] * c - x[:, 1] * s, x[:, 0] * s + x[:, 1] * c], dim=-1)\nreturn [out.flatten()]".to_string(),
+                false,
+            )),
+            Just((format!(
+                "return [input[0].to(torch.float32) * len(input[0]) + (input[0] > input[1]).to(dtype=torch.float32) + torch.ones_like(input[0], dtype=torch.float32) * input[0].numel() + torch.arange(0, {d}, 1.0), (input[0] != 0).float() + input[1].bool().float()]"
+            ), false)),
+            Just((format!(
+                "a, b = input[0].split({h})\nreturn [torch.stack([b, a]).sum(dim=0), torch.cat((a, b, a)), torch.stack([a, b], dim=1).flatten()]"
+            ), false)),
+        ]
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(128))]
+
+        #[test]
+        fn native_selection_and_shape_builtins_equal_the_interpreter(
+            ((src, exact), h) in (1usize..5, any::<bool>()).prop_flat_map(|(h, largest)| {
+                (1..=2 * h).prop_flat_map(move |k| select_body(h, k, largest)).prop_map(move |b| (b, h))
+            }),
+            lanes in 1usize..5,
+            data in proptest::collection::vec(
+                prop::sample::select(vec![-1.0f32, 0.0, -0.0, 0.5, 1.0, 2.0, 3.0, f32::NAN]),
+                8..32,
+            ),
+        ) {
+            let c = Case::new(&src, 2 * h, false, lanes, &data);
+            let mut want: Vec<Vec<f32>> = Vec::new();
+            let mut shapes = Vec::new();
+            for l in 0..lanes {
+                let r = c.f.call(&c.env, c.elem(l), None).unwrap();
+                want.resize(r.len(), Vec::new());
+                shapes = r.iter().map(|t| t.shape().to_vec()).collect();
+                for (w, t) in want.iter_mut().zip(&r) {
+                    w.extend(t.to_f64_vec().iter().map(|&x| x as f32));
+                }
+            }
+            let facts = FnFacts { body: c.f.ir(), ins: &c.ins, outs: shapes, reducer: false };
+            let (fx, fy) = c.fields();
+            let slot = NativeSlot::default();
+            let got = map(&slot, &facts, &c.env, JitMode::Always, &[&fx, &fy], lanes);
+            prop_assert!(got.is_some(), "{}: {:?}", src, slot.report("f").fallback);
+            for (g, w) in got.unwrap().iter().zip(&want) {
+                if exact {
+                    let same = g.iter().zip(w).all(|(a, b)| a.to_bits() == b.to_bits() || (a.is_nan() && b.is_nan()));
+                    prop_assert!(same && g.len() == w.len(), "{}: native {:?} interpreted {:?}", src, g, w);
+                } else {
+                    check(g, w, &src)?;
+                }
+            }
+        }
+    }
+
     #[test]
     fn auto_stays_interpreted_below_the_threshold_and_unsupported_bodies_say_why() {
         let c = Case::new("return [input[0] * input[1]]", 4, true, 3, &[1.0, 2.0, 3.0]);
@@ -745,7 +940,7 @@ mod tests {
         );
 
         let c = Case::new(
-            "return [torch.topk(input[0], 1)[0]]",
+            "return [torch.sort(input[0])[0][:1]]",
             4,
             true,
             3,
@@ -760,6 +955,6 @@ mod tests {
         let slot = NativeSlot::default();
         assert!(map(&slot, &facts, &c.env, JitMode::Always, &[&fx, &fy], 3).is_none());
         let why = slot.report("f").fallback.unwrap();
-        assert!(why.contains("topk"), "{why}");
+        assert!(why.contains("sort"), "{why}");
     }
 }

@@ -4,8 +4,10 @@
 //! Every consumer derives what it needs from this table: the lowering resolves names with
 //! [`Builtin::lookup`] and suggests with [`Builtin::names`]; the interpreter dispatches on the
 //! [`Builtin`] enum; the batching analysis asks [`Builtin::is_elementwise`] and the class; the
-//! simulator's FLOP model asks [`Builtin::cost`]; the JIT asks the class. Adding a builtin is
-//! one row here plus its implementation in the interpreter.
+//! simulator's FLOP model asks [`Builtin::cost`]; the JIT asks the class; the interpreter and
+//! the JIT both map one-operand elementwise builtins to the tensor crate's functions with
+//! [`Builtin::unary_op`]. Adding a builtin is one row here plus its implementation in the
+//! interpreter.
 //!
 //! FLOP costs follow DESIGN §12: elementwise arithmetic and comparisons 1 per output element;
 //! exp, log, sqrt, pow, sigmoid, tanh, sin, cos, erf 4; gelu and silu 8; reductions 1 per input
@@ -13,6 +15,8 @@
 //! operations move data but compute nothing.
 
 use std::fmt;
+
+use stepforge_tensor::UnaryOp;
 
 /// Where a name is looked up.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -381,6 +385,39 @@ impl Builtin {
 impl fmt::Display for Builtin {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(self.name())
+    }
+}
+
+impl Builtin {
+    /// The elementwise function a one-operand builtin computes on tensors (`gelu`'s
+    /// `approximate=` is read by the caller): the one map the interpreter and the JIT dispatch
+    /// by.
+    pub fn unary_op(self) -> Option<UnaryOp> {
+        use Builtin as B;
+        Some(match self {
+            B::Exp | B::MathExp => UnaryOp::Exp,
+            B::Log | B::MathLog => UnaryOp::Log,
+            B::Sqrt | B::MathSqrt => UnaryOp::Sqrt,
+            B::Rsqrt => UnaryOp::Rsqrt,
+            B::Sin | B::MathSin => UnaryOp::Sin,
+            B::Cos | B::MathCos => UnaryOp::Cos,
+            B::Tanh => UnaryOp::Tanh,
+            B::Sigmoid => UnaryOp::Sigmoid,
+            B::Relu => UnaryOp::Relu,
+            B::Abs => UnaryOp::Abs,
+            B::Erf => UnaryOp::Erf,
+            B::Square => UnaryOp::Square,
+            B::Reciprocal => UnaryOp::Reciprocal,
+            B::Floor => UnaryOp::Floor,
+            B::Ceil => UnaryOp::Ceil,
+            B::Round => UnaryOp::Round,
+            B::Sign => UnaryOp::Sign,
+            B::Neg => UnaryOp::Neg,
+            B::Silu => UnaryOp::Silu,
+            B::LogicalNot => UnaryOp::LogicalNot,
+            B::Gelu => UnaryOp::Gelu,
+            _ => return None,
+        })
     }
 }
 

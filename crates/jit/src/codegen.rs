@@ -18,13 +18,13 @@
 use cranelift_codegen::Context;
 use cranelift_codegen::ir::condcodes::{FloatCC, IntCC};
 use cranelift_codegen::ir::types::{F32, F32X4, F64, F64X2, I8X16, I64};
-use cranelift_codegen::ir::{
-    AbiParam, Endianness, InstBuilder, MemFlagsData, Signature, StackSlotData, StackSlotKind, Value,
-};
+use cranelift_codegen::ir::{AbiParam, Endianness, InstBuilder, MemFlagsData, Signature, Value};
 use cranelift_codegen::isa::CallConv;
 use cranelift_frontend::{FunctionBuilder, FunctionBuilderContext, Variable};
 use cranelift_jit::{JITBuilder, JITModule};
 use cranelift_module::{Linkage, Module, default_libcall_names};
+
+mod select;
 
 use crate::helpers;
 use crate::tir::{
@@ -52,6 +52,8 @@ pub struct Layout {
     pub n_state: usize,
     pub n_out: usize,
     pub n_data: usize,
+    /// Constant tables ([`Param::Table`]), passed after the `input_data` buffers.
+    pub n_table: usize,
     /// Scratch f32s independent of the lane count.
     pub scratch_fixed: usize,
     /// Scratch f32s per lane.
@@ -278,7 +280,9 @@ impl<'a, 'g> Gen<'a, 'g> {
             }
         };
         for n in &g.nodes {
-            if n.kind.is_elementwise() || matches!(n.kind, NodeKind::Reduce { .. }) {
+            if n.kind.is_elementwise()
+                || matches!(n.kind, NodeKind::Reduce { .. } | NodeKind::Cat { .. })
+            {
                 for v in n.kind.operands() {
                     mark(v);
                 }
@@ -293,6 +297,7 @@ impl<'a, 'g> Gen<'a, 'g> {
             n_state,
             n_out,
             n_data: g.data.len(),
+            n_table: g.tables.len(),
             scratch_fixed: 0,
             scratch_per_lane: 0,
         };
@@ -302,6 +307,9 @@ impl<'a, 'g> Gen<'a, 'g> {
                 NodeKind::Param(Param::Input(k)) => Loc::Param(k),
                 NodeKind::Param(Param::State(k)) => Loc::Param(n_in + k),
                 NodeKind::Param(Param::Data(k)) => Loc::Param(n_in + n_state + n_out + k),
+                NodeKind::Param(Param::Table(k)) => {
+                    Loc::Param(n_in + n_state + n_out + g.data.len() + k)
+                }
                 NodeKind::Const(_) => Loc::None,
                 _ if inline[i] => Loc::None,
                 _ => {
@@ -434,6 +442,23 @@ impl<'a, 'g> Gen<'a, 'g> {
                     self.reduce(*op, &t, &src.shape, axes, dst, dls, lanes);
                 }
                 NodeKind::MatMul(a, b) => self.matmul(a, b, dst, dls, lanes),
+                NodeKind::Cat { parts, dim } => self.cat(parts, *dim, &n.shape, dst, dls, lanes),
+                NodeKind::TopK {
+                    src,
+                    dim,
+                    k,
+                    largest,
+                } => self.topk(src, *dim, *k, *largest, dst, dls, lanes),
+                NodeKind::Scatter {
+                    base,
+                    index,
+                    src,
+                    dim,
+                } => {
+                    let t = Tree::Un(Un::Identity, Box::new(self.tree(base)));
+                    self.elementwise(&t, &n.shape, dst, dls, lanes);
+                    self.scatter(index, src, *dim, &n.shape, dst, dls, lanes);
+                }
                 NodeKind::Param(_) | NodeKind::Const(_) => {}
             }
         }
@@ -517,11 +542,24 @@ impl<'a, 'g> Gen<'a, 'g> {
 
     /// `dst[lane, ..shape] = t` for every lane.
     fn elementwise(&mut self, t: &Tree, shape: &[usize], dst: Value, dls: Value, lanes: Value) {
+        let dstr = contiguous_strides(shape);
+        self.elementwise_to(t, shape, dst, dstr, dls, lanes);
+    }
+
+    /// `dst[lane, i] = t[i]` for every lane and index `i` of `shape`, `dst` strided by `dstr`.
+    fn elementwise_to(
+        &mut self,
+        t: &Tree,
+        shape: &[usize],
+        dst: Value,
+        mut dstr: Vec<isize>,
+        dls: Value,
+        lanes: Value,
+    ) {
         if numel(shape) == 0 {
             return;
         }
         let mut t = t.clone();
-        let mut dstr = contiguous_strides(shape);
         let ext = merge_dims(shape, &mut t, &mut [&mut dstr]);
         let zero = self.b.ins().iconst(I64, 0);
         self.for_loop(zero, lanes, 1, |s, l| {
@@ -1020,11 +1058,6 @@ impl<'a, 'g> Gen<'a, 'g> {
             1 => (1, b.strides[0], 0),
             _ => (b.shape[1], b.strides[0], b.strides[1]),
         };
-        let slot = self.b.create_sized_stack_slot(StackSlotData::new(
-            StackSlotKind::ExplicitSlot,
-            16 * 8,
-            3,
-        ));
         let c = |s: &mut Self, x: i64| s.b.ins().iconst(I64, x);
         let vals = [
             lanes,
@@ -1044,18 +1077,7 @@ impl<'a, 'g> Gen<'a, 'g> {
             c(self, n as i64),
             c(self, 1),
         ];
-        for (i, v) in vals.into_iter().enumerate() {
-            self.b
-                .ins()
-                .stack_store(self.ptr_ty, v, slot, (i * 8) as i32);
-        }
-        let desc = self.b.ins().stack_addr(self.ptr_ty, slot, 0);
-        let mut sig = Signature::new(CallConv::SystemV);
-        sig.params.push(AbiParam::new(self.ptr_ty));
-        let sr = self.b.import_signature(sig);
-        let f: extern "C" fn(*const i64) = crate::runtime::gemm_helper;
-        let callee = self.b.ins().iconst(self.ptr_ty, f as usize as i64);
-        self.b.ins().call_indirect(sr, callee, &[desc]);
+        self.call_desc(&vals, crate::runtime::gemm_helper);
     }
 }
 

@@ -2,8 +2,10 @@
 //! element-function IR, for concrete shapes, to one Cranelift function that runs over many
 //! stream elements (lanes) per call: a Map's whole stream, or one step of all independent
 //! Accum/Scan folds. Fused elementwise loops on 4-lane f32 vectors, reductions (sums in f64),
-//! broadcasting, constant indexing and slicing as views, products through `matrixmultiply`,
-//! transcendental functions through Rust helpers that compute exactly as the interpreter does.
+//! broadcasting, constant indexing and slicing as views, `cat`/`stack`/`chunk`, `arange` as
+//! constant tables, `topk` and the `scatter` of its indices, products through
+//! `matrixmultiply`, transcendental functions and topk ranking through Rust helpers that
+//! compute exactly as the interpreter does.
 //!
 //! Owns: the analysis (`tir`), code generation (`codegen`), the helpers, and the one module
 //! with `unsafe` (`runtime`). Must not: depend on the checker, the executor or the AST; print;
@@ -49,6 +51,7 @@ pub fn compile(body: &Body, spec: &Spec, verify: bool) -> Result<Compiled, Unsup
             lens(&spec.outputs),
             g.data.iter().map(|(_, s)| tir::numel(s)).collect(),
         ],
+        g.tables,
     );
     Ok(Compiled {
         kernel,

@@ -4,14 +4,18 @@
 //! Invariants the calls rely on, established by [`Kernel::run`] before every call:
 //! - every input, state and output buffer holds `offset + (lanes-1)·lane_stride + len`
 //!   elements, where `len` is the element length the kernel was compiled for; every
-//!   `input_data` buffer holds exactly the compiled shape's element count;
+//!   `input_data` buffer holds exactly the compiled shape's element count; the constant tables
+//!   are the kernel's own, built with their nodes' element counts and never written;
 //! - scratch holds `scratch_fixed + lanes · scratch_per_lane` elements;
 //! - outputs are `&mut` slices, so they alias neither each other nor any input, state or
 //!   `input_data` slice (Rust's borrow rules), and generated code stores only to outputs and
 //!   scratch (see `codegen.rs`), never to inputs;
 //! - every view the analysis (`tir.rs`) builds lies inside its node's buffer (indices and
-//!   slices are bounds-checked at compile time), so the generated loops stay in bounds;
-//! - the GEMM helper receives only descriptors the generated code built from those buffers.
+//!   slices are bounds-checked at compile time), so the generated loops stay in bounds; a
+//!   scatter's store address uses an index read at run time, clamped into its dim first;
+//! - the GEMM and topk helpers receive only descriptors the generated code built from those
+//!   buffers; a topk's destination is a scratch node of its own, so it never overlaps its
+//!   source.
 
 #![allow(unsafe_code)]
 
@@ -64,6 +68,8 @@ pub struct Kernel {
     pub(crate) state_lens: Vec<usize>,
     pub(crate) out_lens: Vec<usize>,
     pub(crate) data_lens: Vec<usize>,
+    /// Constant tables (`arange`), passed after the `input_data` buffers.
+    tables: Vec<Vec<f32>>,
 }
 
 impl std::fmt::Debug for Kernel {
@@ -116,6 +122,7 @@ impl Kernel {
         func: *const u8,
         layout: Layout,
         lens: [Vec<usize>; 4],
+        tables: Vec<Vec<f32>>,
     ) -> Kernel {
         let [in_lens, state_lens, out_lens, data_lens] = lens;
         Kernel {
@@ -126,6 +133,7 @@ impl Kernel {
             state_lens,
             out_lens,
             data_lens,
+            tables,
         }
     }
 
@@ -156,8 +164,12 @@ impl Kernel {
         if lanes == 0 {
             return Ok(());
         }
-        let mut ptrs: Vec<*mut f32> =
-            Vec::with_capacity(ins.len() + state.len() + outs.len() + data.len());
+        if self.tables.len() != l.n_table {
+            return Err(RunError("wrong number of constant tables".into()));
+        }
+        let mut ptrs: Vec<*mut f32> = Vec::with_capacity(
+            ins.len() + state.len() + outs.len() + data.len() + self.tables.len(),
+        );
         let mut strides: Vec<i64> = Vec::with_capacity(ins.len() + state.len() + outs.len());
         for (kind, args, lens) in [
             ("input", ins, &self.in_lens),
@@ -194,6 +206,10 @@ impl Kernel {
                 )));
             }
             ptrs.push(d.as_ptr().cast_mut());
+        }
+        for t in &self.tables {
+            // Only read through, like the inputs.
+            ptrs.push(t.as_ptr().cast_mut());
         }
         let need = lanes
             .checked_mul(l.scratch_per_lane)
@@ -310,5 +326,45 @@ pub(crate) extern "C" fn gemm_helper(desc: *const i64) {
                 csc as isize,
             );
         }
+    }
+}
+
+/// `topk` of every lane, called by generated code with a descriptor of 10 i64s: lanes, src,
+/// src_lane_stride, outer, n, inner, k, largest, dst, dst_lane_stride (pointers as integers,
+/// strides in f32 elements). Lane `l` reads `outer·n·inner` values from
+/// `src + l·src_lane_stride` and writes `2·outer·k·inner` (values, then indices) to
+/// `dst + l·dst_lane_stride`; [`crate::helpers::topk`] does the work on slices.
+pub(crate) extern "C" fn topk_helper(desc: *const i64) {
+    // SAFETY: generated code passes a pointer to 10 initialised i64s on its stack.
+    let d = unsafe { std::slice::from_raw_parts(desc, 10) };
+    let [lanes, src, sls, outer, n, inner, k, largest, dst, dls] =
+        <[i64; 10]>::try_from(d).unwrap_or([0; 10]);
+    let us = |x: i64| usize::try_from(x).unwrap_or(0);
+    let (lanes, outer, n, inner, k) = (us(lanes), us(outer), us(n), us(inner), us(k));
+    let (Some(src_len), Some(dst_len)) = (
+        outer.checked_mul(n).and_then(|x| x.checked_mul(inner)),
+        outer
+            .checked_mul(k)
+            .and_then(|x| x.checked_mul(inner))
+            .and_then(|x| x.checked_mul(2)),
+    ) else {
+        return;
+    };
+    if src_len == 0 || dst_len == 0 {
+        return;
+    }
+    let (src, dst) = (src as usize as *const f32, dst as usize as *mut f32);
+    let mut order = Vec::with_capacity(n);
+    for l in 0..lanes as isize {
+        // SAFETY: lane l of the source and of the destination lie inside their buffers (module
+        // invariants: the analysis sized both nodes for these shapes, and `Kernel::run` checked
+        // the caller's buffers); the destination is a scratch node distinct from the source.
+        let (x, out) = unsafe {
+            (
+                std::slice::from_raw_parts(src.offset(l * sls as isize), src_len),
+                std::slice::from_raw_parts_mut(dst.offset(l * dls as isize), dst_len),
+            )
+        };
+        crate::helpers::topk(x, [outer, n, inner], k, largest != 0, out, &mut order);
     }
 }

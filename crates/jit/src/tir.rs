@@ -9,6 +9,12 @@
 //! a leading *lane* dimension (it depends on `input`/`state`, which differ per stream element)
 //! or not (it depends only on `input_data` and constants, computed once per call).
 //!
+//! Facts the shapes fix are folded here: `size()`, `.shape`, `dim()`, `numel()`, `len()` are
+//! Python ints, and `dtype=` arguments (`arange`, `zeros_like`, `to`) pick the node's element
+//! type. `arange` is a constant table the kernel owns; `chunk`/`split` are views, `cat`/`stack`
+//! a copy node; `topk` is a node whose indices are int64 views ([`Av::Idx`]) that only
+//! `scatter` may read (see `tir/build.rs`).
+//!
 //! Anything outside the supported subset returns [`Unsupported`] with the reason, and the
 //! function then runs in the interpreter. The analysis never panics on any body.
 
@@ -16,9 +22,11 @@ use std::collections::BTreeMap;
 
 use stepforge_ir::builtin::Builtin;
 use stepforge_ir::func::{
-    Attr, BinOp, Body, CmpOp, Const, Expr, ExprId, INPUT_SLOT, Index, Key, STATE_SLOT, Stmt,
+    Attr, BinOp, Body, CmpOp, Const, DType, Expr, ExprId, INPUT_SLOT, Index, Key, STATE_SLOT, Stmt,
     Target, UnOp,
 };
+
+mod build;
 
 /// Why a function is not compiled.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -45,36 +53,6 @@ pub use stepforge_tensor::UnaryOp as Un;
 /// in f64 as the interpreter does): the ops `helpers::unary` has a helper for.
 pub fn needs_helper(op: Un) -> bool {
     crate::helpers::unary(op).is_some()
-}
-
-/// The elementwise function a one-operand builtin computes on tensors (`gelu`'s
-/// `approximate=` is read by the caller): the one map the interpreter and the jit dispatch by.
-pub fn unary_builtin(f: Builtin) -> Option<Un> {
-    use Builtin as B;
-    Some(match f {
-        B::Exp | B::MathExp => Un::Exp,
-        B::Log | B::MathLog => Un::Log,
-        B::Sqrt | B::MathSqrt => Un::Sqrt,
-        B::Rsqrt => Un::Rsqrt,
-        B::Sin | B::MathSin => Un::Sin,
-        B::Cos | B::MathCos => Un::Cos,
-        B::Tanh => Un::Tanh,
-        B::Sigmoid => Un::Sigmoid,
-        B::Relu => Un::Relu,
-        B::Abs => Un::Abs,
-        B::Erf => Un::Erf,
-        B::Square => Un::Square,
-        B::Reciprocal => Un::Reciprocal,
-        B::Floor => Un::Floor,
-        B::Ceil => Un::Ceil,
-        B::Round => Un::Round,
-        B::Sign => Un::Sign,
-        B::Neg => Un::Neg,
-        B::Silu => Un::Silu,
-        B::LogicalNot => Un::LogicalNot,
-        B::Gelu => Un::Gelu,
-        _ => return None,
-    })
 }
 
 /// Elementwise functions of two operands (comparisons give 0/1).
@@ -126,6 +104,8 @@ pub enum Param {
     State(usize),
     /// Index into [`Graph::data`].
     Data(usize),
+    /// Index into [`Graph::tables`] (constant tensors the kernel owns, e.g. `arange`).
+    Table(usize),
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -146,6 +126,28 @@ pub enum NodeKind {
     },
     /// `a @ b` for 1-D/2-D per-lane operands.
     MatMul(View, View),
+    /// `torch.cat` of same-rank parts along `dim` (`stack` is a cat of unsqueezed parts).
+    Cat {
+        parts: Vec<View>,
+        dim: usize,
+    },
+    /// `torch.topk` of `src` (a contiguous view) along `dim`. The node's buffer is
+    /// `[2, ..out]`: the values, then the indices as exact f32 integers in `0..n`.
+    TopK {
+        src: View,
+        dim: usize,
+        k: usize,
+        largest: bool,
+    },
+    /// `base.scatter(dim, index, src)`: a copy of `base` with `src[q]` stored at `q` with
+    /// `q[dim]` replaced by `index[q]`, for every position `q` of the index shape in row-major
+    /// order. `index` views a [`NodeKind::TopK`]'s indices, whose range fits `base`'s dim.
+    Scatter {
+        base: View,
+        index: View,
+        src: View,
+        dim: usize,
+    },
 }
 
 impl NodeKind {
@@ -162,7 +164,11 @@ impl NodeKind {
             NodeKind::Unary(_, a) => vec![a],
             NodeKind::Binary(_, a, b) | NodeKind::MatMul(a, b) => vec![a, b],
             NodeKind::Select(c, a, b) => vec![c, a, b],
-            NodeKind::Reduce { src, .. } => vec![src],
+            NodeKind::Reduce { src, .. } | NodeKind::TopK { src, .. } => vec![src],
+            NodeKind::Cat { parts, .. } => parts.iter().collect(),
+            NodeKind::Scatter {
+                base, index, src, ..
+            } => vec![base, index, src],
         }
     }
 }
@@ -256,6 +262,8 @@ pub struct Graph {
     pub outputs: Vec<View>,
     /// `(name, shape)` of every `input_data` tensor read, in first-use order.
     pub data: Vec<(String, Vec<usize>)>,
+    /// Constant tensors computed at compile time ([`Param::Table`]), owned by the kernel.
+    pub tables: Vec<Vec<f32>>,
     /// Estimated FLOPs per lane (from the builtin table's costs).
     pub flops_per_lane: u64,
 }
@@ -310,6 +318,11 @@ enum Av {
     Str,
     Act(Act),
     Func(Builtin),
+    /// A torch dtype (`torch.float32`): arguments such as `dtype=` are compile-time facts.
+    DType(DType),
+    /// An int64 index tensor: a view of a [`NodeKind::TopK`]'s indices, whose values lie in
+    /// `0..bound`. Only `scatter` (and subscripts) take it; anything else is unsupported.
+    Idx(View, usize),
 }
 
 struct Cx<'a> {
@@ -319,9 +332,11 @@ struct Cx<'a> {
     slots: Vec<Option<Av>>,
     data: Vec<(String, Vec<usize>)>,
     flops: u64,
-    consts: BTreeMap<u32, NodeId>,
+    /// Scalar constants by (bits, is bool).
+    consts: BTreeMap<(u32, bool), NodeId>,
     /// List items built so far (bounded: [`MAX_LIST_ITEMS`]).
     list_items: usize,
+    tables: Vec<Vec<f32>>,
 }
 
 /// Analyses `body` for `spec`.
@@ -335,6 +350,7 @@ pub fn analyse(body: &Body, spec: &Spec) -> R<Graph> {
         flops: 0,
         consts: BTreeMap::new(),
         list_items: 0,
+        tables: Vec::new(),
     };
     let mut ins = Vec::new();
     for (i, s) in spec.inputs.iter().enumerate() {
@@ -384,6 +400,7 @@ pub fn analyse(body: &Body, spec: &Spec) -> R<Graph> {
         nodes: cx.nodes,
         outputs,
         data: cx.data,
+        tables: cx.tables,
         flops_per_lane: cx.flops,
     })
 }
@@ -420,11 +437,17 @@ impl Cx<'_> {
     }
 
     fn constant(&mut self, x: f32) -> View {
-        if let Some(&id) = self.consts.get(&x.to_bits()) {
+        self.constant_dt(x, Dt::F32)
+    }
+
+    /// A scalar constant of dtype `dt` (bools are 0.0/1.0).
+    fn constant_dt(&mut self, x: f32, dt: Dt) -> View {
+        let key = (x.to_bits(), dt == Dt::Bool);
+        if let Some(&id) = self.consts.get(&key) {
             return View::whole(id, &[]);
         }
-        let v = self.push(NodeKind::Const(x), Vec::new(), false, Dt::F32);
-        self.consts.insert(x.to_bits(), v.node);
+        let v = self.push(NodeKind::Const(x), Vec::new(), false, dt);
+        self.consts.insert(key, v.node);
         v
     }
 
@@ -449,6 +472,7 @@ impl Cx<'_> {
                 let c = self.constant(if b { 1.0 } else { 0.0 });
                 Ok(c)
             }
+            Av::Idx(..) => no("an int64 index tensor outside scatter"),
             _ => no("a non-tensor value where a tensor is needed"),
         }
     }
@@ -503,7 +527,8 @@ impl Cx<'_> {
                 Const::Float(x) => Av::Float(*x),
                 Const::Str(_) => Av::Str,
                 Const::Builtin(b) => Av::Func(*b),
-                _ => return no("a dtype, input_data or ctx value"),
+                Const::DType(d) => Av::DType(*d),
+                _ => return no("an input_data or ctx value"),
             }),
             Expr::Slot(s) => match self.slots.get(*s as usize) {
                 Some(Some(v)) => Ok(v.clone()),
@@ -535,29 +560,12 @@ impl Cx<'_> {
                 if inplace.is_some() {
                     return no("an in-place method");
                 }
-                let mut pos = Vec::new();
-                if let Some(r) = recv {
-                    pos.push(self.eval(*r)?);
-                }
-                for a in args {
-                    pos.push(self.eval(*a)?);
-                }
-                let mut kw = Vec::new();
-                for (k, e) in kwargs {
-                    kw.push((*k, self.eval(*e)?));
-                }
+                let (pos, kw) = self.eval_args(*recv, args, kwargs)?;
                 self.call(*func, pos, kw)
             }
             Expr::CallValue { func, args, kwargs } => {
                 let f = self.eval(*func)?;
-                let mut pos = Vec::new();
-                for a in args {
-                    pos.push(self.eval(*a)?);
-                }
-                let mut kw = Vec::new();
-                for (k, e) in kwargs {
-                    kw.push((*k, self.eval(*e)?));
-                }
+                let (mut pos, kw) = self.eval_args(None, args, kwargs)?;
                 match f {
                     Av::Func(b) => self.call(b, pos, kw),
                     Av::Act(a) => {
@@ -636,6 +644,25 @@ impl Cx<'_> {
         }
     }
 
+    /// A call's arguments: positional (the receiver first) and keywords.
+    #[allow(clippy::type_complexity)]
+    fn eval_args(
+        &mut self,
+        recv: Option<ExprId>,
+        args: &[ExprId],
+        kwargs: &[(&'static str, ExprId)],
+    ) -> R<(Vec<Av>, Vec<(&'static str, Av)>)> {
+        let mut pos = Vec::with_capacity(args.len() + 1);
+        for a in recv.iter().chain(args) {
+            pos.push(self.eval(*a)?);
+        }
+        let mut kw = Vec::with_capacity(kwargs.len());
+        for (k, e) in kwargs {
+            kw.push((*k, self.eval(*e)?));
+        }
+        Ok((pos, kw))
+    }
+
     fn data_get(&mut self, name: &str) -> R<Av> {
         let Some(shape) = self.spec.data.get(name).cloned() else {
             return no(format!("input_data['{name}'] is not an fp32 tensor"));
@@ -680,6 +707,10 @@ impl Cx<'_> {
                 Ok(Av::T(v))
             }
             Attr::Ndim => Ok(Av::Int(t.shape.len() as i64)),
+            Attr::Dtype => Ok(Av::DType(match self.dt(&t) {
+                Dt::F32 => DType::F32,
+                Dt::Bool => DType::Bool,
+            })),
             Attr::Shape => Ok(Av::List(
                 t.shape
                     .iter()
@@ -707,6 +738,7 @@ impl Cx<'_> {
                 }
             }
             Av::T(t) => self.index_view(t, items).map(Av::T),
+            Av::Idx(t, bound) => Ok(Av::Idx(self.index_view(t, items)?, bound)),
             _ => no("subscript of a scalar"),
         }
     }
@@ -1104,7 +1136,7 @@ impl Cx<'_> {
     fn call(&mut self, f: Builtin, pos: Vec<Av>, kw: Vec<(&'static str, Av)>) -> R<Av> {
         use Builtin as B;
         let a = Args { pos, kw };
-        let un = match unary_builtin(f) {
+        let un = match f.unary_op() {
             Some(Un::Gelu) if a.kw("approximate").is_some() => {
                 return no("gelu(approximate=..)");
             }
@@ -1167,8 +1199,8 @@ impl Cx<'_> {
                     B::Amax => Red::Max,
                     B::Amin => Red::Min,
                     _ => {
-                        if a.get(1, "dim").is_some() {
-                            return no("max/min over a dim (values and indices)");
+                        if a.get(1, "dim").is_some() || a.kw("axis").is_some() {
+                            return self.max_dim(f == B::Max, &a);
                         }
                         if f == B::Max { Red::Max } else { Red::Min }
                     }
@@ -1227,7 +1259,7 @@ impl Cx<'_> {
                 }
                 Ok(Av::T(x))
             }
-            _ => self.call_shape(f, a),
+            _ => self.call_built(f, a),
         }
     }
 
@@ -1356,10 +1388,6 @@ impl Cx<'_> {
                     return no("expand to an incompatible shape");
                 }
                 Ok(Av::T(x.expand_to(&want)))
-            }
-            B::ZerosLike | B::OnesLike => {
-                let c = self.constant(if f == B::ZerosLike { 0.0 } else { 1.0 });
-                Ok(Av::T(c.expand_to(&x.shape)))
             }
             _ => no(format!("`{}` outside the compiled subset", f.name())),
         }

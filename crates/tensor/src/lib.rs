@@ -35,6 +35,7 @@ use std::fmt;
 pub use elementwise::{BinaryOp, CmpOp, UnaryOp, broadcast_shapes};
 pub use index::Index;
 pub use linalg::{Accumulation, AccumulationGuard, accumulation};
+pub use reduce::topk_value_cmp;
 
 /// Element type. The order is torch's promotion order for the three kinds we support.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]

@@ -98,7 +98,13 @@ pub(crate) fn lanes(shape: &[usize], dim: usize) -> (usize, usize, usize) {
     (outer, n, inner)
 }
 
-/// NaN-aware total order for topk/max: NaN is the largest value (torch).
+/// NaN-aware order of values for topk/max: NaN is the largest value (torch), every NaN
+/// equal to every other, and `-0.0 == 0.0`. `topk` breaks the ties of this order by index
+/// (lower first); the native backend's topk ranks with the same function.
+pub fn topk_value_cmp(a: f32, b: f32) -> Ordering {
+    cmp_f32(a, b)
+}
+
 fn cmp_f32(a: f32, b: f32) -> Ordering {
     match (a.is_nan(), b.is_nan()) {
         (true, true) => Ordering::Equal,

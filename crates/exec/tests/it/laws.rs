@@ -2,7 +2,9 @@
 
 use proptest::prelude::*;
 
-use crate::{data, load, run, task_text};
+use stepforge_exec::JitMode;
+
+use crate::{data, load, run, run_jit, task_text};
 
 fn input(name: &str, dtype: &str, dims: &str) -> String {
     format!(
@@ -87,5 +89,48 @@ return O";
             }
         }
         prop_assert_eq!(data(&out[0]), expected);
+    }
+
+    #[test]
+    fn native_merge_equals_the_interpreted_merge(
+        (d, n, x, sel) in (1usize..5, 1usize..7)
+            .prop_flat_map(|(d, n)| (
+                Just(d), Just(n), values(d * n),
+                prop::collection::vec(prop::bool::ANY, n * 3),
+            )),
+        rows in any::<bool>(),
+    ) {
+        // Bufferized rows (one element per chunk) or scalar elements (D per chunk).
+        let ins = format!("{}{}", input("X", "fp32", "[D, N]"), input("G", "Multihot(fp32, E)", "[N]"));
+        let t = load(&task_text("E_value = 3\nctx[E] = E_value", &ins, &output("Y", "[D, N]")));
+        let prog = if rows {
+            "\
+Xb = step.Bufferize(a=1).apply(X)
+G1, G2 = step.Copy().apply(G)
+P0, P1, P2 = step.Partition(N=E).apply((Xb, G1))
+Y0 = step.Map(fn=fn_id).apply(P0)
+Y1 = step.Map(fn=fn_id).apply(P1)
+Y2 = step.Map(fn=fn_id).apply(P2)
+Ys = [Y0, Y1, Y2]
+Y = step.Merge(fn=fn_vadd).apply((Ys, G2))
+O = step.Streamify().apply(Y)
+return O"
+        } else {
+            "\
+G1, G2 = step.Copy().apply(G)
+P0, P1, P2 = step.Partition(N=E).apply((X, G1))
+Y0 = step.Map(fn=fn_double).apply(P0)
+Y1 = step.Map(fn=fn_double).apply(P1)
+Y2 = step.Map(fn=fn_double).apply(P2)
+Ys = [Y0, Y1, Y2]
+O = step.Merge(fn=fn_sum).apply((Ys, G2))
+return O"
+        };
+        let bits: Vec<f32> = sel.iter().map(|&b| if b { 1.0 } else { 0.0 }).collect();
+        let dn = [("D", d as i64), ("N", n as i64)];
+        let go = |jit| run_jit(&t, prog, &dn, vec![x.clone(), bits.clone()], jit);
+        let (native, interp) = (go(JitMode::Always), go(JitMode::Never));
+        prop_assert_eq!(&native[0].dims, &interp[0].dims);
+        prop_assert_eq!(data(&native[0]), data(&interp[0]));
     }
 }

@@ -14,7 +14,7 @@ use std::sync::Arc;
 
 use stepforge_exec::eval::{Env, eval_global};
 use stepforge_exec::limits::Clock;
-use stepforge_exec::{ExecLimits, Prepared, StreamData};
+use stepforge_exec::{ExecLimits, JitMode, Prepared, StreamData};
 use stepforge_ir::func::{Body, Mode};
 use stepforge_task::Task;
 
@@ -111,6 +111,17 @@ pub fn run(
     overrides: &[(&str, i64)],
     inputs: Vec<Vec<f32>>,
 ) -> Vec<StreamData> {
+    run_jit(task, program, overrides, inputs, JitMode::Auto)
+}
+
+/// [`run`] with the native backend's tiering set to `jit`.
+pub fn run_jit(
+    task: &Task,
+    program: &str,
+    overrides: &[(&str, i64)],
+    inputs: Vec<Vec<f32>>,
+    jit: JitMode,
+) -> Vec<StreamData> {
     let overrides = dims(overrides);
     let (_, check) = stepforge_check::check_answer_with(task, program, &overrides);
     let graph = check
@@ -122,7 +133,10 @@ pub fn run(
     let global = functions.global.clone().unwrap();
     let env = eval_global(global.as_ref(), Env::new(values)).unwrap();
     let prepared = Prepared::new(&graph, &functions, &env).unwrap();
-    let limits = ExecLimits::default();
+    let limits = ExecLimits {
+        jit,
+        ..ExecLimits::default()
+    };
     let mut clock = Clock::new(&limits);
     let inputs: Vec<Vec<Arc<Vec<f32>>>> = inputs.into_iter().map(|d| vec![Arc::new(d)]).collect();
     prepared

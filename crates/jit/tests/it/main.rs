@@ -106,8 +106,23 @@ fn products_go_through_the_gemm_for_all_lanes_at_once() {
 #[test]
 fn unsupported_bodies_say_why() {
     let s = spec(&[&[4]], &[&[1]]);
-    let e = compile(&body("return [torch.topk(input[0], 1)[0]]", &[]), &s, true).unwrap_err();
-    assert!(e.0.contains("topk"), "{e}");
+    let e = compile(&body("return [torch.sort(input[0])[0][:1]]", &[]), &s, true).unwrap_err();
+    assert!(e.0.contains("sort"), "{e}");
+    // int64 tensors are not compiled: an arange without a float dtype, topk's indices as
+    // values
+    let s4 = spec(&[&[4]], &[&[4]]);
+    let e = compile(&body("return [input[0] + torch.arange(4)]", &[]), &s4, true).unwrap_err();
+    assert!(e.0.contains("arange"), "{e}");
+    let e = compile(
+        &body("return [torch.topk(input[0], 1)[1] + input[0]]", &[]),
+        &s4,
+        true,
+    )
+    .unwrap_err();
+    assert!(e.0.contains("index"), "{e}");
+    // a k the interpreter would reject
+    let e = compile(&body("return [torch.topk(input[0], 5)[0]]", &[]), &s, true).unwrap_err();
+    assert!(e.0.contains("k out of range"), "{e}");
     let e = compile(
         &body("return [input[0][7]]", &[]),
         &spec(&[&[4]], &[&[]]),
@@ -210,4 +225,36 @@ fn hostile_nested_lists_stay_small() {
     }
     src.push_str("return [input[0]]");
     assert!(compile(&body(&src, &[]), &spec(&[&[2]], &[&[2]]), true).is_ok());
+}
+
+#[test]
+fn topk_and_the_scatter_of_its_indices() {
+    // Ties keep index order and NaN ranks largest, as the tensor crate's topk.
+    let s = spec(&[&[4]], &[&[2], &[4], &[]]);
+    let out = run(
+        "v, i = torch.topk(input[0], 2, dim=-1)\nreturn [v, torch.zeros_like(input[0]).scatter(-1, i, 1.0), torch.max(input[0], dim=0)[0]]",
+        &s,
+        2,
+        &[&[1.0, 3.0, 3.0, 2.0, 0.5, f32::NAN, 7.0, -1.0]],
+        &[],
+    );
+    assert_eq!(out[0][..2], [3.0, 3.0]);
+    assert!(out[0][2].is_nan() && out[0][3] == 7.0, "{:?}", out[0]);
+    assert_eq!(out[1], vec![0.0, 1.0, 1.0, 0.0, 0.0, 1.0, 1.0, 0.0]);
+    assert_eq!(out[2][0], 3.0);
+    assert!(out[2][1].is_nan());
+}
+
+#[test]
+fn shape_queries_dtype_arguments_arange_and_joins() {
+    let s = spec(&[&[4]], &[&[4], &[4]]);
+    let out = run(
+        "d = input[0].size(-1)\nx1, x2 = input[0].chunk(2, dim=-1)\nr = torch.arange(d, dtype=torch.float32)\nreturn [torch.cat([-x2, x1], dim=-1) + r, torch.stack([x1, x2 * 10], dim=-1).flatten()]",
+        &s,
+        1,
+        &[&[1.0, 2.0, 3.0, 4.0]],
+        &[],
+    );
+    assert_eq!(out[0], vec![-3.0, -3.0, 3.0, 5.0]);
+    assert_eq!(out[1], vec![1.0, 30.0, 2.0, 40.0]);
 }

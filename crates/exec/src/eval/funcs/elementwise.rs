@@ -34,8 +34,8 @@ pub(super) fn call(f: Func, a: Args, _b: &mut Budget) -> Result<Value, EvalError
             UnaryOp::Gelu
         });
     }
-    // The one builtin → elementwise-function map (shared with the jit).
-    if let Some(op) = stepforge_jit::tir::unary_builtin(f) {
+    // The one builtin → elementwise-function map (the builtin table's, shared with the jit).
+    if let Some(op) = f.unary_op() {
         return unary(op);
     }
     match f {
