@@ -654,9 +654,8 @@ impl Engine {
                     if self.budget.exhausted() {
                         return Outcome::Budget;
                     }
-                    self.first_call.get_or_init(|| {
-                        self.startup.lock().map_or(0.0, |s| s.elapsed_s())
-                    });
+                    self.first_call
+                        .get_or_init(|| self.startup.lock().map_or(0.0, |s| s.elapsed_s()));
                     let call = self.provider.complete(&req).await;
                     // Spend is counted as the answer arrives, before the slot is released:
                     // a queued sample must see it even while this one is still verified and
@@ -1100,7 +1099,11 @@ impl Engine {
                 evaluate_s: self.evaluate_ns.load(Ordering::Relaxed) as f64 / 1e9,
                 store_commits: self.writer.commits(),
                 store_s: self.writer.seconds(),
-                startup: self.startup.lock().map(|s| s.phases.clone()).unwrap_or_default(),
+                startup: self
+                    .startup
+                    .lock()
+                    .map(|s| s.phases.clone())
+                    .unwrap_or_default(),
                 first_call_s: self.first_call.get().copied(),
                 merge_s: self.merge_ns.load(Ordering::Relaxed) as f64 / 1e9,
                 finished_at: Some(std::time::Instant::now()),

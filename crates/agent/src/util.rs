@@ -97,7 +97,7 @@ pub fn par_map<T: Sync, R: Send>(items: &[T], f: impl Fn(&T) -> R + Sync) -> Vec
             .filter_map(|_| {
                 std::thread::Builder::new()
                     .name("stepforge-open".into())
-                    .spawn_scoped(s, &work)
+                    .spawn_scoped(s, work)
                     .ok()
             })
             .collect();
