@@ -716,6 +716,9 @@ fn pass(cx: &mut Cx) -> Fire {
     let info = &plan.units[cx.ui];
     let (ins, outs) = (&info.inputs[..], &info.outputs[..]);
     loop {
+        if let [c] = ins {
+            lockstep::load_into_pass(cx, *c, outs)?;
+        }
         let Some(t_in) = cx.heads(ins, "Zip")? else {
             return cx.finish(ins, outs);
         };
@@ -742,7 +745,12 @@ fn pass(cx: &mut Cx) -> Fire {
             }
         };
         for &c in outs {
-            cx.emit(c, push, v.clone());
+            if lockstep::takes(cx, c) {
+                cx.u.elements_out += 1;
+                lockstep::pass_into(cx, c, push)?;
+            } else {
+                cx.emit(c, push, v.clone());
+            }
         }
     }
 }
@@ -904,7 +912,12 @@ fn streamify(cx: &mut Cx, count: u64, cost: u64) -> Fire {
             }
             _ => cx.env.synth(out, cx.u.elements_out),
         };
-        cx.emit(out, push, val);
+        if lockstep::takes(cx, out) {
+            cx.u.elements_out += 1;
+            lockstep::pass_into(cx, out, push)?;
+        } else {
+            cx.emit(out, push, val);
+        }
         cx.u.st.pos += 1;
         if cx.u.st.pos >= count {
             cx.env.mem(inp, push, -1);

@@ -195,3 +195,43 @@ fn library_timing_is_stable() {
     }
     insta::assert_snapshot!("library_timing", out);
 }
+
+/// The report JSON of a timing-only run without its wall time.
+fn timing_json(c: &crate::harness::Case, opts: &SimOptions) -> serde_json::Value {
+    let hw = HwConfig::default();
+    let mut v = sim(c, &ShapeFlops, false, &hw, opts)
+        .report
+        .to_json(&c.source);
+    v["wall_ms"] = serde_json::Value::Null;
+    v
+}
+
+/// Lockstep runs (load→Bufferize, Streamify→store, pass-through into Bufferize) are only
+/// taken by untraced runs; a traced run fires every element through the FIFO queue. Both
+/// must give the same report at every FIFO depth, including a deadlock's final state.
+#[test]
+fn lockstep_runs_equal_the_queued_path() {
+    let mut paths = operators();
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    paths.push(root.join("tests/tasks/rmsnorm_deadlock.yaml"));
+    for p in paths {
+        let c = case(&p, &[]);
+        for depth in [1usize, 2, 3, 8] {
+            let plain = SimOptions {
+                fifo_depth: Some(depth),
+                suggest_depth: false,
+                ..SimOptions::default()
+            };
+            let traced = SimOptions {
+                trace: true,
+                ..plain.clone()
+            };
+            assert_eq!(
+                timing_json(&c, &plain),
+                timing_json(&c, &traced),
+                "{} at depth {depth}",
+                c.task.name
+            );
+        }
+    }
+}
