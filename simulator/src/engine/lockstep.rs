@@ -67,6 +67,16 @@ fn plain(cx: &Cx, c: usize) -> bool {
     ch.q.is_empty() && eligible(cx, c)
 }
 
+/// The passive load feeding channel `inp` (its unit and element count) when `inp` is
+/// [`plain`]: where a run from the load applies.
+fn passive_load(cx: &Cx, inp: usize) -> Option<(usize, u64)> {
+    let v = cx.env.plan.chans[inp].producer;
+    let UnitKind::Load { count, .. } = cx.env.plan.units[v].kind else {
+        return None;
+    };
+    (cx.env.passive.get(v).copied().unwrap_or(false) && plain(cx, inp)).then_some((v, count))
+}
+
 /// Bufferize (input `inp`, tiles of `group` elements, `cost` cycles each) fed by a passive
 /// load: takes the current tile's elements before its last one, loading each just before.
 /// Does nothing when the run does not apply.
@@ -77,14 +87,9 @@ pub(super) fn load_into_tile(
     cost: u64,
     tile: i64,
 ) -> Result<(), Flow> {
-    let plan = cx.env.plan;
-    let v = plan.chans[inp].producer;
-    let UnitKind::Load { count, .. } = plan.units[v].kind else {
+    let Some((v, count)) = passive_load(cx, inp) else {
         return Ok(());
     };
-    if !cx.env.passive.get(v).copied().unwrap_or(false) || !plain(cx, inp) {
-        return Ok(());
-    }
     let (ui, env, chans, u) = (cx.ui, &mut *cx.env, &mut *cx.chans, &mut *cx.u);
     let Some(lu) = neighbour(ui, cx.lo, cx.hi, v).filter(|w| !w.done && w.spans.is_none()) else {
         return Ok(());
@@ -269,14 +274,9 @@ pub(super) fn pass_into(cx: &mut Cx, c: usize, push: u64) -> Result<(), Flow> {
 /// the unit fires on it, as long as the outputs keep being taken through. Does nothing when
 /// the run does not apply.
 pub(super) fn load_into_pass(cx: &mut Cx, inp: usize, outs: &[usize]) -> Result<(), Flow> {
-    let plan = cx.env.plan;
-    let v = plan.chans[inp].producer;
-    let UnitKind::Load { count, .. } = plan.units[v].kind else {
+    let Some((v, count)) = passive_load(cx, inp) else {
         return Ok(());
     };
-    if !cx.env.passive.get(v).copied().unwrap_or(false) || !plain(cx, inp) {
-        return Ok(());
-    }
     let ready = peer(cx.ui, &*cx.lo, &*cx.hi, v)
         .is_some_and(|w| !w.done && w.spans.is_none() && w.st.pos < count);
     if !ready || !outs.iter().all(|&o| takes(cx, o)) {
