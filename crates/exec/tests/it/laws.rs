@@ -18,6 +18,34 @@ fn output(name: &str, dims: &str) -> String {
     )
 }
 
+/// Rows of X through a Partition into 3 identity branches and back through a Merge that adds
+/// the chosen branches (bufferized rows, one element per chunk).
+const ROWS_THROUGH_MERGE: &str = "\
+Xb = step.Bufferize(a=1).apply(X)
+G1, G2 = step.Copy().apply(G)
+P0, P1, P2 = step.Partition(N=E).apply((Xb, G1))
+Y0 = step.Map(fn=fn_id).apply(P0)
+Y1 = step.Map(fn=fn_id).apply(P1)
+Y2 = step.Map(fn=fn_id).apply(P2)
+Ys = [Y0, Y1, Y2]
+Y = step.Merge(fn=fn_vadd).apply((Ys, G2))
+O = step.Streamify().apply(Y)
+return O";
+
+/// X `[D, N]` routed by a multihot G over E = 3 experts into Y `[D, N]`.
+fn routing_task() -> stepforge_task::Task {
+    let ins = format!(
+        "{}{}",
+        input("X", "fp32", "[D, N]"),
+        input("G", "Multihot(fp32, E)", "[N]")
+    );
+    load(&task_text(
+        "E_value = 3\nctx[E] = E_value",
+        &ins,
+        &output("Y", "[D, N]"),
+    ))
+}
+
 fn values(n: usize) -> impl Strategy<Value = Vec<f32>> {
     prop::collection::vec(-100.0f32..100.0, n)
 }
@@ -65,19 +93,8 @@ proptest! {
                 prop::collection::vec(prop::bool::ANY, n * 3),
             ))
     ) {
-        let ins = format!("{}{}", input("X", "fp32", "[D, N]"), input("G", "Multihot(fp32, E)", "[N]"));
-        let t = load(&task_text("E_value = 3\nctx[E] = E_value", &ins, &output("Y", "[D, N]")));
-        let prog = "\
-Xb = step.Bufferize(a=1).apply(X)
-G1, G2 = step.Copy().apply(G)
-P0, P1, P2 = step.Partition(N=E).apply((Xb, G1))
-Y0 = step.Map(fn=fn_id).apply(P0)
-Y1 = step.Map(fn=fn_id).apply(P1)
-Y2 = step.Map(fn=fn_id).apply(P2)
-Ys = [Y0, Y1, Y2]
-Y = step.Merge(fn=fn_vadd).apply((Ys, G2))
-O = step.Streamify().apply(Y)
-return O";
+        let t = routing_task();
+        let prog = ROWS_THROUGH_MERGE;
         let bits: Vec<f32> = sel.iter().map(|&b| if b { 1.0 } else { 0.0 }).collect();
         let out = run(&t, prog, &[("D", d as i64), ("N", n as i64)], vec![x.clone(), bits]);
         let mut expected = Vec::new();
@@ -101,20 +118,9 @@ return O";
         rows in any::<bool>(),
     ) {
         // Bufferized rows (one element per chunk) or scalar elements (D per chunk).
-        let ins = format!("{}{}", input("X", "fp32", "[D, N]"), input("G", "Multihot(fp32, E)", "[N]"));
-        let t = load(&task_text("E_value = 3\nctx[E] = E_value", &ins, &output("Y", "[D, N]")));
+        let t = routing_task();
         let prog = if rows {
-            "\
-Xb = step.Bufferize(a=1).apply(X)
-G1, G2 = step.Copy().apply(G)
-P0, P1, P2 = step.Partition(N=E).apply((Xb, G1))
-Y0 = step.Map(fn=fn_id).apply(P0)
-Y1 = step.Map(fn=fn_id).apply(P1)
-Y2 = step.Map(fn=fn_id).apply(P2)
-Ys = [Y0, Y1, Y2]
-Y = step.Merge(fn=fn_vadd).apply((Ys, G2))
-O = step.Streamify().apply(Y)
-return O"
+            ROWS_THROUGH_MERGE
         } else {
             "\
 G1, G2 = step.Copy().apply(G)
